@@ -1,0 +1,42 @@
+"""Typed settings shared by every service, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def env_alias(name: str, field: str) -> AliasChoices:
+    """Accept a setting under a fixed environment name (no service prefix) and its field name."""
+    return AliasChoices(name, field)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service process needs; each service subclasses it with its own env prefix."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    log_level: LogLevel = Field(default="INFO", validation_alias=env_alias("LOG_LEVEL", "log_level"))
+    log_format: Literal["json", "text"] = Field(
+        default="json", validation_alias=env_alias("LOG_FORMAT", "log_format")
+    )
+    # Seconds in-flight RPCs get to finish after SIGTERM before they are cancelled.
+    shutdown_grace_s: float = Field(
+        default=10.0, gt=0, validation_alias=env_alias("SHUTDOWN_GRACE_S", "shutdown_grace_s")
+    )
+
+    @property
+    def bind_address(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,126 @@
+"""gRPC server bootstrap and lifecycle shared by every service.
+
+A `MeshServer` is a grpc.aio server with the shared interceptor, standard health and reflection.
+It listens before its startup hook runs (loading a model, migrating a schema), answering health
+checks with NOT_SERVING until the hook is done. Shutdown follows vLLM: a signal sets an event,
+health goes NOT_SERVING, in-flight RPCs get the grace period, then engines and channels close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import ServiceSettings
+from services.common.grpc_options import SERVER_OPTIONS
+from services.common.interceptor import MeshServerInterceptor
+from services.common.logs import configure_logging
+
+log = logging.getLogger("llmmesh.server")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class MeshServer:
+    """One service process's gRPC server and the hooks that bring its domain up and down."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.grpc = grpc.aio.server(interceptors=[MeshServerInterceptor()], options=SERVER_OPTIONS)
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        self._service_names: list[str] = []
+        self._startup: list[Hook] = []
+        self._cleanup: list[Hook] = []
+        self.port = 0
+
+    def add_service(self, full_name: str, register: Callable[[grpc.aio.Server], None]) -> None:
+        """Register a servicer; `full_name` (e.g. llmmesh.v1.StoreService) gets its own health status."""
+        register(self.grpc)
+        self._service_names.append(full_name)
+
+    def on_startup(self, hook: Hook) -> None:
+        """Run hook after the server listens and before it reports SERVING."""
+        self._startup.append(hook)
+
+    def on_cleanup(self, hook: Hook) -> None:
+        """Run hook after the server has stopped (close engines, channels); last added runs first."""
+        self._cleanup.append(hook)
+
+    def bind(self) -> int:
+        """Listen on the configured address; returns the port (useful when it was 0)."""
+        names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.grpc)
+        self.port = self.grpc.add_insecure_port(self.settings.bind_address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.bind_address}")
+        return self.port
+
+    async def start(self) -> None:
+        """Start listening as NOT_SERVING, run the startup hooks, then report SERVING."""
+        if not self.port:
+            self.bind()
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc.start()
+        for hook in self._startup:
+            await hook()
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: NOT_SERVING, drain in-flight RPCs within the grace period, clean up."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(self.settings.shutdown_grace_s)
+        for hook in reversed(self._cleanup):
+            try:
+                await hook()
+            except Exception:
+                log.exception("cleanup failed")
+
+    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", *self._service_names):
+            await self.health.set(name, status)
+
+
+async def serve_until_signalled(server: MeshServer, name: str) -> int:
+    """Run server until SIGTERM or SIGINT; returns the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(server.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    if starting.done() and starting.exception() is None:
+        log.info("%s serving", name, extra={"port": server.port})
+        await stopping
+    elif starting.done():
+        log.error("%s failed to start", name, exc_info=starting.exception())
+        exit_code = 1
+    else:
+        starting.cancel()
+    stopping.cancel()
+    log.info("%s shutting down", name)
+    await server.stop()
+    log.info("%s stopped", name)
+    return exit_code
+
+
+def run_service(
+    name: str, settings: ServiceSettings, create_server: Callable[..., tuple[MeshServer, int]]
+) -> int:
+    """Process entry point: configure logging, build the server inside the event loop, serve."""
+    configure_logging(name, settings.log_level, settings.log_format)
+
+    async def main() -> int:
+        server, _ = create_server(settings)
+        return await serve_until_signalled(server, name)
+
+    return asyncio.run(main())

@@ -1,0 +1,49 @@
+"""The gateway's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from llmmesh.v1 import orchestrator_pb2_grpc
+
+from services.common.grpc_options import create_channel
+from services.gateway.config import GatewaySettings
+from services.gateway.errors import install_error_handlers
+from services.gateway.generate.routes import router as generate_router
+from services.gateway.health import router as health_router
+from services.gateway.middleware import RequestIdMiddleware
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        orchestrator = create_channel(settings.orchestrator_addr)
+        health_channels = {
+            "orchestrator": orchestrator,
+            "inference": create_channel(settings.inference_addr),
+            "store": create_channel(settings.store_addr),
+        }
+        app.state.settings = settings
+        app.state.orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator)
+        app.state.health_channels = health_channels
+        try:
+            yield
+        finally:
+            for channel in health_channels.values():
+                await channel.close()
+
+    app = FastAPI(
+        title="LLM Mesh",
+        version="0.1.0",
+        summary="REST and Server-Sent Events in front of a gRPC mesh that serves LLM generations.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(generate_router)
+    return app

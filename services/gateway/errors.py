@@ -1,0 +1,130 @@
+"""The HTTP error contract: every error is JSON with a stable code, a message and the request id.
+
+gRPC statuses from the mesh map to HTTP statuses here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.errors import MeshError, from_rpc_error
+from services.common.request_id import HTTP_HEADER
+
+log = logging.getLogger("llmmesh.gateway")
+
+HTTP_STATUS_BY_GRPC = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every non-2xx response."""
+
+    error: Error
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def error_body(code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None) -> dict[str, Any]:
+    return ErrorBody(error=Error(code=code, message=message, request_id=request_id, details=details)).model_dump(
+        exclude_none=True
+    )
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, details: list[ErrorDetail] | None = None
+) -> JSONResponse:
+    request_id = request_id_of(request)
+    return JSONResponse(
+        error_body(code, message, request_id, details), status_code=status, headers={HTTP_HEADER: request_id}
+    )
+
+
+def http_status_of(error: MeshError) -> int:
+    return HTTP_STATUS_BY_GRPC.get(error.status, 500)
+
+
+def mesh_error_of(exc: grpc.aio.AioRpcError) -> MeshError:
+    """The domain error behind a failed call, logged with its transport details (never sent to clients)."""
+    error = from_rpc_error(exc)
+    log.warning("mesh call failed", extra={"status": exc.code().name, "code": error.code, "details": exc.details()})
+    return error
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "body") or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
+    # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
+    details = [ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors]
+    summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+    return error_response(request, 422, "invalid_request", f"invalid request: {summary}", details)
+
+
+async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, grpc.aio.AioRpcError)
+    error = mesh_error_of(exc)
+    return error_response(request, http_status_of(error), error.code, error.message)
+
+
+async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MeshError)
+    return error_response(request, http_status_of(exc), exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "route_not_found", 405: "method_not_allowed"}
+    return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(request, 500, "internal", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(grpc.aio.AioRpcError, _rpc_error)
+    app.add_exception_handler(MeshError, _mesh_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

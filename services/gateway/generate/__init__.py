@@ -1,0 +1,1 @@
+"""POST /api/v1/ai/generate: one generation, whole or streamed as Server-Sent Events."""

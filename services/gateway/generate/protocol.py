@@ -1,0 +1,70 @@
+"""Request and response schemas of the generate endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PROMPT_CHARS = 32_000
+MAX_TOKENS = 4_096
+
+StopString = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class GenerateRequest(BaseModel):
+    # Strict: "64" is not a number and "yes" is not a boolean; unknown fields are typos, not options.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="The user's prompt.")
+    system: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS, description="Optional system instruction.")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Model name; the mesh's default when omitted."
+    )
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="Upper bound on generated tokens.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 2, description="Fixed seed for repeatable sampling.")
+    stop: list[StopString] | None = Field(default=None, max_length=4, description="Stop before any of these.")
+    stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be blank")
+        return prompt
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    tokens: int = Field(description="Generated tokens (usage.completion_tokens).")
+    model: str
+    finish_reason: FinishReason
+    usage: Usage
+    request_id: str
+
+
+class StreamDelta(BaseModel):
+    """Data of an SSE `delta` event."""
+
+    text: str
+
+
+class StreamDone(BaseModel):
+    """Data of the final SSE `done` event."""
+
+    tokens: int
+    model: str
+    finish_reason: FinishReason
+    usage: Usage
+    request_id: str

@@ -1,0 +1,138 @@
+"""Transport for the generate endpoint: HTTP and SSE in, orchestrator gRPC calls out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from fastapi import APIRouter, Request
+from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from services.common.errors import IncompleteGeneration
+from services.common.request_id import outgoing_metadata
+from services.gateway.errors import ErrorBody, error_body, mesh_error_of, request_id_of
+from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone, Usage
+
+router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
+
+_FINISH_REASONS = {common_pb2.FINISH_REASON_STOP: "stop", common_pb2.FINISH_REASON_LENGTH: "length"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed JSON, or a request the model cannot take (prompt longer than its context)",
+        404: "Unknown model",
+        422: "A field is missing, of the wrong type or out of bounds",
+        429: "The model's queue is full",
+        503: "A service of the mesh is unavailable",
+        504: "The generation did not finish within its deadline",
+    }.items()
+}
+
+
+def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
+    params = common_pb2.SamplingParams(
+        max_tokens=body.max_tokens or 0,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop or [],
+    )
+    return orchestrator_pb2.GenerationSpec(
+        model=body.model or "", system=body.system or "", prompt=body.prompt, params=params
+    )
+
+
+def _usage(result: common_pb2.GenerationResult) -> Usage:
+    return Usage(
+        prompt_tokens=result.usage.prompt_tokens,
+        completion_tokens=result.usage.completion_tokens,
+        total_tokens=result.usage.total_tokens,
+    )
+
+
+def _orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
+    return stub
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"}},
+    summary="Generate text from a prompt",
+)
+async def generate(body: GenerateRequest, request: Request) -> Any:
+    """Generate text. With `stream: true` the response is `text/event-stream`: one `delta` event per
+    piece of text as the model produces it, then a `done` event with usage and finish reason (or an
+    `error` event if the generation fails midway)."""
+    timeout = request.app.state.settings.request_timeout_s
+    request_id = request_id_of(request)
+    if body.stream:
+        return await _stream(request, body, timeout, request_id)
+    response = await _orchestrator(request).RunGeneration(
+        orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
+        timeout=timeout,
+        metadata=outgoing_metadata(),
+    )
+    result = response.result
+    return GenerateResponse(
+        text=result.text,
+        tokens=result.usage.completion_tokens,
+        model=result.model,
+        finish_reason=_FINISH_REASONS.get(result.finish_reason, "stop"),  # type: ignore[arg-type]
+        usage=_usage(result),
+        request_id=request_id,
+    )
+
+
+async def _stream(request: Request, body: GenerateRequest, timeout: float, request_id: str) -> EventSourceResponse:
+    call = _orchestrator(request).StreamGeneration(
+        orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=_spec(body)),
+        timeout=timeout,
+        metadata=outgoing_metadata(),
+    )
+    # Wait for the first event before answering, so a request that fails at once (unknown model,
+    # prompt too long, mesh down) gets its proper HTTP status instead of a 200 with an error event.
+    try:
+        first = await call.read()
+    except BaseException:
+        call.cancel()
+        raise
+    if first is grpc.aio.EOF:
+        raise IncompleteGeneration("the generation ended without a result")
+    return EventSourceResponse(
+        _events(first, call, request_id), ping=request.app.state.settings.sse_ping_s
+    )
+
+
+async def _events(
+    first: orchestrator_pb2.StreamGenerationResponse,
+    call: grpc.aio.UnaryStreamCall,
+    request_id: str,
+) -> AsyncIterator[ServerSentEvent]:
+    """SSE frames for the orchestrator's stream; closing it (client gone) cancels the generation."""
+    event: Any = first
+    try:
+        while event is not grpc.aio.EOF:
+            if event.HasField("delta"):
+                yield ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
+            else:
+                result = event.result
+                done = StreamDone(
+                    tokens=result.usage.completion_tokens,
+                    model=result.model,
+                    finish_reason=_FINISH_REASONS.get(result.finish_reason, "stop"),  # type: ignore[arg-type]
+                    usage=_usage(result),
+                    request_id=request_id,
+                )
+                yield ServerSentEvent(done.model_dump_json(), event="done")
+            event = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        error = mesh_error_of(exc)
+        body = error_body(error.code, error.message, request_id)
+        yield ServerSentEvent(json.dumps(body, separators=(",", ":")), event="error")
+    finally:
+        call.cancel()

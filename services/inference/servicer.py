@@ -1,0 +1,87 @@
+"""InferenceService gRPC adapter: protobuf in, domain call, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import grpc
+from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+from services.inference.backends.base import Delta, Message, Role
+from services.inference.errors import InvalidGenerationRequest
+from services.inference.service import InferenceService
+
+_ROLES: dict[int, Role] = {
+    common_pb2.ROLE_SYSTEM: "system",
+    common_pb2.ROLE_USER: "user",
+    common_pb2.ROLE_ASSISTANT: "assistant",
+}
+_FINISH_REASONS = {"stop": common_pb2.FINISH_REASON_STOP, "length": common_pb2.FINISH_REASON_LENGTH}
+
+
+def _messages(conversation: common_pb2.Conversation) -> list[Message]:
+    messages = []
+    for message in conversation.messages:
+        role = _ROLES.get(message.role)
+        if role is None:
+            raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
+        messages.append(Message(role, message.content))
+    return messages
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    async def Generate(
+        self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        params = request.params
+        sampling = self.service.sampling(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature if params.HasField("temperature") else None,
+            top_p=params.top_p if params.HasField("top_p") else None,
+            seed=params.seed if params.HasField("seed") else None,
+            stop=params.stop,
+        )
+        has_prompt = request.WhichOneof("input") == "prompt"
+        generation = self.service.generation_input(
+            sampling,
+            prompt=request.prompt if has_prompt else None,
+            messages=[] if has_prompt else _messages(request.conversation),
+        )
+        async with aclosing(self.service.generate(request.model, generation)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield inference_pb2.GenerateResponse(
+                        delta=common_pb2.TokenDelta(text=event.text, tokens=event.tokens)
+                    )
+                    continue
+                yield inference_pb2.GenerateResponse(
+                    result=common_pb2.GenerationResult(
+                        text=event.text,
+                        model=request.model,
+                        finish_reason=_FINISH_REASONS[event.finish_reason],
+                        usage=common_pb2.Usage(
+                            prompt_tokens=event.prompt_tokens,
+                            completion_tokens=event.completion_tokens,
+                            total_tokens=event.prompt_tokens + event.completion_tokens,
+                        ),
+                    )
+                )
+
+    async def ListModels(
+        self, request: inference_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ListModelsResponse:
+        return inference_pb2.ListModelsResponse(
+            models=[
+                inference_pb2.ModelInfo(
+                    name=backend.model_name,
+                    backend=backend.kind,
+                    loaded=backend.loaded,
+                    context_length=backend.context_length,
+                )
+                for backend in self.service.backends.values()
+            ]
+        )
