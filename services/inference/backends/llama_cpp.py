@@ -52,6 +52,7 @@ class LlamaCppBackend(Backend):
         self._turn = asyncio.Lock()
         self._waiting = 0
         self._end_tokens: frozenset[int] = frozenset()
+        self.tokens_generated = 0
 
     @property
     def waiting(self) -> int:
@@ -78,8 +79,10 @@ class LlamaCppBackend(Backend):
         end_of_turn = llama.tokenize(GEMMA_END_OF_TURN.encode(), add_bos=False, special=True)
         self._end_tokens = frozenset({llama.token_eos(), *(end_of_turn if len(end_of_turn) == 1 else ())})
         log.info(
-            "model loaded",
-            extra={"model": self.model_name, "path": str(path), "load_s": round(time.perf_counter() - started, 3)},
+            "model %s loaded in %.2f s",
+            self.model_name,
+            time.perf_counter() - started,
+            extra={"model": self.model_name, "path": str(path)},
         )
         return llama
 
@@ -189,6 +192,7 @@ class LlamaCppBackend(Backend):
                 break
             completion_tokens += 1
             pending_tokens += 1
+            self.tokens_generated += 1
             text, stopped = stops.push(decoder.decode(llama.detokenize([token])))
             send(text)
             if stopped:

@@ -1,0 +1,102 @@
+"""Shared fixtures: free ports, the databases to test on, and in-process gRPC services on port 0."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.common.errors import ERROR_CODE_KEY
+from services.common.server import MeshServer
+
+ROOT = Path(__file__).resolve().parent.parent
+# Set by .ci/run (and by anyone who wants PostgreSQL coverage locally), e.g.
+# postgresql+asyncpg://postgres@127.0.0.1:5432/test
+POSTGRES_URL_ENV = "LLM_MESH_TEST_POSTGRES_URL"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    server_url = os.environ.get(POSTGRES_URL_ENV)
+    if not server_url:
+        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_URL_ENV} to run these tests on it")
+    async with fresh_postgres_database(server_url) as url:
+        yield url
+
+
+class fresh_postgres_database:  # noqa: N801 - used like a function
+    """Create a uniquely named database on the server of `server_url`; drop it on exit."""
+
+    def __init__(self, server_url: str) -> None:
+        self._url = make_url(server_url)
+        self._name = f"llmmesh_test_{uuid.uuid4().hex[:12]}"
+
+    def _dsn(self, database: str) -> str:
+        return self._url.set(drivername="postgresql", database=database).render_as_string(hide_password=False)
+
+    async def __aenter__(self) -> str:
+        connection = await asyncpg.connect(self._dsn(self._url.database or "postgres"))
+        try:
+            await connection.execute(f'CREATE DATABASE "{self._name}"')
+        finally:
+            await connection.close()
+        return self._url.set(database=self._name).render_as_string(hide_password=False)
+
+    async def __aexit__(self, *exc: object) -> None:
+        connection = await asyncpg.connect(self._dsn(self._url.database or "postgres"))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Iterator[Path]:
+    """The packaged Gemma 3 270M GGUF (assembled once per user cache)."""
+    from services.inference.backends.llama_cpp import packaged_model_path
+
+    yield packaged_model_path()
+
+
+@asynccontextmanager
+async def running(server: MeshServer) -> AsyncIterator[MeshServer]:
+    """Start an in-process service (port already bound) and stop it gracefully afterwards."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@asynccontextmanager
+async def channel_to(port: int) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel
+
+
+def error_code(exc: grpc.aio.AioRpcError) -> str:
+    """The stable error code a service put in the trailing metadata."""
+    return next((str(v) for k, v in exc.trailing_metadata() or () if k == ERROR_CODE_KEY), "")

@@ -1,0 +1,70 @@
+"""A recording, scripted inference backend for behaviour tests of the services around the model.
+
+It is loaded the way any custom backend is (INFERENCE_BACKEND=tests.fakes:ScriptedBackend), so the
+inference service, its servicer and the wire are all real; only the model is replaced. Every
+end-to-end path is also covered against the real Gemma model in test_e2e.py.
+
+What it answers depends on the last user message:
+  "stall"        -> never produces a token (deadlines)
+  "fail midway"  -> two deltas, then an INTERNAL-class failure
+  "slow <n>"     -> n deltas, 50 ms apart (cancellation)
+  anything else  -> "echo: <message>", one delta per word
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from services.common.request_id import current_request_id
+from services.inference.backends.base import Backend, Delta, Finished, GenerationInput
+from services.inference.config import InferenceSettings
+
+
+@dataclass
+class Call:
+    request_id: str
+    request: GenerationInput
+    cancelled: bool = False
+
+
+class ScriptedBackend(Backend):
+    kind = "scripted"
+
+    def __init__(self, settings: InferenceSettings, load_gate: asyncio.Event | None = None) -> None:
+        super().__init__(settings.model_name, settings.context_length)
+        self.calls: list[Call] = []
+        self._load_gate = load_gate
+
+    async def load(self) -> None:
+        if self._load_gate is not None:
+            await self._load_gate.wait()
+        self.loaded = True
+
+    async def generate(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+        call = Call(current_request_id(), request)
+        self.calls.append(call)
+        text = request.prompt if request.prompt is not None else request.messages[-1].content
+        try:
+            if text == "stall":
+                await asyncio.Event().wait()
+            if text == "fail midway":
+                yield Delta("partial ", 1)
+                yield Delta("output ", 1)
+                raise RuntimeError("backend crashed")
+            if text.startswith("slow "):
+                pieces = [f"t{index} " for index in range(int(text.split()[1]))]
+                for piece in pieces:
+                    await asyncio.sleep(0.05)
+                    yield Delta(piece, 1)
+                yield Finished("".join(pieces), 2, len(pieces), "length")
+                return
+            words = f"echo: {text}".split(" ")
+            pieces = [word + " " for word in words[:-1]] + [words[-1]]
+            for piece in pieces:
+                yield Delta(piece, 1)
+            yield Finished("".join(pieces), len(text.split()), len(pieces), "stop")
+        except (asyncio.CancelledError, GeneratorExit):
+            call.cancelled = True
+            raise

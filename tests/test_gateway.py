@@ -1,0 +1,302 @@
+"""Gateway over real HTTP (uvicorn on port 0) in front of real orchestrator, inference and store servers.
+
+The model is the scripted backend; the real model runs through the gateway in test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from services.gateway.app import create_app
+from services.gateway.config import GatewaySettings
+from services.gateway.generate.protocol import MAX_PROMPT_CHARS
+from services.inference.config import InferenceSettings
+from services.inference.server import create_server as create_inference
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.server import create_server as create_orchestrator
+from services.store.config import StoreSettings
+from services.store.server import create_server as create_store
+from tests.conftest import running
+from tests.fakes import ScriptedBackend
+
+URL = "/api/v1/ai/generate"
+
+
+@dataclass
+class Gateway:
+    client: httpx.AsyncClient
+    backend: ScriptedBackend
+
+
+async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    inference_settings = InferenceSettings(port=0, model_name="scripted")
+    backend = ScriptedBackend(inference_settings)
+    inference, inference_port = create_inference(inference_settings, backend)
+    store, store_port = create_store(StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db"))
+    orchestrator, orchestrator_port = create_orchestrator(
+        OrchestratorSettings(
+            port=0, inference_addr=f"127.0.0.1:{inference_port}", default_model="scripted", generation_timeout_s=0.5
+        )
+    )
+    settings = GatewaySettings(
+        port=0,
+        orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
+        inference_addr=f"127.0.0.1:{inference_port}",
+        store_addr=f"127.0.0.1:{store_port}",
+    )
+    async with running(store), running(inference), running(orchestrator):
+        async for base_url in serve_app(settings):
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+                yield Gateway(client, backend)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    return dict(error)
+
+
+def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """Parse an SSE body into (event, data) pairs, skipping comments (pings)."""
+    events = []
+    for frame in body.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in frame.splitlines() if line and not line.startswith(":"))
+        if fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_generate_returns_the_models_text_and_usage(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "Write a haiku about the sea", "max_tokens": 64})
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "text": "echo: Write a haiku about the sea",
+        "tokens": 7,
+        "model": "scripted",
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 6, "completion_tokens": 7, "total_tokens": 13},
+        "request_id": response.headers["x-request-id"],
+    }
+    (call,) = gateway.backend.calls
+    assert call.request.sampling.max_tokens == 64
+    assert call.request.messages[-1].content == "Write a haiku about the sea"
+
+
+async def test_sampling_fields_reach_the_model(gateway: Gateway) -> None:
+    response = await gateway.client.post(
+        URL,
+        json={"prompt": "hi", "system": "terse", "temperature": 0, "top_p": 0.5, "seed": 3, "stop": ["\n"]},
+    )
+    assert response.status_code == 200
+    sampling = gateway.backend.calls[0].request.sampling
+    assert (sampling.temperature, sampling.top_p, sampling.seed, sampling.stop) == (0.0, 0.5, 3, ("\n",))
+    assert [m.role for m in gateway.backend.calls[0].request.messages] == ["system", "user"]
+
+
+async def test_callers_request_id_is_echoed_and_propagated(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "hi"}, headers={"X-Request-ID": "client-42"})
+    assert response.headers["x-request-id"] == "client-42"
+    assert response.json()["request_id"] == "client-42"
+    assert gateway.backend.calls[0].request_id == "client-42"
+
+
+async def test_malformed_request_id_is_replaced(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "hi"}, headers={"X-Request-ID": "bad id\twith spaces"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_stream_sends_one_event_per_delta_then_done(gateway: Gateway) -> None:
+    async with gateway.client.stream("POST", URL, json={"prompt": "one two", "stream": True}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = (await response.aread()).decode()
+    events = sse_events(body)
+    assert events == [
+        ("delta", {"text": "echo: "}),
+        ("delta", {"text": "one "}),
+        ("delta", {"text": "two"}),
+        (
+            "done",
+            {
+                "tokens": 3,
+                "model": "scripted",
+                "finish_reason": "stop",
+                "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+                "request_id": response.headers["x-request-id"],
+            },
+        ),
+    ]
+
+
+async def test_stream_that_fails_at_once_gets_an_http_error_status(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "hi", "model": "nope", "stream": True})
+    assert_error(response, 404, "model_not_found")
+
+
+async def test_stream_that_fails_midway_ends_with_an_error_event(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "fail midway", "stream": True})
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[:2] == [("delta", {"text": "partial "}), ("delta", {"text": "output "})]
+    kind, data = events[2]
+    assert kind == "error"
+    assert data["error"]["code"] == "internal"
+    assert data["error"]["message"] == "internal error"
+    assert data["error"]["request_id"] == response.headers["x-request-id"]
+    assert len(events) == 3
+
+
+async def test_client_leaving_a_stream_cancels_the_generation(gateway: Gateway) -> None:
+    async with gateway.client.stream("POST", URL, json={"prompt": "slow 200", "stream": True}) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data"):
+                break
+    for _ in range(100):
+        if gateway.backend.calls[0].cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert gateway.backend.calls[0].cancelled
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({}, 422, "invalid_request", "prompt"),
+        ({"prompt": ""}, 422, "invalid_request", "prompt"),
+        ({"prompt": "   \n"}, 422, "invalid_request", "prompt"),
+        ({"prompt": 42}, 422, "invalid_request", "prompt"),
+        ({"prompt": ["a"]}, 422, "invalid_request", "prompt"),
+        ({"prompt": "hi", "max_tokens": "64"}, 422, "invalid_request", "max_tokens"),
+        ({"prompt": "hi", "max_tokens": -1}, 422, "invalid_request", "max_tokens"),
+        ({"prompt": "hi", "max_tokens": 0}, 422, "invalid_request", "max_tokens"),
+        ({"prompt": "hi", "max_tokens": 10**6}, 422, "invalid_request", "max_tokens"),
+        ({"prompt": "hi", "max_tokens": 1.5}, 422, "invalid_request", "max_tokens"),
+        ({"prompt": "hi", "stream": "yes"}, 422, "invalid_request", "stream"),
+        ({"prompt": "hi", "temperature": 5}, 422, "invalid_request", "temperature"),
+        ({"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, 422, "invalid_request", "stop"),
+        ({"prompt": "hi", "prompt_typo": 1}, 422, "invalid_request", "prompt_typo"),
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, 422, "invalid_request", "prompt"),
+    ],
+    ids=[
+        "missing-prompt",
+        "empty-prompt",
+        "blank-prompt",
+        "prompt-int",
+        "prompt-list",
+        "max-tokens-string",
+        "negative-max-tokens",
+        "zero-max-tokens",
+        "huge-max-tokens",
+        "fractional-max-tokens",
+        "stream-string",
+        "temperature-range",
+        "too-many-stops",
+        "unknown-field",
+        "oversize-prompt",
+    ],
+)
+async def test_bad_input_is_a_4xx_json_error_naming_the_field(
+    gateway: Gateway, body: dict[str, Any], status: int, code: str, field: str
+) -> None:
+    response = await gateway.client.post(URL, json=body)
+    error = assert_error(response, status, code)
+    assert field in [detail["field"] for detail in error["details"]]
+    assert "x" * 100 not in response.text, "the input is not echoed back"
+    assert gateway.backend.calls == [], "nothing reaches the model"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b'{"prompt": ', "application/json", 400, "invalid_json"),
+        (b"not json at all", "application/json", 400, "invalid_json"),
+        (b"", "application/json", 422, "invalid_request"),
+        (b"[1, 2]", "application/json", 422, "invalid_request"),
+        (b"prompt=hi", "application/x-www-form-urlencoded", 422, "invalid_request"),
+    ],
+    ids=["truncated-json", "garbage", "empty-body", "json-array", "form-encoded"],
+)
+async def test_unparseable_bodies_are_4xx_json_errors(
+    gateway: Gateway, content: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = await gateway.client.post(URL, content=content, headers={"content-type": content_type})
+    assert_error(response, status, code)
+
+
+async def test_unknown_model_is_404(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "hi", "model": "nope"})
+    error = assert_error(response, 404, "model_not_found")
+    assert "nope" in error["message"]
+
+
+async def test_deadline_is_504(gateway: Gateway) -> None:
+    response = await gateway.client.post(URL, json={"prompt": "stall"})
+    error = assert_error(response, 504, "generation_timeout")
+    assert error["message"] == "the generation did not finish within 0.5 s"
+
+
+async def test_unknown_route_and_wrong_method_are_json_errors(gateway: Gateway) -> None:
+    assert_error(await gateway.client.get("/api/v1/nothing"), 404, "route_not_found")
+    assert_error(await gateway.client.get(URL), 405, "method_not_allowed")
+
+
+async def test_health_and_readiness(gateway: Gateway) -> None:
+    live = await gateway.client.get("/healthz")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    ready = await gateway.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "services": {"orchestrator": "SERVING", "inference": "SERVING", "store": "SERVING"},
+    }
+
+
+async def test_openapi_documents_the_generate_endpoint(gateway: Gateway) -> None:
+    spec = (await gateway.client.get("/openapi.json")).json()
+    operation = spec["paths"][URL]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "404", "422", "429", "503", "504"}
+    assert "prompt" in spec["components"]["schemas"]["GenerateRequest"]["required"]
+
+
+async def test_mesh_down_is_503_and_not_ready(unused_port: int) -> None:
+    down = f"127.0.0.1:{unused_port}"
+    settings = GatewaySettings(port=0, orchestrator_addr=down, inference_addr=down, store_addr=down)
+    async for base_url in serve_app(settings):
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            error = assert_error(await client.post(URL, json={"prompt": "hi"}), 503, "unavailable")
+            assert "127.0.0.1" not in error["message"], "transport details stay in the log"
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "not_ready"
+            assert set(ready.json()["services"].values()) == {"UNREACHABLE"}
+            assert (await client.get("/healthz")).status_code == 200

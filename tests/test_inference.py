@@ -1,0 +1,242 @@
+"""Inference service on a real grpc.aio server (port 0) with the real Gemma 3 270M model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+from services.inference.backends.llama_cpp import LlamaCppBackend
+from services.inference.config import InferenceSettings
+from services.inference.server import create_server
+from tests.conftest import channel_to, error_code, running
+from tests.fakes import ScriptedBackend
+
+MODEL = "gemma-3-270m"
+
+
+def settings(model_path: Path, **overrides: object) -> InferenceSettings:
+    return InferenceSettings(port=0, model_path=model_path, context_length=512, **overrides)
+
+
+@dataclass
+class Inference:
+    stub: inference_pb2_grpc.InferenceServiceStub
+    backend: LlamaCppBackend
+    channel: grpc.aio.Channel
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def inference(model_path: Path) -> AsyncIterator[Inference]:
+    backend = LlamaCppBackend(settings(model_path))
+    server, port = create_server(settings(model_path), backend)
+    async with running(server), channel_to(port) as channel:
+        yield Inference(inference_pb2_grpc.InferenceServiceStub(channel), backend, channel)
+
+
+def chat(text: str, max_tokens: int = 16, temperature: float | None = 0.0, **params: object) -> inference_pb2.GenerateRequest:
+    return inference_pb2.GenerateRequest(
+        model=MODEL,
+        conversation=common_pb2.Conversation(
+            messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)]
+        ),
+        params=common_pb2.SamplingParams(max_tokens=max_tokens, temperature=temperature, **params),
+    )
+
+
+async def collect(call: grpc.aio.UnaryStreamCall) -> tuple[list[common_pb2.TokenDelta], common_pb2.GenerationResult]:
+    deltas, results = [], []
+    async for response in call:
+        (deltas if response.HasField("delta") else results).append(
+            response.delta if response.HasField("delta") else response.result
+        )
+    assert len(results) == 1, "exactly one final result, after the deltas"
+    return deltas, results[0]
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_streams_deltas_then_a_result_that_adds_up(inference) -> None:
+    stub = inference.stub
+    deltas, result = await collect(stub.Generate(chat("Name three colours.", max_tokens=24)))
+    assert len(deltas) > 1
+    assert "".join(d.text for d in deltas) == result.text
+    assert result.text.strip()
+    assert sum(d.tokens for d in deltas) <= result.usage.completion_tokens <= 24
+    assert result.usage.prompt_tokens > 5
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+    assert result.model == MODEL
+    assert result.finish_reason in (common_pb2.FINISH_REASON_STOP, common_pb2.FINISH_REASON_LENGTH)
+
+
+async def test_temperature_zero_is_deterministic_and_max_tokens_is_a_hard_limit(inference) -> None:
+    stub = inference.stub
+    _, first = await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=7)))
+    _, second = await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=7)))
+    assert first.text == second.text
+    assert first.usage.completion_tokens == 7
+    assert first.finish_reason == common_pb2.FINISH_REASON_LENGTH
+
+
+async def test_raw_prompt_skips_the_turn_template(inference) -> None:
+    stub = inference.stub
+    templated = chat("The capital of France is", max_tokens=4)
+    raw = inference_pb2.GenerateRequest(model=MODEL, prompt="The capital of France is", params=templated.params)
+    _, raw_result = await collect(stub.Generate(raw))
+    _, chat_result = await collect(stub.Generate(templated))
+    # The template adds the turn markers around the same text.
+    assert chat_result.usage.prompt_tokens > raw_result.usage.prompt_tokens
+    assert raw_result.text.strip()
+
+
+async def test_stop_string_ends_the_generation_and_is_not_returned(inference) -> None:
+    stub = inference.stub
+    _, free = await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=12)))
+    words = free.text.split()
+    assert len(words) >= 3
+    stop = words[2]
+    deltas, stopped = await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=12, stop=[stop])))
+    assert stopped.finish_reason == common_pb2.FINISH_REASON_STOP
+    assert stop not in stopped.text
+    assert free.text.startswith(stopped.text)
+    assert "".join(d.text for d in deltas) == stopped.text
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "code"),
+    [
+        (inference_pb2.GenerateRequest(model="no-such-model", prompt="hi"), grpc.StatusCode.NOT_FOUND, "model_not_found"),
+        (inference_pb2.GenerateRequest(prompt="hi"), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
+        (inference_pb2.GenerateRequest(model=MODEL), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
+        (inference_pb2.GenerateRequest(model=MODEL, prompt=""), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
+        (
+            inference_pb2.GenerateRequest(model=MODEL, prompt="hi", params=common_pb2.SamplingParams(max_tokens=-1)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_generation_request",
+        ),
+        (
+            inference_pb2.GenerateRequest(model=MODEL, prompt="hi", params=common_pb2.SamplingParams(temperature=3)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_generation_request",
+        ),
+        (
+            inference_pb2.GenerateRequest(model=MODEL, prompt="word " * 2000),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "prompt_too_long",
+        ),
+    ],
+    ids=["unknown-model", "no-model", "no-input", "empty-prompt", "negative-max-tokens", "temperature", "too-long"],
+)
+async def test_bad_requests_get_a_status_and_a_stable_code(inference, request_, status, code) -> None:
+    stub = inference.stub
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect(stub.Generate(request_))
+    assert caught.value.code() == status
+    assert error_code(caught.value) == code
+    assert caught.value.details()
+
+
+async def test_prompt_too_long_names_the_limit(inference) -> None:
+    stub = inference.stub
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect(stub.Generate(inference_pb2.GenerateRequest(model=MODEL, prompt="word " * 2000)))
+    assert "at most 511 prompt tokens" in caught.value.details()
+
+
+async def test_closing_the_stream_stops_the_generation(inference) -> None:
+    stub, backend = inference.stub, inference.backend
+    before = backend.tokens_generated
+    call = stub.Generate(chat("Write a haiku about the sea", max_tokens=400))
+    received = 0
+    async for response in call:
+        received += 1
+        if received == 3:
+            break
+    call.cancel()
+    # The model is held until the cancelled generation has stopped, so this one runs after it.
+    _, result = await collect(stub.Generate(chat("Hello", max_tokens=2)))
+    assert result.usage.completion_tokens == 2
+    assert backend.tokens_generated - before < 3 + 20 + 2, "the cancelled generation ran on"
+
+
+async def test_concurrent_requests_are_served_in_arrival_order(inference) -> None:
+    stub = inference.stub
+    finished: list[str] = []
+
+    async def run(name: str, max_tokens: int) -> None:
+        await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=max_tokens)))
+        finished.append(name)
+
+    first = asyncio.create_task(run("first", 40))
+    await asyncio.sleep(0.2)  # let "first" take the model before the others queue up
+    others = []
+    for name in ("second", "third", "fourth"):
+        others.append(asyncio.create_task(run(name, 3)))
+        await asyncio.sleep(0.02)
+    await asyncio.gather(first, *others)
+    assert finished == ["first", "second", "third", "fourth"]
+
+
+async def test_health_answers_while_the_model_generates(inference) -> None:
+    stub = inference.stub
+    call = stub.Generate(chat("Write a haiku about the sea", max_tokens=200))
+    await call.read()  # the generation is under way
+    health = health_pb2_grpc.HealthStub(inference.channel)
+    response = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    assert call.done() is False, "health was answered before the generation finished"
+    call.cancel()
+
+
+async def test_list_models_reports_the_loaded_model(inference) -> None:
+    stub = inference.stub
+    response = await stub.ListModels(inference_pb2.ListModelsRequest())
+    assert [(m.name, m.backend, m.loaded, m.context_length) for m in response.models] == [
+        (MODEL, "llama_cpp", True, 512)
+    ]
+
+
+async def test_full_queue_is_refused_with_resource_exhausted(model_path: Path) -> None:
+    config = settings(model_path, max_waiting=1)
+    server, port = create_server(config)
+    async with running(server), channel_to(port) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        running_call = stub.Generate(chat("Write a haiku about the sea", max_tokens=200))
+        await running_call.read()
+        waiting_call = stub.Generate(chat("Hello", max_tokens=2))
+        waiting = asyncio.create_task(collect(waiting_call))
+        await asyncio.sleep(0.2)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(stub.Generate(chat("Hello", max_tokens=2)))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_code(caught.value) == "model_busy"
+        running_call.cancel()
+        _, result = await waiting
+        assert result.usage.completion_tokens == 2
+
+
+async def test_not_serving_until_the_model_is_loaded() -> None:
+    gate = asyncio.Event()
+    config = InferenceSettings(port=0, backend="tests.fakes:ScriptedBackend")
+    server, port = create_server(config, ScriptedBackend(config, load_gate=gate))
+    starting = asyncio.create_task(server.start())
+    async with channel_to(port) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="")
+        response = await health.Check(request, timeout=5, wait_for_ready=True)
+        assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        gate.set()
+        await starting
+        response = await health.Check(request, timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        named = await health.Check(health_pb2.HealthCheckRequest(service="llmmesh.v1.InferenceService"), timeout=5)
+        assert named.status == health_pb2.HealthCheckResponse.SERVING
+    await server.stop()

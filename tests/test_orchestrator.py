@@ -1,0 +1,146 @@
+"""Orchestrator on a real grpc.aio server, calling a real inference server that hosts the scripted backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+from services.inference.config import InferenceSettings
+from services.inference.server import create_server as create_inference
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.server import create_server as create_orchestrator
+from tests.conftest import channel_to, error_code, running
+from tests.fakes import ScriptedBackend
+
+
+@dataclass
+class Mesh:
+    stub: orchestrator_pb2_grpc.OrchestratorServiceStub
+    backend: ScriptedBackend
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    inference_settings = InferenceSettings(port=0, model_name="scripted")
+    backend = ScriptedBackend(inference_settings)
+    inference, inference_port = create_inference(inference_settings, backend)
+    orchestrator, port = create_orchestrator(
+        OrchestratorSettings(
+            port=0,
+            inference_addr=f"127.0.0.1:{inference_port}",
+            default_model="scripted",
+            generation_timeout_s=0.5,
+        )
+    )
+    async with running(inference), running(orchestrator), channel_to(port) as channel:
+        yield Mesh(orchestrator_pb2_grpc.OrchestratorServiceStub(channel), backend)
+
+
+def spec(prompt: str, **fields: object) -> orchestrator_pb2.GenerationSpec:
+    return orchestrator_pb2.GenerationSpec(prompt=prompt, **fields)
+
+
+async def test_unary_generation_returns_the_whole_text_and_sends_the_chat_turns(mesh: Mesh) -> None:
+    response = await mesh.stub.RunGeneration(
+        orchestrator_pb2.RunGenerationRequest(
+            spec=spec("hello there", system="be brief", params=common_pb2.SamplingParams(max_tokens=9, seed=7))
+        ),
+        metadata=(("x-request-id", "req-123"),),
+    )
+    assert response.result.text == "echo: hello there"
+    assert response.result.model == "scripted"
+    assert response.result.usage.completion_tokens == 3
+    (call,) = mesh.backend.calls
+    assert [(m.role, m.content) for m in call.request.messages] == [("system", "be brief"), ("user", "hello there")]
+    assert call.request.sampling.max_tokens == 9
+    assert call.request.sampling.seed == 7
+    assert call.request_id == "req-123", "the request id travels gateway → orchestrator → inference"
+
+
+async def test_stream_relays_every_delta_in_order_then_the_result(mesh: Mesh) -> None:
+    events = [
+        event
+        async for event in mesh.stub.StreamGeneration(
+            orchestrator_pb2.StreamGenerationRequest(spec=spec("one two three"))
+        )
+    ]
+    assert [e.delta.text for e in events[:-1]] == ["echo: ", "one ", "two ", "three"]
+    assert events[-1].result.text == "echo: one two three"
+    assert events[-1].result.finish_reason == common_pb2.FINISH_REASON_STOP
+
+
+async def test_a_request_without_id_gets_one(mesh: Mesh) -> None:
+    await mesh.stub.RunGeneration(orchestrator_pb2.RunGenerationRequest(spec=spec("hi")))
+    assert len(mesh.backend.calls[0].request_id) == 32
+
+
+async def test_deadline_gives_deadline_exceeded_with_a_clear_message(mesh: Mesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.RunGeneration(orchestrator_pb2.RunGenerationRequest(spec=spec("stall")))
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert error_code(caught.value) == "generation_timeout"
+    assert caught.value.details() == "the generation did not finish within 0.5 s"
+
+
+async def test_callers_shorter_deadline_wins(mesh: Mesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.RunGeneration(orchestrator_pb2.RunGenerationRequest(spec=spec("stall")), timeout=0.2)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_inference_errors_keep_their_status_and_code(mesh: Mesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.RunGeneration(orchestrator_pb2.RunGenerationRequest(spec=spec("hi", model="nope")))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_code(caught.value) == "model_not_found"
+    assert "'nope'" in caught.value.details()
+
+
+async def test_blank_prompt_is_invalid(mesh: Mesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.RunGeneration(orchestrator_pb2.RunGenerationRequest(spec=spec("   ")))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_code(caught.value) == "invalid_generation_request"
+    assert mesh.backend.calls == []
+
+
+async def test_backend_crash_midway_is_internal_with_a_generic_message(mesh: Mesh) -> None:
+    call = mesh.stub.StreamGeneration(orchestrator_pb2.StreamGenerationRequest(spec=spec("fail midway")))
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for event in call:
+            received.append(event.delta.text)
+    assert received == ["partial ", "output "]
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error", "no internals leak to the caller"
+    assert "crashed" not in str(caught.value.trailing_metadata())
+
+
+async def test_cancelling_the_stream_cancels_the_model(mesh: Mesh) -> None:
+    call = mesh.stub.StreamGeneration(orchestrator_pb2.StreamGenerationRequest(spec=spec("slow 100")))
+    await call.read()
+    call.cancel()
+    for _ in range(100):
+        if mesh.backend.calls[0].cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert mesh.backend.calls[0].cancelled
+
+
+async def test_unreachable_inference_is_unavailable(unused_port: int) -> None:
+    orchestrator, port = create_orchestrator(
+        OrchestratorSettings(port=0, inference_addr=f"127.0.0.1:{unused_port}")
+    )
+    async with running(orchestrator), channel_to(port) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await orchestrator_pb2_grpc.OrchestratorServiceStub(channel).RunGeneration(
+                orchestrator_pb2.RunGenerationRequest(spec=spec("hi"))
+            )
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_code(caught.value) == "unavailable"
+    assert caught.value.details() == "a downstream service is unavailable"

@@ -1,0 +1,59 @@
+"""Store service on a real grpc.aio server, on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llmmesh.v1 import store_pb2, store_pb2_grpc
+
+from services.store.config import StoreSettings
+from services.store.errors import StoreUnavailable
+from services.store.migrate import head_revision
+from services.store.server import create_server
+from tests.conftest import channel_to, running
+
+
+async def test_migrates_at_start_and_describes_its_database(database_url: str) -> None:
+    server, port = create_server(StoreSettings(port=0, database_url=database_url))
+    async with running(server), channel_to(port) as channel:
+        description = await store_pb2_grpc.StoreServiceStub(channel).DescribeStore(
+            store_pb2.DescribeStoreRequest(request_id="store-test")
+        )
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="llmmesh.v1.StoreService")
+        )
+    assert description.dialect == database_url.split("+")[0]
+    assert description.schema_revision == head_revision() == "0001_baseline"
+    assert description.server_version[0].isdigit()
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_restart_on_a_migrated_database_keeps_its_revision(database_url: str) -> None:
+    for _ in range(2):
+        server, port = create_server(StoreSettings(port=0, database_url=database_url))
+        async with running(server), channel_to(port) as channel:
+            description = await store_pb2_grpc.StoreServiceStub(channel).DescribeStore(
+                store_pb2.DescribeStoreRequest()
+            )
+        assert description.schema_revision == "0001_baseline"
+
+
+async def test_unreachable_database_fails_the_start(unused_port: int) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{unused_port}/nothing"
+    server, port = create_server(StoreSettings(port=0, database_url=url, migrate_on_start=False))
+    with pytest.raises(StoreUnavailable):
+        await server.start()
+    async with channel_to(port) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await store_pb2_grpc.StoreServiceStub(channel).DescribeStore(store_pb2.DescribeStoreRequest())
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    await server.stop()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "postgresql://u@h/db", "mysql+aiomysql://u@h/db"])
+def test_database_url_must_name_an_async_driver(url: str) -> None:
+    with pytest.raises(ValueError, match="async driver"):
+        StoreSettings(database_url=url)
