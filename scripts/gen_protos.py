@@ -57,7 +57,9 @@ def main() -> int:
         fresh_dir = Path(tmp) / PACKAGE_DIR
         fresh, committed = generated_files(fresh_dir), generated_files(target)
         stale = sorted(fresh ^ committed)
-        stale += sorted(n for n in fresh & committed if not filecmp.cmp(fresh_dir / n, target / n, shallow=False))
+        stale += sorted(
+            n for n in fresh & committed if not filecmp.cmp(fresh_dir / n, target / n, shallow=False)
+        )
     if stale:
         print("stale generated stubs: " + ", ".join(stale), file=sys.stderr)
         print("run: python scripts/gen_protos.py", file=sys.stderr)

@@ -9,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import grpc
@@ -96,10 +97,12 @@ async def _wait_http_listening(host: str, port: int, process: asyncio.subprocess
     await _race_exit(connect(), process, f"{host}:{port}")
 
 
-async def _race_exit(ready: object, process: asyncio.subprocess.Process, where: str) -> None:
-    ready_task = asyncio.ensure_future(ready)  # type: ignore[arg-type]
+async def _race_exit(ready: Awaitable[None], process: asyncio.subprocess.Process, where: str) -> None:
+    ready_task = asyncio.ensure_future(ready)
     exited = asyncio.ensure_future(process.wait())
-    done, _ = await asyncio.wait({ready_task, exited}, timeout=STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        {ready_task, exited}, timeout=STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+    )
     for task in (ready_task, exited):
         task.cancel()
     if ready_task in done and not ready_task.cancelled() and ready_task.exception() is None:
@@ -126,7 +129,11 @@ async def _up(host: str, gateway_port: int) -> int:
     async def start(name: str) -> None:
         child = children[name]
         child.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "serve", name,
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            name,
             env=env,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
         )
@@ -153,7 +160,7 @@ async def _up(host: str, gateway_port: int) -> int:
         print(
             f"LLM Mesh is up. Gateway: http://{host}:{gateway_port}  (Ctrl-C to stop)\n"
             f"  try: curl -s -X POST http://{host}:{gateway_port}/api/v1/ai/generate "
-            "-H 'content-type: application/json' -d '{\"prompt\":\"Write a haiku about the sea\",\"max_tokens\":64}'",
+            '-H \'content-type: application/json\' -d \'{"prompt":"Write a haiku about the sea","max_tokens":64}\'',
             flush=True,
         )
         exits = [asyncio.ensure_future(c.process.wait()) for c in children.values() if c.process]
@@ -197,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-mesh", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start store, inference, orchestrator and gateway locally")
-    up.add_argument("--host", default=os.environ.get("LLM_MESH_HOST", "127.0.0.1"), help="address every service binds")
-    up.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", 8080)), help="gateway HTTP port")
+    up.add_argument(
+        "--host", default=os.environ.get("LLM_MESH_HOST", "127.0.0.1"), help="address every service binds"
+    )
+    up.add_argument(
+        "--port", type=int, default=int(os.environ.get("GATEWAY_PORT", 8080)), help="gateway HTTP port"
+    )
     serve = commands.add_parser("serve", help="run one service (settings from its environment variables)")
     serve.add_argument("service", choices=SERVICES)
     commands.add_parser("migrate", help="apply the store's database migrations and exit")

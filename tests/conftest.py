@@ -47,7 +47,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield url
 
 
-class fresh_postgres_database:  # noqa: N801 - used like a function
+class fresh_postgres_database:
     """Create a uniquely named database on the server of `server_url`; drop it on exit."""
 
     def __init__(self, server_url: str) -> None:

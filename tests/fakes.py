@@ -14,7 +14,7 @@ What it answers depends on the last user message:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from services.common.request_id import current_request_id
@@ -42,7 +42,7 @@ class ScriptedBackend(Backend):
             await self._load_gate.wait()
         self.loaded = True
 
-    async def generate(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         call = Call(current_request_id(), request)
         self.calls.append(call)
         text = request.prompt if request.prompt is not None else request.messages[-1].content

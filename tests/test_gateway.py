@@ -40,7 +40,7 @@ class Gateway:
 async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "listening"
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -55,10 +55,15 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     inference_settings = InferenceSettings(port=0, model_name="scripted")
     backend = ScriptedBackend(inference_settings)
     inference, inference_port = create_inference(inference_settings, backend)
-    store, store_port = create_store(StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db"))
+    store, store_port = create_store(
+        StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    )
     orchestrator, orchestrator_port = create_orchestrator(
         OrchestratorSettings(
-            port=0, inference_addr=f"127.0.0.1:{inference_port}", default_model="scripted", generation_timeout_s=0.5
+            port=0,
+            inference_addr=f"127.0.0.1:{inference_port}",
+            default_model="scripted",
+            generation_timeout_s=0.5,
         )
     )
     settings = GatewaySettings(
@@ -94,7 +99,9 @@ def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def test_generate_returns_the_models_text_and_usage(gateway: Gateway) -> None:
-    response = await gateway.client.post(URL, json={"prompt": "Write a haiku about the sea", "max_tokens": 64})
+    response = await gateway.client.post(
+        URL, json={"prompt": "Write a haiku about the sea", "max_tokens": 64}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body == {
@@ -129,7 +136,9 @@ async def test_callers_request_id_is_echoed_and_propagated(gateway: Gateway) -> 
 
 
 async def test_malformed_request_id_is_replaced(gateway: Gateway) -> None:
-    response = await gateway.client.post(URL, json={"prompt": "hi"}, headers={"X-Request-ID": "bad id\twith spaces"})
+    response = await gateway.client.post(
+        URL, json={"prompt": "hi"}, headers={"X-Request-ID": "bad id\twith spaces"}
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] != "bad id\twith spaces"
     assert len(response.headers["x-request-id"]) == 32

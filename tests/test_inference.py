@@ -41,7 +41,9 @@ async def inference(model_path: Path) -> AsyncIterator[Inference]:
         yield Inference(inference_pb2_grpc.InferenceServiceStub(channel), backend, channel)
 
 
-def chat(text: str, max_tokens: int = 16, temperature: float | None = 0.0, **params: object) -> inference_pb2.GenerateRequest:
+def chat(
+    text: str, max_tokens: int = 16, temperature: float | None = 0.0, **params: object
+) -> inference_pb2.GenerateRequest:
     return inference_pb2.GenerateRequest(
         model=MODEL,
         conversation=common_pb2.Conversation(
@@ -51,7 +53,9 @@ def chat(text: str, max_tokens: int = 16, temperature: float | None = 0.0, **par
     )
 
 
-async def collect(call: grpc.aio.UnaryStreamCall) -> tuple[list[common_pb2.TokenDelta], common_pb2.GenerationResult]:
+async def collect(
+    call: grpc.aio.UnaryStreamCall,
+) -> tuple[list[common_pb2.TokenDelta], common_pb2.GenerationResult]:
     deltas, results = [], []
     async for response in call:
         (deltas if response.HasField("delta") else results).append(
@@ -89,7 +93,9 @@ async def test_temperature_zero_is_deterministic_and_max_tokens_is_a_hard_limit(
 async def test_raw_prompt_skips_the_turn_template(inference) -> None:
     stub = inference.stub
     templated = chat("The capital of France is", max_tokens=4)
-    raw = inference_pb2.GenerateRequest(model=MODEL, prompt="The capital of France is", params=templated.params)
+    raw = inference_pb2.GenerateRequest(
+        model=MODEL, prompt="The capital of France is", params=templated.params
+    )
     _, raw_result = await collect(stub.Generate(raw))
     _, chat_result = await collect(stub.Generate(templated))
     # The template adds the turn markers around the same text.
@@ -103,7 +109,9 @@ async def test_stop_string_ends_the_generation_and_is_not_returned(inference) ->
     words = free.text.split()
     assert len(words) >= 3
     stop = words[2]
-    deltas, stopped = await collect(stub.Generate(chat("Write a haiku about the sea", max_tokens=12, stop=[stop])))
+    deltas, stopped = await collect(
+        stub.Generate(chat("Write a haiku about the sea", max_tokens=12, stop=[stop]))
+    )
     assert stopped.finish_reason == common_pb2.FINISH_REASON_STOP
     assert stop not in stopped.text
     assert free.text.startswith(stopped.text)
@@ -113,17 +121,37 @@ async def test_stop_string_ends_the_generation_and_is_not_returned(inference) ->
 @pytest.mark.parametrize(
     ("request_", "status", "code"),
     [
-        (inference_pb2.GenerateRequest(model="no-such-model", prompt="hi"), grpc.StatusCode.NOT_FOUND, "model_not_found"),
-        (inference_pb2.GenerateRequest(prompt="hi"), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
-        (inference_pb2.GenerateRequest(model=MODEL), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
-        (inference_pb2.GenerateRequest(model=MODEL, prompt=""), grpc.StatusCode.INVALID_ARGUMENT, "invalid_generation_request"),
         (
-            inference_pb2.GenerateRequest(model=MODEL, prompt="hi", params=common_pb2.SamplingParams(max_tokens=-1)),
+            inference_pb2.GenerateRequest(model="no-such-model", prompt="hi"),
+            grpc.StatusCode.NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            inference_pb2.GenerateRequest(prompt="hi"),
             grpc.StatusCode.INVALID_ARGUMENT,
             "invalid_generation_request",
         ),
         (
-            inference_pb2.GenerateRequest(model=MODEL, prompt="hi", params=common_pb2.SamplingParams(temperature=3)),
+            inference_pb2.GenerateRequest(model=MODEL),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_generation_request",
+        ),
+        (
+            inference_pb2.GenerateRequest(model=MODEL, prompt=""),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_generation_request",
+        ),
+        (
+            inference_pb2.GenerateRequest(
+                model=MODEL, prompt="hi", params=common_pb2.SamplingParams(max_tokens=-1)
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_generation_request",
+        ),
+        (
+            inference_pb2.GenerateRequest(
+                model=MODEL, prompt="hi", params=common_pb2.SamplingParams(temperature=3)
+            ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "invalid_generation_request",
         ),
@@ -133,7 +161,15 @@ async def test_stop_string_ends_the_generation_and_is_not_returned(inference) ->
             "prompt_too_long",
         ),
     ],
-    ids=["unknown-model", "no-model", "no-input", "empty-prompt", "negative-max-tokens", "temperature", "too-long"],
+    ids=[
+        "unknown-model",
+        "no-model",
+        "no-input",
+        "empty-prompt",
+        "negative-max-tokens",
+        "temperature",
+        "too-long",
+    ],
 )
 async def test_bad_requests_get_a_status_and_a_stable_code(inference, request_, status, code) -> None:
     stub = inference.stub
@@ -156,7 +192,7 @@ async def test_closing_the_stream_stops_the_generation(inference) -> None:
     before = backend.tokens_generated
     call = stub.Generate(chat("Write a haiku about the sea", max_tokens=400))
     received = 0
-    async for response in call:
+    async for _ in call:
         received += 1
         if received == 3:
             break
@@ -237,6 +273,8 @@ async def test_not_serving_until_the_model_is_loaded() -> None:
         await starting
         response = await health.Check(request, timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
-        named = await health.Check(health_pb2.HealthCheckRequest(service="llmmesh.v1.InferenceService"), timeout=5)
+        named = await health.Check(
+            health_pb2.HealthCheckRequest(service="llmmesh.v1.InferenceService"), timeout=5
+        )
         assert named.status == health_pb2.HealthCheckResponse.SERVING
     await server.stop()

@@ -48,7 +48,9 @@ def spec(prompt: str, **fields: object) -> orchestrator_pb2.GenerationSpec:
 async def test_unary_generation_returns_the_whole_text_and_sends_the_chat_turns(mesh: Mesh) -> None:
     response = await mesh.stub.RunGeneration(
         orchestrator_pb2.RunGenerationRequest(
-            spec=spec("hello there", system="be brief", params=common_pb2.SamplingParams(max_tokens=9, seed=7))
+            spec=spec(
+                "hello there", system="be brief", params=common_pb2.SamplingParams(max_tokens=9, seed=7)
+            )
         ),
         metadata=(("x-request-id", "req-123"),),
     )
@@ -56,7 +58,10 @@ async def test_unary_generation_returns_the_whole_text_and_sends_the_chat_turns(
     assert response.result.model == "scripted"
     assert response.result.usage.completion_tokens == 3
     (call,) = mesh.backend.calls
-    assert [(m.role, m.content) for m in call.request.messages] == [("system", "be brief"), ("user", "hello there")]
+    assert [(m.role, m.content) for m in call.request.messages] == [
+        ("system", "be brief"),
+        ("user", "hello there"),
+    ]
     assert call.request.sampling.max_tokens == 9
     assert call.request.sampling.seed == 7
     assert call.request_id == "req-123", "the request id travels gateway → orchestrator → inference"

@@ -44,7 +44,11 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
 def _log_done(method: str, started: float, outcome: str) -> None:
     log.info(
         "rpc done",
-        extra={"method": method, "outcome": outcome, "duration_ms": round((time.perf_counter() - started) * 1e3, 2)},
+        extra={
+            "method": method,
+            "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+        },
     )
 
 
@@ -61,9 +65,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_PASS_THROUGH_PREFIXES):
             return handler
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))  # type: ignore[attr-defined]
+            return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, method))  # type: ignore[attr-defined]
+            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, method))
         return handler  # client-streaming RPCs: none in our protos yet
 
     @staticmethod
@@ -84,7 +88,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
     @staticmethod
-    def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    def _wrap_stream(
+        behavior: Callable[..., AsyncIterator[Any]], method: str
+    ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             with bound_request_id(_request_id_of(context, request)):
                 started = time.perf_counter()

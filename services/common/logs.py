@@ -9,7 +9,6 @@ from pythonjsonlogger.json import JsonFormatter
 
 from services.common.request_id import current_request_id
 
-
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "request_id"}
 
 

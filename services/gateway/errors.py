@@ -59,10 +59,12 @@ def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
-def error_body(code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None) -> dict[str, Any]:
-    return ErrorBody(error=Error(code=code, message=message, request_id=request_id, details=details)).model_dump(
-        exclude_none=True
-    )
+def error_body(
+    code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None
+) -> dict[str, Any]:
+    return ErrorBody(
+        error=Error(code=code, message=message, request_id=request_id, details=details)
+    ).model_dump(exclude_none=True)
 
 
 def error_response(
@@ -81,7 +83,9 @@ def http_status_of(error: MeshError) -> int:
 def mesh_error_of(exc: grpc.aio.AioRpcError) -> MeshError:
     """The domain error behind a failed call, logged with its transport details (never sent to clients)."""
     error = from_rpc_error(exc)
-    log.warning("mesh call failed", extra={"status": exc.code().name, "code": error.code, "details": exc.details()})
+    log.warning(
+        "mesh call failed", extra={"status": exc.code().name, "code": error.code, "details": exc.details()}
+    )
     return error
 
 
@@ -95,7 +99,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
     # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
-    details = [ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors]
+    details = [
+        ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors
+    ]
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     return error_response(request, 422, "invalid_request", f"invalid request: {summary}", details)
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import uvicorn
 
 from services.common.logs import configure_logging
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so a clean stop would end the
+    process with -15; like the other services, the gateway exits 0 after a graceful stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def serve() -> int:
@@ -20,6 +38,6 @@ def serve() -> int:
         access_log=False,  # RequestIdMiddleware logs each request with its id
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     server.run()
     return 0 if server.started else 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 from services.inference.backends.base import Backend, Delta, Finished, GenerationInput, Message, Sampling
 from services.inference.config import InferenceSettings
@@ -63,7 +63,7 @@ class InferenceService:
             raise InvalidGenerationRequest("the last message must not be the assistant's")
         return GenerationInput(sampling=sampling, messages=tuple(messages))
 
-    def generate(self, model: str, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+    def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         return self.backend_for(model).generate(request)
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import grpc
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc, orchestrator_pb2
@@ -19,7 +19,9 @@ log = logging.getLogger("llmmesh.orchestrator")
 class Generations:
     """Runs generations on the inference service, streamed or to completion."""
 
-    def __init__(self, inference: inference_pb2_grpc.InferenceServiceStub, settings: OrchestratorSettings) -> None:
+    def __init__(
+        self, inference: inference_pb2_grpc.InferenceServiceStub, settings: OrchestratorSettings
+    ) -> None:
         self._inference = inference
         self._settings = settings
 
@@ -44,7 +46,7 @@ class Generations:
 
     async def stream(
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
-    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
         """Relay the inference stream: deltas as they come, then the final result.
 
         Closing this iterator cancels the inference call, which stops the model.
@@ -60,9 +62,7 @@ class Generations:
                     finished = True
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise GenerationTimeout(
-                    f"the generation did not finish within {timeout:g} s"
-                ) from exc
+                raise GenerationTimeout(f"the generation did not finish within {timeout:g} s") from exc
             error = from_rpc_error(exc)
             log.warning(
                 "inference call failed",

@@ -64,7 +64,11 @@ async def _follow_database(server: MeshServer, repository: Repository, interval_
         if healthy != serving:
             serving = healthy
             log.warning("database %s", "reachable again" if healthy else "unreachable")
-            status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if healthy
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             for name in ("", SERVICE_NAME):
                 await server.health.set(name, status)
 

@@ -17,14 +17,20 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="The user's prompt.")
-    system: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS, description="Optional system instruction.")
+    system: str | None = Field(
+        default=None, max_length=MAX_PROMPT_CHARS, description="Optional system instruction."
+    )
     model: str | None = Field(
         default=None, min_length=1, max_length=128, description="Model name; the mesh's default when omitted."
     )
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="Upper bound on generated tokens.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=MAX_TOKENS, description="Upper bound on generated tokens."
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 2, description="Fixed seed for repeatable sampling.")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 2, description="Fixed seed for repeatable sampling."
+    )
     stop: list[StopString] | None = Field(default=None, max_length=4, description="Stop before any of these.")
     stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")
 

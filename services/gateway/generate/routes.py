@@ -14,11 +14,21 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.common.errors import IncompleteGeneration
 from services.common.request_id import outgoing_metadata
 from services.gateway.errors import ErrorBody, error_body, mesh_error_of, request_id_of
-from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone, Usage
+from services.gateway.generate.protocol import (
+    FinishReason,
+    GenerateRequest,
+    GenerateResponse,
+    StreamDelta,
+    StreamDone,
+    Usage,
+)
 
 router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
 
-_FINISH_REASONS = {common_pb2.FINISH_REASON_STOP: "stop", common_pb2.FINISH_REASON_LENGTH: "length"}
+_FINISH_REASONS: dict[int, FinishReason] = {
+    common_pb2.FINISH_REASON_STOP: "stop",
+    common_pb2.FINISH_REASON_LENGTH: "length",
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
@@ -61,20 +71,22 @@ def _orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorService
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"}},
+    responses={
+        **_ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
+    },
     summary="Generate text from a prompt",
 )
 async def generate(body: GenerateRequest, request: Request) -> Any:
     """Generate text. With `stream: true` the response is `text/event-stream`: one `delta` event per
     piece of text as the model produces it, then a `done` event with usage and finish reason (or an
     `error` event if the generation fails midway)."""
-    timeout = request.app.state.settings.request_timeout_s
     request_id = request_id_of(request)
     if body.stream:
-        return await _stream(request, body, timeout, request_id)
+        return await _stream(request, body, request_id)
     response = await _orchestrator(request).RunGeneration(
         orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
-        timeout=timeout,
+        timeout=request.app.state.settings.request_timeout_s,
         metadata=outgoing_metadata(),
     )
     result = response.result
@@ -82,16 +94,16 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
         text=result.text,
         tokens=result.usage.completion_tokens,
         model=result.model,
-        finish_reason=_FINISH_REASONS.get(result.finish_reason, "stop"),  # type: ignore[arg-type]
+        finish_reason=_FINISH_REASONS[result.finish_reason],
         usage=_usage(result),
         request_id=request_id,
     )
 
 
-async def _stream(request: Request, body: GenerateRequest, timeout: float, request_id: str) -> EventSourceResponse:
+async def _stream(request: Request, body: GenerateRequest, request_id: str) -> EventSourceResponse:
     call = _orchestrator(request).StreamGeneration(
         orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=_spec(body)),
-        timeout=timeout,
+        timeout=request.app.state.settings.request_timeout_s,
         metadata=outgoing_metadata(),
     )
     # Wait for the first event before answering, so a request that fails at once (unknown model,
@@ -103,9 +115,7 @@ async def _stream(request: Request, body: GenerateRequest, timeout: float, reque
         raise
     if first is grpc.aio.EOF:
         raise IncompleteGeneration("the generation ended without a result")
-    return EventSourceResponse(
-        _events(first, call, request_id), ping=request.app.state.settings.sse_ping_s
-    )
+    return EventSourceResponse(_events(first, call, request_id), ping=request.app.state.settings.sse_ping_s)
 
 
 async def _events(
@@ -124,7 +134,7 @@ async def _events(
                 done = StreamDone(
                     tokens=result.usage.completion_tokens,
                     model=result.model,
-                    finish_reason=_FINISH_REASONS.get(result.finish_reason, "stop"),  # type: ignore[arg-type]
+                    finish_reason=_FINISH_REASONS[result.finish_reason],
                     usage=_usage(result),
                     request_id=request_id,
                 )

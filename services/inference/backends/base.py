@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,7 +64,7 @@ class Backend(abc.ABC):
         """Load the model; the service reports NOT_SERVING until this returns."""
 
     @abc.abstractmethod
-    def generate(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+    def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         """Yield deltas as they are produced, then exactly one Finished.
 
         Closing the iterator early (the client went away) must stop the generation.

@@ -7,12 +7,12 @@ import codecs
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.inference.backends.base import Backend, Delta, FinishReason, Finished, GenerationInput
+from services.inference.backends.base import Backend, Delta, Finished, FinishReason, GenerationInput
 from services.inference.config import InferenceSettings
 from services.inference.errors import ModelBusy, ModelNotLoaded, PromptTooLong
 from services.inference.stop import StopMatcher
@@ -86,7 +86,7 @@ class LlamaCppBackend(Backend):
         )
         return llama
 
-    async def generate(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         if self._llama is None:
             raise ModelNotLoaded(f"model {self.model_name} is still loading")
         if self._turn.locked() and self._waiting >= self._settings.max_waiting:
@@ -102,7 +102,7 @@ class LlamaCppBackend(Backend):
         finally:
             self._turn.release()
 
-    async def _generate_on_thread(self, request: GenerationInput) -> AsyncIterator[Delta | Finished]:
+    async def _generate_on_thread(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Delta | Finished | BaseException] = asyncio.Queue()
         cancelled = threading.Event()
