@@ -1,0 +1,1 @@
+"""Benchmarks of LLM Mesh against the engine it wraps."""
