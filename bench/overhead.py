@@ -72,7 +72,9 @@ class InProcess:
         self.load_s: list[float] = []
         for _ in range(3):
             started = time.perf_counter()
-            self.llama = Llama(model_path=path, n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False)
+            self.llama = Llama(
+                model_path=path, n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False
+            )
             self.load_s.append(time.perf_counter() - started)
         self.prompt = "".join(text for text, _ in render_gemma([Message("user", PROMPT)]))
 

@@ -57,3 +57,15 @@ async def test_unreachable_database_fails_the_start(unused_port: int) -> None:
 def test_database_url_must_name_an_async_driver(url: str) -> None:
     with pytest.raises(ValueError, match="async driver"):
         StoreSettings(database_url=url)
+
+
+async def test_reflection_lists_the_service_and_health(tmp_path) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    server, port = create_server(StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db"))
+    async with running(server), channel_to(port) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert names >= {"llmmesh.v1.StoreService", "grpc.health.v1.Health"}

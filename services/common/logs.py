@@ -9,7 +9,11 @@ from pythonjsonlogger.json import JsonFormatter
 
 from services.common.request_id import current_request_id
 
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "request_id"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "request_id",
+}
 
 
 class _RequestIdFilter(logging.Filter):
@@ -25,6 +29,7 @@ class _TextFormatter(logging.Formatter):
         super().__init__(f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        record.request_id = record.request_id or "-"
         line = super().format(record)
         extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
         return f"{line} {extras}" if extras else line
