@@ -31,6 +31,7 @@ from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
+from services.inference.config import usable_cpus
 from services.inference.templates import render_gemma
 
 PROMPT = "Write a haiku about the sea"
@@ -163,7 +164,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/overhead.md"))
     args = parser.parse_args()
 
-    threads = len(os.sched_getaffinity(0))
+    threads = usable_cpus()
     local = InProcess(threads)
     mesh = Mesh()
     try:

@@ -11,6 +11,13 @@ from pydantic_settings import SettingsConfigDict
 from services.common.config import ServiceSettings
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask on Linux, all cores elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class InferenceSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_")
 
@@ -24,7 +31,7 @@ class InferenceSettings(ServiceSettings):
     # Context window in tokens (prompt + generation). Gemma 3 270M supports 32k; 4k keeps memory small.
     context_length: int = Field(default=4096, ge=256)
     # CPU threads for llama.cpp; defaults to every core this process may use.
-    threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
+    threads: int = Field(default_factory=lambda: usable_cpus(), ge=1)
     # Requests allowed to wait for a busy model; more are refused with RESOURCE_EXHAUSTED.
     max_waiting: int = Field(default=64, ge=0)
     default_max_tokens: int = Field(default=256, ge=1)
