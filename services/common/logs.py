@@ -29,7 +29,7 @@ class _TextFormatter(logging.Formatter):
         super().__init__(f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        record.request_id = record.request_id or "-"
+        record.request_id = getattr(record, "request_id", None) or "-"
         line = super().format(record)
         extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
         return f"{line} {extras}" if extras else line
