@@ -8,6 +8,9 @@ What it answers depends on the last user message:
   "stall"        -> never produces a token (deadlines)
   "fail midway"  -> two deltas, then an INTERNAL-class failure
   "slow <n>"     -> n deltas, 50 ms apart (cancellation)
+  containing "EMPTY-ONCE" -> an empty reply the first time, an echo after
+  containing "EMPTY"      -> always an empty reply
+  containing "PROVIDER-DOWN" -> fails before any output
   anything else  -> "echo: <message>", one delta per word
 """
 
@@ -37,6 +40,10 @@ class ScriptedBackend(Backend):
         self.calls: list[Call] = []
         self._load_gate = load_gate
 
+    def _answered_empty(self, text: str) -> bool:
+        """Whether an earlier call with this text already got its empty reply."""
+        return sum(1 for c in self.calls if c.request.messages and c.request.messages[-1].content == text) > 1
+
     async def load(self) -> None:
         if self._load_gate is not None:
             await self._load_gate.wait()
@@ -49,6 +56,11 @@ class ScriptedBackend(Backend):
         try:
             if text == "stall":
                 await asyncio.Event().wait()
+            if "EMPTY" in text and ("EMPTY-ONCE" not in text or not self._answered_empty(text)):
+                yield Finished("", 3, 0, "stop")
+                return
+            if "PROVIDER-DOWN" in text:
+                raise RuntimeError("provider down")
             if text == "fail midway":
                 yield Delta("partial ", 1)
                 yield Delta("output ", 1)

@@ -179,8 +179,8 @@ async def test_stream_that_fails_midway_ends_with_an_error_event(gateway: Gatewa
     assert events[:2] == [("delta", {"text": "partial "}), ("delta", {"text": "output "})]
     kind, data = events[2]
     assert kind == "error"
-    assert data["error"]["code"] == "internal"
-    assert data["error"]["message"] == "internal error"
+    assert data["error"]["code"] == "upstream_error"
+    assert data["error"]["message"] == "model scripted failed to generate a response"
     assert data["error"]["request_id"] == response.headers["x-request-id"]
     assert len(events) == 3
 

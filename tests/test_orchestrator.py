@@ -114,7 +114,7 @@ async def test_blank_prompt_is_invalid(mesh: Mesh) -> None:
     assert mesh.backend.calls == []
 
 
-async def test_backend_crash_midway_is_internal_with_a_generic_message(mesh: Mesh) -> None:
+async def test_backend_crash_midway_is_an_upstream_error_without_internals(mesh: Mesh) -> None:
     call = mesh.stub.StreamGeneration(orchestrator_pb2.StreamGenerationRequest(spec=spec("fail midway")))
     received = []
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -122,7 +122,8 @@ async def test_backend_crash_midway_is_internal_with_a_generic_message(mesh: Mes
             received.append(event.delta.text)
     assert received == ["partial ", "output "]
     assert caught.value.code() == grpc.StatusCode.INTERNAL
-    assert caught.value.details() == "internal error", "no internals leak to the caller"
+    assert error_code(caught.value) == "upstream_error"
+    assert caught.value.details() == "model scripted failed to generate a response"
     assert "crashed" not in str(caught.value.trailing_metadata())
 
 

@@ -24,7 +24,7 @@ async def test_migrates_at_start_and_describes_its_database(database_url: str) -
             health_pb2.HealthCheckRequest(service="llmmesh.v1.StoreService")
         )
     assert description.dialect == database_url.split("+")[0]
-    assert description.schema_revision == head_revision() == "0001_baseline"
+    assert description.schema_revision == head_revision() == "0002_sessions"
     assert description.server_version[0].isdigit()
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -36,7 +36,7 @@ async def test_restart_on_a_migrated_database_keeps_its_revision(database_url: s
             description = await store_pb2_grpc.StoreServiceStub(channel).DescribeStore(
                 store_pb2.DescribeStoreRequest()
             )
-        assert description.schema_revision == "0001_baseline"
+        assert description.schema_revision == "0002_sessions"
 
 
 async def test_unreachable_database_fails_the_start(unused_port: int) -> None:

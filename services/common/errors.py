@@ -12,6 +12,8 @@ from typing import ClassVar
 import grpc
 
 ERROR_CODE_KEY = "x-error-code"
+# Codes of errors the model provider caused (gateway: HTTP 502) start with this.
+UPSTREAM_CODE_PREFIX = "upstream_"
 
 
 class MeshError(Exception):
@@ -53,6 +55,13 @@ class Unavailable(MeshError):
 class DeadlineExceeded(MeshError):
     code = "deadline_exceeded"
     status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class UpstreamError(MeshError):
+    """The model provider failed; every code of this family starts with UPSTREAM_CODE_PREFIX."""
+
+    code = "upstream_error"
+    status = grpc.StatusCode.INTERNAL
 
 
 class IncompleteGeneration(Unavailable):

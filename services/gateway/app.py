@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from llmmesh.v1 import orchestrator_pb2_grpc
+from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
 
 from services.common.grpc_options import create_channel
 from services.gateway.config import GatewaySettings
@@ -14,6 +14,7 @@ from services.gateway.errors import install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.middleware import RequestIdMiddleware
+from services.gateway.sessions.routes import router as sessions_router
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -22,13 +23,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         orchestrator = create_channel(settings.orchestrator_addr)
+        store = create_channel(settings.store_addr)
         health_channels = {
             "orchestrator": orchestrator,
             "inference": create_channel(settings.inference_addr),
-            "store": create_channel(settings.store_addr),
+            "store": store,
         }
         app.state.settings = settings
         app.state.orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator)
+        app.state.store = store_pb2_grpc.StoreServiceStub(store)
         app.state.health_channels = health_channels
         try:
             yield
@@ -46,4 +49,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(generate_router)
+    app.include_router(sessions_router)
     return app

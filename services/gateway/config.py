@@ -15,11 +15,12 @@ class GatewaySettings(ServiceSettings):
     orchestrator_addr: str = Field(
         default="127.0.0.1:50051", validation_alias=env_alias("ORCHESTRATOR_ADDR", "orchestrator_addr")
     )
-    # Only /readyz talks to these, to report whether the whole mesh can serve.
+    # Templates and sessions are managed on the store directly; /readyz checks it too.
+    store_addr: str = Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
+    # Only /readyz talks to the inference service, to report whether the whole mesh can serve.
     inference_addr: str = Field(
         default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
     )
-    store_addr: str = Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
     # Backstop for a call to the orchestrator that never answers; the orchestrator's own
     # generation timeout (60 s by default) normally fires first.
     request_timeout_s: float = Field(default=300.0, gt=0)

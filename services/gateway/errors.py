@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.errors import MeshError, from_rpc_error
+from services.common.errors import UPSTREAM_CODE_PREFIX, MeshError, from_rpc_error
 from services.common.request_id import HTTP_HEADER
 
 log = logging.getLogger("llmmesh.gateway")
@@ -77,6 +77,8 @@ def error_response(
 
 
 def http_status_of(error: MeshError) -> int:
+    if error.code.startswith(UPSTREAM_CODE_PREFIX):  # the model provider failed, not the mesh
+        return 502
     return HTTP_STATUS_BY_GRPC.get(error.status, 500)
 
 

@@ -15,6 +15,7 @@ class OrchestratorSettings(ServiceSettings):
     inference_addr: str = Field(
         default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
     )
+    store_addr: str = Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
     # The model used when a request names none.
     default_model: str = "gemma-3-270m"
     # A generation that has not finished after this many seconds fails with DEADLINE_EXCEEDED.

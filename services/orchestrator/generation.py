@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 import grpc
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc, orchestrator_pb2
 
-from services.common.errors import IncompleteGeneration, from_rpc_error
+from services.common.errors import IncompleteGeneration, MeshError, UpstreamError, from_rpc_error
 from services.common.request_id import current_request_id, outgoing_metadata
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import GenerationTimeout, InvalidGeneration
@@ -63,7 +63,9 @@ class Generations:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise GenerationTimeout(f"the generation did not finish within {timeout:g} s") from exc
-            error = from_rpc_error(exc)
+            error: MeshError = from_rpc_error(exc)
+            if exc.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                error = UpstreamError(f"model {request.model} failed to generate a response")
             log.warning(
                 "inference call failed",
                 extra={"model": request.model, "status": exc.code().name, "code": error.code},

@@ -9,11 +9,13 @@ import grpc
 from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.orchestrator.generation import Generations
+from services.orchestrator.sessions import SessionRuns
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, generations: Generations) -> None:
+    def __init__(self, generations: Generations, sessions: SessionRuns) -> None:
         self.generations = generations
+        self.sessions = sessions
 
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
@@ -30,3 +32,24 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)
                 else:
                     yield orchestrator_pb2.StreamGenerationResponse(result=event.result)
+
+    async def RunSession(
+        self, request: orchestrator_pb2.RunSessionRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.RunSessionResponse:
+        run = await self.sessions.run(
+            request.session_code, request.force_regenerate, context.time_remaining()
+        )
+        return orchestrator_pb2.RunSessionResponse(run=run)
+
+    async def StreamSession(
+        self, request: orchestrator_pb2.StreamSessionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orchestrator_pb2.StreamSessionResponse]:
+        events = self.sessions.stream(
+            request.session_code, request.force_regenerate, context.time_remaining()
+        )
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, orchestrator_pb2.SessionRun):
+                    yield orchestrator_pb2.StreamSessionResponse(run=event)
+                else:
+                    yield orchestrator_pb2.StreamSessionResponse(delta=event)

@@ -1,7 +1,50 @@
 """Store domain errors."""
 
-from services.common.errors import Unavailable
+import grpc
+
+from services.common.errors import FailedPrecondition, InvalidArgument, MeshError, NotFound, Unavailable
 
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class AlreadyExists(MeshError):
+    code = "already_exists"
+    status = grpc.StatusCode.ALREADY_EXISTS
+
+
+class TemplateExists(AlreadyExists):
+    code = "template_exists"
+
+
+class SessionExists(AlreadyExists):
+    code = "session_exists"
+
+
+class InvalidStatusTransition(FailedPrecondition):
+    code = "invalid_status_transition"
+
+
+class NoPublishedVersion(FailedPrecondition):
+    code = "no_published_version"
+
+
+class InvalidStoreRequest(InvalidArgument):
+    code = "invalid_store_request"
+
+
+class UnknownOption(InvalidArgument):
+    code = "unknown_option"

@@ -1,6 +1,12 @@
-"""SQLAlchemy table metadata: the schema Alembic migrations build, in one place."""
+"""The store's schema as SQLAlchemy ORM classes; Alembic migrations build exactly this."""
 
-from sqlalchemy import MetaData
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so migrations are identical on SQLite and PostgreSQL.
 metadata = MetaData(
@@ -12,3 +18,92 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class PromptTemplate(Base):
+    __tablename__ = "prompt_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    versions: Mapped[list[TemplateVersion]] = relationship(
+        back_populates="template", order_by="TemplateVersion.number"
+    )
+
+
+class TemplateVersion(Base):
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    # DRAFT, PUBLISHED or ARCHIVED
+    status: Mapped[str] = mapped_column(String(16), default="DRAFT")
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    user_prompt_template: Mapped[str | None] = mapped_column(Text)
+    llm_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    template: Mapped[PromptTemplate] = relationship(back_populates="versions")
+    options: Mapped[list[VersionOption]] = relationship(order_by="VersionOption.position")
+
+
+class VersionOption(Base):
+    __tablename__ = "version_options"
+    __table_args__ = (UniqueConstraint("version_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("template_versions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_code: Mapped[str] = mapped_column(String(64), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("template_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[TemplateVersion] = relationship()
+    answers: Mapped[list[SessionAnswer]] = relationship(
+        order_by="SessionAnswer.position", cascade="all, delete-orphan"
+    )
+    result: Mapped[SessionResult | None] = relationship(cascade="all, delete-orphan")
+
+
+class SessionAnswer(Base):
+    __tablename__ = "session_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    option_id: Mapped[int] = mapped_column(ForeignKey("version_options.id"))
+    value: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(Integer)
+    option: Mapped[VersionOption] = relationship(lazy="joined")
+
+
+class SessionResult(Base):
+    """The latest LLM result of a session (one per session) and the inputs that produced it."""
+
+    __tablename__ = "session_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
+    llm_result: Mapped[str] = mapped_column(Text)
+    messages: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(200))
+    usage: Mapped[dict[str, int]] = mapped_column(JSON)
+    input_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
 
-from services.store.errors import StoreUnavailable
+from services.store.errors import (
+    InvalidStatusTransition,
+    InvalidStoreRequest,
+    NoPublishedVersion,
+    SessionExists,
+    SessionNotFound,
+    StoreUnavailable,
+    TemplateExists,
+    TemplateNotFound,
+    UnknownOption,
+    VersionNotFound,
+)
 from services.store.migrate import current_revision
+from services.store.models import (
+    PromptTemplate,
+    Session,
+    SessionAnswer,
+    SessionResult,
+    TemplateVersion,
+    VersionOption,
+    utcnow,
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SESSION_CODE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+# Allowed moves between version statuses; a published version's content is final.
+_TRANSITIONS = {("DRAFT", "PUBLISHED"), ("DRAFT", "ARCHIVED"), ("PUBLISHED", "ARCHIVED")}
 
 
 @dataclass(frozen=True)
@@ -21,11 +52,44 @@ class StoreDescription:
     schema_revision: str
 
 
+@dataclass(frozen=True)
+class NewAnswer:
+    option_key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class NewResult:
+    llm_result: str
+    messages: list[dict[str, str]]
+    model: str
+    usage: dict[str, int]
+    input_hash: str
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InvalidStoreRequest(
+            "template name must be 1-100 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+
+
 class Repository:
     """Database access for the store service."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except (DBAPIError, OSError) as exc:
+            raise StoreUnavailable("the database is unreachable") from exc
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
@@ -49,3 +113,182 @@ class Repository:
                 return await connection.run_sync(_describe)
         except (DBAPIError, OSError) as exc:
             raise StoreUnavailable("the database is unreachable") from exc
+
+    # Templates and versions
+
+    async def create_template(self, name: str, description: str) -> PromptTemplate:
+        _check_name(name)
+        try:
+            async with self._transaction() as db:
+                template = PromptTemplate(name=name, description=description, versions=[])
+                db.add(template)
+        except IntegrityError as exc:
+            raise TemplateExists(f"a template named {name!r} already exists") from exc
+        return template
+
+    async def get_template(self, name: str) -> PromptTemplate:
+        async with self._transaction() as db:
+            return await self._template(db, name, with_versions=True)
+
+    async def _template(self, db: AsyncSession, name: str, with_versions: bool = False) -> PromptTemplate:
+        query = select(PromptTemplate).where(PromptTemplate.name == name)
+        if with_versions:
+            query = query.options(selectinload(PromptTemplate.versions).selectinload(TemplateVersion.options))
+        template = (await db.execute(query)).scalar_one_or_none()
+        if template is None:
+            raise TemplateNotFound(f"no template named {name!r}")
+        return template
+
+    async def add_version(
+        self,
+        template_name: str,
+        system_prompt: str | None,
+        user_prompt_template: str | None,
+        llm_options: dict[str, Any] | None,
+        options: Sequence[tuple[str, str]],
+    ) -> TemplateVersion:
+        keys = [key for key, _ in options]
+        if len(set(keys)) != len(keys):
+            raise InvalidStoreRequest("option keys must be unique within a version")
+        if any(not key or len(key) > 100 for key in keys):
+            raise InvalidStoreRequest("option keys must be 1-100 characters")
+        try:
+            async with self._transaction() as db:
+                template = await self._template(db, template_name)
+                newest = await db.scalar(
+                    select(func.max(TemplateVersion.number)).where(TemplateVersion.template_id == template.id)
+                )
+                version = TemplateVersion(
+                    template=template,
+                    number=(newest or 0) + 1,
+                    status="DRAFT",
+                    system_prompt=system_prompt,
+                    user_prompt_template=user_prompt_template,
+                    llm_options=llm_options,
+                    options=[
+                        VersionOption(key=key, label=label, position=index)
+                        for index, (key, label) in enumerate(options)
+                    ],
+                )
+                db.add(version)
+        except IntegrityError as exc:  # another version was added at the same moment
+            raise StoreUnavailable("the version could not be numbered; retry") from exc
+        return version
+
+    async def set_version_status(self, template_name: str, number: int, status: str) -> TemplateVersion:
+        async with self._transaction() as db:
+            version = await self._version(db, template_name, number)
+            if version.status == status:
+                return version
+            if (version.status, status) not in _TRANSITIONS:
+                raise InvalidStatusTransition(
+                    f"version {number} of {template_name!r} is {version.status}; it cannot become {status}"
+                )
+            version.status = status
+            if status == "PUBLISHED":
+                version.published_at = utcnow()
+        return version
+
+    async def get_version(self, template_name: str, number: int) -> TemplateVersion:
+        async with self._transaction() as db:
+            return await self._version(db, template_name, number)
+
+    async def _version(self, db: AsyncSession, template_name: str, number: int) -> TemplateVersion:
+        template = await self._template(db, template_name)
+        query = (
+            select(TemplateVersion)
+            .where(TemplateVersion.template_id == template.id, TemplateVersion.number == number)
+            .options(selectinload(TemplateVersion.options), selectinload(TemplateVersion.template))
+        )
+        version = (await db.execute(query)).scalar_one_or_none()
+        if version is None:
+            raise VersionNotFound(f"template {template_name!r} has no version {number}")
+        return version
+
+    # Sessions
+
+    async def create_session(self, session_code: str, template_name: str, version_number: int) -> Session:
+        if session_code and not _SESSION_CODE.match(session_code):
+            raise InvalidStoreRequest("session_code must be 4-64 characters of letters, digits, '_' or '-'")
+        code = session_code or secrets.token_urlsafe(12)
+        try:
+            async with self._transaction() as db:
+                if version_number:
+                    version = await self._version(db, template_name, version_number)
+                else:
+                    version = await self._newest_published(db, template_name)
+                session = Session(session_code=code, version=version, answers=[], result=None)
+                db.add(session)
+        except IntegrityError as exc:
+            raise SessionExists(f"a session with code {code!r} already exists") from exc
+        return session
+
+    async def _newest_published(self, db: AsyncSession, template_name: str) -> TemplateVersion:
+        template = await self._template(db, template_name)
+        number = await db.scalar(
+            select(func.max(TemplateVersion.number)).where(
+                TemplateVersion.template_id == template.id, TemplateVersion.status == "PUBLISHED"
+            )
+        )
+        if number is None:
+            raise NoPublishedVersion(f"template {template_name!r} has no published version")
+        return await self._version(db, template_name, number)
+
+    async def put_answers(self, session_code: str, answers: Sequence[NewAnswer]) -> Session:
+        async with self._transaction() as db:
+            session = await self._session(db, session_code)
+            options = {option.key: option for option in session.version.options}
+            unknown = [a.option_key for a in answers if a.option_key not in options]
+            if unknown:
+                raise UnknownOption(
+                    f"version {session.version.number} of {session.version.template.name!r} has no option "
+                    f"{unknown[0]!r}; it offers: {', '.join(options) or 'none'}"
+                )
+            if len({a.option_key for a in answers}) != len(answers):
+                raise InvalidStoreRequest("each option may be answered once")
+            session.answers = [
+                SessionAnswer(option=options[a.option_key], value=a.value, position=index)
+                for index, a in enumerate(answers)
+            ]
+        return session
+
+    async def get_session(self, session_code: str) -> Session:
+        async with self._transaction() as db:
+            return await self._session(db, session_code)
+
+    async def _session(self, db: AsyncSession, session_code: str) -> Session:
+        query = (
+            select(Session)
+            .where(Session.session_code == session_code)
+            .options(
+                selectinload(Session.version).selectinload(TemplateVersion.options),
+                selectinload(Session.version).selectinload(TemplateVersion.template),
+                selectinload(Session.answers),
+                selectinload(Session.result),
+            )
+        )
+        session = (await db.execute(query)).scalar_one_or_none()
+        if session is None:
+            raise SessionNotFound(f"no session with code {session_code!r}")
+        return session
+
+    async def save_result(self, session_code: str, new: NewResult) -> SessionResult:
+        """Store the session's result, replacing the previous one in the same transaction."""
+        try:
+            return await self._save_result(session_code, new)
+        except IntegrityError:  # a concurrent run stored the session's first result; replace it
+            return await self._save_result(session_code, new)
+
+    async def _save_result(self, session_code: str, new: NewResult) -> SessionResult:
+        async with self._transaction() as db:
+            session = await self._session(db, session_code)
+            if session.result is None:
+                session.result = SessionResult(session_id=session.id)
+            result = session.result
+            result.llm_result = new.llm_result
+            result.messages = new.messages
+            result.model = new.model
+            result.usage = new.usage
+            result.input_hash = new.input_hash
+            result.created_at = utcnow()
+        return result

@@ -22,26 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from llmmesh.v1 import common_pb2 as llmmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dllmmesh/v1/orchestrator.proto\x12\nllmmesh.v1\x1a\x17llmmesh/v1/common.proto\"k\n\x0eGenerationSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12*\n\x06params\x18\x04 \x01(\x0b\x32\x1a.llmmesh.v1.SamplingParams\"T\n\x14RunGenerationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.llmmesh.v1.GenerationSpec\"E\n\x15RunGenerationResponse\x12,\n\x06result\x18\x01 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResult\"W\n\x17StreamGenerationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.llmmesh.v1.GenerationSpec\"|\n\x18StreamGenerationResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.TokenDeltaH\x00\x12.\n\x06result\x18\x02 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent2\xcc\x01\n\x13OrchestratorService\x12T\n\rRunGeneration\x12 .llmmesh.v1.RunGenerationRequest\x1a!.llmmesh.v1.RunGenerationResponse\x12_\n\x10StreamGeneration\x12#.llmmesh.v1.StreamGenerationRequest\x1a$.llmmesh.v1.StreamGenerationResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dllmmesh/v1/orchestrator.proto\x12\nllmmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17llmmesh/v1/common.proto\"k\n\x0eGenerationSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12*\n\x06params\x18\x04 \x01(\x0b\x32\x1a.llmmesh.v1.SamplingParams\"T\n\x14RunGenerationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.llmmesh.v1.GenerationSpec\"E\n\x15RunGenerationResponse\x12,\n\x06result\x18\x01 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResult\"W\n\x17StreamGenerationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.llmmesh.v1.GenerationSpec\"|\n\x18StreamGenerationResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.TokenDeltaH\x00\x12.\n\x06result\x18\x02 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent\"\xd2\x01\n\nSessionRun\x12\x14\n\x0csession_code\x18\x01 \x01(\t\x12\x12\n\nllm_result\x18\x02 \x01(\t\x12)\n\x08messages\x18\x03 \x03(\x0b\x32\x17.llmmesh.v1.ChatMessage\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12 \n\x05usage\x18\x06 \x01(\x0b\x32\x11.llmmesh.v1.Usage\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x11RunSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\x12\x18\n\x10\x66orce_regenerate\x18\x03 \x01(\x08\"9\n\x12RunSessionResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.SessionRun\"Z\n\x14StreamSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\x12\x18\n\x10\x66orce_regenerate\x18\x03 \x01(\x08\"p\n\x15StreamSessionResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.TokenDeltaH\x00\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x16.llmmesh.v1.SessionRunH\x00\x42\x07\n\x05\x65vent2\xf1\x02\n\x13OrchestratorService\x12T\n\rRunGeneration\x12 .llmmesh.v1.RunGenerationRequest\x1a!.llmmesh.v1.RunGenerationResponse\x12_\n\x10StreamGeneration\x12#.llmmesh.v1.StreamGenerationRequest\x1a$.llmmesh.v1.StreamGenerationResponse0\x01\x12K\n\nRunSession\x12\x1d.llmmesh.v1.RunSessionRequest\x1a\x1e.llmmesh.v1.RunSessionResponse\x12V\n\rStreamSession\x12 .llmmesh.v1.StreamSessionRequest\x1a!.llmmesh.v1.StreamSessionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENERATIONSPEC']._serialized_start=70
-  _globals['_GENERATIONSPEC']._serialized_end=177
-  _globals['_RUNGENERATIONREQUEST']._serialized_start=179
-  _globals['_RUNGENERATIONREQUEST']._serialized_end=263
-  _globals['_RUNGENERATIONRESPONSE']._serialized_start=265
-  _globals['_RUNGENERATIONRESPONSE']._serialized_end=334
-  _globals['_STREAMGENERATIONREQUEST']._serialized_start=336
-  _globals['_STREAMGENERATIONREQUEST']._serialized_end=423
-  _globals['_STREAMGENERATIONRESPONSE']._serialized_start=425
-  _globals['_STREAMGENERATIONRESPONSE']._serialized_end=549
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=552
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=756
+  _globals['_GENERATIONSPEC']._serialized_start=103
+  _globals['_GENERATIONSPEC']._serialized_end=210
+  _globals['_RUNGENERATIONREQUEST']._serialized_start=212
+  _globals['_RUNGENERATIONREQUEST']._serialized_end=296
+  _globals['_RUNGENERATIONRESPONSE']._serialized_start=298
+  _globals['_RUNGENERATIONRESPONSE']._serialized_end=367
+  _globals['_STREAMGENERATIONREQUEST']._serialized_start=369
+  _globals['_STREAMGENERATIONREQUEST']._serialized_end=456
+  _globals['_STREAMGENERATIONRESPONSE']._serialized_start=458
+  _globals['_STREAMGENERATIONRESPONSE']._serialized_end=582
+  _globals['_SESSIONRUN']._serialized_start=585
+  _globals['_SESSIONRUN']._serialized_end=795
+  _globals['_RUNSESSIONREQUEST']._serialized_start=797
+  _globals['_RUNSESSIONREQUEST']._serialized_end=884
+  _globals['_RUNSESSIONRESPONSE']._serialized_start=886
+  _globals['_RUNSESSIONRESPONSE']._serialized_end=943
+  _globals['_STREAMSESSIONREQUEST']._serialized_start=945
+  _globals['_STREAMSESSIONREQUEST']._serialized_end=1035
+  _globals['_STREAMSESSIONRESPONSE']._serialized_start=1037
+  _globals['_STREAMSESSIONRESPONSE']._serialized_end=1149
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=1152
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=1521
 # @@protoc_insertion_point(module_scope)

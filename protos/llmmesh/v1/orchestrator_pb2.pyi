@@ -1,7 +1,11 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from llmmesh.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -47,3 +51,55 @@ class StreamGenerationResponse(_message.Message):
     delta: _common_pb2.TokenDelta
     result: _common_pb2.GenerationResult
     def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ...) -> None: ...
+
+class SessionRun(_message.Message):
+    __slots__ = ("session_code", "llm_result", "messages", "cached", "model", "usage", "created_at")
+    SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
+    LLM_RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    session_code: str
+    llm_result: str
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
+    cached: bool
+    model: str
+    usage: _common_pb2.Usage
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_code: _Optional[str] = ..., llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., cached: _Optional[bool] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RunSessionRequest(_message.Message):
+    __slots__ = ("request_id", "session_code", "force_regenerate")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    session_code: str
+    force_regenerate: bool
+    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+
+class RunSessionResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: SessionRun
+    def __init__(self, run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...
+
+class StreamSessionRequest(_message.Message):
+    __slots__ = ("request_id", "session_code", "force_regenerate")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    session_code: str
+    force_regenerate: bool
+    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+
+class StreamSessionResponse(_message.Message):
+    __slots__ = ("delta", "run")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    delta: _common_pb2.TokenDelta
+    run: SessionRun
+    def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,16 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
                 _registered_method=True)
+        self.RunSession = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/RunSession',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
+                _registered_method=True)
+        self.StreamSession = channel.unary_stream(
+                '/llmmesh.v1.OrchestratorService/StreamSession',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -63,6 +73,21 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunSession(self, request, context):
+        """Turns a session's answers into its LLM result: rendered from the session's template version,
+        reused from the store when the inputs have not changed, else generated and stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSession(self, request, context):
+        """RunSession, relaying token deltas while a new result is generated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +100,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.StreamGeneration,
                     request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.SerializeToString,
+            ),
+            'RunSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSession,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.SerializeToString,
+            ),
+            'StreamSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSession,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +166,60 @@ class OrchestratorService:
             '/llmmesh.v1.OrchestratorService/StreamGeneration',
             llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
             llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/RunSession',
+            llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/StreamSession',
+            llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

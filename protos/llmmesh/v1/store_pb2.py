@@ -22,19 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from llmmesh.v1 import common_pb2 as llmmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16llmmesh/v1/store.proto\x12\nllmmesh.v1\"*\n\x14\x44\x65scribeStoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"Y\n\x15\x44\x65scribeStoreResponse\x12\x0f\n\x07\x64ialect\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x17\n\x0fschema_revision\x18\x03 \x01(\t2d\n\x0cStoreService\x12T\n\rDescribeStore\x12 .llmmesh.v1.DescribeStoreRequest\x1a!.llmmesh.v1.DescribeStoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16llmmesh/v1/store.proto\x12\nllmmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17llmmesh/v1/common.proto\"*\n\x14\x44\x65scribeStoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"Y\n\x15\x44\x65scribeStoreResponse\x12\x0f\n\x07\x64ialect\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x17\n\x0fschema_revision\x18\x03 \x01(\t\"\xa1\x01\n\nLlmOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\x05\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"+\n\rVersionOption\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"\xa9\x03\n\x0fTemplateVersion\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.llmmesh.v1.VersionStatus\x12\x1a\n\rsystem_prompt\x18\x05 \x01(\tH\x00\x88\x01\x01\x12!\n\x14user_prompt_template\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x30\n\x0bllm_options\x18\x07 \x01(\x0b\x32\x16.llmmesh.v1.LlmOptionsH\x02\x88\x01\x01\x12*\n\x07options\x18\x08 \x03(\x0b\x32\x19.llmmesh.v1.VersionOption\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0e_system_promptB\x17\n\x15_user_prompt_templateB\x0e\n\x0c_llm_options\"\x8c\x01\n\x08Template\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08versions\x18\x04 \x03(\x0b\x32\x1b.llmmesh.v1.TemplateVersion\"N\n\x15\x43reateTemplateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"@\n\x16\x43reateTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.llmmesh.v1.Template\"6\n\x12GetTemplateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"=\n\x13GetTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.llmmesh.v1.Template\"N\n\x11GetVersionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x05\"B\n\x12GetVersionResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.llmmesh.v1.TemplateVersion\"\x96\x02\n\x11\x41\x64\x64VersionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12\x1a\n\rsystem_prompt\x18\x03 \x01(\tH\x00\x88\x01\x01\x12!\n\x14user_prompt_template\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x30\n\x0bllm_options\x18\x05 \x01(\x0b\x32\x16.llmmesh.v1.LlmOptionsH\x02\x88\x01\x01\x12*\n\x07options\x18\x06 \x03(\x0b\x32\x19.llmmesh.v1.VersionOptionB\x10\n\x0e_system_promptB\x17\n\x15_user_prompt_templateB\x0e\n\x0c_llm_options\"B\n\x12\x41\x64\x64VersionResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.llmmesh.v1.TemplateVersion\"\x7f\n\x17SetVersionStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.llmmesh.v1.VersionStatus\"H\n\x18SetVersionStatusResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.llmmesh.v1.TemplateVersion\":\n\x06\x41nswer\x12\x12\n\noption_key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\xc3\x01\n\rSessionResult\x12\x12\n\nllm_result\x18\x01 \x01(\t\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.llmmesh.v1.ChatMessage\x12\r\n\x05model\x18\x03 \x01(\t\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x11.llmmesh.v1.Usage\x12\x12\n\ninput_hash\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xeb\x01\n\x07Session\x12\x14\n\x0csession_code\x18\x01 \x01(\t\x12,\n\x07version\x18\x02 \x01(\x0b\x32\x1b.llmmesh.v1.TemplateVersion\x12#\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x12.llmmesh.v1.Answer\x12\x35\n\rlatest_result\x18\x04 \x01(\x0b\x32\x19.llmmesh.v1.SessionResultH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0e_latest_result\"o\n\x14\x43reateSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\x12\x15\n\rtemplate_name\x18\x03 \x01(\t\x12\x16\n\x0eversion_number\x18\x04 \x01(\x05\"=\n\x15\x43reateSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.llmmesh.v1.Session\"b\n\x11PutAnswersRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\x12#\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x12.llmmesh.v1.Answer\":\n\x12PutAnswersResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.llmmesh.v1.Session\"=\n\x11GetSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\":\n\x12GetSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.llmmesh.v1.Session\"o\n\x18SaveSessionResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0csession_code\x18\x02 \x01(\t\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x19.llmmesh.v1.SessionResult\"F\n\x19SaveSessionResultResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.llmmesh.v1.SessionResult*\x84\x01\n\rVersionStatus\x12\x1e\n\x1aVERSION_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14VERSION_STATUS_DRAFT\x10\x01\x12\x1c\n\x18VERSION_STATUS_PUBLISHED\x10\x02\x12\x1b\n\x17VERSION_STATUS_ARCHIVED\x10\x03\x32\xd8\x06\n\x0cStoreService\x12T\n\rDescribeStore\x12 .llmmesh.v1.DescribeStoreRequest\x1a!.llmmesh.v1.DescribeStoreResponse\x12W\n\x0e\x43reateTemplate\x12!.llmmesh.v1.CreateTemplateRequest\x1a\".llmmesh.v1.CreateTemplateResponse\x12N\n\x0bGetTemplate\x12\x1e.llmmesh.v1.GetTemplateRequest\x1a\x1f.llmmesh.v1.GetTemplateResponse\x12K\n\nGetVersion\x12\x1d.llmmesh.v1.GetVersionRequest\x1a\x1e.llmmesh.v1.GetVersionResponse\x12K\n\nAddVersion\x12\x1d.llmmesh.v1.AddVersionRequest\x1a\x1e.llmmesh.v1.AddVersionResponse\x12]\n\x10SetVersionStatus\x12#.llmmesh.v1.SetVersionStatusRequest\x1a$.llmmesh.v1.SetVersionStatusResponse\x12T\n\rCreateSession\x12 .llmmesh.v1.CreateSessionRequest\x1a!.llmmesh.v1.CreateSessionResponse\x12K\n\nPutAnswers\x12\x1d.llmmesh.v1.PutAnswersRequest\x1a\x1e.llmmesh.v1.PutAnswersResponse\x12K\n\nGetSession\x12\x1d.llmmesh.v1.GetSessionRequest\x1a\x1e.llmmesh.v1.GetSessionResponse\x12`\n\x11SaveSessionResult\x12$.llmmesh.v1.SaveSessionResultRequest\x1a%.llmmesh.v1.SaveSessionResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESCRIBESTOREREQUEST']._serialized_start=38
-  _globals['_DESCRIBESTOREREQUEST']._serialized_end=80
-  _globals['_DESCRIBESTORERESPONSE']._serialized_start=82
-  _globals['_DESCRIBESTORERESPONSE']._serialized_end=171
-  _globals['_STORESERVICE']._serialized_start=173
-  _globals['_STORESERVICE']._serialized_end=273
+  _globals['_VERSIONSTATUS']._serialized_start=3117
+  _globals['_VERSIONSTATUS']._serialized_end=3249
+  _globals['_DESCRIBESTOREREQUEST']._serialized_start=96
+  _globals['_DESCRIBESTOREREQUEST']._serialized_end=138
+  _globals['_DESCRIBESTORERESPONSE']._serialized_start=140
+  _globals['_DESCRIBESTORERESPONSE']._serialized_end=229
+  _globals['_LLMOPTIONS']._serialized_start=232
+  _globals['_LLMOPTIONS']._serialized_end=393
+  _globals['_VERSIONOPTION']._serialized_start=395
+  _globals['_VERSIONOPTION']._serialized_end=438
+  _globals['_TEMPLATEVERSION']._serialized_start=441
+  _globals['_TEMPLATEVERSION']._serialized_end=866
+  _globals['_TEMPLATE']._serialized_start=869
+  _globals['_TEMPLATE']._serialized_end=1009
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1011
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1089
+  _globals['_CREATETEMPLATERESPONSE']._serialized_start=1091
+  _globals['_CREATETEMPLATERESPONSE']._serialized_end=1155
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1157
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1211
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=1213
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=1274
+  _globals['_GETVERSIONREQUEST']._serialized_start=1276
+  _globals['_GETVERSIONREQUEST']._serialized_end=1354
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1356
+  _globals['_GETVERSIONRESPONSE']._serialized_end=1422
+  _globals['_ADDVERSIONREQUEST']._serialized_start=1425
+  _globals['_ADDVERSIONREQUEST']._serialized_end=1703
+  _globals['_ADDVERSIONRESPONSE']._serialized_start=1705
+  _globals['_ADDVERSIONRESPONSE']._serialized_end=1771
+  _globals['_SETVERSIONSTATUSREQUEST']._serialized_start=1773
+  _globals['_SETVERSIONSTATUSREQUEST']._serialized_end=1900
+  _globals['_SETVERSIONSTATUSRESPONSE']._serialized_start=1902
+  _globals['_SETVERSIONSTATUSRESPONSE']._serialized_end=1974
+  _globals['_ANSWER']._serialized_start=1976
+  _globals['_ANSWER']._serialized_end=2034
+  _globals['_SESSIONRESULT']._serialized_start=2037
+  _globals['_SESSIONRESULT']._serialized_end=2232
+  _globals['_SESSION']._serialized_start=2235
+  _globals['_SESSION']._serialized_end=2470
+  _globals['_CREATESESSIONREQUEST']._serialized_start=2472
+  _globals['_CREATESESSIONREQUEST']._serialized_end=2583
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=2585
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=2646
+  _globals['_PUTANSWERSREQUEST']._serialized_start=2648
+  _globals['_PUTANSWERSREQUEST']._serialized_end=2746
+  _globals['_PUTANSWERSRESPONSE']._serialized_start=2748
+  _globals['_PUTANSWERSRESPONSE']._serialized_end=2806
+  _globals['_GETSESSIONREQUEST']._serialized_start=2808
+  _globals['_GETSESSIONREQUEST']._serialized_end=2869
+  _globals['_GETSESSIONRESPONSE']._serialized_start=2871
+  _globals['_GETSESSIONRESPONSE']._serialized_end=2929
+  _globals['_SAVESESSIONRESULTREQUEST']._serialized_start=2931
+  _globals['_SAVESESSIONRESULTREQUEST']._serialized_end=3042
+  _globals['_SAVESESSIONRESULTRESPONSE']._serialized_start=3044
+  _globals['_SAVESESSIONRESULTRESPONSE']._serialized_end=3114
+  _globals['_STORESERVICE']._serialized_start=3252
+  _globals['_STORESERVICE']._serialized_end=4108
 # @@protoc_insertion_point(module_scope)

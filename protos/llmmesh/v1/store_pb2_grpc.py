@@ -39,6 +39,51 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
                 _registered_method=True)
+        self.CreateTemplate = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CreateTemplate',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
+                _registered_method=True)
+        self.GetTemplate = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetTemplate',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
+                _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetVersion',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
+        self.AddVersion = channel.unary_unary(
+                '/llmmesh.v1.StoreService/AddVersion',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
+                _registered_method=True)
+        self.SetVersionStatus = channel.unary_unary(
+                '/llmmesh.v1.StoreService/SetVersionStatus',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
+                _registered_method=True)
+        self.CreateSession = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CreateSession',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
+                _registered_method=True)
+        self.PutAnswers = channel.unary_unary(
+                '/llmmesh.v1.StoreService/PutAnswers',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetSession',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
+                _registered_method=True)
+        self.SaveSessionResult = channel.unary_unary(
+                '/llmmesh.v1.StoreService/SaveSessionResult',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -51,6 +96,66 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTemplate(self, request, context):
+        """A template with all its versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddVersion(self, request, context):
+        """A new DRAFT version, numbered after the template's newest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetVersionStatus(self, request, context):
+        """DRAFT → PUBLISHED → ARCHIVED (or DRAFT → ARCHIVED); never backwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutAnswers(self, request, context):
+        """Replaces the session's answers with the given ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """The session with its version, answers and latest result: everything a run needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveSessionResult(self, request, context):
+        """Stores a session's LLM result, replacing the previous one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +163,51 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.DescribeStore,
                     request_deserializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.SerializeToString,
+            ),
+            'CreateTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTemplate,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.SerializeToString,
+            ),
+            'GetTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTemplate,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'AddVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVersion,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.SerializeToString,
+            ),
+            'SetVersionStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersionStatus,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.SerializeToString,
+            ),
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.SerializeToString,
+            ),
+            'PutAnswers': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutAnswers,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.SerializeToString,
+            ),
+            'SaveSessionResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveSessionResult,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +237,249 @@ class StoreService:
             '/llmmesh.v1.StoreService/DescribeStore',
             llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
             llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CreateTemplate',
+            llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetTemplate',
+            llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetVersion',
+            llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/AddVersion',
+            llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersionStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/SetVersionStatus',
+            llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CreateSession',
+            llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutAnswers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/PutAnswers',
+            llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetSession',
+            llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSessionResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/SaveSessionResult',
+            llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 from fastapi import APIRouter, Request
 from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.common.errors import IncompleteGeneration
 from services.common.request_id import outgoing_metadata
-from services.gateway.errors import ErrorBody, error_body, mesh_error_of, request_id_of
+from services.gateway.errors import ErrorBody, request_id_of
 from services.gateway.generate.protocol import (
     FinishReason,
     GenerateRequest,
@@ -22,6 +18,7 @@ from services.gateway.generate.protocol import (
     StreamDone,
     Usage,
 )
+from services.gateway.streaming import sse_from_call
 
 router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
 
@@ -106,43 +103,18 @@ async def _stream(request: Request, body: GenerateRequest, request_id: str) -> E
         timeout=request.app.state.settings.request_timeout_s,
         metadata=outgoing_metadata(),
     )
-    # Wait for the first event before answering, so a request that fails at once (unknown model,
-    # prompt too long, mesh down) gets its proper HTTP status instead of a 200 with an error event.
-    try:
-        first = await call.read()
-    except BaseException:
-        call.cancel()
-        raise
-    if first is grpc.aio.EOF:
-        raise IncompleteGeneration("the generation ended without a result")
-    return EventSourceResponse(_events(first, call, request_id), ping=request.app.state.settings.sse_ping_s)
 
+    def render(event: orchestrator_pb2.StreamGenerationResponse) -> ServerSentEvent:
+        if event.HasField("delta"):
+            return ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
+        result = event.result
+        done = StreamDone(
+            tokens=result.usage.completion_tokens,
+            model=result.model,
+            finish_reason=_FINISH_REASONS[result.finish_reason],
+            usage=_usage(result),
+            request_id=request_id,
+        )
+        return ServerSentEvent(done.model_dump_json(), event="done")
 
-async def _events(
-    first: orchestrator_pb2.StreamGenerationResponse,
-    call: grpc.aio.UnaryStreamCall,
-    request_id: str,
-) -> AsyncIterator[ServerSentEvent]:
-    """SSE frames for the orchestrator's stream; closing it (client gone) cancels the generation."""
-    event: Any = first
-    try:
-        while event is not grpc.aio.EOF:
-            if event.HasField("delta"):
-                yield ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
-            else:
-                result = event.result
-                done = StreamDone(
-                    tokens=result.usage.completion_tokens,
-                    model=result.model,
-                    finish_reason=_FINISH_REASONS[result.finish_reason],
-                    usage=_usage(result),
-                    request_id=request_id,
-                )
-                yield ServerSentEvent(done.model_dump_json(), event="done")
-            event = await call.read()
-    except grpc.aio.AioRpcError as exc:
-        error = mesh_error_of(exc)
-        body = error_body(error.code, error.message, request_id)
-        yield ServerSentEvent(json.dumps(body, separators=(",", ":")), event="error")
-    finally:
-        call.cancel()
+    return await sse_from_call(request, call, render)

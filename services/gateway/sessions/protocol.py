@@ -1,0 +1,122 @@
+"""Request and response schemas of the templates and sessions endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString, Usage
+
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+OptionKey = Annotated[str, Field(min_length=1, max_length=100)]
+SessionCode = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+VersionStatus = Literal["DRAFT", "PUBLISHED", "ARCHIVED"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LlmOptions(StrictModel):
+    model: str = Field(min_length=1, max_length=128)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 2)
+    stop: list[StopString] | None = Field(default=None, max_length=4)
+
+
+class VersionOption(StrictModel):
+    key: OptionKey
+    label: str = Field(min_length=1, max_length=2_000)
+
+
+class CreateTemplate(StrictModel):
+    name: Name
+    description: str = Field(default="", max_length=2_000)
+
+
+class CreateVersion(StrictModel):
+    system_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    user_prompt_template: str | None = Field(
+        default=None,
+        max_length=MAX_PROMPT_CHARS,
+        description="Jinja template of the user turn; sees `answers` (key, label, value). "
+        "Omitted: one line per answer.",
+    )
+    llm_options: LlmOptions | None = None
+    options: list[VersionOption] = Field(default_factory=list, max_length=200)
+
+
+class Version(BaseModel):
+    template: str
+    number: int
+    status: VersionStatus
+    system_prompt: str | None
+    user_prompt_template: str | None
+    llm_options: LlmOptions | None
+    options: list[VersionOption]
+    created_at: datetime
+    published_at: datetime | None
+
+
+class Template(BaseModel):
+    name: str
+    description: str
+    created_at: datetime
+    versions: list[Version]
+
+
+class CreateSession(StrictModel):
+    template: Name
+    version: int | None = Field(
+        default=None, ge=1, description="Version number; the newest PUBLISHED one if omitted."
+    )
+    session_code: SessionCode | None = Field(default=None, description="Made up by the mesh if omitted.")
+
+
+class AnswerIn(StrictModel):
+    option: OptionKey
+    value: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+
+
+class PutAnswers(StrictModel):
+    answers: list[AnswerIn] = Field(max_length=200)
+
+
+class Answer(BaseModel):
+    option: str
+    label: str
+    value: str
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SessionRun(BaseModel):
+    session_code: str
+    llm_result: str
+    messages: list[Message]
+    cached: bool
+    model: str
+    usage: Usage
+    created_at: datetime
+
+
+class Session(BaseModel):
+    session_code: str
+    template: str
+    version: int
+    version_status: VersionStatus
+    answers: list[Answer]
+    latest_result: SessionRun | None
+    created_at: datetime
+
+
+class RunSession(StrictModel):
+    force_regenerate: bool = False
+    stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")

@@ -1,0 +1,185 @@
+"""Session runs: a session's answers, rendered through its template version, into a cached LLM result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2, store_pb2_grpc
+
+from services.common.errors import IncompleteGeneration, from_rpc_error
+from services.common.request_id import current_request_id, outgoing_metadata
+from services.orchestrator.errors import (
+    EmptyModelResponse,
+    InvalidUserPromptTemplate,
+    MissingLlmOptions,
+    MissingSystemPrompt,
+    NoAnswers,
+    VersionNotPublished,
+)
+from services.orchestrator.generation import Generations
+
+log = logging.getLogger("llmmesh.orchestrator.sessions")
+
+# Operators write user-prompt templates; the sandbox keeps them from reaching Python internals.
+_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_STATUS_NAMES = {
+    value: name.removeprefix("VERSION_STATUS_") for name, value in store_pb2.VersionStatus.items()
+}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a session run sends to the model, and the hash that identifies those inputs."""
+
+    spec: orchestrator_pb2.GenerationSpec
+    messages: list[common_pb2.ChatMessage]
+    input_hash: str
+
+
+def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_pb2.Answer]) -> str:
+    context = [{"key": a.option_key, "label": a.label, "value": a.value} for a in answers]
+    if not version.HasField("user_prompt_template"):
+        return "\n".join(
+            f"- {a['label']}: {a['value']}" if a["value"] else f"- {a['label']}" for a in context
+        )
+    try:
+        return _JINJA.from_string(version.user_prompt_template).render(answers=context)
+    except TemplateError as exc:
+        raise InvalidUserPromptTemplate(
+            f"the user_prompt_template of version {version.number} of {version.template_name!r} "
+            f"cannot be rendered: {exc}"
+        ) from exc
+
+
+def plan_run(session: store_pb2.Session) -> RunPlan:
+    """Check the session can run and build its messages; raises FAILED_PRECONDITION errors naming what is missing."""
+    version = session.version
+    where = f"version {version.number} of template {version.template_name!r}"
+    if version.status != store_pb2.VERSION_STATUS_PUBLISHED:
+        raise VersionNotPublished(
+            f"{where} is {_STATUS_NAMES[version.status]}; only a PUBLISHED version can run"
+        )
+    if not version.HasField("system_prompt") or not version.system_prompt.strip():
+        raise MissingSystemPrompt(f"{where} has no system_prompt")
+    if not version.HasField("llm_options"):
+        raise MissingLlmOptions(f"{where} has no llm_options")
+    options = version.llm_options
+    if not options.model:
+        raise MissingLlmOptions(f"{where} has no llm_options.model")
+    if not session.answers:
+        raise NoAnswers(f"session {session.session_code!r} has no answers yet")
+    user_prompt = render_user_prompt(version, list(session.answers))
+    params = common_pb2.SamplingParams(
+        max_tokens=options.max_tokens,
+        temperature=options.temperature if options.HasField("temperature") else None,
+        top_p=options.top_p if options.HasField("top_p") else None,
+        seed=options.seed if options.HasField("seed") else None,
+        stop=options.stop,
+    )
+    messages = [
+        common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=version.system_prompt),
+        common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=user_prompt),
+    ]
+    inputs: dict[str, Any] = {
+        "version_id": version.id,
+        "messages": [[m.role, m.content] for m in messages],
+        "llm_options": json_format.MessageToDict(options),
+    }
+    input_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    spec = orchestrator_pb2.GenerationSpec(
+        model=options.model, system=version.system_prompt, prompt=user_prompt, params=params
+    )
+    return RunPlan(spec=spec, messages=messages, input_hash=input_hash)
+
+
+class SessionRuns:
+    """Loads a session from the store, reuses or generates its result, and stores what it generated."""
+
+    def __init__(self, store: store_pb2_grpc.StoreServiceStub, generations: Generations) -> None:
+        self._store = store
+        self._generations = generations
+
+    async def _call_store(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, metadata=outgoing_metadata(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    async def stream(
+        self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
+    ) -> AsyncGenerator[common_pb2.TokenDelta | orchestrator_pb2.SessionRun, None]:
+        """Deltas while a new result is generated, then the run; a cached run yields only the run."""
+        response = await self._call_store(
+            self._store.GetSession,
+            store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
+        )
+        session = response.session
+        plan = plan_run(session)
+        cached = session.latest_result if session.HasField("latest_result") else None
+        if cached is not None and cached.input_hash == plan.input_hash and not force_regenerate:
+            log.info("session result reused", extra={"cached": True})
+            yield _run(session_code, cached, cached=True)
+            return
+
+        result = None
+        for attempt in (1, 2):
+            result = None
+            try:
+                async for event in self._generations.stream(plan.spec, caller_time_remaining):
+                    if event.HasField("delta"):
+                        yield event.delta
+                    else:
+                        result = event.result
+            except IncompleteGeneration:
+                result = None
+            if result is not None and result.text.strip():
+                break
+            log.warning("empty model response", extra={"attempt": attempt, "model": plan.spec.model})
+        if result is None or not result.text.strip():
+            raise EmptyModelResponse(f"model {plan.spec.model} returned an empty response twice")
+
+        saved = await self._call_store(
+            self._store.SaveSessionResult,
+            store_pb2.SaveSessionResultRequest(
+                request_id=current_request_id(),
+                session_code=session_code,
+                result=store_pb2.SessionResult(
+                    llm_result=result.text,
+                    messages=plan.messages,
+                    model=result.model,
+                    usage=result.usage,
+                    input_hash=plan.input_hash,
+                ),
+            ),
+        )
+        yield _run(session_code, saved.result, cached=False)
+
+    async def run(
+        self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
+    ) -> orchestrator_pb2.SessionRun:
+        run = orchestrator_pb2.SessionRun()
+        async for event in self.stream(session_code, force_regenerate, caller_time_remaining):
+            if isinstance(event, orchestrator_pb2.SessionRun):
+                run = event
+        return run
+
+
+def _run(session_code: str, result: store_pb2.SessionResult, cached: bool) -> orchestrator_pb2.SessionRun:
+    return orchestrator_pb2.SessionRun(
+        session_code=session_code,
+        llm_result=result.llm_result,
+        messages=result.messages,
+        cached=cached,
+        model=result.model,
+        usage=result.usage,
+        created_at=result.created_at,
+    )
