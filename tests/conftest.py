@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import grpc
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy.engine import make_url
 
 from services.common.errors import ERROR_CODE_KEY
 from services.common.server import MeshServer
+from services.gateway.app import create_app
+from services.gateway.config import GatewaySettings
+from services.inference.config import InferenceSettings
+from services.inference.server import create_server as create_inference
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.server import create_server as create_orchestrator
+from services.store.config import StoreSettings
+from services.store.server import create_server as create_store
+from tests.fakes import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 # Set by .ci/run (and by anyone who wants PostgreSQL coverage locally), e.g.
@@ -100,3 +113,51 @@ async def channel_to(port: int) -> AsyncIterator[grpc.aio.Channel]:
 def error_code(exc: grpc.aio.AioRpcError) -> str:
     """The stable error code a service put in the trailing metadata."""
     return next((str(v) for k, v in exc.trailing_metadata() or () if k == ERROR_CODE_KEY), "")
+
+
+@dataclass
+class Gateway:
+    client: httpx.AsyncClient
+    backend: ScriptedBackend
+
+
+async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
+    """The gateway app under uvicorn on a free port, in this event loop; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "listening"
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def scripted_mesh(database_url: str, generation_timeout_s: float = 0.5) -> AsyncIterator[Gateway]:
+    """All four services in-process on real sockets, the model replaced by the scripted backend."""
+    inference_settings = InferenceSettings(port=0, model_name="scripted")
+    backend = ScriptedBackend(inference_settings)
+    inference, inference_port = create_inference(inference_settings, backend)
+    store, store_port = create_store(StoreSettings(port=0, database_url=database_url))
+    orchestrator, orchestrator_port = create_orchestrator(
+        OrchestratorSettings(
+            port=0,
+            inference_addr=f"127.0.0.1:{inference_port}",
+            store_addr=f"127.0.0.1:{store_port}",
+            default_model="scripted",
+            generation_timeout_s=generation_timeout_s,
+        )
+    )
+    settings = GatewaySettings(
+        port=0,
+        orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
+        inference_addr=f"127.0.0.1:{inference_port}",
+        store_addr=f"127.0.0.1:{store_port}",
+    )
+    async with running(store), running(inference), running(orchestrator):
+        async for base_url in serve_app(settings):
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+                yield Gateway(client, backend)

@@ -8,74 +8,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS
-from services.inference.config import InferenceSettings
-from services.inference.server import create_server as create_inference
-from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.server import create_server as create_orchestrator
-from services.store.config import StoreSettings
-from services.store.server import create_server as create_store
-from tests.conftest import running
-from tests.fakes import ScriptedBackend
+from tests.conftest import Gateway, scripted_mesh, serve_app
 
 URL = "/api/v1/ai/generate"
 
 
-@dataclass
-class Gateway:
-    client: httpx.AsyncClient
-    backend: ScriptedBackend
-
-
-async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "listening"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    inference_settings = InferenceSettings(port=0, model_name="scripted")
-    backend = ScriptedBackend(inference_settings)
-    inference, inference_port = create_inference(inference_settings, backend)
-    store, store_port = create_store(
-        StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
-    )
-    orchestrator, orchestrator_port = create_orchestrator(
-        OrchestratorSettings(
-            port=0,
-            inference_addr=f"127.0.0.1:{inference_port}",
-            default_model="scripted",
-            generation_timeout_s=0.5,
-        )
-    )
-    settings = GatewaySettings(
-        port=0,
-        orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
-        inference_addr=f"127.0.0.1:{inference_port}",
-        store_addr=f"127.0.0.1:{store_port}",
-    )
-    async with running(store), running(inference), running(orchestrator):
-        async for base_url in serve_app(settings):
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-                yield Gateway(client, backend)
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db") as mesh:
+        yield mesh
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

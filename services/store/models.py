@@ -54,7 +54,7 @@ class TemplateVersion(Base):
     llm_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    template: Mapped[PromptTemplate] = relationship(back_populates="versions")
+    template: Mapped[PromptTemplate] = relationship(back_populates="versions", lazy="joined")
     options: Mapped[list[VersionOption]] = relationship(order_by="VersionOption.position")
 
 

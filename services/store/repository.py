@@ -198,7 +198,7 @@ class Repository:
         query = (
             select(TemplateVersion)
             .where(TemplateVersion.template_id == template.id, TemplateVersion.number == number)
-            .options(selectinload(TemplateVersion.options), selectinload(TemplateVersion.template))
+            .options(selectinload(TemplateVersion.options))
         )
         version = (await db.execute(query)).scalar_one_or_none()
         if version is None:
@@ -262,7 +262,6 @@ class Repository:
             .where(Session.session_code == session_code)
             .options(
                 selectinload(Session.version).selectinload(TemplateVersion.options),
-                selectinload(Session.version).selectinload(TemplateVersion.template),
                 selectinload(Session.answers),
                 selectinload(Session.result),
             )

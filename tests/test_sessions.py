@@ -1,0 +1,374 @@
+"""Session runs and their data, over real HTTP and gRPC, on SQLite and PostgreSQL.
+
+The model is the recording scripted backend (tests/fakes.py), so every test can check exactly which
+messages reached the model and what the store kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from services.store.db import create_engine
+from services.store.migrate import upgrade_to_head
+from services.store.models import metadata
+from tests.conftest import Gateway, scripted_mesh
+from tests.test_gateway import assert_error, sse_events
+
+SYSTEM = "You are a careful assistant. Summarise the patient's answers."
+USER_TEMPLATE = (
+    "Answers:{% for a in answers %}\n* {{ a.label }}{% if a.value %} ({{ a.value }}){% endif %}{% endfor %}"
+)
+OPTIONS = [
+    {"key": "fever", "label": "Fever"},
+    {"key": "cough", "label": "Cough"},
+    {"key": "note", "label": "Note"},
+]
+LLM_OPTIONS = {"model": "scripted", "max_tokens": 50, "temperature": 0}
+
+
+@pytest.fixture
+async def mesh(database_url: str) -> AsyncIterator[Gateway]:
+    async with scripted_mesh(database_url) as gateway:
+        yield gateway
+
+
+async def make_version(
+    mesh: Gateway, template: str = "triage", publish: bool = True, **fields: Any
+) -> dict[str, Any]:
+    client = mesh.client
+    if (await client.get(f"/api/v1/templates/{template}")).status_code == 404:
+        assert (await client.post("/api/v1/templates", json={"name": template})).status_code == 201
+    body = {
+        "system_prompt": SYSTEM,
+        "user_prompt_template": USER_TEMPLATE,
+        "llm_options": LLM_OPTIONS,
+        "options": OPTIONS,
+    }
+    body.update(fields)
+    body = {k: v for k, v in body.items() if v is not None}
+    response = await client.post(f"/api/v1/templates/{template}/versions", json=body)
+    assert response.status_code == 201, response.text
+    version = response.json()
+    if publish:
+        response = await client.post(f"/api/v1/templates/{template}/versions/{version['number']}/publish")
+        assert response.status_code == 200, response.text
+        version = response.json()
+    return dict(version)
+
+
+async def make_session(
+    mesh: Gateway, answers: list[dict[str, str]] | None, template: str = "triage", version: int | None = None
+) -> str:
+    body: dict[str, Any] = {"template": template}
+    if version:
+        body["version"] = version
+    response = await mesh.client.post("/api/v1/sessions", json=body)
+    assert response.status_code == 201, response.text
+    code = str(response.json()["session_code"])
+    if answers is not None:
+        response = await mesh.client.put(f"/api/v1/sessions/{code}/answers", json={"answers": answers})
+        assert response.status_code == 200, response.text
+    return code
+
+
+async def run(mesh: Gateway, code: str, **body: Any) -> Any:
+    return await mesh.client.post(f"/api/v1/sessions/{code}/llm", json=body or None)
+
+
+ANSWERS = [{"option": "fever", "value": "39.2 C"}, {"option": "cough"}]
+RENDERED = "Answers:\n* Fever (39.2 C)\n* Cough"
+
+
+async def test_run_renders_the_version_and_stores_the_result(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    response = await run(mesh, code)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": RENDERED}]
+    assert body["session_code"] == code
+    assert body["llm_result"] == f"echo: {RENDERED}"
+    assert body["messages"] == expected_messages
+    assert body["cached"] is False
+    assert body["model"] == "scripted"
+    assert body["usage"]["completion_tokens"] == len(f"echo: {RENDERED}".split(" "))
+    assert body["created_at"]
+    (call,) = mesh.backend.calls
+    assert [(m.role, m.content) for m in call.request.messages] == [("system", SYSTEM), ("user", RENDERED)]
+    assert (call.request.sampling.max_tokens, call.request.sampling.temperature) == (50, 0.0)
+    stored = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()
+    assert stored["latest_result"]["llm_result"] == body["llm_result"]
+    assert stored["latest_result"]["messages"] == expected_messages
+    assert stored["answers"] == [
+        {"option": "fever", "label": "Fever", "value": "39.2 C"},
+        {"option": "cough", "label": "Cough", "value": ""},
+    ]
+
+
+async def test_same_inputs_reuse_the_stored_result_without_a_model_call(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    first = (await run(mesh, code)).json()
+    second = await run(mesh, code)
+    assert second.status_code == 200
+    assert second.json() == {**first, "cached": True}
+    assert len(mesh.backend.calls) == 1
+
+
+async def test_force_regenerate_generates_anew_and_replaces_the_result(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    first = (await run(mesh, code)).json()
+    await asyncio.sleep(0.01)
+    again = (await run(mesh, code, force_regenerate=True)).json()
+    assert again["cached"] is False
+    assert again["created_at"] > first["created_at"]
+    assert len(mesh.backend.calls) == 2
+    stored = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"]
+    assert stored["created_at"] == again["created_at"]
+    assert (await run(mesh, code)).json()["cached"] is True
+
+
+async def test_changed_answers_invalidate_the_cache(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    await run(mesh, code)
+    await mesh.client.put(f"/api/v1/sessions/{code}/answers", json={"answers": [{"option": "cough"}]})
+    response = (await run(mesh, code)).json()
+    assert response["cached"] is False
+    assert response["messages"][1]["content"] == "Answers:\n* Cough"
+    assert len(mesh.backend.calls) == 2
+
+
+async def test_a_session_on_a_new_published_version_generates_anew(mesh: Gateway) -> None:
+    await make_version(mesh)
+    old = await make_session(mesh, ANSWERS)
+    await run(mesh, old)
+    await make_version(mesh, system_prompt="Be terse.")
+    new = await make_session(mesh, ANSWERS)
+    response = (await run(mesh, new)).json()
+    assert response["cached"] is False
+    assert response["messages"][0]["content"] == "Be terse."
+    session = (await mesh.client.get(f"/api/v1/sessions/{new}")).json()
+    assert (session["version"], session["version_status"]) == (2, "PUBLISHED")
+
+
+async def test_default_rendering_without_a_user_template(mesh: Gateway) -> None:
+    await make_version(mesh, user_prompt_template=None)
+    code = await make_session(mesh, ANSWERS)
+    response = (await run(mesh, code)).json()
+    assert response["messages"][1]["content"] == "- Fever: 39.2 C\n- Cough"
+
+
+async def test_an_empty_response_is_retried_once(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, [{"option": "note", "value": "EMPTY-ONCE"}])
+    response = await run(mesh, code)
+    assert response.status_code == 200
+    assert response.json()["llm_result"].startswith("echo: ")
+    assert len(mesh.backend.calls) == 2
+
+
+async def test_two_empty_responses_are_an_error_and_nothing_is_stored(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, [{"option": "note", "value": "EMPTY"}])
+    error = assert_error(await run(mesh, code), 502, "upstream_empty_response")
+    assert "empty response twice" in error["message"]
+    assert len(mesh.backend.calls) == 2
+    assert (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"] is None
+
+
+async def test_a_failed_run_never_overwrites_a_good_result(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    good = (await run(mesh, code)).json()
+    await mesh.client.put(
+        f"/api/v1/sessions/{code}/answers", json={"answers": [{"option": "note", "value": "PROVIDER-DOWN"}]}
+    )
+    error = assert_error(await run(mesh, code), 502, "upstream_error")
+    assert "provider down" not in error["message"], "the provider's internals stay in the log"
+    stored = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"]
+    assert stored["llm_result"] == good["llm_result"]
+    assert stored["created_at"] == good["created_at"]
+
+
+async def test_a_deadline_is_504_and_nothing_is_stored(mesh: Gateway) -> None:
+    await make_version(mesh, user_prompt_template="{{ answers[0].value }}")
+    code = await make_session(mesh, [{"option": "note", "value": "stall"}])
+    assert_error(await run(mesh, code), 504, "generation_timeout")
+    assert (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"] is None
+
+
+@pytest.mark.parametrize(
+    ("version_fields", "publish", "answers", "status", "code", "named"),
+    [
+        ({}, True, [], 409, "no_answers", "no answers"),
+        ({}, True, None, 409, "no_answers", "no answers"),
+        ({}, False, ANSWERS, 409, "version_not_published", "DRAFT"),
+        ({"system_prompt": None}, True, ANSWERS, 409, "missing_system_prompt", "system_prompt"),
+        ({"system_prompt": "   "}, True, ANSWERS, 409, "missing_system_prompt", "system_prompt"),
+        ({"llm_options": None}, True, ANSWERS, 409, "missing_llm_options", "llm_options"),
+        (
+            {"user_prompt_template": "{{ nope.x }}"},
+            True,
+            ANSWERS,
+            409,
+            "invalid_user_prompt_template",
+            "nope",
+        ),
+        ({"user_prompt_template": "{% for %}"}, True, ANSWERS, 409, "invalid_user_prompt_template", "cannot"),
+    ],
+    ids=[
+        "no-answers",
+        "answers-never-put",
+        "draft-version",
+        "missing-system-prompt",
+        "blank-system-prompt",
+        "missing-llm-options",
+        "undefined-in-template",
+        "broken-template",
+    ],
+)
+async def test_a_session_that_cannot_run_is_409_naming_why(
+    mesh: Gateway,
+    version_fields: dict[str, Any],
+    publish: bool,
+    answers: list[dict[str, str]] | None,
+    status: int,
+    code: str,
+    named: str,
+) -> None:
+    version = await make_version(mesh, publish=publish, **version_fields)
+    session = await make_session(mesh, answers, version=version["number"])
+    error = assert_error(await run(mesh, session), status, code)
+    assert named in error["message"]
+    assert mesh.backend.calls == []
+    assert (await mesh.client.get(f"/api/v1/sessions/{session}")).json()["latest_result"] is None
+
+
+async def test_unknown_session_is_404(mesh: Gateway) -> None:
+    assert_error(await run(mesh, "no-such-session"), 404, "session_not_found")
+    assert_error(await mesh.client.get("/api/v1/sessions/no-such-session"), 404, "session_not_found")
+
+
+async def test_streamed_run_sends_deltas_then_the_run(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    response = await run(mesh, code, stream=True)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    deltas = [data["text"] for kind, data in events if kind == "delta"]
+    kind, done = events[-1]
+    assert kind == "done"
+    assert "".join(deltas) == done["llm_result"] == f"echo: {RENDERED}"
+    assert done["cached"] is False
+    cached = sse_events((await run(mesh, code, stream=True)).text)
+    assert [kind for kind, _ in cached] == ["done"]
+    assert cached[0][1]["cached"] is True
+
+
+async def test_streamed_run_of_an_unknown_session_is_404(mesh: Gateway) -> None:
+    assert_error(await run(mesh, "no-such-session", stream=True), 404, "session_not_found")
+
+
+async def test_management_walkthrough_and_its_errors(mesh: Gateway) -> None:
+    client = mesh.client
+    created = await client.post("/api/v1/templates", json={"name": "triage", "description": "Symptom triage"})
+    assert created.status_code == 201
+    assert created.json()["versions"] == []
+    assert_error(await client.post("/api/v1/templates", json={"name": "triage"}), 409, "template_exists")
+    assert_error(await client.post("/api/v1/templates", json={"name": "bad name!"}), 422, "invalid_request")
+    assert_error(await client.get("/api/v1/templates/nope"), 404, "template_not_found")
+    assert_error(
+        await client.post("/api/v1/templates/nope/versions", json={"system_prompt": "x"}),
+        404,
+        "template_not_found",
+    )
+    assert_error(
+        await client.post("/api/v1/templates/triage/versions", json={"options": [OPTIONS[0], OPTIONS[0]]}),
+        400,
+        "invalid_store_request",
+    )
+    assert_error(
+        await client.post("/api/v1/templates/triage/versions", json={"llm_options": {"max_tokens": 5}}),
+        422,
+        "invalid_request",
+    )
+    assert_error(
+        await client.post("/api/v1/sessions", json={"template": "triage"}), 409, "no_published_version"
+    )
+
+    version = await make_version(mesh, publish=False)
+    assert (version["number"], version["status"], version["published_at"]) == (1, "DRAFT", None)
+    options = await client.get("/api/v1/templates/triage/versions/1/options")
+    assert options.json() == OPTIONS
+    assert_error(await client.get("/api/v1/templates/triage/versions/9"), 404, "version_not_found")
+    published = (await client.post("/api/v1/templates/triage/versions/1/publish")).json()
+    assert published["status"] == "PUBLISHED"
+    assert published["published_at"]
+    archived = (await client.post("/api/v1/templates/triage/versions/1/archive")).json()
+    assert archived["status"] == "ARCHIVED"
+    assert_error(
+        await client.post("/api/v1/templates/triage/versions/1/publish"), 409, "invalid_status_transition"
+    )
+
+    await make_version(mesh)
+    session = await client.post("/api/v1/sessions", json={"template": "triage", "session_code": "visit-0001"})
+    assert session.status_code == 201
+    assert (session.json()["session_code"], session.json()["version"]) == ("visit-0001", 2)
+    assert_error(
+        await client.post("/api/v1/sessions", json={"template": "triage", "session_code": "visit-0001"}),
+        409,
+        "session_exists",
+    )
+    error = assert_error(
+        await client.put("/api/v1/sessions/visit-0001/answers", json={"answers": [{"option": "rash"}]}),
+        400,
+        "unknown_option",
+    )
+    assert "rash" in error["message"]
+    assert_error(
+        await client.put("/api/v1/sessions/visit-0001/answers", json={"answers": [{"option": 3}]}),
+        422,
+        "invalid_request",
+    )
+    assert_error(
+        await client.put(
+            "/api/v1/sessions/visit-0001/answers", json={"answers": [OPTIONS_ANSWER, OPTIONS_ANSWER]}
+        ),
+        400,
+        "invalid_store_request",
+    )
+    template = (await client.get("/api/v1/templates/triage")).json()
+    assert [(v["number"], v["status"]) for v in template["versions"]] == [(1, "ARCHIVED"), (2, "PUBLISHED")]
+
+
+OPTIONS_ANSWER = {"option": "fever"}
+
+
+async def test_run_body_is_validated(mesh: Gateway) -> None:
+    assert_error(
+        await mesh.client.post("/api/v1/sessions/x/llm", json={"force_regenerate": "yes"}),
+        422,
+        "invalid_request",
+    )
+
+
+async def test_migrations_build_exactly_the_models_schema(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await upgrade_to_head(engine)
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
