@@ -15,10 +15,7 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +26,7 @@ import grpc
 import httpx
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
+from bench.mesh import MeshProcess
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.config import usable_cpus
@@ -38,12 +36,6 @@ PROMPT = "Write a haiku about the sea"
 MODEL = "gemma-3-270m"
 REPEAT_PENALTY = 1.1  # the inference service's default, used in-process too
 CONTEXT = 4096
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -89,20 +81,10 @@ class InProcess:
 
 class Mesh:
     def __init__(self) -> None:
-        self.ports = {name: free_port() for name in ("store", "inference", "orchestrator", "gateway")}
-        env = dict(os.environ, LOG_LEVEL="WARNING")
-        env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
-        env["STORE_DATABASE_URL"] = f"sqlite+aiosqlite:///{Path(os.getcwd()) / '.llm-mesh' / 'bench.db'}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--port", str(self.ports["gateway"])],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        if "LLM Mesh is up" not in self.process.stdout.readline():
-            raise SystemExit("the mesh did not start")
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=120)
+        database = Path(os.getcwd()) / ".llm-mesh" / "bench.db"
+        self.mesh = MeshProcess(f"sqlite+aiosqlite:///{database}")
+        self.ports = self.mesh.ports
+        self.http = httpx.Client(base_url=self.mesh.base_url, timeout=120)
         self.loop = asyncio.new_event_loop()
         self.channel = self.loop.run_until_complete(self._channel())
         self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
@@ -141,8 +123,7 @@ class Mesh:
     def close(self) -> None:
         self.http.close()
         self.loop.run_until_complete(self.channel.close())
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=60)
+        self.mesh.close()
 
 
 def alternate(runs: dict[str, Callable[[], Sample]], reps: int, warmup: int = 2) -> dict[str, list[Sample]]:

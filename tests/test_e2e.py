@@ -180,3 +180,32 @@ def test_llm_mesh_up_starts_the_mesh_and_ctrl_c_stops_it(tmp_path: Path) -> None
     for name in ("store", "inference", "orchestrator", "gateway"):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", int(env[f"{name.upper()}_PORT"])), timeout=1).close()
+
+
+def test_session_run_on_the_real_model_is_generated_once_then_cached(mesh: str) -> None:
+    api = f"{mesh}/api/v1"
+    name = f"e2e-{os.getpid()}"
+    assert httpx.post(f"{api}/templates", json={"name": name}).status_code == 201
+    version = httpx.post(
+        f"{api}/templates/{name}/versions",
+        json={
+            "system_prompt": "Answer in one short sentence.",
+            "llm_options": {"model": "gemma-3-270m", "max_tokens": 16, "temperature": 0},
+            "options": [{"key": "sea", "label": "The sea"}, {"key": "sky", "label": "The sky"}],
+        },
+    ).json()
+    assert httpx.post(f"{api}/templates/{name}/versions/{version['number']}/publish").status_code == 200
+    code = httpx.post(f"{api}/sessions", json={"template": name}).json()["session_code"]
+    answers = {"answers": [{"option": "sea", "value": "calm"}]}
+    assert httpx.put(f"{api}/sessions/{code}/answers", json=answers).status_code == 200
+
+    first = httpx.post(f"{api}/sessions/{code}/llm", timeout=60)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["cached"] is False
+    assert body["llm_result"].strip()
+    assert body["model"] == "gemma-3-270m"
+    assert 0 < body["usage"]["completion_tokens"] <= 16
+    assert body["messages"][1] == {"role": "user", "content": "- The sea: calm"}
+    second = httpx.post(f"{api}/sessions/{code}/llm", timeout=60).json()
+    assert second == {**body, "cached": True}
