@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.mesh import MeshProcess
+from bench.report import percentile, write_report
 
 
 def setup_session(client: httpx.Client) -> str:
@@ -62,12 +63,11 @@ def measure(database_url: str, requests: int, warmup: int) -> dict[str, float]:
             wall = time.perf_counter() - started_all
     finally:
         mesh.close()
-    ordered = sorted(samples)
     return {
         "median_ms": statistics.median(samples) * 1e3,
-        "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1e3,
-        "min_ms": ordered[0] * 1e3,
-        "max_ms": ordered[-1] * 1e3,
+        "p99_ms": percentile(samples, 0.99) * 1e3,
+        "min_ms": min(samples) * 1e3,
+        "max_ms": max(samples) * 1e3,
         "rps": requests / wall,
     }
 
@@ -105,10 +105,7 @@ def main() -> int:
             f"| {name} | {row['median_ms']:.2f} | {row['p99_ms']:.2f} | {row['min_ms']:.2f} | "
             f"{row['max_ms']:.2f} | {row['rps']:.0f} |"
         )
-    report = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    write_report(args.out, lines)
     return 0
 
 

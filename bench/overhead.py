@@ -27,6 +27,7 @@ import httpx
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from bench.mesh import MeshProcess
+from bench.report import percentile, write_report
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.config import usable_cpus
@@ -49,8 +50,7 @@ def median_ms(samples: list[Sample]) -> float:
 
 
 def p_ms(samples: list[Sample], q: float) -> float:
-    ordered = sorted(s.seconds for s in samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1e3
+    return percentile([s.seconds for s in samples], q) * 1e3
 
 
 def tokens_per_s(samples: list[Sample]) -> float:
@@ -211,10 +211,7 @@ def main() -> int:
             f"| {name} | {median_ms(samples):.2f} | {p_ms(samples, 0.99):.2f} | {min(seconds):.2f} | "
             f"{max(seconds):.2f} | {median_ms(samples) - base_ms:+.2f} |"
         )
-    report = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    write_report(args.out, lines)
     return 0
 
 
