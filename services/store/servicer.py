@@ -28,6 +28,13 @@ _ROLE_VALUES = {name: value for value, name in _ROLE_NAMES.items()}
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
 
 
+def _role_name(role: common_pb2.Role) -> str:
+    name = _ROLE_NAMES.get(role)
+    if name is None:
+        raise InvalidStoreRequest("every stored message needs a role: system, user or assistant")
+    return name
+
+
 def _timestamp(moment: datetime | None) -> Timestamp | None:
     if moment is None:
         return None
@@ -187,7 +194,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.session_code,
             NewResult(
                 llm_result=result.llm_result,
-                messages=[{"role": _ROLE_NAMES[m.role], "content": m.content} for m in result.messages],
+                messages=[{"role": _role_name(m.role), "content": m.content} for m in result.messages],
                 model=result.model,
                 usage={
                     "prompt_tokens": result.usage.prompt_tokens,
