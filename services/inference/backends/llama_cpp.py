@@ -54,11 +54,6 @@ class LlamaCppBackend(Backend):
         self._end_tokens: frozenset[int] = frozenset()
         self.tokens_generated = 0
 
-    @property
-    def waiting(self) -> int:
-        """Requests queued behind the one being generated."""
-        return self._waiting
-
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         self._llama = await loop.run_in_executor(self._executor, self._load_blocking)
