@@ -55,6 +55,18 @@ class ErrorBody(BaseModel):
     error: Error
 
 
+def error_responses(
+    *statuses: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for an operation's error statuses (422 and 503 can happen anywhere)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, *(descriptions or {}), 422, 503}):
+        responses[status] = {"model": ErrorBody}
+        if descriptions and status in descriptions:
+            responses[status]["description"] = descriptions[status]
+    return responses
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import cast
 
 import grpc
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
+from services.common.enums import FINISH_REASON_VALUES, ROLE_NAMES
 from services.inference.backends.base import Delta, Message, Role
 from services.inference.errors import InvalidGenerationRequest
 from services.inference.service import InferenceService
-
-_ROLES: dict[int, Role] = {
-    common_pb2.ROLE_SYSTEM: "system",
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-}
-_FINISH_REASONS = {"stop": common_pb2.FINISH_REASON_STOP, "length": common_pb2.FINISH_REASON_LENGTH}
 
 
 def _messages(conversation: common_pb2.Conversation) -> list[Message]:
     messages = []
     for message in conversation.messages:
-        role = _ROLES.get(message.role)
+        role = ROLE_NAMES.get(message.role)
         if role is None:
             raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
-        messages.append(Message(role, message.content))
+        messages.append(Message(cast(Role, role), message.content))
     return messages
 
 
@@ -62,7 +57,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     result=common_pb2.GenerationResult(
                         text=event.text,
                         model=request.model,
-                        finish_reason=_FINISH_REASONS[event.finish_reason],
+                        finish_reason=FINISH_REASON_VALUES[event.finish_reason],
                         usage=common_pb2.Usage(
                             prompt_tokens=event.prompt_tokens,
                             completion_tokens=event.completion_tokens,

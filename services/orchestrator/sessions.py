@@ -15,6 +15,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2, store_pb2_grpc
 
+from services.common.enums import VERSION_STATUS_NAMES
 from services.common.errors import IncompleteGeneration, from_rpc_error
 from services.common.request_id import current_request_id, outgoing_metadata
 from services.orchestrator.errors import (
@@ -31,9 +32,6 @@ log = logging.getLogger("llmmesh.orchestrator.sessions")
 
 # Operators write user-prompt templates; the sandbox keeps them from reaching Python internals.
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_STATUS_NAMES = {
-    value: name.removeprefix("VERSION_STATUS_") for name, value in store_pb2.VersionStatus.items()
-}
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def plan_run(session: store_pb2.Session) -> RunPlan:
     where = f"version {version.number} of template {version.template_name!r}"
     if version.status != store_pb2.VERSION_STATUS_PUBLISHED:
         raise VersionNotPublished(
-            f"{where} is {_STATUS_NAMES[version.status]}; only a PUBLISHED version can run"
+            f"{where} is {VERSION_STATUS_NAMES[version.status]}; only a PUBLISHED version can run"
         )
     if not version.HasField("system_prompt") or not version.system_prompt.strip():
         raise MissingSystemPrompt(f"{where} has no system_prompt")

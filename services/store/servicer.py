@@ -9,27 +9,16 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
 
+from services.common.enums import ROLE_NAMES, ROLE_VALUES, VERSION_STATUS_NAMES, VERSION_STATUS_VALUES
 from services.store import models
 from services.store.errors import InvalidStoreRequest
 from services.store.repository import NewAnswer, NewResult, Repository
 
-_STATUS_NAMES = {
-    store_pb2.VERSION_STATUS_DRAFT: "DRAFT",
-    store_pb2.VERSION_STATUS_PUBLISHED: "PUBLISHED",
-    store_pb2.VERSION_STATUS_ARCHIVED: "ARCHIVED",
-}
-_STATUS_VALUES = {name: value for value, name in _STATUS_NAMES.items()}
-_ROLE_NAMES = {
-    common_pb2.ROLE_SYSTEM: "system",
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-}
-_ROLE_VALUES = {name: value for value, name in _ROLE_NAMES.items()}
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
 
 
 def _role_name(role: common_pb2.Role) -> str:
-    name = _ROLE_NAMES.get(role)
+    name = ROLE_NAMES.get(role)
     if name is None:
         raise InvalidStoreRequest("every stored message needs a role: system, user or assistant")
     return name
@@ -64,7 +53,7 @@ def version_to_proto(version: models.TemplateVersion) -> store_pb2.TemplateVersi
         id=version.id,
         template_name=version.template.name,
         number=version.number,
-        status=_STATUS_VALUES[version.status],
+        status=VERSION_STATUS_VALUES[version.status],
         system_prompt=version.system_prompt,
         user_prompt_template=version.user_prompt_template,
         llm_options=None if version.llm_options is None else _options_to_proto(version.llm_options),
@@ -78,8 +67,7 @@ def result_to_proto(result: models.SessionResult) -> store_pb2.SessionResult:
     return store_pb2.SessionResult(
         llm_result=result.llm_result,
         messages=[
-            common_pb2.ChatMessage(role=_ROLE_VALUES[m["role"]], content=m["content"])
-            for m in result.messages
+            common_pb2.ChatMessage(role=ROLE_VALUES[m["role"]], content=m["content"]) for m in result.messages
         ],
         model=result.model,
         usage=common_pb2.Usage(**result.usage),
@@ -159,7 +147,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def SetVersionStatus(
         self, request: store_pb2.SetVersionStatusRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.SetVersionStatusResponse:
-        status = _STATUS_NAMES.get(request.status)
+        status = VERSION_STATUS_NAMES.get(request.status)
         if status is None:
             raise InvalidStoreRequest("status must be DRAFT, PUBLISHED or ARCHIVED")
         version = await self.repository.set_version_status(request.template_name, request.number, status)

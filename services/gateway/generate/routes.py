@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
-from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.v1 import common_pb2, orchestrator_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.common.request_id import outgoing_metadata
-from services.gateway.errors import ErrorBody, request_id_of
+from services.common.enums import FINISH_REASON_NAMES
+from services.gateway.calls import call_options, orchestrator
+from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import (
     FinishReason,
     GenerateRequest,
@@ -22,21 +23,17 @@ from services.gateway.streaming import sse_from_call
 
 router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
 
-_FINISH_REASONS: dict[int, FinishReason] = {
-    common_pb2.FINISH_REASON_STOP: "stop",
-    common_pb2.FINISH_REASON_LENGTH: "length",
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
+_ERRORS = error_responses(
+    descriptions={
         400: "Malformed JSON, or a request the model cannot take (prompt longer than its context)",
         404: "Unknown model",
         422: "A field is missing, of the wrong type or out of bounds",
         429: "The model's queue is full",
+        502: "The model failed to generate",
         503: "A service of the mesh is unavailable",
         504: "The generation did not finish within its deadline",
-    }.items()
-}
+    }
+)
 
 
 def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
@@ -52,17 +49,8 @@ def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
     )
 
 
-def _usage(result: common_pb2.GenerationResult) -> Usage:
-    return Usage(
-        prompt_tokens=result.usage.prompt_tokens,
-        completion_tokens=result.usage.completion_tokens,
-        total_tokens=result.usage.total_tokens,
-    )
-
-
-def _orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-    stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
-    return stub
+def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
+    return cast(FinishReason, FINISH_REASON_NAMES[result.finish_reason])
 
 
 @router.post(
@@ -81,27 +69,25 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     request_id = request_id_of(request)
     if body.stream:
         return await _stream(request, body, request_id)
-    response = await _orchestrator(request).RunGeneration(
+    response = await orchestrator(request).RunGeneration(
         orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
-        timeout=request.app.state.settings.request_timeout_s,
-        metadata=outgoing_metadata(),
+        **call_options(request),
     )
     result = response.result
     return GenerateResponse(
         text=result.text,
         tokens=result.usage.completion_tokens,
         model=result.model,
-        finish_reason=_FINISH_REASONS[result.finish_reason],
-        usage=_usage(result),
+        finish_reason=_finish_reason(result),
+        usage=Usage.from_proto(result.usage),
         request_id=request_id,
     )
 
 
 async def _stream(request: Request, body: GenerateRequest, request_id: str) -> EventSourceResponse:
-    call = _orchestrator(request).StreamGeneration(
+    call = orchestrator(request).StreamGeneration(
         orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=_spec(body)),
-        timeout=request.app.state.settings.request_timeout_s,
-        metadata=outgoing_metadata(),
+        **call_options(request),
     )
 
     def render(event: orchestrator_pb2.StreamGenerationResponse) -> ServerSentEvent:
@@ -111,8 +97,8 @@ async def _stream(request: Request, body: GenerateRequest, request_id: str) -> E
         done = StreamDone(
             tokens=result.usage.completion_tokens,
             model=result.model,
-            finish_reason=_FINISH_REASONS[result.finish_reason],
-            usage=_usage(result),
+            finish_reason=_finish_reason(result),
+            usage=Usage.from_proto(result.usage),
             request_id=request_id,
         )
         return ServerSentEvent(done.model_dump_json(), event="done")

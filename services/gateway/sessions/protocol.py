@@ -13,6 +13,7 @@ Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9]
 OptionKey = Annotated[str, Field(min_length=1, max_length=100)]
 SessionCode = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 VersionStatus = Literal["DRAFT", "PUBLISHED", "ARCHIVED"]
+Role = Literal["system", "user", "assistant"]
 
 
 class StrictModel(BaseModel):
@@ -93,7 +94,7 @@ class Answer(BaseModel):
 
 
 class Message(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: Role
     content: str
 
 

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Request
 from google.protobuf.timestamp_pb2 import Timestamp
-from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, store_pb2, store_pb2_grpc
+from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
 from sse_starlette import ServerSentEvent
 
-from services.common.request_id import outgoing_metadata
-from services.gateway.errors import ErrorBody, request_id_of
+from services.common.enums import ROLE_NAMES, VERSION_STATUS_NAMES
+from services.gateway.calls import call_options, orchestrator, store
+from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import StreamDelta, Usage
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_call
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
-
-_STATUS = {
-    store_pb2.VERSION_STATUS_DRAFT: "DRAFT",
-    store_pb2.VERSION_STATUS_PUBLISHED: "PUBLISHED",
-    store_pb2.VERSION_STATUS_ARCHIVED: "ARCHIVED",
-}
-_ROLES = {
-    common_pb2.ROLE_SYSTEM: "system",
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in (*statuses, 422, 503)}
 
 
 def _time(stamp: Timestamp) -> datetime:
@@ -53,7 +39,7 @@ def _version(version: store_pb2.TemplateVersion) -> api.Version:
     return api.Version(
         template=version.template_name,
         number=version.number,
-        status=_STATUS[version.status],  # type: ignore[arg-type]
+        status=cast(api.VersionStatus, VERSION_STATUS_NAMES[version.status]),
         system_prompt=version.system_prompt if version.HasField("system_prompt") else None,
         user_prompt_template=version.user_prompt_template
         if version.HasField("user_prompt_template")
@@ -86,14 +72,10 @@ def _run_fields(
     return api.SessionRun(
         session_code=session_code,
         llm_result=llm_result,
-        messages=[api.Message(role=_ROLES[m.role], content=m.content) for m in messages],  # type: ignore[arg-type]
+        messages=[api.Message(role=cast(api.Role, ROLE_NAMES[m.role]), content=m.content) for m in messages],
         cached=cached,
         model=model,
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-        ),
+        usage=Usage.from_proto(usage),
         created_at=_time(created_at),
     )
 
@@ -110,7 +92,7 @@ def _session(session: store_pb2.Session) -> api.Session:
         session_code=session.session_code,
         template=session.version.template_name,
         version=session.version.number,
-        version_status=_STATUS[session.version.status],  # type: ignore[arg-type]
+        version_status=cast(api.VersionStatus, VERSION_STATUS_NAMES[session.version.status]),
         answers=[api.Answer(option=a.option_key, label=a.label, value=a.value) for a in session.answers],
         latest_result=_run_fields(
             session.session_code,
@@ -127,48 +109,34 @@ def _session(session: store_pb2.Session) -> api.Session:
     )
 
 
-def _store(request: Request) -> store_pb2_grpc.StoreServiceStub:
-    stub: store_pb2_grpc.StoreServiceStub = request.app.state.store
-    return stub
-
-
-def _orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-    stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
-    return stub
-
-
-def _call_options(request: Request) -> dict[str, Any]:
-    return {"metadata": outgoing_metadata(), "timeout": request.app.state.settings.request_timeout_s}
-
-
-@router.post("/templates", status_code=201, response_model=api.Template, responses=_errors(409))
+@router.post("/templates", status_code=201, response_model=api.Template, responses=error_responses(409))
 async def create_template(body: api.CreateTemplate, request: Request) -> api.Template:
     """Create a prompt template; its versions are added next."""
-    response = await _store(request).CreateTemplate(
+    response = await store(request).CreateTemplate(
         store_pb2.CreateTemplateRequest(
             request_id=request_id_of(request), name=body.name, description=body.description
         ),
-        **_call_options(request),
+        **call_options(request),
     )
     return _template(response.template)
 
 
-@router.get("/templates/{name}", response_model=api.Template, responses=_errors(404))
+@router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
 async def get_template(name: str, request: Request) -> api.Template:
     """A template with all its versions."""
-    response = await _store(request).GetTemplate(
-        store_pb2.GetTemplateRequest(request_id=request_id_of(request), name=name), **_call_options(request)
+    response = await store(request).GetTemplate(
+        store_pb2.GetTemplateRequest(request_id=request_id_of(request), name=name), **call_options(request)
     )
     return _template(response.template)
 
 
 @router.post(
-    "/templates/{name}/versions", status_code=201, response_model=api.Version, responses=_errors(404)
+    "/templates/{name}/versions", status_code=201, response_model=api.Version, responses=error_responses(404)
 )
 async def add_version(name: str, body: api.CreateVersion, request: Request) -> api.Version:
     """Add a DRAFT version: system prompt, user-prompt template, model options and answer choices."""
     options = body.llm_options
-    response = await _store(request).AddVersion(
+    response = await store(request).AddVersion(
         store_pb2.AddVersionRequest(
             request_id=request_id_of(request),
             template_name=name,
@@ -186,20 +154,20 @@ async def add_version(name: str, body: api.CreateVersion, request: Request) -> a
             ),
             options=[store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
         ),
-        **_call_options(request),
+        **call_options(request),
     )
     return _version(response.version)
 
 
 async def _version_of(request: Request, name: str, number: int) -> store_pb2.TemplateVersion:
-    response = await _store(request).GetVersion(
+    response = await store(request).GetVersion(
         store_pb2.GetVersionRequest(request_id=request_id_of(request), template_name=name, number=number),
-        **_call_options(request),
+        **call_options(request),
     )
     return response.version
 
 
-@router.get("/templates/{name}/versions/{number}", response_model=api.Version, responses=_errors(404))
+@router.get("/templates/{name}/versions/{number}", response_model=api.Version, responses=error_responses(404))
 async def get_version(name: str, number: int, request: Request) -> api.Version:
     return _version(await _version_of(request, name, number))
 
@@ -207,7 +175,7 @@ async def get_version(name: str, number: int, request: Request) -> api.Version:
 @router.get(
     "/templates/{name}/versions/{number}/options",
     response_model=list[api.VersionOption],
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def list_options(name: str, number: int, request: Request) -> list[api.VersionOption]:
     """The answer choices a version offers."""
@@ -217,17 +185,19 @@ async def list_options(name: str, number: int, request: Request) -> list[api.Ver
 async def _set_status(
     request: Request, name: str, number: int, status: store_pb2.VersionStatus
 ) -> api.Version:
-    response = await _store(request).SetVersionStatus(
+    response = await store(request).SetVersionStatus(
         store_pb2.SetVersionStatusRequest(
             request_id=request_id_of(request), template_name=name, number=number, status=status
         ),
-        **_call_options(request),
+        **call_options(request),
     )
     return _version(response.version)
 
 
 @router.post(
-    "/templates/{name}/versions/{number}/publish", response_model=api.Version, responses=_errors(404, 409)
+    "/templates/{name}/versions/{number}/publish",
+    response_model=api.Version,
+    responses=error_responses(404, 409),
 )
 async def publish_version(name: str, number: int, request: Request) -> api.Version:
     """DRAFT → PUBLISHED: sessions can now run on it; its content is final."""
@@ -235,48 +205,52 @@ async def publish_version(name: str, number: int, request: Request) -> api.Versi
 
 
 @router.post(
-    "/templates/{name}/versions/{number}/archive", response_model=api.Version, responses=_errors(404, 409)
+    "/templates/{name}/versions/{number}/archive",
+    response_model=api.Version,
+    responses=error_responses(404, 409),
 )
 async def archive_version(name: str, number: int, request: Request) -> api.Version:
     """Retire a version: its sessions can no longer run."""
     return await _set_status(request, name, number, store_pb2.VERSION_STATUS_ARCHIVED)
 
 
-@router.post("/sessions", status_code=201, response_model=api.Session, responses=_errors(404, 409))
+@router.post("/sessions", status_code=201, response_model=api.Session, responses=error_responses(404, 409))
 async def create_session(body: api.CreateSession, request: Request) -> api.Session:
     """Start a session on a template version (the newest published one unless a number is given)."""
-    response = await _store(request).CreateSession(
+    response = await store(request).CreateSession(
         store_pb2.CreateSessionRequest(
             request_id=request_id_of(request),
             session_code=body.session_code or "",
             template_name=body.template,
             version_number=body.version or 0,
         ),
-        **_call_options(request),
+        **call_options(request),
     )
     return _session(response.session)
 
 
-@router.get("/sessions/{session_code}", response_model=api.Session, responses=_errors(404))
+@router.get("/sessions/{session_code}", response_model=api.Session, responses=error_responses(404))
 async def get_session(session_code: str, request: Request) -> api.Session:
     """A session with its answers and latest LLM result."""
-    response = await _store(request).GetSession(
+    response = await store(request).GetSession(
         store_pb2.GetSessionRequest(request_id=request_id_of(request), session_code=session_code),
-        **_call_options(request),
+        **call_options(request),
     )
     return _session(response.session)
 
 
-@router.put("/sessions/{session_code}/answers", response_model=api.Session, responses=_errors(400, 404))
+@router.put(
+    "/sessions/{session_code}/answers", response_model=api.Session, responses=error_responses(400, 404)
+)
 async def put_answers(session_code: str, body: api.PutAnswers, request: Request) -> api.Session:
     """Replace the session's answers; each names one of its version's options."""
-    response = await _store(request).PutAnswers(
+    response = await store(request).PutAnswers(
         store_pb2.PutAnswersRequest(
             request_id=request_id_of(request),
             session_code=session_code,
             answers=[store_pb2.Answer(option_key=a.option, value=a.value) for a in body.answers],
         ),
-        **_call_options(request),
+        **call_options(request),
     )
     return _session(response.session)
 
@@ -285,7 +259,7 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     "/sessions/{session_code}/llm",
     response_model=api.SessionRun,
     responses={
-        **_errors(404, 409, 502, 504),
+        **error_responses(404, 409, 502, 504),
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
     },
 )
@@ -300,18 +274,18 @@ async def run_session(
     body = body or api.RunSession()
     request_id = request_id_of(request)
     if not body.stream:
-        response = await _orchestrator(request).RunSession(
+        response = await orchestrator(request).RunSession(
             orchestrator_pb2.RunSessionRequest(
                 request_id=request_id, session_code=session_code, force_regenerate=body.force_regenerate
             ),
-            **_call_options(request),
+            **call_options(request),
         )
         return _run(response.run)
-    call = _orchestrator(request).StreamSession(
+    call = orchestrator(request).StreamSession(
         orchestrator_pb2.StreamSessionRequest(
             request_id=request_id, session_code=session_code, force_regenerate=body.force_regenerate
         ),
-        **_call_options(request),
+        **call_options(request),
     )
 
     def render(event: orchestrator_pb2.StreamSessionResponse) -> ServerSentEvent:

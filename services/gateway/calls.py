@@ -1,0 +1,25 @@
+"""The gateway's gRPC clients (stubs made in the app's lifespan) and the options every call carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
+
+from services.common.request_id import outgoing_metadata
+
+
+def orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
+    return stub
+
+
+def store(request: Request) -> store_pb2_grpc.StoreServiceStub:
+    stub: store_pb2_grpc.StoreServiceStub = request.app.state.store
+    return stub
+
+
+def call_options(request: Request) -> dict[str, Any]:
+    """The request id in metadata, and the backstop deadline for a call that never answers."""
+    return {"metadata": outgoing_metadata(), "timeout": request.app.state.settings.request_timeout_s}
