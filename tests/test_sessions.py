@@ -341,16 +341,14 @@ async def test_management_walkthrough_and_its_errors(mesh: Gateway) -> None:
     )
     assert_error(
         await client.put(
-            "/api/v1/sessions/visit-0001/answers", json={"answers": [OPTIONS_ANSWER, OPTIONS_ANSWER]}
+            "/api/v1/sessions/visit-0001/answers",
+            json={"answers": [{"option": "fever"}, {"option": "fever"}]},
         ),
         400,
         "invalid_store_request",
     )
     template = (await client.get("/api/v1/templates/triage")).json()
     assert [(v["number"], v["status"]) for v in template["versions"]] == [(1, "ARCHIVED"), (2, "PUBLISHED")]
-
-
-OPTIONS_ANSWER = {"option": "fever"}
 
 
 async def test_run_body_is_validated(mesh: Gateway) -> None:

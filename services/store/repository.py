@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,17 @@ def _check_name(name: str) -> None:
         )
 
 
+@contextmanager
+def _unavailable_on_connection_errors() -> Iterator[None]:
+    """Database errors other than constraint violations mean the database cannot serve: UNAVAILABLE."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (DBAPIError, OSError) as exc:
+        raise StoreUnavailable("the database is unreachable") from exc
+
+
 class Repository:
     """Database access for the store service."""
 
@@ -83,21 +94,16 @@ class Repository:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        try:
+        """A unit of work, committed on success; integrity errors reach the caller to name them."""
+        with _unavailable_on_connection_errors():
             async with self._sessions.begin() as session:
                 yield session
-        except IntegrityError:
-            raise
-        except (DBAPIError, OSError) as exc:
-            raise StoreUnavailable("the database is unreachable") from exc
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
-        try:
+        with _unavailable_on_connection_errors():
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except (DBAPIError, OSError) as exc:
-            raise StoreUnavailable("the database is unreachable") from exc
 
     async def describe(self) -> StoreDescription:
         def _describe(connection: Connection) -> StoreDescription:
@@ -108,11 +114,9 @@ class Repository:
                 version = ".".join(str(part) for part in dialect.server_version_info or ())
             return StoreDescription(dialect.name, version, current_revision(connection))
 
-        try:
+        with _unavailable_on_connection_errors():
             async with self.engine.connect() as connection:
                 return await connection.run_sync(_describe)
-        except (DBAPIError, OSError) as exc:
-            raise StoreUnavailable("the database is unreachable") from exc
 
     # Templates and versions
 
