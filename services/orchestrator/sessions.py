@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2, store_pb2_grpc
 
@@ -34,6 +35,12 @@ log = logging.getLogger("llmmesh.orchestrator.sessions")
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """Compile each user-prompt template once: every run, cached ones included, renders it."""
+    return _JINJA.from_string(source)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What a session run sends to the model, and the hash that identifies those inputs."""
@@ -50,7 +57,7 @@ def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_p
             f"- {a['label']}: {a['value']}" if a["value"] else f"- {a['label']}" for a in context
         )
     try:
-        return _JINJA.from_string(version.user_prompt_template).render(answers=context)
+        return _compiled(version.user_prompt_template).render(answers=context)
     except TemplateError as exc:
         raise InvalidUserPromptTemplate(
             f"the user_prompt_template of version {version.number} of {version.template_name!r} "
