@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -19,6 +20,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from services.common.errors import ERROR_CODE_KEY
+from services.common.registry import Registry, parse_registry
 from services.common.server import MeshServer
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
@@ -135,21 +137,29 @@ async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
         await task
 
 
+def scripted_registry(*names: str, **sections: Any) -> Registry:
+    """A registry of scripted models (the first is the default route's), plus any other sections."""
+    names = names or ("scripted",)
+    models = {name: {"backend": "tests.fakes:ScriptedBackend"} for name in names}
+    return parse_registry({"models": models, **sections})
+
+
 @asynccontextmanager
 async def scripted_mesh(database_url: str, generation_timeout_s: float = 0.5) -> AsyncIterator[Gateway]:
     """All four services in-process on real sockets, the model replaced by the scripted backend."""
-    inference_settings = InferenceSettings(port=0, model_name="scripted")
-    backend = ScriptedBackend(inference_settings)
-    inference, inference_port = create_inference(inference_settings, backend)
+    backend = ScriptedBackend()
+    registry = scripted_registry()
+    inference, inference_port = create_inference(InferenceSettings(port=0), registry, [backend])
     store, store_port = create_store(StoreSettings(port=0, database_url=database_url))
     orchestrator, orchestrator_port = create_orchestrator(
         OrchestratorSettings(
             port=0,
             inference_addr=f"127.0.0.1:{inference_port}",
             store_addr=f"127.0.0.1:{store_port}",
-            default_model="scripted",
             generation_timeout_s=generation_timeout_s,
-        )
+            retry_backoff_s=0.01,
+        ),
+        registry,
     )
     settings = GatewaySettings(
         port=0,

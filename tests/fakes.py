@@ -1,7 +1,7 @@
 """A recording, scripted inference backend for behaviour tests of the services around the model.
 
-It is loaded the way any custom backend is (INFERENCE_BACKEND=tests.fakes:ScriptedBackend), so the
-inference service, its servicer and the wire are all real; only the model is replaced. Every
+It is loaded the way any custom backend is (`backend: tests.fakes:ScriptedBackend` in the registry), so
+the inference service, its servicer and the wire are all real; only the model is replaced. Every
 end-to-end path is also covered against the real Gemma model in test_e2e.py.
 
 What it answers depends on the last user message:
@@ -10,7 +10,9 @@ What it answers depends on the last user message:
   "slow <n>"     -> n deltas, 50 ms apart (cancellation)
   containing "EMPTY-ONCE" -> an empty reply the first time, an echo after
   containing "EMPTY"      -> always an empty reply
-  containing "PROVIDER-DOWN" -> fails before any output
+  containing "PROVIDER-DOWN" -> fails before any output (a crash: INTERNAL)
+  containing "BUSY"          -> refused as busy before any output (RESOURCE_EXHAUSTED)
+  containing "DOWN-ONCE"     -> UNAVAILABLE the first time, an echo after
   anything else  -> "echo: <message>", one delta per word
 """
 
@@ -20,9 +22,10 @@ import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from services.common.registry import CustomConfig, ModelConfig
 from services.common.request_id import current_request_id
 from services.inference.backends.base import Backend, Delta, Finished, GenerationInput
-from services.inference.config import InferenceSettings
+from services.inference.errors import ModelBusy, ProviderUnavailable
 
 
 @dataclass
@@ -35,14 +38,24 @@ class Call:
 class ScriptedBackend(Backend):
     kind = "scripted"
 
-    def __init__(self, settings: InferenceSettings, load_gate: asyncio.Event | None = None) -> None:
-        super().__init__(settings.model_name, settings.context_length)
+    def __init__(
+        self,
+        name: str = "scripted",
+        config: ModelConfig | None = None,
+        settings: object = None,
+        load_gate: asyncio.Event | None = None,
+    ) -> None:
+        super().__init__(name, config or CustomConfig(backend="tests.fakes:ScriptedBackend"))
         self.calls: list[Call] = []
         self._load_gate = load_gate
 
+    def _seen(self, text: str) -> int:
+        """Calls so far (this one included) with this last message."""
+        return sum(1 for c in self.calls if c.request.messages and c.request.messages[-1].content == text)
+
     def _answered_empty(self, text: str) -> bool:
         """Whether an earlier call with this text already got its empty reply."""
-        return sum(1 for c in self.calls if c.request.messages and c.request.messages[-1].content == text) > 1
+        return self._seen(text) > 1
 
     async def load(self) -> None:
         if self._load_gate is not None:
@@ -61,6 +74,10 @@ class ScriptedBackend(Backend):
                 return
             if "PROVIDER-DOWN" in text:
                 raise RuntimeError("provider down")
+            if "BUSY" in text:
+                raise ModelBusy(f"model {self.name} is busy")
+            if "DOWN-ONCE" in text and self._seen(text) == 1:
+                raise ProviderUnavailable(f"model {self.name} is briefly unavailable")
             if text == "fail midway":
                 yield Delta("partial ", 1)
                 yield Delta("output ", 1)

@@ -32,7 +32,7 @@ def mesh_env(tmp: Path, database_url: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("STORE_", "INFERENCE_", "ORCHESTRATOR_", "GATEWAY_"))
+        if not k.startswith(("STORE_", "INFERENCE_", "ORCHESTRATOR_", "GATEWAY_", "LLM_MESH_REGISTRY"))
     }
     env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
     env.update({f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})

@@ -57,6 +57,8 @@ async def test_generate_returns_the_models_text_and_usage(gateway: Gateway) -> N
         "text": "echo: Write a haiku about the sea",
         "tokens": 7,
         "model": "scripted",
+        "route": "default",
+        "tier": 0,
         "finish_reason": "stop",
         "usage": {"prompt_tokens": 6, "completion_tokens": 7, "total_tokens": 13},
         "request_id": response.headers["x-request-id"],
@@ -106,8 +108,10 @@ async def test_stream_sends_one_event_per_delta_then_done(gateway: Gateway) -> N
         (
             "done",
             {
-                "tokens": 3,
                 "model": "scripted",
+                "route": "default",
+                "tier": 0,
+                "tokens": 3,
                 "finish_reason": "stop",
                 "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
                 "request_id": response.headers["x-request-id"],

@@ -13,17 +13,24 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
+from services.common.registry import Registry, parse_registry
 from services.inference.backends.llama_cpp import LlamaCppBackend
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server
-from tests.conftest import channel_to, error_code, running
+from tests.conftest import channel_to, error_code, running, scripted_registry
 from tests.fakes import ScriptedBackend
 
 MODEL = "gemma-3-270m"
 
 
-def settings(model_path: Path, **overrides: object) -> InferenceSettings:
-    return InferenceSettings(port=0, model_path=model_path, context_length=512, **overrides)
+def registry(model_path: Path, **models: dict[str, object]) -> Registry:
+    """The packaged Gemma with a 512-token window, plus any other models."""
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 512}
+    return parse_registry({"models": {MODEL: gemma, **models}})
+
+
+def settings(**overrides: object) -> InferenceSettings:
+    return InferenceSettings(port=0, **overrides)
 
 
 @dataclass
@@ -35,8 +42,9 @@ class Inference:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def inference(model_path: Path) -> AsyncIterator[Inference]:
-    backend = LlamaCppBackend(settings(model_path))
-    server, port = create_server(settings(model_path), backend)
+    models = registry(model_path)
+    backend = LlamaCppBackend(MODEL, models.models[MODEL], settings())  # type: ignore[arg-type]
+    server, port = create_server(settings(), models, [backend])
     async with running(server), channel_to(port) as channel:
         yield Inference(inference_pb2_grpc.InferenceServiceStub(channel), backend, channel)
 
@@ -235,14 +243,13 @@ async def test_health_answers_while_the_model_generates(inference) -> None:
 async def test_list_models_reports_the_loaded_model(inference) -> None:
     stub = inference.stub
     response = await stub.ListModels(inference_pb2.ListModelsRequest())
-    assert [(m.name, m.backend, m.loaded, m.context_length) for m in response.models] == [
-        (MODEL, "llama_cpp", True, 512)
+    assert [(m.name, m.backend, m.loaded, m.context_length, list(m.capabilities)) for m in response.models] == [
+        (MODEL, "llama_cpp", True, 512, ["generate"])
     ]
 
 
 async def test_full_queue_is_refused_with_resource_exhausted(model_path: Path) -> None:
-    config = settings(model_path, max_waiting=1)
-    server, port = create_server(config)
+    server, port = create_server(settings(max_waiting=1), registry(model_path))
     async with running(server), channel_to(port) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         running_call = stub.Generate(chat("Write a haiku about the sea", max_tokens=200))
@@ -261,8 +268,7 @@ async def test_full_queue_is_refused_with_resource_exhausted(model_path: Path) -
 
 async def test_not_serving_until_the_model_is_loaded() -> None:
     gate = asyncio.Event()
-    config = InferenceSettings(port=0, backend="tests.fakes:ScriptedBackend")
-    server, port = create_server(config, ScriptedBackend(config, load_gate=gate))
+    server, port = create_server(settings(), scripted_registry(), [ScriptedBackend(load_gate=gate)])
     starting = asyncio.create_task(server.start())
     async with channel_to(port) as channel:
         health = health_pb2_grpc.HealthStub(channel)

@@ -14,7 +14,7 @@ from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
-from tests.conftest import channel_to, error_code, running
+from tests.conftest import channel_to, error_code, running, scripted_registry
 from tests.fakes import ScriptedBackend
 
 
@@ -26,16 +26,12 @@ class Mesh:
 
 @pytest.fixture
 async def mesh() -> AsyncIterator[Mesh]:
-    inference_settings = InferenceSettings(port=0, model_name="scripted")
-    backend = ScriptedBackend(inference_settings)
-    inference, inference_port = create_inference(inference_settings, backend)
+    backend = ScriptedBackend()
+    registry = scripted_registry()
+    inference, inference_port = create_inference(InferenceSettings(port=0), registry, [backend])
     orchestrator, port = create_orchestrator(
-        OrchestratorSettings(
-            port=0,
-            inference_addr=f"127.0.0.1:{inference_port}",
-            default_model="scripted",
-            generation_timeout_s=0.5,
-        )
+        OrchestratorSettings(port=0, inference_addr=f"127.0.0.1:{inference_port}", generation_timeout_s=0.5),
+        registry,
     )
     async with running(inference), running(orchestrator), channel_to(port) as channel:
         yield Mesh(orchestrator_pb2_grpc.OrchestratorServiceStub(channel), backend)

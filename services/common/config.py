@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
+class ConfigError(Exception):
+    """Configuration a service cannot start with; the message says what to fix and the process exits 2."""
+
+
 def env_alias(name: str, field: str) -> AliasChoices:
     """Accept a setting under a fixed environment name (no service prefix) and its field name."""
     return AliasChoices(name, field)

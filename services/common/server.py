@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.common.config import ServiceSettings
+from services.common.config import ConfigError, ServiceSettings
 from services.common.grpc_options import SERVER_OPTIONS
 from services.common.interceptor import MeshServerInterceptor
 from services.common.logs import configure_logging
@@ -120,7 +120,11 @@ def run_service(
     configure_logging(name, settings.log_level, settings.log_format)
 
     async def main() -> int:
-        server, _ = create_server(settings)
+        try:
+            server, _ = create_server(settings)
+        except ConfigError as exc:
+            log.error("%s cannot start: %s", name, exc)
+            return 2
         return await serve_until_signalled(server, name)
 
     return asyncio.run(main())

@@ -14,6 +14,7 @@ from services.gateway.errors import install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.middleware import RequestIdMiddleware
+from services.gateway.models.routes import router as models_router
 from services.gateway.sessions.routes import router as sessions_router
 
 
@@ -49,5 +50,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(generate_router)
+    app.include_router(models_router)
     app.include_router(sessions_router)
     return app

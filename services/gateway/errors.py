@@ -90,7 +90,7 @@ def error_response(
 
 def http_status_of(error: MeshError) -> int:
     if error.code.startswith(UPSTREAM_CODE_PREFIX):  # the model provider failed, not the mesh
-        return 502
+        return 504 if error.status == grpc.StatusCode.DEADLINE_EXCEEDED else 502
     return HTTP_STATUS_BY_GRPC.get(error.status, 500)
 
 

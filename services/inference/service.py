@@ -1,29 +1,25 @@
-"""The inference domain: which backend serves a model, and what a valid generation request is."""
+"""The inference domain: what a valid generation request is, and which model of the pool runs it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
 
-from services.inference.backends.base import Backend, Delta, Finished, GenerationInput, Message, Sampling
+from services.common.errors import UpstreamError
+from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput, Message, Sampling
 from services.inference.config import InferenceSettings
-from services.inference.errors import InvalidGenerationRequest, ModelNotFound
+from services.inference.errors import InvalidGenerationRequest
+from services.inference.models import ModelHost
+
+MAX_EMBED_INPUTS = 256
 
 
 class InferenceService:
-    """Routes a generation to the backend that serves the named model, after validating it."""
+    """Validates requests and runs them on the pool's models."""
 
-    def __init__(self, backends: Iterable[Backend], settings: InferenceSettings) -> None:
-        self.backends = {backend.model_name: backend for backend in backends}
+    def __init__(self, host: ModelHost, settings: InferenceSettings) -> None:
+        self.host = host
         self._settings = settings
-
-    def backend_for(self, model: str) -> Backend:
-        if not model:
-            raise InvalidGenerationRequest("model is required")
-        backend = self.backends.get(model)
-        if backend is None:
-            known = ", ".join(sorted(self.backends))
-            raise ModelNotFound(f"model {model!r} is not served here; known models: {known}")
-        return backend
 
     def sampling(
         self,
@@ -33,7 +29,7 @@ class InferenceService:
         seed: int | None,
         stop: Iterable[str],
     ) -> Sampling:
-        """Validated sampling parameters with the service's defaults filled in."""
+        """Validated sampling parameters; max_tokens defaults here, temperature and top_p in each backend."""
         if max_tokens < 0:
             raise InvalidGenerationRequest("max_tokens must not be negative")
         if temperature is not None and not 0 <= temperature <= 2:
@@ -45,27 +41,40 @@ class InferenceService:
             raise InvalidGenerationRequest("at most 4 stop strings of at most 64 characters")
         return Sampling(
             max_tokens=max_tokens or self._settings.default_max_tokens,
-            temperature=self._settings.default_temperature if temperature is None else temperature,
-            top_p=self._settings.default_top_p if top_p is None else top_p,
+            temperature=temperature,
+            top_p=top_p,
             seed=seed,
             stop=stops,
         )
 
     @staticmethod
-    def generation_input(sampling: Sampling, prompt: str | None, messages: list[Message]) -> GenerationInput:
+    def generation_input(
+        sampling: Sampling, prompt: str | None, messages: list[Message], stream: bool = True
+    ) -> GenerationInput:
         if prompt is not None:
             if not prompt:
                 raise InvalidGenerationRequest("prompt must not be empty")
-            return GenerationInput(sampling=sampling, prompt=prompt)
+            return GenerationInput(sampling=sampling, prompt=prompt, stream=stream)
         if not messages:
             raise InvalidGenerationRequest("give a prompt or at least one message")
         if messages[-1].role == "assistant":
             raise InvalidGenerationRequest("the last message must not be the assistant's")
-        return GenerationInput(sampling=sampling, messages=tuple(messages))
+        return GenerationInput(sampling=sampling, messages=tuple(messages), stream=stream)
 
-    def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
-        return self.backend_for(model).generate(request)
+    async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+        async with self.host.use(model, "generate") as backend, aclosing(backend.generate(request)) as events:
+            async for event in events:
+                yield event
 
-    async def close(self) -> None:
-        for backend in self.backends.values():
-            await backend.close()
+    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+        if not inputs:
+            raise InvalidGenerationRequest("give at least one input to embed")
+        if len(inputs) > MAX_EMBED_INPUTS or any(not text for text in inputs):
+            raise InvalidGenerationRequest(f"give 1 to {MAX_EMBED_INPUTS} inputs, none of them empty")
+        async with self.host.use(model, "embed") as backend:
+            embeddings = await backend.embed(inputs)
+        if len(embeddings.vectors) != len(inputs):
+            raise UpstreamError(
+                f"model {model} returned {len(embeddings.vectors)} embeddings for {len(inputs)} inputs"
+            )
+        return embeddings

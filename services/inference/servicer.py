@@ -45,6 +45,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             sampling,
             prompt=request.prompt if has_prompt else None,
             messages=[] if has_prompt else _messages(request.conversation),
+            stream=request.stream,
         )
         async with aclosing(self.service.generate(request.model, generation)) as events:
             async for event in events:
@@ -71,12 +72,25 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> inference_pb2.ListModelsResponse:
         return inference_pb2.ListModelsResponse(
             models=[
-                inference_pb2.ModelInfo(
-                    name=backend.model_name,
+                common_pb2.ModelInfo(
+                    name=backend.name,
                     backend=backend.kind,
                     loaded=backend.loaded,
                     context_length=backend.context_length,
+                    capabilities=backend.config.capabilities,
+                    pool=backend.config.pool,
+                    pool_reachable=True,
                 )
-                for backend in self.service.backends.values()
+                for backend in self.service.host.backends.values()
             ]
+        )
+
+    async def Embed(
+        self, request: inference_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.EmbedResponse:
+        embeddings = await self.service.embed(request.model, list(request.inputs))
+        return inference_pb2.EmbedResponse(
+            embeddings=[common_pb2.Embedding(values=vector) for vector in embeddings.vectors],
+            prompt_tokens=embeddings.prompt_tokens,
+            model=request.model,
         )

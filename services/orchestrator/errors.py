@@ -1,6 +1,15 @@
 """Orchestrator domain errors."""
 
-from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, UpstreamError
+import grpc
+
+from services.common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    UpstreamError,
+)
 
 
 class InvalidGeneration(InvalidArgument):
@@ -33,3 +42,20 @@ class InvalidUserPromptTemplate(FailedPrecondition):
 
 class EmptyModelResponse(UpstreamError):
     code = "upstream_empty_response"
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+
+
+class NoTierAvailable(Unavailable):
+    """Every tier of a route was unavailable or busy (our own pools, not a provider)."""
+
+    code = "no_tier_available"
+
+
+class AllTiersFailed(UpstreamError):
+    """Every tier of a route failed, a model provider among them."""
+
+    code = "upstream_all_tiers_failed"
+    status = grpc.StatusCode.UNAVAILABLE

@@ -6,27 +6,27 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import grpc
-from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.orchestrator.generation import Generations
+from services.orchestrator.routing import Router
 from services.orchestrator.sessions import SessionRuns
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, generations: Generations, sessions: SessionRuns) -> None:
-        self.generations = generations
+    def __init__(self, router: Router, sessions: SessionRuns) -> None:
+        self.router = router
         self.sessions = sessions
 
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunGenerationResponse:
-        result = await self.generations.run(request.spec, context.time_remaining())
+        result = await self.router.run(request.spec, context.time_remaining())
         return orchestrator_pb2.RunGenerationResponse(result=result)
 
     async def StreamGeneration(
         self, request: orchestrator_pb2.StreamGenerationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.StreamGenerationResponse]:
-        async with aclosing(self.generations.stream(request.spec, context.time_remaining())) as events:
+        async with aclosing(self.router.stream(request.spec, context.time_remaining())) as events:
             async for event in events:
                 if event.HasField("delta"):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)
@@ -53,3 +53,19 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                     yield orchestrator_pb2.StreamSessionResponse(run=event)
                 else:
                     yield orchestrator_pb2.StreamSessionResponse(delta=event)
+
+    async def CreateEmbeddings(
+        self, request: orchestrator_pb2.CreateEmbeddingsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CreateEmbeddingsResponse:
+        response, _ = await self.router.embed(request.model, list(request.inputs))
+        tokens = response.prompt_tokens
+        return orchestrator_pb2.CreateEmbeddingsResponse(
+            embeddings=response.embeddings,
+            usage=common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens),
+            model=response.model,
+        )
+
+    async def DescribeRouting(
+        self, request: orchestrator_pb2.DescribeRoutingRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.DescribeRoutingResponse:
+        return await self.router.describe()

@@ -17,17 +17,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2, store_pb2_grpc
 
 from services.common.enums import VERSION_STATUS_NAMES
-from services.common.errors import IncompleteGeneration, from_rpc_error
+from services.common.errors import from_rpc_error
 from services.common.request_id import current_request_id, outgoing_metadata
 from services.orchestrator.errors import (
-    EmptyModelResponse,
     InvalidUserPromptTemplate,
     MissingLlmOptions,
     MissingSystemPrompt,
     NoAnswers,
     VersionNotPublished,
 )
-from services.orchestrator.generation import Generations
+from services.orchestrator.routing import Router
 
 log = logging.getLogger("llmmesh.orchestrator.sessions")
 
@@ -109,9 +108,9 @@ def plan_run(session: store_pb2.Session) -> RunPlan:
 class SessionRuns:
     """Loads a session from the store, reuses or generates its result, and stores what it generated."""
 
-    def __init__(self, store: store_pb2_grpc.StoreServiceStub, generations: Generations) -> None:
+    def __init__(self, store: store_pb2_grpc.StoreServiceStub, router: Router) -> None:
         self._store = store
-        self._generations = generations
+        self._router = router
 
     async def _call_store(self, method: Any, request: Any) -> Any:
         try:
@@ -136,21 +135,12 @@ class SessionRuns:
             return
 
         result = None
-        for attempt in (1, 2):
-            result = None
-            try:
-                async for event in self._generations.stream(plan.spec, caller_time_remaining):
-                    if event.HasField("delta"):
-                        yield event.delta
-                    else:
-                        result = event.result
-            except IncompleteGeneration:
-                result = None
-            if result is not None and result.text.strip():
-                break
-            log.warning("empty model response", extra={"attempt": attempt, "model": plan.spec.model})
-        if result is None or not result.text.strip():
-            raise EmptyModelResponse(f"model {plan.spec.model} returned an empty response twice")
+        async for event in self._router.stream(plan.spec, caller_time_remaining):
+            if event.HasField("delta"):
+                yield event.delta
+            else:
+                result = event.result
+        assert result is not None, "the router ends every stream it does not fail with a result"
 
         saved = await self._call_store(
             self._store.SaveSessionResult,

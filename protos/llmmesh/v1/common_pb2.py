@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17llmmesh/v1/common.proto\x12\nllmmesh.v1\">\n\x0b\x43hatMessage\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.llmmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"9\n\x0c\x43onversation\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.llmmesh.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\x82\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.llmmesh.v1.Usage\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.llmmesh.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*_\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17llmmesh/v1/common.proto\x12\nllmmesh.v1\">\n\x0b\x43hatMessage\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.llmmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"9\n\x0c\x43onversation\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.llmmesh.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\x9f\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.llmmesh.v1.Usage\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.llmmesh.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*\x81\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=573
-  _globals['_ROLE']._serialized_end=653
-  _globals['_FINISHREASON']._serialized_start=655
-  _globals['_FINISHREASON']._serialized_end=750
+  _globals['_ROLE']._serialized_start=776
+  _globals['_ROLE']._serialized_end=856
+  _globals['_FINISHREASON']._serialized_start=859
+  _globals['_FINISHREASON']._serialized_end=988
   _globals['_CHATMESSAGE']._serialized_start=39
   _globals['_CHATMESSAGE']._serialized_end=101
   _globals['_CONVERSATION']._serialized_start=103
@@ -46,5 +46,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENDELTA']._serialized_start=396
   _globals['_TOKENDELTA']._serialized_end=438
   _globals['_GENERATIONRESULT']._serialized_start=441
-  _globals['_GENERATIONRESULT']._serialized_end=571
+  _globals['_GENERATIONRESULT']._serialized_end=600
+  _globals['_MODELINFO']._serialized_start=603
+  _globals['_MODELINFO']._serialized_end=745
+  _globals['_EMBEDDING']._serialized_start=747
+  _globals['_EMBEDDING']._serialized_end=774
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,7 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
     FINISH_REASON_STOP: _ClassVar[FinishReason]
     FINISH_REASON_LENGTH: _ClassVar[FinishReason]
+    FINISH_REASON_CONTENT_FILTER: _ClassVar[FinishReason]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -26,6 +27,7 @@ ROLE_ASSISTANT: Role
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
+FINISH_REASON_CONTENT_FILTER: FinishReason
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
@@ -74,13 +76,41 @@ class TokenDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class GenerationResult(_message.Message):
-    __slots__ = ("text", "usage", "finish_reason", "model")
+    __slots__ = ("text", "usage", "finish_reason", "model", "route", "tier")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     text: str
     usage: Usage
     finish_reason: FinishReason
     model: str
-    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ...) -> None: ...
+    route: str
+    tier: int
+    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "backend", "loaded", "context_length", "capabilities", "pool", "pool_reachable")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    POOL_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    loaded: bool
+    context_length: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    pool: str
+    pool_reachable: bool
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., loaded: _Optional[bool] = ..., context_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., pool: _Optional[str] = ..., pool_reachable: _Optional[bool] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...

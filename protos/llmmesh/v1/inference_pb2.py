@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmmesh.v1 import common_pb2 as llmmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmmesh/v1/inference.proto\x12\nllmmesh.v1\x1a\x17llmmesh/v1/common.proto\"\xad\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x06prompt\x18\x03 \x01(\tH\x00\x12\x30\n\x0c\x63onversation\x18\x04 \x01(\x0b\x32\x18.llmmesh.v1.ConversationH\x00\x12*\n\x06params\x18\x05 \x01(\x0b\x32\x1a.llmmesh.v1.SamplingParamsB\x07\n\x05input\"t\n\x10GenerateResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.TokenDeltaH\x00\x12.\n\x06result\x18\x02 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11ListModelsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"R\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.llmmesh.v1.ModelInfo2\xa8\x01\n\x10InferenceService\x12G\n\x08Generate\x12\x1b.llmmesh.v1.GenerateRequest\x1a\x1c.llmmesh.v1.GenerateResponse0\x01\x12K\n\nListModels\x12\x1d.llmmesh.v1.ListModelsRequest\x1a\x1e.llmmesh.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmmesh/v1/inference.proto\x12\nllmmesh.v1\x1a\x17llmmesh/v1/common.proto\"\xbd\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x06prompt\x18\x03 \x01(\tH\x00\x12\x30\n\x0c\x63onversation\x18\x04 \x01(\x0b\x32\x18.llmmesh.v1.ConversationH\x00\x12*\n\x06params\x18\x05 \x01(\x0b\x32\x1a.llmmesh.v1.SamplingParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x42\x07\n\x05input\"t\n\x10GenerateResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.llmmesh.v1.TokenDeltaH\x00\x12.\n\x06result\x18\x02 \x01(\x0b\x32\x1c.llmmesh.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11ListModelsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.llmmesh.v1.ModelInfo\"A\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\"`\n\rEmbedResponse\x12)\n\nembeddings\x18\x01 \x03(\x0b\x32\x15.llmmesh.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t2\xe6\x01\n\x10InferenceService\x12G\n\x08Generate\x12\x1b.llmmesh.v1.GenerateRequest\x1a\x1c.llmmesh.v1.GenerateResponse0\x01\x12K\n\nListModels\x12\x1d.llmmesh.v1.ListModelsRequest\x1a\x1e.llmmesh.v1.ListModelsResponse\x12<\n\x05\x45mbed\x12\x18.llmmesh.v1.EmbedRequest\x1a\x19.llmmesh.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.v1.inference_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=68
-  _globals['_GENERATEREQUEST']._serialized_end=241
-  _globals['_GENERATERESPONSE']._serialized_start=243
-  _globals['_GENERATERESPONSE']._serialized_end=359
-  _globals['_LISTMODELSREQUEST']._serialized_start=361
-  _globals['_LISTMODELSREQUEST']._serialized_end=400
-  _globals['_MODELINFO']._serialized_start=402
-  _globals['_MODELINFO']._serialized_end=484
-  _globals['_LISTMODELSRESPONSE']._serialized_start=486
-  _globals['_LISTMODELSRESPONSE']._serialized_end=545
-  _globals['_INFERENCESERVICE']._serialized_start=548
-  _globals['_INFERENCESERVICE']._serialized_end=716
+  _globals['_GENERATEREQUEST']._serialized_end=257
+  _globals['_GENERATERESPONSE']._serialized_start=259
+  _globals['_GENERATERESPONSE']._serialized_end=375
+  _globals['_LISTMODELSREQUEST']._serialized_start=377
+  _globals['_LISTMODELSREQUEST']._serialized_end=416
+  _globals['_LISTMODELSRESPONSE']._serialized_start=418
+  _globals['_LISTMODELSRESPONSE']._serialized_end=477
+  _globals['_EMBEDREQUEST']._serialized_start=479
+  _globals['_EMBEDREQUEST']._serialized_end=544
+  _globals['_EMBEDRESPONSE']._serialized_start=546
+  _globals['_EMBEDRESPONSE']._serialized_end=642
+  _globals['_INFERENCESERVICE']._serialized_start=645
+  _globals['_INFERENCESERVICE']._serialized_end=875
 # @@protoc_insertion_point(module_scope)

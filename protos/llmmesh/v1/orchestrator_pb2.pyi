@@ -103,3 +103,55 @@ class StreamSessionResponse(_message.Message):
     delta: _common_pb2.TokenDelta
     run: SessionRun
     def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...
+
+class CreateEmbeddingsRequest(_message.Message):
+    __slots__ = ("request_id", "model", "inputs")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateEmbeddingsResponse(_message.Message):
+    __slots__ = ("embeddings", "usage", "model")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
+    usage: _common_pb2.Usage
+    model: str
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class DescribeRoutingRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class RouteTier(_message.Message):
+    __slots__ = ("canned", "model")
+    CANNED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    canned: str
+    model: str
+    def __init__(self, canned: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class RouteInfo(_message.Message):
+    __slots__ = ("name", "tiers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tiers: _containers.RepeatedCompositeFieldContainer[RouteTier]
+    def __init__(self, name: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[RouteTier, _Mapping]]] = ...) -> None: ...
+
+class DescribeRoutingResponse(_message.Message):
+    __slots__ = ("models", "routes", "default_route")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ROUTE_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelInfo]
+    routes: _containers.RepeatedCompositeFieldContainer[RouteInfo]
+    default_route: str
+    def __init__(self, models: _Optional[_Iterable[_Union[_common_pb2.ModelInfo, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteInfo, _Mapping]]] = ..., default_route: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,16 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
                 _registered_method=True)
+        self.CreateEmbeddings = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/CreateEmbeddings',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
+                _registered_method=True)
+        self.DescribeRouting = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/DescribeRouting',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -88,6 +98,20 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEmbeddings(self, request, context):
+        """Embedding vectors from the named embedding model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeRouting(self, request, context):
+        """Every model of the registry (with whether it is loaded) and every route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +134,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.StreamSession,
                     request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.SerializeToString,
+            ),
+            'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEmbeddings,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.SerializeToString,
+            ),
+            'DescribeRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeRouting,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +254,60 @@ class OrchestratorService:
             '/llmmesh.v1.OrchestratorService/StreamSession',
             llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
             llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/CreateEmbeddings',
+            llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/DescribeRouting',
+            llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,7 +22,10 @@ class GenerateRequest(BaseModel):
         default=None, max_length=MAX_PROMPT_CHARS, description="Optional system instruction."
     )
     model: str | None = Field(
-        default=None, min_length=1, max_length=128, description="Model name; the mesh's default when omitted."
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="A model or route name (GET /api/v1/models lists them); the default route when omitted.",
     )
     max_tokens: int | None = Field(
         default=None, ge=1, le=MAX_TOKENS, description="Upper bound on generated tokens."
@@ -57,13 +60,24 @@ class Usage(BaseModel):
         )
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
-class GenerateResponse(BaseModel):
+class Served(BaseModel):
+    """Who answered: the model, the route the request ran on and the tier of it that served."""
+
+    model: str = Field(description='The model that generated the text ("canned:<set>" for a canned reply).')
+    route: str = Field(
+        description="The route the request resolved to (a model's name gives a one-tier route)."
+    )
+    tier: int = Field(
+        description="Position of the serving tier in the route, from 0; above 0 means a fallback."
+    )
+
+
+class GenerateResponse(Served):
     text: str
     tokens: int = Field(description="Generated tokens (usage.completion_tokens).")
-    model: str
     finish_reason: FinishReason
     usage: Usage
     request_id: str
@@ -75,11 +89,10 @@ class StreamDelta(BaseModel):
     text: str
 
 
-class StreamDone(BaseModel):
+class StreamDone(Served):
     """Data of the final SSE `done` event."""
 
     tokens: int
-    model: str
     finish_reason: FinishReason
     usage: Usage
     request_id: str

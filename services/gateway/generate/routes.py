@@ -26,12 +26,12 @@ router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
 _ERRORS = error_responses(
     descriptions={
         400: "Malformed JSON, or a request the model cannot take (prompt longer than its context)",
-        404: "Unknown model",
+        404: "Unknown model or route",
         422: "A field is missing, of the wrong type or out of bounds",
         429: "The model's queue is full",
-        502: "The model failed to generate",
-        503: "A service of the mesh is unavailable",
-        504: "The generation did not finish within its deadline",
+        502: "The model provider failed (after retries and fallbacks)",
+        503: "A service of the mesh, or every tier of the route, is unavailable",
+        504: "The generation (or a provider call) did not finish within its deadline",
     }
 )
 
@@ -78,6 +78,8 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
         text=result.text,
         tokens=result.usage.completion_tokens,
         model=result.model,
+        route=result.route,
+        tier=result.tier,
         finish_reason=_finish_reason(result),
         usage=Usage.from_proto(result.usage),
         request_id=request_id,
@@ -97,6 +99,8 @@ async def _stream(request: Request, body: GenerateRequest, request_id: str) -> E
         done = StreamDone(
             tokens=result.usage.completion_tokens,
             model=result.model,
+            route=result.route,
+            tier=result.tier,
             finish_reason=_finish_reason(result),
             usage=Usage.from_proto(result.usage),
             request_id=request_id,

@@ -1,22 +1,53 @@
-"""Model backends and the factory that picks one from settings."""
+"""Model backends, and the factory that builds the one a registry entry names.
+
+Provider SDKs and vLLM are optional extras, imported only when a model uses them; a model whose SDK
+is missing fails the start with the `pip install` line that fixes it.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
+from services.common.config import ConfigError
+from services.common.registry import CustomConfig, ModelConfig
 from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 
+# backend name -> (module of its class, class name, the SDK module it needs, the extra that installs it)
+_BUILT_IN = {
+    "llama_cpp": ("services.inference.backends.llama_cpp", "LlamaCppBackend", "llama_cpp", ""),
+    "vllm": ("services.inference.backends.vllm", "VllmBackend", "vllm", "vllm"),
+    "openai": ("services.inference.backends.openai", "OpenAIBackend", "openai", "openai"),
+    "anthropic": ("services.inference.backends.anthropic", "AnthropicBackend", "anthropic", "anthropic"),
+    "gemini": ("services.inference.backends.gemini", "GeminiBackend", "google.genai", "gemini"),
+    "bedrock": ("services.inference.backends.bedrock", "BedrockBackend", "boto3", "bedrock"),
+}
 
-def create_backend(settings: InferenceSettings) -> Backend:
-    """The backend named by settings.backend: a built-in name or "module:Class"."""
-    if settings.backend == "llama_cpp":
-        from services.inference.backends.llama_cpp import LlamaCppBackend
 
-        return LlamaCppBackend(settings)
-    module_name, _, class_name = settings.backend.partition(":")
-    if not class_name:
-        raise ValueError(f"unknown backend {settings.backend!r}: use 'llama_cpp' or 'module:Class'")
+def _sdk_missing(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return True
+    return False
+
+
+def create_backend(name: str, config: ModelConfig, settings: InferenceSettings) -> Backend:
+    """The backend for registry entry `name`; raises ConfigError naming what to install or set."""
+    if isinstance(config, CustomConfig):
+        module_name, _, class_name = config.backend.partition(":")
+        try:
+            factory: Callable[..., Backend] = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"model {name!r}: cannot load backend {config.backend!r}: {exc}") from None
+        return factory(name, config, settings)
+    module_name, class_name, sdk, extra = _BUILT_IN[config.backend]
+    if _sdk_missing(sdk):
+        raise ConfigError(
+            f"model {name!r} uses the {config.backend} backend, whose SDK is not installed: "
+            f"pip install 'llm-mesh[{extra}]'"
+        )
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    backend: Backend = backend_class(settings)
+    backend: Backend = backend_class(name, config, settings)
     return backend

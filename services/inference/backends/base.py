@@ -7,8 +7,11 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.common.registry import ModelConfig
+from services.inference.errors import UnsupportedTask
+
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,9 @@ class Message:
 @dataclass(frozen=True)
 class Sampling:
     max_tokens: int
-    temperature: float
-    top_p: float
+    # None: the backend's default (a local engine's setting, a provider's own default).
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
@@ -33,11 +37,20 @@ class GenerationInput:
     sampling: Sampling
     prompt: str | None = None
     messages: Sequence[Message] = field(default_factory=tuple)
+    # False when the caller wants only the whole result: a provider backend may use its one-shot API.
+    stream: bool = True
+
+    def as_messages(self) -> list[Message]:
+        """The input as chat turns: a raw prompt is one user turn (for chat-only provider APIs)."""
+        if self.prompt is not None:
+            return [Message("user", self.prompt)]
+        return list(self.messages)
 
 
 @dataclass(frozen=True)
 class Delta:
     text: str
+    # Model tokens this piece covers; 0 where the provider does not say (usage comes at the end).
     tokens: int
 
 
@@ -49,19 +62,32 @@ class Finished:
     finish_reason: FinishReason
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    # Tokens read from all inputs; 0 where the provider does not say.
+    prompt_tokens: int
+
+
 class Backend(abc.ABC):
-    """One model, loaded once and kept warm, generating as an async stream of deltas."""
+    """One model, generating as an async stream of deltas (and, where it can, embedding text)."""
 
     kind: str = "unknown"
+    # Whether the host may unload it when idle or to make room (local engines holding weights).
+    unloadable: bool = False
 
-    def __init__(self, model_name: str, context_length: int) -> None:
-        self.model_name = model_name
-        self.context_length = context_length
+    def __init__(self, name: str, config: ModelConfig) -> None:
+        self.name = name
+        self.config = config
         self.loaded = False
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
 
     @abc.abstractmethod
     async def load(self) -> None:
-        """Load the model; the service reports NOT_SERVING until this returns."""
+        """Load the model (or build the provider client); set `loaded` when done."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
@@ -70,5 +96,14 @@ class Backend(abc.ABC):
         Closing the iterator early (the client went away) must stop the generation.
         """
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to free
-        """Release the model."""
+    async def embed(self, inputs: list[str]) -> Embeddings:
+        """One vector per input, in order."""
+        raise UnsupportedTask(f"model {self.name} ({self.kind}) does not make embeddings")
+
+    async def unload(self) -> None:
+        """Free the model's memory; the next request loads it again."""
+        self.loaded = False
+
+    async def close(self) -> None:
+        """Release everything at shutdown."""
+        await self.unload()

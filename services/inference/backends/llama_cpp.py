@@ -1,4 +1,4 @@
-"""llama.cpp backend (llama-cpp-python): one GGUF model, kept warm, generating on its own thread."""
+"""llama.cpp backend (llama-cpp-python): one GGUF model, generating (or embedding) on its own thread."""
 
 from __future__ import annotations
 
@@ -7,16 +7,26 @@ import codecs
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from services.inference.backends.base import Backend, Delta, Finished, FinishReason, GenerationInput
+from services.common.config import ConfigError
+from services.common.registry import LlamaCppConfig
+from services.inference.backends.base import (
+    Backend,
+    Delta,
+    Embeddings,
+    Finished,
+    FinishReason,
+    GenerationInput,
+)
 from services.inference.config import InferenceSettings
 from services.inference.errors import ModelBusy, ModelNotLoaded, PromptTooLong
 from services.inference.stop import StopMatcher
-from services.inference.templates import GEMMA_END_OF_TURN, Piece, render_gemma
+from services.inference.templates import GEMMA_END_OF_TURN, GEMMA_START_OF_TURN, Piece, render_gemma
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -43,15 +53,19 @@ class LlamaCppBackend(Backend):
     """
 
     kind = "llama_cpp"
+    unloadable = True
 
-    def __init__(self, settings: InferenceSettings) -> None:
-        super().__init__(settings.model_name, settings.context_length)
+    def __init__(self, name: str, config: LlamaCppConfig, settings: InferenceSettings) -> None:
+        super().__init__(name, config)
+        self.config: LlamaCppConfig = config
         self._settings = settings
+        self._threads = config.threads or settings.threads
         self._llama: Llama | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{settings.model_name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
         self._turn = asyncio.Lock()
         self._waiting = 0
         self._end_tokens: frozenset[int] = frozenset()
+        self._gguf_template: Any = None
         self.tokens_generated = 0
 
     async def load(self) -> None:
@@ -60,42 +74,84 @@ class LlamaCppBackend(Backend):
         self.loaded = True
 
     def _load_blocking(self) -> Llama:
-        from llama_cpp import Llama
+        import llama_cpp
 
-        path = self._settings.model_path or packaged_model_path()
+        path = self.config.path or packaged_model_path()
         started = time.perf_counter()
-        llama = Llama(
+        embedding = self.config.task == "embed"
+        llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=self.context_length,
-            n_threads=self._settings.threads,
-            n_threads_batch=self._settings.threads,
+            n_threads=self._threads,
+            n_threads_batch=self._threads,
+            embedding=embedding,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            if embedding
+            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
             verbose=False,
         )
+        if not embedding:
+            self._gguf_template = self._chat_formatter(llama, path)
         end_of_turn = llama.tokenize(GEMMA_END_OF_TURN.encode(), add_bos=False, special=True)
         self._end_tokens = frozenset({llama.token_eos(), *(end_of_turn if len(end_of_turn) == 1 else ())})
         log.info(
             "model %s loaded in %.2f s",
-            self.model_name,
+            self.name,
             time.perf_counter() - started,
-            extra={"model": self.model_name, "path": str(path)},
+            extra={"model": self.name, "path": str(path)},
         )
         return llama
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    def _chat_formatter(self, llama: Llama, path: Path) -> Any:
+        """The GGUF file's own chat template, or None where Gemma's turn format applies."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        choice = self.config.chat_template
+        if choice == "gemma" or (choice == "auto" and (not template or GEMMA_START_OF_TURN in template)):
+            return None
+        if not template:
+            llama.close()
+            raise ConfigError(f"model {self.name}: chat_template is gguf but {path} stores no chat template")
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama.detokenize([llama.token_eos()]).decode(errors="ignore"),
+            bos_token=llama.detokenize([llama.token_bos()]).decode(errors="ignore"),
+        )
+
+    @asynccontextmanager
+    async def _take_turn(self) -> AsyncIterator[Llama]:
+        """The loaded model, once the requests that came first are done with it."""
         if self._llama is None:
-            raise ModelNotLoaded(f"model {self.model_name} is still loading")
+            raise ModelNotLoaded(f"model {self.name} is not loaded")
         if self._turn.locked() and self._waiting >= self._settings.max_waiting:
-            raise ModelBusy(f"model {self.model_name} has {self._waiting} requests waiting; retry later")
+            raise ModelBusy(f"model {self.name} has {self._waiting} requests waiting; retry later")
         self._waiting += 1
         try:
             await self._turn.acquire()
         finally:
             self._waiting -= 1
         try:
-            async for event in self._generate_on_thread(request):
-                yield event
+            if self._llama is None:  # unloaded while this request waited
+                raise ModelNotLoaded(f"model {self.name} is not loaded")
+            yield self._llama
         finally:
             self._turn.release()
+
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+        async with self._take_turn():
+            async for event in self._generate_on_thread(request):
+                yield event
+
+    async def embed(self, inputs: list[str]) -> Embeddings:
+        if self.config.task != "embed":
+            return await super().embed(inputs)
+        async with self._take_turn() as llama:
+            loop = asyncio.get_running_loop()
+            vectors, tokens = await loop.run_in_executor(
+                self._executor, lambda: llama.embed(inputs, normalize=True, return_count=True)
+            )
+        return Embeddings(vectors=[list(map(float, v)) for v in vectors], prompt_tokens=int(tokens))
 
     async def _generate_on_thread(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         loop = asyncio.get_running_loop()
@@ -122,6 +178,12 @@ class LlamaCppBackend(Backend):
 
     def _tokenize(self, request: GenerationInput) -> list[int]:
         assert self._llama is not None
+        if request.prompt is None and self._gguf_template is not None:
+            # The file's own template renders the whole prompt, BOS and control tokens included.
+            rendered = self._gguf_template(
+                messages=[{"role": m.role, "content": m.content} for m in request.messages]
+            )
+            return self._llama.tokenize(rendered.prompt.encode(), add_bos=False, special=True)
         pieces: list[Piece] = (
             [(request.prompt, False)] if request.prompt is not None else render_gemma(request.messages)
         )
@@ -153,7 +215,7 @@ class LlamaCppBackend(Backend):
         room = self.context_length - len(prompt)
         if room < 1:
             raise PromptTooLong(
-                f"the prompt is {len(prompt)} tokens; model {self.model_name} accepts at most "
+                f"the prompt is {len(prompt)} tokens; model {self.name} accepts at most "
                 f"{self.context_length - 1} prompt tokens"
             )
         sampling = request.sampling
@@ -175,8 +237,8 @@ class LlamaCppBackend(Backend):
 
         tokens = llama.generate(
             prompt,
-            temp=sampling.temperature,
-            top_p=sampling.top_p,
+            temp=self._settings.default_temperature if sampling.temperature is None else sampling.temperature,
+            top_p=self._settings.default_top_p if sampling.top_p is None else sampling.top_p,
             repeat_penalty=self._settings.repeat_penalty,
         )
         for token in tokens:
@@ -201,9 +263,15 @@ class LlamaCppBackend(Backend):
             send(text if hit_stop_string else text + stops.flush())
         emit(Finished("".join(parts), len(prompt), completion_tokens, finish_reason))
 
+    async def unload(self) -> None:
+        """Free the weights once the requests already queued for the model are done."""
+        async with self._turn:
+            if self._llama is not None:
+                llama, self._llama = self._llama, None
+                self.loaded = False
+                await asyncio.get_running_loop().run_in_executor(self._executor, llama.close)
+                log.info("model %s unloaded", self.name, extra={"model": self.name})
+
     async def close(self) -> None:
-        if self._llama is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._llama.close)
-            self._llama = None
-            self.loaded = False
+        await self.unload()
         self._executor.shutdown(wait=True)

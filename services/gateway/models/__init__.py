@@ -1,0 +1,1 @@
+"""The models endpoint (what the registry configures) and the embeddings endpoint."""

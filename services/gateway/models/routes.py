@@ -1,0 +1,89 @@
+"""Transport for GET /api/v1/models and POST /api/v1/ai/embeddings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from llmmesh.v1 import orchestrator_pb2
+
+from services.gateway.calls import call_options, orchestrator
+from services.gateway.errors import error_responses, request_id_of
+from services.gateway.models.protocol import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbeddingsUsage,
+    ModelEntry,
+    ModelsResponse,
+    RouteEntry,
+    TierEntry,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+@router.get(
+    "/models", response_model=ModelsResponse, responses=error_responses(), summary="Models and routes"
+)
+async def list_models(request: Request) -> ModelsResponse:
+    """Every model of the registry, whether it is loaded in its pool now, and every route with its tiers."""
+    request_id = request_id_of(request)
+    answer = await orchestrator(request).DescribeRouting(
+        orchestrator_pb2.DescribeRoutingRequest(request_id=request_id), **call_options(request)
+    )
+    return ModelsResponse(
+        models=[
+            ModelEntry(
+                name=m.name,
+                backend=m.backend,
+                pool=m.pool,
+                capabilities=list(m.capabilities),
+                loaded=m.loaded,
+                pool_reachable=m.pool_reachable,
+                context_length=m.context_length,
+            )
+            for m in answer.models
+        ],
+        routes=[
+            RouteEntry(
+                name=r.name,
+                tiers=[
+                    TierEntry(kind="canned", name=t.canned)
+                    if t.HasField("canned")
+                    else TierEntry(kind="model", name=t.model)
+                    for t in r.tiers
+                ],
+            )
+            for r in answer.routes
+        ],
+        default_route=answer.default_route,
+        request_id=request_id,
+    )
+
+
+@router.post(
+    "/ai/embeddings",
+    response_model=EmbeddingsResponse,
+    responses=error_responses(
+        descriptions={
+            400: "The model cannot make embeddings",
+            404: "Unknown model",
+            502: "The model provider failed",
+        }
+    ),
+    summary="Embed texts",
+)
+async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:
+    """One embedding vector per input text, from an embedding model (`task: embed` in the registry)."""
+    inputs = body.inputs()
+    request_id = request_id_of(request)
+    answer = await orchestrator(request).CreateEmbeddings(
+        orchestrator_pb2.CreateEmbeddingsRequest(request_id=request_id, model=body.model, inputs=inputs),
+        **call_options(request),
+    )
+    return EmbeddingsResponse(
+        model=answer.model,
+        embeddings=[list(e.values) for e in answer.embeddings],
+        usage=EmbeddingsUsage(
+            prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens
+        ),
+        request_id=request_id,
+    )

@@ -1,0 +1,226 @@
+"""AWS Bedrock backend on boto3: the Converse API (`converse` / `converse_stream`) for chat, and
+`invoke_model` for Titan and Cohere embeddings. Credentials and region come from the standard AWS
+chain (environment, profile, instance or pod role); nothing secret is configured here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.common.config import ConfigError
+from services.common.errors import MeshError
+from services.common.registry import BedrockConfig
+from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput
+from services.inference.backends.cloud import CloudBackend, finish_reason
+from services.inference.backends.provider_errors import classify
+from services.inference.config import InferenceSettings
+
+_LENGTH = ("max_tokens", "model_context_window_exceeded")
+_FILTERED = ("content_filtered", "guardrail_intervened")
+# Error codes (also those that arrive inside a stream, where the HTTP status was 200) as HTTP statuses.
+_STATUS_OF_CODE = {
+    "ThrottlingException": 429,
+    "ServiceUnavailableException": 503,
+    "InternalServerException": 500,
+    "ModelStreamErrorException": 503,
+    "ModelNotReadyException": 503,
+    "ModelTimeoutException": 408,
+    "ModelErrorException": 500,
+    "ValidationException": 400,
+    "ResourceNotFoundException": 404,
+    "AccessDeniedException": 403,
+    "UnrecognizedClientException": 403,
+    "ExpiredTokenException": 403,
+}
+
+
+class BedrockBackend(CloudBackend):
+    kind = "bedrock"
+    provider = "bedrock"
+
+    def __init__(self, name: str, config: BedrockConfig, settings: InferenceSettings) -> None:
+        super().__init__(name, config)
+        self.config: BedrockConfig = config
+        session = boto3.Session(region_name=config.region)
+        if session.get_credentials() is None:
+            raise ConfigError(
+                f"model {name!r} (bedrock) found no AWS credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role"
+            )
+        if not session.region_name:
+            raise ConfigError(
+                f"model {name!r} (bedrock) has no region: set `region` in the registry or AWS_REGION"
+            )
+        self._session = session
+        self._client: Any = None
+
+    async def load(self) -> None:
+        # boto3 clients are thread-safe; calls run on worker threads so the event loop never blocks.
+        # One attempt per call: the orchestrator owns retries.
+        self._client = self._session.client(
+            "bedrock-runtime",
+            endpoint_url=self.config.endpoint_url,
+            config=Config(
+                read_timeout=self.config.timeout_s,
+                connect_timeout=min(10.0, self.config.timeout_s),
+                retries={"total_max_attempts": 1, "mode": "standard"},
+            ),
+        )
+        self.loaded = True
+
+    def _error(self, exc: Exception) -> MeshError:
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            raw_code = str(error.get("Code") or "")
+            code = raw_code[:1].upper() + raw_code[1:]  # stream errors arrive as "throttlingException"
+            status = _STATUS_OF_CODE.get(code) or exc.response.get("ResponseMetadata", {}).get(
+                "HTTPStatusCode"
+            )
+            return classify(
+                self.provider,
+                self.name,
+                exc,
+                status=status,
+                message=str(error.get("Message") or ""),
+                provider_code=code,
+            )
+        return classify(self.provider, self.name, exc)
+
+    def _params(self, request: GenerationInput) -> dict[str, Any]:
+        system, messages = self.split_system(request)
+        sampling = request.sampling
+        inference: dict[str, Any] = {"maxTokens": sampling.max_tokens}
+        if sampling.temperature is not None:
+            inference["temperature"] = sampling.temperature
+        if sampling.top_p is not None:
+            inference["topP"] = sampling.top_p
+        if sampling.stop:
+            inference["stopSequences"] = list(sampling.stop)
+        params: dict[str, Any] = {
+            "modelId": self.config.model_id,
+            "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in messages],
+            "inferenceConfig": inference,
+        }
+        if system:
+            params["system"] = [{"text": system}]
+        return params
+
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+        params = self._params(request)
+        if not request.stream:
+            try:
+                response = await asyncio.to_thread(self._client.converse, **params)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error(exc) from exc
+            content = response.get("output", {}).get("message", {}).get("content", [])
+            text = "".join(block.get("text", "") for block in content)
+            totals = response.get("usage", {})
+            if text:
+                yield Delta(text, totals.get("outputTokens", 0))
+            yield Finished(
+                text,
+                totals.get("inputTokens", 0),
+                totals.get("outputTokens", 0),
+                finish_reason(response.get("stopReason"), _LENGTH, _FILTERED),
+            )
+            return
+
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+        stopped = threading.Event()
+
+        def emit(event: dict[str, Any] | BaseException | None) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        reader = loop.run_in_executor(None, self._read_stream, params, emit, stopped)
+        parts: list[str] = []
+        reason: str | None = None
+        usage: dict[str, Any] = {}
+        try:
+            while (event := await events.get()) is not None:
+                if isinstance(event, ClientError | BotoCoreError):
+                    raise self._error(event) from event
+                if isinstance(event, BaseException):
+                    raise event
+                if "contentBlockDelta" in event:
+                    text = event["contentBlockDelta"].get("delta", {}).get("text", "")
+                    if text:
+                        parts.append(text)
+                        yield Delta(text, 0)
+                elif "messageStop" in event:
+                    reason = event["messageStop"].get("stopReason")
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage", {})
+        finally:
+            stopped.set()  # the reader closes the HTTP stream at its next event
+            await asyncio.shield(reader)
+        yield Finished(
+            "".join(parts),
+            usage.get("inputTokens", 0),
+            usage.get("outputTokens", 0),
+            finish_reason(reason, _LENGTH, _FILTERED),
+        )
+
+    def _read_stream(
+        self,
+        params: dict[str, Any],
+        emit: Callable[[dict[str, Any] | BaseException | None], None],
+        stopped: threading.Event,
+    ) -> None:
+        """On a worker thread: call converse_stream and hand each event to the loop, then None."""
+        stream = None
+        try:
+            stream = self._client.converse_stream(**params)["stream"]
+            for event in stream:
+                if stopped.is_set():
+                    break
+                emit(event)
+        except BaseException as exc:  # handed to the event loop, which raises it in the RPC
+            emit(exc)
+        finally:
+            if stream is not None:
+                stream.close()
+            emit(None)
+
+    async def embed(self, inputs: list[str]) -> Embeddings:
+        try:
+            if self.config.model_id.startswith("cohere."):
+                body = await self._invoke({"texts": inputs, "input_type": "search_document"})
+                vectors = body.get("embeddings", [])
+                if isinstance(vectors, dict):  # embedding_types responses nest by type
+                    vectors = vectors.get("float", [])
+                return Embeddings(vectors=[list(v) for v in vectors], prompt_tokens=0)
+            # Titan embeds one text per call.
+            bodies = await asyncio.gather(*(self._invoke({"inputText": text}) for text in inputs))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc) from exc
+        return Embeddings(
+            vectors=[list(body.get("embedding", [])) for body in bodies],
+            prompt_tokens=sum(int(body.get("inputTextTokenCount", 0)) for body in bodies),
+        )
+
+    async def _invoke(self, body: dict[str, Any]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            response = self._client.invoke_model(
+                modelId=self.config.model_id,
+                body=json.dumps(body),
+                contentType="application/json",
+                accept="application/json",
+            )
+            result: dict[str, Any] = json.loads(response["body"].read())
+            return result
+
+        return await asyncio.to_thread(call)
+
+    async def unload(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.loaded = False

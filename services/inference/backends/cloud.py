@@ -1,0 +1,45 @@
+"""What every provider backend shares: the API key from the environment, and one request shape."""
+
+from __future__ import annotations
+
+from services.common.config import ConfigError
+from services.common.registry import CloudConfig, resolve_secret
+from services.inference.backends.base import Backend, FinishReason, GenerationInput, Message
+
+
+class CloudBackend(Backend):
+    """A model behind a provider's API: nothing to load but a client; the provider keeps it warm."""
+
+    provider = "cloud"
+
+    def __init__(self, name: str, config: CloudConfig) -> None:
+        super().__init__(name, config)
+        self.config: CloudConfig = config
+        self.api_key = self._api_key()
+
+    def _api_key(self) -> str | None:
+        """The key from the variable the registry names; missing is an error at start, not at first use."""
+        if self.config.api_key_env is None:
+            return None
+        key = resolve_secret(self.config.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"model {self.name!r} needs an API key: set {self.config.api_key_env} in the environment or .env"
+            )
+        return key
+
+    @staticmethod
+    def split_system(request: GenerationInput) -> tuple[str | None, list[Message]]:
+        """System text apart from the turns, for APIs that take it as a separate field."""
+        messages = request.as_messages()
+        system = "\n\n".join(m.content for m in messages if m.role == "system") or None
+        return system, [m for m in messages if m.role != "system"]
+
+
+def finish_reason(value: str | None, length: tuple[str, ...], filtered: tuple[str, ...]) -> FinishReason:
+    """A provider's stop reason in our three words (anything else is a normal stop)."""
+    if value in length:
+        return "length"
+    if value in filtered:
+        return "content_filter"
+    return "stop"

@@ -1,0 +1,356 @@
+"""Routing: a request resolved to a route of the registry and run tier by tier.
+
+A route is an ordered list of tiers: canned replies (a pattern → a fixed text, no model call) and
+models. Each model tier is tried with retries on transient failures (bounded exponential backoff
+with jitter), and a request falls to the next tier when a tier keeps failing transiently or cannot
+serve at all; a permanent error ends the request at once. Once a stream has sent text to the client,
+no other model's output is spliced after it: the failure ends the stream instead.
+
+The failure's gRPC status, chosen once where the failure was classified, decides:
+  UNAVAILABLE, upstream DEADLINE_EXCEEDED, an empty reply  -> retry, then fall back
+  RESOURCE_EXHAUSTED, a backend that crashed               -> fall back at once
+  anything else (bad request, auth, content filter, ...)   -> fail
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import grpc
+from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc, orchestrator_pb2
+
+from services.common.errors import (
+    UPSTREAM_CODE_PREFIX,
+    IncompleteGeneration,
+    MeshError,
+    UpstreamError,
+    from_rpc_error,
+)
+from services.common.registry import DEFAULT_POOL, Registry, Tier
+from services.common.request_id import current_request_id, outgoing_metadata
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.errors import (
+    AllTiersFailed,
+    EmptyModelResponse,
+    GenerationTimeout,
+    InvalidGeneration,
+    NoTierAvailable,
+    UnknownModel,
+)
+
+log = logging.getLogger("llmmesh.orchestrator.routing")
+
+# What a backend that crashed (an error with no code of its own) is reported as.
+_CRASHED = "upstream_error"
+
+
+class Outcome(enum.Enum):
+    RETRY = "retry"
+    FALL_BACK = "fall_back"
+    FAIL = "fail"
+
+
+def outcome_of(error: MeshError) -> Outcome:
+    """What a failed attempt allows, read from its status and code (see the module docstring)."""
+    if error.status == grpc.StatusCode.UNAVAILABLE or isinstance(error, EmptyModelResponse):
+        return Outcome.RETRY
+    if error.status == grpc.StatusCode.DEADLINE_EXCEEDED and error.code.startswith(UPSTREAM_CODE_PREFIX):
+        return Outcome.RETRY
+    if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED or error.code == _CRASHED:
+        return Outcome.FALL_BACK
+    return Outcome.FAIL
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    tiers: tuple[Tier, ...]
+
+
+class Router:
+    """Runs generations and embeddings on the inference pools that serve the registry's models."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        pools: dict[str, inference_pb2_grpc.InferenceServiceStub],
+        settings: OrchestratorSettings,
+    ) -> None:
+        self.registry = registry
+        self.routes = {name: Route(name, tuple(tiers)) for name, tiers in registry.effective_routes().items()}
+        self._pools = pools
+        self._settings = settings
+
+    def resolve(self, name: str) -> Route:
+        """A route by name; a model's name gives a one-tier route of that model; empty, the default."""
+        if not name:
+            return self.routes[self.registry.default_route]
+        if name in self.routes:
+            return self.routes[name]
+        model = self.registry.models.get(name)
+        if model is None:
+            known = ", ".join(sorted({*self.routes, *self.registry.models}))
+            raise UnknownModel(f"no model or route is named {name!r}; known: {known}")
+        if model.task != "generate":
+            raise InvalidGeneration(f"model {name} is an embedding model; it cannot generate")
+        return Route(name, (Tier(model=name),))
+
+    def _timeout(self, caller_time_remaining: float | None) -> float:
+        """Our own limit, shortened to the caller's deadline when that comes sooner."""
+        limit = self._settings.generation_timeout_s
+        return limit if caller_time_remaining is None else min(limit, caller_time_remaining)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._settings.retry_max_backoff_s, self._settings.retry_backoff_s * 2 ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _canned_reply(self, name: str, prompt: str) -> str | None:
+        for canned in self.registry.canned[name]:
+            if canned.pattern.search(prompt):
+                return canned.reply
+        return None
+
+    async def stream(
+        self,
+        spec: orchestrator_pb2.GenerationSpec,
+        caller_time_remaining: float | None = None,
+        stream: bool = True,
+    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
+        """Deltas as they come, then the result naming the model, route and tier that served it.
+
+        Closing this iterator cancels the inference call, which stops the model.
+        """
+        if not spec.prompt.strip():
+            raise InvalidGeneration("prompt must not be empty")
+        route = self.resolve(spec.model)
+        timeout = self._timeout(caller_time_remaining)
+        deadline = asyncio.get_running_loop().time() + timeout
+        failures: list[tuple[str, MeshError]] = []
+        for index, tier in enumerate(route.tiers):
+            if tier.canned:
+                reply = self._canned_reply(tier.canned, spec.prompt)
+                if reply is not None:
+                    yield inference_pb2.GenerateResponse(delta=common_pb2.TokenDelta(text=reply))
+                    yield inference_pb2.GenerateResponse(
+                        result=common_pb2.GenerationResult(
+                            text=reply,
+                            model=f"canned:{tier.canned}",
+                            finish_reason=common_pb2.FINISH_REASON_STOP,
+                            usage=common_pb2.Usage(),
+                            route=route.name,
+                            tier=index,
+                        )
+                    )
+                    return
+                continue
+            assert tier.model is not None
+            attempt = empties = 0
+            while True:
+                attempt += 1
+                sent = False
+                try:
+                    async for event in self._attempt(tier.model, spec, deadline, timeout, stream):
+                        if event.HasField("result"):
+                            event.result.route, event.result.tier = route.name, index
+                        sent = True
+                        yield event
+                    if failures:
+                        log.info("served after falling back", extra={"route": route.name, "tier": index})
+                    return
+                except MeshError as error:
+                    if sent:  # the client has this model's text: no other model's may follow it
+                        raise
+                    outcome = outcome_of(error)
+                    log.warning(
+                        "tier failed",
+                        extra={
+                            "route": route.name,
+                            "tier": index,
+                            "model": tier.model,
+                            "attempt": attempt,
+                            "code": error.code,
+                            "outcome": outcome.value,
+                        },
+                    )
+                    if outcome is Outcome.FAIL:
+                        raise
+                    if isinstance(error, EmptyModelResponse):
+                        empties += 1
+                        if empties == 1:  # an empty reply is retried once, at once
+                            continue
+                        error = EmptyModelResponse(f"model {tier.model} returned an empty response twice")
+                    elif outcome is Outcome.RETRY and attempt < self._settings.retry_attempts:
+                        delay = self._backoff(attempt)
+                        if asyncio.get_running_loop().time() + delay < deadline:
+                            await asyncio.sleep(delay)
+                            continue
+                    failures.append((tier.model, error))
+                    break
+        raise self._exhausted(route, failures)
+
+    @staticmethod
+    def _exhausted(route: Route, failures: list[tuple[str, MeshError]]) -> MeshError:
+        """The one error for a request no tier could serve."""
+        if len(failures) == 1:
+            return failures[0][1]  # one model tried: its own error says most
+        if not failures:
+            return NoTierAvailable(f"route {route.name!r}: no tier could serve the request")
+        summary = "; ".join(f"{model}: {error.code}" for model, error in failures)
+        if any(error.code.startswith(UPSTREAM_CODE_PREFIX) for _, error in failures):
+            return AllTiersFailed(f"route {route.name!r}: every tier failed ({summary})")
+        return NoTierAvailable(f"route {route.name!r}: no tier could serve the request ({summary})")
+
+    async def _attempt(
+        self,
+        model: str,
+        spec: orchestrator_pb2.GenerationSpec,
+        deadline: float,
+        limit_s: float,
+        stream: bool,
+    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
+        """One call to the model's pool. Leading blank deltas are held back, so an empty reply is
+        known before anything reaches the client and can be retried."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise GenerationTimeout(f"the generation did not finish within {limit_s:g} s")
+        messages = []
+        if spec.system:
+            messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=spec.system))
+        messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
+        request = inference_pb2.GenerateRequest(
+            request_id=current_request_id(),
+            model=model,
+            conversation=common_pb2.Conversation(messages=messages),
+            params=spec.params,
+            stream=stream,
+        )
+        pool = self.registry.models[model].pool
+        call = self._pools[pool].Generate(request, timeout=remaining, metadata=outgoing_metadata())
+        held: list[inference_pb2.GenerateResponse] | None = []
+        finished = False
+        try:
+            async for response in call:
+                if response.HasField("result"):
+                    if not response.result.text.strip():
+                        raise EmptyModelResponse(f"model {model} returned an empty response")
+                    finished = True
+                if held is not None:
+                    held.append(response)
+                    if not finished and not "".join(r.delta.text for r in held).strip():
+                        continue
+                    for waiting in held:
+                        yield waiting
+                    held = None
+                else:
+                    yield response
+        except grpc.aio.AioRpcError as exc:
+            raise self._error_of(exc, model, pool, limit_s) from exc
+        finally:
+            call.cancel()
+        if not finished:
+            raise IncompleteGeneration(f"the stream of model {model} ended without a result")
+
+    @staticmethod
+    def _error_of(exc: grpc.aio.AioRpcError, model: str, pool: str, limit_s: float) -> MeshError:
+        error: MeshError = from_rpc_error(exc)
+        if error.status == grpc.StatusCode.DEADLINE_EXCEEDED and not error.code.startswith(
+            UPSTREAM_CODE_PREFIX
+        ):
+            return GenerationTimeout(f"the generation did not finish within {limit_s:g} s")
+        if error.status in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and error.code == "internal":
+            error = UpstreamError(f"model {model} failed to generate a response")
+        log.warning(
+            "inference call failed",
+            extra={"model": model, "pool": pool, "status": exc.code().name, "code": error.code},
+        )
+        return error
+
+    async def run(
+        self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
+    ) -> common_pb2.GenerationResult:
+        """Run to completion and return the final result (which carries the whole text)."""
+        result = common_pb2.GenerationResult()
+        async for response in self.stream(spec, caller_time_remaining, stream=False):
+            if response.HasField("result"):
+                result = response.result
+        return result
+
+    async def embed(self, model: str, inputs: list[str]) -> tuple[inference_pb2.EmbedResponse, str]:
+        """Embeddings from an embedding model, retried like a generation tier (no fallback)."""
+        config = self.registry.models.get(model)
+        if config is None:
+            embedders = ", ".join(sorted(n for n, m in self.registry.models.items() if m.task == "embed"))
+            raise UnknownModel(
+                f"no model is named {model!r}; embedding models: {embedders or 'none configured'}"
+            )
+        request = inference_pb2.EmbedRequest(request_id=current_request_id(), model=model, inputs=inputs)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._pools[config.pool].Embed(
+                    request, timeout=self._settings.generation_timeout_s, metadata=outgoing_metadata()
+                )
+                return response, config.pool
+            except grpc.aio.AioRpcError as exc:
+                error = self._error_of(exc, model, config.pool, self._settings.generation_timeout_s)
+                if outcome_of(error) is not Outcome.RETRY or attempt >= self._settings.retry_attempts:
+                    raise error from exc
+                await asyncio.sleep(self._backoff(attempt))
+
+    async def describe(self) -> orchestrator_pb2.DescribeRoutingResponse:
+        """Every model with its pool's view of it (loaded or not), and every route."""
+        pools = sorted({model.pool for model in self.registry.models.values()})
+        answers = await asyncio.gather(*(self._list_models(pool) for pool in pools))
+        reported = {info.name: info for answer in answers for info in answer or ()}
+        reachable = {pool for pool, answer in zip(pools, answers, strict=True) if answer is not None}
+        models = []
+        for name, config in self.registry.models.items():
+            info = reported.get(name)
+            models.append(
+                common_pb2.ModelInfo(
+                    name=name,
+                    backend=config.backend,
+                    loaded=bool(info and info.loaded),
+                    context_length=info.context_length if info else config.context_length,
+                    capabilities=config.capabilities,
+                    pool=config.pool,
+                    pool_reachable=config.pool in reachable,
+                )
+            )
+        routes = [
+            orchestrator_pb2.RouteInfo(
+                name=route.name,
+                tiers=[
+                    orchestrator_pb2.RouteTier(canned=t.canned)
+                    if t.canned
+                    else orchestrator_pb2.RouteTier(model=t.model)
+                    for t in route.tiers
+                ],
+            )
+            for route in self.routes.values()
+        ]
+        return orchestrator_pb2.DescribeRoutingResponse(
+            models=models, routes=routes, default_route=self.registry.default_route
+        )
+
+    async def _list_models(self, pool: str) -> list[common_pb2.ModelInfo] | None:
+        try:
+            response = await self._pools[pool].ListModels(
+                inference_pb2.ListModelsRequest(request_id=current_request_id()),
+                timeout=2,
+                metadata=outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("pool did not answer", extra={"pool": pool, "status": exc.code().name})
+            return None
+        return list(response.models)
+
+
+def pool_addresses(registry: Registry, default_address: str) -> dict[str, str]:
+    return {DEFAULT_POOL: default_address, **registry.pools}
