@@ -125,7 +125,13 @@ class Gateway:
 
 async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
     """The gateway app under uvicorn on a free port, in this event loop; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None))
+    async for base_url in serve_asgi(create_app(settings)):
+        yield base_url
+
+
+async def serve_asgi(app: Any, lifespan: str = "auto") -> AsyncIterator[str]:
+    """An ASGI app under uvicorn on a free port, in this event loop; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "listening"
         await asyncio.sleep(0.01)
@@ -134,6 +140,7 @@ async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
+        server.force_exit = True  # do not wait for handlers still sleeping (slow fake providers)
         await task
 
 

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from services.common.errors import MeshError
 from services.common.registry import CustomConfig, ModelConfig
 from services.common.request_id import current_request_id
 from services.inference.backends.base import Backend, Delta, Finished, GenerationInput
@@ -48,6 +49,9 @@ class ScriptedBackend(Backend):
         super().__init__(name, config or CustomConfig(backend="tests.fakes:ScriptedBackend"))
         self.calls: list[Call] = []
         self._load_gate = load_gate
+        # When set, every generation fails with it before any output (a tier that is down or refuses).
+        self.refuse: MeshError | None = None
+        self.loads = self.unloads = 0
 
     def _seen(self, text: str) -> int:
         """Calls so far (this one included) with this last message."""
@@ -60,13 +64,20 @@ class ScriptedBackend(Backend):
     async def load(self) -> None:
         if self._load_gate is not None:
             await self._load_gate.wait()
+        self.loads += 1
         self.loaded = True
+
+    async def unload(self) -> None:
+        self.unloads += 1
+        self.loaded = False
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         call = Call(current_request_id(), request)
         self.calls.append(call)
         text = request.prompt if request.prompt is not None else request.messages[-1].content
         try:
+            if self.refuse is not None:
+                raise self.refuse
             if text == "stall":
                 await asyncio.Event().wait()
             if "EMPTY" in text and ("EMPTY-ONCE" not in text or not self._answered_empty(text)):
@@ -97,3 +108,9 @@ class ScriptedBackend(Backend):
         except (asyncio.CancelledError, GeneratorExit):
             call.cancelled = True
             raise
+
+
+class LocalScriptedBackend(ScriptedBackend):
+    """The scripted backend as a local engine: the host may unload it when idle or to make room."""
+
+    unloadable = True

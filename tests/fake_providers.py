@@ -1,0 +1,289 @@
+"""One local HTTP server speaking four providers' wire protocols, for the cloud backends' tests.
+
+The backends under test use the real SDKs (openai, anthropic, google-genai, boto3) with their base URL
+pointed here, so request building, response parsing, SSE and AWS event-stream decoding and the SDKs'
+own error types are all real. Only the provider is replaced.
+
+Each request takes the next behaviour from `script` ("ok" when it is empty):
+  ok       the reply "<provider> says: <last user message>", streamed in word pieces when asked
+  empty    a reply with no text
+  throttle 429 (Bedrock: ThrottlingException), in the provider's own error format
+  auth     401/403: the key is refused
+  context  400: the prompt is too long for the model
+  down     503
+  slow     waits 3 s before answering (longer than the tests' provider timeout)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Recorded:
+    provider: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def reply_for(provider: str, text: str) -> str:
+    return f"{provider} says: {text}"
+
+
+def pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [word + " " for word in words[:-1]] + [words[-1]] if text else []
+
+
+def vector(text: str) -> list[float]:
+    """A deterministic stand-in embedding: different texts, different vectors."""
+    return [float(len(text)), float(sum(map(ord, text)) % 97), 1.0]
+
+
+def event_stream_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One message of the AWS event-stream encoding (application/vnd.amazon.eventstream)."""
+    encoded = b"".join(
+        bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+        for name, value in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
+
+
+@dataclass
+class FakeProviders:
+    script: deque[str] = field(default_factory=deque)
+    requests: list[Recorded] = field(default_factory=list)
+
+    def then(self, *behaviours: str) -> None:
+        self.script.extend(behaviours)
+
+    def calls(self, provider: str) -> list[Recorded]:
+        return [r for r in self.requests if r.provider == provider]
+
+    async def _take(self, provider: str, request: Request) -> tuple[str, dict[str, Any]]:
+        body = await request.json() if await request.body() else {}
+        self.requests.append(Recorded(provider, request.url.path, dict(request.headers), body))
+        behaviour = self.script.popleft() if self.script else "ok"
+        if behaviour == "slow":
+            await asyncio.sleep(3)
+        return behaviour, body
+
+    # --- OpenAI: /v1/chat/completions, /v1/embeddings -------------------------------------------
+
+    @staticmethod
+    def _openai_error(behaviour: str) -> Response | None:
+        errors = {
+            "throttle": (429, "Rate limit reached for requests", "rate_limit_exceeded"),
+            "auth": (401, "Incorrect API key provided", "invalid_api_key"),
+            "context": (400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"),
+            "down": (503, "The server is overloaded", None),
+        }
+        if behaviour not in errors:
+            return None
+        status, message, code = errors[behaviour]
+        return JSONResponse({"error": {"message": message, "type": "error", "code": code}}, status_code=status)
+
+    async def openai_chat(self, request: Request) -> Response:
+        behaviour, body = await self._take("openai", request)
+        if (error := self._openai_error(behaviour)) is not None:
+            return error
+        text = "" if behaviour == "empty" else reply_for("openai", body["messages"][-1]["content"])
+        usage = {"prompt_tokens": 5, "completion_tokens": len(pieces(text)), "total_tokens": 5 + len(pieces(text))}
+        base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return {**base, "object": "chat.completion.chunk", "choices": [choice]}
+
+        async def events() -> AsyncIterator[str]:
+            yield sse(chunk({"role": "assistant", "content": ""}, None))
+            for piece in pieces(text):
+                yield sse(chunk({"content": piece}, None))
+            yield sse(chunk({}, "stop"))
+            if body.get("stream_options", {}).get("include_usage"):
+                yield sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def openai_embeddings(self, request: Request) -> Response:
+        behaviour, body = await self._take("openai", request)
+        if (error := self._openai_error(behaviour)) is not None:
+            return error
+        data = [{"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(body["input"])]
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+        )
+
+    # --- Anthropic: /v1/messages ---------------------------------------------------------------
+
+    async def anthropic_messages(self, request: Request) -> Response:
+        behaviour, body = await self._take("anthropic", request)
+        errors = {
+            "throttle": (429, "rate_limit_error", "Number of requests has exceeded your rate limit"),
+            "auth": (401, "authentication_error", "invalid x-api-key"),
+            "context": (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
+            "down": (529, "overloaded_error", "Overloaded"),
+        }
+        if behaviour in errors:
+            status, kind, message = errors[behaviour]
+            return JSONResponse(
+                {"type": "error", "error": {"type": kind, "message": message}},
+                status_code=status,
+                headers={"x-should-retry": "false"},
+            )
+        text = "" if behaviour == "empty" else reply_for("anthropic", body["messages"][-1]["content"])
+        output_tokens = len(pieces(text))
+        message = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "stop_sequence": None,
+        }
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    **message,
+                    "content": [{"type": "text", "text": text}] if text else [],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 7, "output_tokens": output_tokens},
+                }
+            )
+
+        async def events() -> AsyncIterator[str]:
+            start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 7, "output_tokens": 1}}
+            yield sse({"type": "message_start", "message": start}, "message_start")
+            block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+            yield sse(block, "content_block_start")
+            for piece in pieces(text):
+                delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                yield sse(delta, "content_block_delta")
+            yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            end = {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            }
+            yield sse(end, "message_delta")
+            yield sse({"type": "message_stop"}, "message_stop")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    # --- Gemini: /v1[beta]/models/<model>:<method> ------------------------------------------------
+
+    async def gemini(self, request: Request) -> Response:
+        behaviour, body = await self._take("gemini", request)
+        errors = {
+            "throttle": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+            "auth": (403, "PERMISSION_DENIED", "API key not valid. Please pass a valid API key."),
+            "context": (400, "INVALID_ARGUMENT", "The input token count exceeds the maximum number of tokens allowed."),
+            "down": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+        }
+        if behaviour in errors:
+            status, kind, message = errors[behaviour]
+            return JSONResponse({"error": {"code": status, "message": message, "status": kind}}, status_code=status)
+        model, _, method = request.path_params["rest"].rpartition(":")
+        if method == "batchEmbedContents":
+            texts = [r["content"]["parts"][0]["text"] for r in body["requests"]]
+            return JSONResponse({"embeddings": [{"values": vector(t)} for t in texts]})
+        text = "" if behaviour == "empty" else reply_for("gemini", body["contents"][-1]["parts"][0]["text"])
+        usage = {"promptTokenCount": 6, "candidatesTokenCount": len(pieces(text)), "totalTokenCount": 6 + len(pieces(text))}
+
+        def candidate(piece: str, finish: str | None) -> dict[str, Any]:
+            found: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+            if finish:
+                found["finishReason"] = finish
+            return found
+
+        if method == "generateContent":
+            return JSONResponse({"candidates": [candidate(text, "STOP")], "usageMetadata": usage, "modelVersion": model})
+
+        async def events() -> AsyncIterator[str]:
+            chunks = pieces(text) or [""]
+            for index, piece in enumerate(chunks):
+                last = index == len(chunks) - 1
+                data: dict[str, Any] = {"candidates": [candidate(piece, "STOP" if last else None)], "modelVersion": model}
+                if last:
+                    data["usageMetadata"] = usage
+                yield f"data: {json.dumps(data)}\r\n\r\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    # --- Bedrock runtime: /model/<id>/converse, /converse-stream, /invoke -----------------------
+
+    async def bedrock(self, request: Request) -> Response:
+        behaviour, body = await self._take("bedrock", request)
+        errors = {
+            "throttle": (429, "ThrottlingException", "Too many requests, please wait before trying again."),
+            "auth": (403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+            "context": (400, "ValidationException", "Input is too long for requested model."),
+            "down": (503, "ServiceUnavailableException", "Service is temporarily unavailable."),
+        }
+        if behaviour in errors:
+            status, kind, message = errors[behaviour]
+            return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": f"{kind}:"})
+        model, _, operation = request.path_params["rest"].rpartition("/")
+        if operation == "invoke":
+            return JSONResponse({"embedding": vector(body["inputText"]), "inputTextTokenCount": 3})
+        last = body["messages"][-1]["content"][0]["text"]
+        text = "" if behaviour == "empty" else reply_for("bedrock", last)
+        usage = {"inputTokens": 8, "outputTokens": len(pieces(text)), "totalTokens": 8 + len(pieces(text))}
+        if operation == "converse":
+            return JSONResponse(
+                {
+                    "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                    "stopReason": "end_turn",
+                    "usage": usage,
+                    "metrics": {"latencyMs": 1},
+                }
+            )
+
+        def events() -> Iterator[bytes]:
+            def event(kind: str, payload: dict[str, Any]) -> bytes:
+                headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
+                return event_stream_message(headers, json.dumps(payload).encode())
+
+            yield event("messageStart", {"role": "assistant"})
+            for piece in pieces(text):
+                yield event("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
+            yield event("contentBlockStop", {"contentBlockIndex": 0})
+            yield event("messageStop", {"stopReason": "end_turn"})
+            yield event("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})
+
+        return StreamingResponse(events(), media_type="application/vnd.amazon.eventstream")
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
+                Route("/v1/embeddings", self.openai_embeddings, methods=["POST"]),
+                Route("/v1/messages", self.anthropic_messages, methods=["POST"]),
+                # google-genai calls /v1/ or /v1beta/ depending on its version
+                Route("/v1/models/{rest:path}", self.gemini, methods=["POST"]),
+                Route("/v1beta/models/{rest:path}", self.gemini, methods=["POST"]),
+                Route("/model/{rest:path}", self.bedrock, methods=["POST"]),
+            ]
+        )
