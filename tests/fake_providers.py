@@ -100,14 +100,20 @@ class FakeProviders:
         if behaviour not in errors:
             return None
         status, message, code = errors[behaviour]
-        return JSONResponse({"error": {"message": message, "type": "error", "code": code}}, status_code=status)
+        return JSONResponse(
+            {"error": {"message": message, "type": "error", "code": code}}, status_code=status
+        )
 
     async def openai_chat(self, request: Request) -> Response:
         behaviour, body = await self._take("openai", request)
         if (error := self._openai_error(behaviour)) is not None:
             return error
         text = "" if behaviour == "empty" else reply_for("openai", body["messages"][-1]["content"])
-        usage = {"prompt_tokens": 5, "completion_tokens": len(pieces(text)), "total_tokens": 5 + len(pieces(text))}
+        usage = {
+            "prompt_tokens": 5,
+            "completion_tokens": len(pieces(text)),
+            "total_tokens": 5 + len(pieces(text)),
+        }
         base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
@@ -132,9 +138,16 @@ class FakeProviders:
         behaviour, body = await self._take("openai", request)
         if (error := self._openai_error(behaviour)) is not None:
             return error
-        data = [{"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(body["input"])]
+        data = [
+            {"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(body["input"])
+        ]
         return JSONResponse(
-            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 4, "total_tokens": 4},
+            }
         )
 
     # --- Anthropic: /v1/messages ---------------------------------------------------------------
@@ -174,12 +187,21 @@ class FakeProviders:
             )
 
         async def events() -> AsyncIterator[str]:
-            start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 7, "output_tokens": 1}}
+            start = {
+                **message,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": 7, "output_tokens": 1},
+            }
             yield sse({"type": "message_start", "message": start}, "message_start")
             block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
             yield sse(block, "content_block_start")
             for piece in pieces(text):
-                delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                delta = {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
                 yield sse(delta, "content_block_delta")
             yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             end = {
@@ -199,18 +221,28 @@ class FakeProviders:
         errors = {
             "throttle": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
             "auth": (403, "PERMISSION_DENIED", "API key not valid. Please pass a valid API key."),
-            "context": (400, "INVALID_ARGUMENT", "The input token count exceeds the maximum number of tokens allowed."),
+            "context": (
+                400,
+                "INVALID_ARGUMENT",
+                "The input token count exceeds the maximum number of tokens allowed.",
+            ),
             "down": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
         }
         if behaviour in errors:
             status, kind, message = errors[behaviour]
-            return JSONResponse({"error": {"code": status, "message": message, "status": kind}}, status_code=status)
+            return JSONResponse(
+                {"error": {"code": status, "message": message, "status": kind}}, status_code=status
+            )
         model, _, method = request.path_params["rest"].rpartition(":")
         if method == "batchEmbedContents":
             texts = [r["content"]["parts"][0]["text"] for r in body["requests"]]
             return JSONResponse({"embeddings": [{"values": vector(t)} for t in texts]})
         text = "" if behaviour == "empty" else reply_for("gemini", body["contents"][-1]["parts"][0]["text"])
-        usage = {"promptTokenCount": 6, "candidatesTokenCount": len(pieces(text)), "totalTokenCount": 6 + len(pieces(text))}
+        usage = {
+            "promptTokenCount": 6,
+            "candidatesTokenCount": len(pieces(text)),
+            "totalTokenCount": 6 + len(pieces(text)),
+        }
 
         def candidate(piece: str, finish: str | None) -> dict[str, Any]:
             found: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
@@ -219,13 +251,18 @@ class FakeProviders:
             return found
 
         if method == "generateContent":
-            return JSONResponse({"candidates": [candidate(text, "STOP")], "usageMetadata": usage, "modelVersion": model})
+            return JSONResponse(
+                {"candidates": [candidate(text, "STOP")], "usageMetadata": usage, "modelVersion": model}
+            )
 
         async def events() -> AsyncIterator[str]:
             chunks = pieces(text) or [""]
             for index, piece in enumerate(chunks):
                 last = index == len(chunks) - 1
-                data: dict[str, Any] = {"candidates": [candidate(piece, "STOP" if last else None)], "modelVersion": model}
+                data: dict[str, Any] = {
+                    "candidates": [candidate(piece, "STOP" if last else None)],
+                    "modelVersion": model,
+                }
                 if last:
                     data["usageMetadata"] = usage
                 yield f"data: {json.dumps(data)}\r\n\r\n"
@@ -238,14 +275,20 @@ class FakeProviders:
         behaviour, body = await self._take("bedrock", request)
         errors = {
             "throttle": (429, "ThrottlingException", "Too many requests, please wait before trying again."),
-            "auth": (403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+            "auth": (
+                403,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
             "context": (400, "ValidationException", "Input is too long for requested model."),
             "down": (503, "ServiceUnavailableException", "Service is temporarily unavailable."),
         }
         if behaviour in errors:
             status, kind, message = errors[behaviour]
-            return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": f"{kind}:"})
-        model, _, operation = request.path_params["rest"].rpartition("/")
+            return JSONResponse(
+                {"message": message}, status_code=status, headers={"x-amzn-ErrorType": f"{kind}:"}
+            )
+        operation = request.path_params["rest"].rpartition("/")[2]
         if operation == "invoke":
             return JSONResponse({"embedding": vector(body["inputText"]), "inputTextTokenCount": 3})
         last = body["messages"][-1]["content"][0]["text"]

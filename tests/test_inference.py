@@ -243,9 +243,9 @@ async def test_health_answers_while_the_model_generates(inference) -> None:
 async def test_list_models_reports_the_loaded_model(inference) -> None:
     stub = inference.stub
     response = await stub.ListModels(inference_pb2.ListModelsRequest())
-    assert [(m.name, m.backend, m.loaded, m.context_length, list(m.capabilities)) for m in response.models] == [
-        (MODEL, "llama_cpp", True, 512, ["generate"])
-    ]
+    assert [
+        (m.name, m.backend, m.loaded, m.context_length, list(m.capabilities)) for m in response.models
+    ] == [(MODEL, "llama_cpp", True, 512, ["generate"])]
 
 
 async def test_full_queue_is_refused_with_resource_exhausted(model_path: Path) -> None:
@@ -284,3 +284,30 @@ async def test_not_serving_until_the_model_is_loaded() -> None:
         )
         assert named.status == health_pb2.HealthCheckResponse.SERVING
     await server.stop()
+
+
+async def test_an_on_demand_embedding_model_loads_at_first_use(model_path: Path) -> None:
+    embedder = {"backend": "llama_cpp", "path": str(model_path), "task": "embed", "load": "on_demand"}
+    server, port = create_server(settings(), registry(model_path, **{"gemma-embed": embedder}))
+    async with running(server), channel_to(port) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        listed = {m.name: m for m in (await stub.ListModels(inference_pb2.ListModelsRequest())).models}
+        assert (listed["gemma-embed"].loaded, list(listed["gemma-embed"].capabilities)) == (False, ["embed"])
+        texts = ["the sea at night", "the ocean after dark", "quarterly tax law"]
+        response = await stub.Embed(inference_pb2.EmbedRequest(model="gemma-embed", inputs=texts))
+        vectors = [list(e.values) for e in response.embeddings]
+        assert len(vectors) == 3 and {len(v) for v in vectors} == {640}
+        assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vectors), "unit length"
+        assert vectors[0] != vectors[1] != vectors[2]
+        assert response.prompt_tokens > 0
+        again = await stub.Embed(inference_pb2.EmbedRequest(model="gemma-embed", inputs=texts[:1]))
+        alone = list(again.embeddings[0].values)
+        assert sum(x * y for x, y in zip(alone, vectors[0], strict=True)) > 0.999, "same text, same direction"
+        listed = {m.name: m for m in (await stub.ListModels(inference_pb2.ListModelsRequest())).models}
+        assert listed["gemma-embed"].loaded
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect(stub.Generate(inference_pb2.GenerateRequest(model="gemma-embed", prompt="hi")))
+        assert error_code(caught.value) == "unsupported_task"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(inference_pb2.EmbedRequest(model=MODEL, inputs=["x"]))
+        assert error_code(caught.value) == "unsupported_task"

@@ -37,7 +37,12 @@ def registry(url: str) -> Registry:
                 "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url, **common},
                 "gemini": {"backend": "gemini", "model_id": "gemini-test", "base_url": url, **common},
                 "nova": {"model_id": "amazon.nova-lite-v1:0", **bedrock},
-                "gpt-embed": {"backend": "openai", "model_id": "emb", "base_url": f"{url}/v1", "task": "embed"},
+                "gpt-embed": {
+                    "backend": "openai",
+                    "model_id": "emb",
+                    "base_url": f"{url}/v1",
+                    "task": "embed",
+                },
                 "gemini-embed": {"backend": "gemini", "model_id": "emb", "base_url": url, "task": "embed"},
                 "titan-embed": {"model_id": "amazon.titan-embed-text-v2:0", "task": "embed", **bedrock},
             }
@@ -63,7 +68,10 @@ async def providers(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Providers]
         inference, inference_port = create_inference(InferenceSettings(port=0), models)
         orchestrator, port = create_orchestrator(
             OrchestratorSettings(
-                port=0, inference_addr=f"127.0.0.1:{inference_port}", retry_backoff_s=0.01, generation_timeout_s=10
+                port=0,
+                inference_addr=f"127.0.0.1:{inference_port}",
+                retry_backoff_s=0.01,
+                generation_timeout_s=10,
             ),
             models,
         )
@@ -106,14 +114,19 @@ async def test_normal_reply_uses_the_one_shot_api(providers: Providers, provider
     (call,) = providers.fake.calls(provider)
     assert not call.body.get("stream")
     assert not call.path.endswith(("streamGenerateContent", "converse-stream"))
-    assert {"openai": "sk-openai-test", "anthropic": "sk-ant-test", "gemini": "gm-test", "bedrock": "AKIATESTTESTTEST"}[
-        provider
-    ] in sent_key(provider, call.headers)
+    assert {
+        "openai": "sk-openai-test",
+        "anthropic": "sk-ant-test",
+        "gemini": "gm-test",
+        "bedrock": "AKIATESTTESTTEST",
+    }[provider] in sent_key(provider, call.headers)
 
 
 @by_provider
 async def test_streamed_reply_arrives_in_pieces(providers: Providers, provider: str) -> None:
-    call = providers.stub.StreamGeneration(orchestrator_pb2.StreamGenerationRequest(spec=spec(CHAT_MODELS[provider])))
+    call = providers.stub.StreamGeneration(
+        orchestrator_pb2.StreamGenerationRequest(spec=spec(CHAT_MODELS[provider]))
+    )
     events = [event async for event in call]
     deltas = [e.delta.text for e in events if e.HasField("delta")]
     result = events[-1].result
@@ -125,7 +138,9 @@ async def test_streamed_reply_arrives_in_pieces(providers: Providers, provider: 
 
 
 @by_provider
-async def test_the_system_prompt_goes_where_the_provider_wants_it(providers: Providers, provider: str) -> None:
+async def test_the_system_prompt_goes_where_the_provider_wants_it(
+    providers: Providers, provider: str
+) -> None:
     await run(providers, CHAT_MODELS[provider])
     (call,) = providers.fake.calls(provider)
     if provider == "openai":
@@ -154,7 +169,9 @@ async def test_a_refused_key_is_permanent_and_not_retried(providers: Providers, 
         await run(providers, CHAT_MODELS[provider])
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert error_code(caught.value) == "upstream_auth_failed"
-    assert caught.value.details() == f"{provider} (model {CHAT_MODELS[provider]}) refused the mesh's credentials"
+    assert (
+        caught.value.details() == f"{provider} (model {CHAT_MODELS[provider]}) refused the mesh's credentials"
+    )
     assert len(providers.fake.calls(provider)) == 1
 
 
@@ -195,16 +212,22 @@ async def test_a_prompt_too_long_is_the_clients_error(providers: Providers, prov
     assert len(providers.fake.calls(provider)) == 1
 
 
-@pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-embed"), ("gemini", "gemini-embed"), ("bedrock", "titan-embed")])
+@pytest.mark.parametrize(
+    ("provider", "model"), [("openai", "gpt-embed"), ("gemini", "gemini-embed"), ("bedrock", "titan-embed")]
+)
 async def test_embeddings(providers: Providers, provider: str, model: str) -> None:
     texts = ["first text", "a second, longer text"]
-    response = await providers.stub.CreateEmbeddings(orchestrator_pb2.CreateEmbeddingsRequest(model=model, inputs=texts))
+    response = await providers.stub.CreateEmbeddings(
+        orchestrator_pb2.CreateEmbeddingsRequest(model=model, inputs=texts)
+    )
     assert [list(e.values) for e in response.embeddings] == [vector(t) for t in texts]
     assert response.model == model
 
 
 async def test_embeddings_from_a_chat_model_are_refused(providers: Providers) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await providers.stub.CreateEmbeddings(orchestrator_pb2.CreateEmbeddingsRequest(model="gpt", inputs=["x"]))
+        await providers.stub.CreateEmbeddings(
+            orchestrator_pb2.CreateEmbeddingsRequest(model="gpt", inputs=["x"])
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_code(caught.value) == "unsupported_task"
