@@ -106,6 +106,9 @@ def in_process_greedy(model_path: Path) -> Any:
     prompt = "".join(text for text, _ in render_gemma([Message("user", HAIKU)]))
 
     def complete(max_tokens: int) -> str:
+        # Without a reset, llama-cpp-python reuses the previous call's evaluated prefix, and greedy
+        # output can then differ from a fresh context's (the mesh's first request is fresh).
+        llama.reset()
         out = llama.create_completion(prompt, max_tokens=max_tokens, temperature=0, repeat_penalty=1.1)
         return str(out["choices"][0]["text"])
 

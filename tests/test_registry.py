@@ -12,6 +12,8 @@ import pytest
 
 from services.common.config import ConfigError
 from services.common.registry import load_registry, parse_registry
+from services.inference.backends import create_backend
+from services.inference.backends.cloud import CloudBackend
 from services.inference.config import InferenceSettings
 from services.inference.errors import NoModelSlot
 from services.inference.models import ModelHost
@@ -115,7 +117,9 @@ def test_an_api_key_may_come_from_dotenv(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=sk-from-dotenv\n")
     registry = parse_registry({"models": {"claude": {"backend": "anthropic", "model_id": "c"}}})
-    create_inference(InferenceSettings(port=0), registry)
+    backend = create_backend("claude", registry.models["claude"], InferenceSettings())
+    assert isinstance(backend, CloudBackend)
+    assert backend.api_key == "sk-from-dotenv"
 
 
 def test_bedrock_without_aws_credentials_fails_the_start(
@@ -201,3 +205,9 @@ async def test_an_idle_model_is_unloaded_and_loads_again_when_asked() -> None:
         assert a.loaded
     assert (a.loads, a.unloads) == (2, 1)
     await models.close()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_example_registries_are_valid(path: Path) -> None:
+    registry = load_registry(path)
+    assert registry.default_route in registry.effective_routes()
