@@ -44,6 +44,12 @@ class EmptyModelResponse(UpstreamError):
     code = "upstream_empty_response"
 
 
+class UnsupportedTask(InvalidArgument):
+    """A generation asked of an embedding model."""
+
+    code = "unsupported_task"
+
+
 class UnknownModel(NotFound):
     code = "model_not_found"
 

@@ -41,6 +41,7 @@ from services.orchestrator.errors import (
     InvalidGeneration,
     NoTierAvailable,
     UnknownModel,
+    UnsupportedTask,
 )
 
 log = logging.getLogger("llmmesh.orchestrator.routing")
@@ -97,7 +98,7 @@ class Router:
             known = ", ".join(sorted({*self.routes, *self.registry.models}))
             raise UnknownModel(f"no model or route is named {name!r}; known: {known}")
         if model.task != "generate":
-            raise InvalidGeneration(f"model {name} is an embedding model; it cannot generate")
+            raise UnsupportedTask(f"model {name} is an embedding model; it cannot generate")
         return Route(name, (Tier(model=name),))
 
     def _timeout(self, caller_time_remaining: float | None) -> float:

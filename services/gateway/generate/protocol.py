@@ -63,21 +63,24 @@ class Usage(BaseModel):
 FinishReason = Literal["stop", "length", "content_filter"]
 
 
-class Served(BaseModel):
-    """Who answered: the model, the route the request ran on and the tier of it that served."""
+# Who answered: the model, the route the request ran on and the tier of it that served.
+ServedModel = Annotated[
+    str, Field(description='The model that generated the text ("canned:<set>" for a canned reply).')
+]
+ServedRoute = Annotated[
+    str, Field(description="The route the request resolved to (naming a model gives a one-tier route of it).")
+]
+ServedTier = Annotated[
+    int, Field(description="Position of the serving tier in the route, from 0; above 0 means a fallback.")
+]
 
-    model: str = Field(description='The model that generated the text ("canned:<set>" for a canned reply).')
-    route: str = Field(
-        description="The route the request resolved to (a model's name gives a one-tier route)."
-    )
-    tier: int = Field(
-        description="Position of the serving tier in the route, from 0; above 0 means a fallback."
-    )
 
-
-class GenerateResponse(Served):
+class GenerateResponse(BaseModel):
     text: str
     tokens: int = Field(description="Generated tokens (usage.completion_tokens).")
+    model: ServedModel
+    route: ServedRoute
+    tier: ServedTier
     finish_reason: FinishReason
     usage: Usage
     request_id: str
@@ -89,10 +92,13 @@ class StreamDelta(BaseModel):
     text: str
 
 
-class StreamDone(Served):
+class StreamDone(BaseModel):
     """Data of the final SSE `done` event."""
 
     tokens: int
+    model: ServedModel
+    route: ServedRoute
+    tier: ServedTier
     finish_reason: FinishReason
     usage: Usage
     request_id: str
