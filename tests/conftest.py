@@ -152,11 +152,17 @@ def scripted_registry(*names: str, **sections: Any) -> Registry:
 
 
 @asynccontextmanager
-async def scripted_mesh(database_url: str, generation_timeout_s: float = 0.5) -> AsyncIterator[Gateway]:
-    """All four services in-process on real sockets, the model replaced by the scripted backend."""
-    backend = ScriptedBackend()
-    registry = scripted_registry()
-    inference, inference_port = create_inference(InferenceSettings(port=0), registry, [backend])
+async def scripted_mesh(
+    database_url: str,
+    generation_timeout_s: float = 0.5,
+    registry: Registry | None = None,
+    backends: list[ScriptedBackend] | None = None,
+) -> AsyncIterator[Gateway]:
+    """All four services in-process on real sockets, the models replaced by scripted backends
+    (by default one, named "scripted", on the default route)."""
+    backends = backends or [ScriptedBackend()]
+    registry = registry or scripted_registry(*(b.name for b in backends))
+    inference, inference_port = create_inference(InferenceSettings(port=0), registry, backends)
     store, store_port = create_store(StoreSettings(port=0, database_url=database_url))
     orchestrator, orchestrator_port = create_orchestrator(
         OrchestratorSettings(
@@ -177,4 +183,4 @@ async def scripted_mesh(database_url: str, generation_timeout_s: float = 0.5) ->
     async with running(store), running(inference), running(orchestrator):
         async for base_url in serve_app(settings):
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-                yield Gateway(client, backend)
+                yield Gateway(client, backends[0])

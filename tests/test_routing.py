@@ -13,15 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.gateway.config import GatewaySettings
-from services.inference.config import InferenceSettings
 from services.inference.errors import ModelBusy, ProviderAuthFailed, ProviderUnavailable
-from services.inference.server import create_server as create_inference
-from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.server import create_server as create_orchestrator
-from services.store.config import StoreSettings
-from services.store.server import create_server as create_store
-from tests.conftest import running, scripted_registry, serve_app
+from tests.conftest import scripted_mesh, scripted_registry
 from tests.fakes import ScriptedBackend
 from tests.test_gateway import assert_error, sse_events
 
@@ -44,30 +37,11 @@ class Mesh:
 async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
     registry = scripted_registry("local", "cloud", canned=CANNED, routes=ROUTES)
     local, cloud = ScriptedBackend("local"), ScriptedBackend("cloud")
-    inference, inference_port = create_inference(InferenceSettings(port=0), registry, [local, cloud])
-    store, store_port = create_store(
-        StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
-    )
-    orchestrator, orchestrator_port = create_orchestrator(
-        OrchestratorSettings(
-            port=0,
-            inference_addr=f"127.0.0.1:{inference_port}",
-            store_addr=f"127.0.0.1:{store_port}",
-            retry_backoff_s=0.01,
-            generation_timeout_s=5,
-        ),
-        registry,
-    )
-    settings = GatewaySettings(
-        port=0,
-        orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
-        inference_addr=f"127.0.0.1:{inference_port}",
-        store_addr=f"127.0.0.1:{store_port}",
-    )
-    async with running(store), running(inference), running(orchestrator):
-        async for base_url in serve_app(settings):
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-                yield Mesh(client, local, cloud)
+    database = f"sqlite+aiosqlite:///{tmp_path}/s.db"
+    async with scripted_mesh(
+        database, generation_timeout_s=5, registry=registry, backends=[local, cloud]
+    ) as gateway:
+        yield Mesh(gateway.client, local, cloud)
 
 
 async def generate(mesh: Mesh, prompt: str, **fields: object) -> httpx.Response:
