@@ -119,9 +119,16 @@ class SessionRuns:
             raise from_rpc_error(exc) from exc
 
     async def stream(
-        self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
+        self,
+        session_code: str,
+        force_regenerate: bool,
+        caller_time_remaining: float | None = None,
+        stream: bool = True,
     ) -> AsyncGenerator[common_pb2.TokenDelta | orchestrator_pb2.SessionRun, None]:
-        """Deltas while a new result is generated, then the run; a cached run yields only the run."""
+        """Deltas while a new result is generated, then the run; a cached run yields only the run.
+
+        `stream=False` lets a provider backend use its one-shot API (the caller wants only the run).
+        """
         response = await self._call_store(
             self._store.GetSession,
             store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
@@ -135,7 +142,7 @@ class SessionRuns:
             return
 
         result = None
-        async for event in self._router.stream(plan.spec, caller_time_remaining):
+        async for event in self._router.stream(plan.spec, caller_time_remaining, stream):
             if event.HasField("delta"):
                 yield event.delta
             else:
@@ -162,7 +169,7 @@ class SessionRuns:
         self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
     ) -> orchestrator_pb2.SessionRun:
         run = orchestrator_pb2.SessionRun()
-        async for event in self.stream(session_code, force_regenerate, caller_time_remaining):
+        async for event in self.stream(session_code, force_regenerate, caller_time_remaining, stream=False):
             if isinstance(event, orchestrator_pb2.SessionRun):
                 run = event
         return run
