@@ -106,10 +106,6 @@ class BedrockConfig(CloudConfig):
     region: str | None = None
     api_key_env: None = None
 
-    @property
-    def endpoint_url(self) -> str | None:
-        return self.base_url
-
 
 class CustomConfig(ModelConfig):
     """A backend of your own: `backend: package.module:Class`, constructed with these options."""

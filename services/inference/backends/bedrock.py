@@ -66,7 +66,7 @@ class BedrockBackend(CloudBackend):
         # One attempt per call: the orchestrator owns retries.
         self._client = self._session.client(
             "bedrock-runtime",
-            endpoint_url=self.config.endpoint_url,
+            endpoint_url=self.config.base_url,
             config=Config(
                 read_timeout=self.config.timeout_s,
                 connect_timeout=min(10.0, self.config.timeout_s),
