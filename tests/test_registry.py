@@ -15,7 +15,7 @@ from services.common.registry import load_registry, parse_registry
 from services.inference.backends import create_backend
 from services.inference.backends.cloud import CloudBackend
 from services.inference.config import InferenceSettings
-from services.inference.errors import NoModelSlot
+from services.inference.errors import ModelLoadFailed, NoModelSlot
 from services.inference.models import ModelHost
 from services.inference.server import create_server as create_inference
 from tests.conftest import ROOT
@@ -211,3 +211,18 @@ async def test_an_idle_model_is_unloaded_and_loads_again_when_asked() -> None:
 def test_the_example_registries_are_valid(path: Path) -> None:
     registry = load_registry(path)
     assert registry.default_route in registry.effective_routes()
+
+
+class BrokenModel(LocalScriptedBackend):
+    async def load(self) -> None:
+        raise OSError("weights file truncated")
+
+
+async def test_a_model_that_fails_to_load_is_unavailable_so_routes_fall_back() -> None:
+    models = host(BrokenModel("broken"))
+    with pytest.raises(ModelLoadFailed) as caught:
+        async with models.use("broken", "generate"):
+            pass
+    assert caught.value.message == "model broken failed to load"
+    assert caught.value.status.name == "UNAVAILABLE"
+    assert "truncated" not in caught.value.message, "the reason stays in the log"

@@ -42,6 +42,12 @@ class ModelNotLoaded(Unavailable):
     code = "model_not_loaded"
 
 
+class ModelLoadFailed(Unavailable):
+    """A model could not be loaded (a missing or broken file, out of memory); the log has why."""
+
+    code = "model_load_failed"
+
+
 class NoModelSlot(ResourceExhausted):
     """Every slot for a loaded model is taken by a model that is generating."""
 

@@ -14,8 +14,15 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
+from services.common.errors import MeshError
 from services.inference.backends.base import Backend
-from services.inference.errors import InvalidGenerationRequest, ModelNotFound, NoModelSlot, UnsupportedTask
+from services.inference.errors import (
+    InvalidGenerationRequest,
+    ModelLoadFailed,
+    ModelNotFound,
+    NoModelSlot,
+    UnsupportedTask,
+)
 
 log = logging.getLogger("llmmesh.inference.models")
 
@@ -79,7 +86,13 @@ class ModelHost:
                 return
             if backend.unloadable:
                 await self._make_room()
-            await backend.load()
+            try:
+                await backend.load()
+            except MeshError:
+                raise
+            except Exception as exc:
+                log.exception("loading model %s failed", backend.name, extra={"model": backend.name})
+                raise ModelLoadFailed(f"model {backend.name} failed to load") from exc
             self._last_used[backend.name] = time.monotonic()
 
     async def _make_room(self) -> None:
