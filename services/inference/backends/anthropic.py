@@ -18,7 +18,7 @@ _LENGTH = ("max_tokens", "model_context_window_exceeded")
 _FILTERED = ("refusal",)
 
 
-class AnthropicBackend(CloudBackend):
+class AnthropicBackend(CloudBackend[anthropic.AsyncAnthropic]):
     """Claude through the Messages API. This SDK's Messages API takes no temperature, top_p or seed:
     those fields of a request are not sent (the model's own sampling applies)."""
 
@@ -27,18 +27,14 @@ class AnthropicBackend(CloudBackend):
 
     def __init__(self, name: str, config: AnthropicConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
-        self._client: anthropic.AsyncAnthropic | None = None
 
-    async def load(self) -> None:
-        self._client = anthropic.AsyncAnthropic(
+    def _connect(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
             api_key=self.api_key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
         )
-        self.loaded = True
 
-    @property
-    def client(self) -> anthropic.AsyncAnthropic:
-        assert self._client is not None, "load() builds the client"
-        return self._client
+    async def _disconnect(self, client: anthropic.AsyncAnthropic) -> None:
+        await client.close()
 
     def _error(self, exc: Exception) -> MeshError:
         if isinstance(exc, anthropic.APIStatusError):
@@ -103,9 +99,3 @@ class AnthropicBackend(CloudBackend):
         except anthropic.AnthropicError as exc:
             raise self._error(exc) from exc
         yield Finished("".join(parts), input_tokens, output_tokens, finish_reason(reason, _LENGTH, _FILTERED))
-
-    async def unload(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        self.loaded = False

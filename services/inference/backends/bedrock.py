@@ -41,7 +41,7 @@ _STATUS_OF_CODE = {
 }
 
 
-class BedrockBackend(CloudBackend):
+class BedrockBackend(CloudBackend[Any]):
     kind = "bedrock"
     provider = "bedrock"
 
@@ -59,12 +59,10 @@ class BedrockBackend(CloudBackend):
                 f"model {name!r} (bedrock) has no region: set `region` in the registry or AWS_REGION"
             )
         self._session = session
-        self._client: Any = None
 
-    async def load(self) -> None:
+    def _connect(self) -> Any:
         # boto3 clients are thread-safe; calls run on worker threads so the event loop never blocks.
-        # One attempt per call: the orchestrator owns retries.
-        self._client = self._session.client(
+        return self._session.client(
             "bedrock-runtime",
             endpoint_url=self.config.base_url,
             config=Config(
@@ -73,7 +71,9 @@ class BedrockBackend(CloudBackend):
                 retries={"total_max_attempts": 1, "mode": "standard"},
             ),
         )
-        self.loaded = True
+
+    async def _disconnect(self, client: Any) -> None:
+        client.close()
 
     def _error(self, exc: Exception) -> MeshError:
         if isinstance(exc, ClientError):
@@ -116,7 +116,7 @@ class BedrockBackend(CloudBackend):
         params = self._params(request)
         if not request.stream:
             try:
-                response = await asyncio.to_thread(self._client.converse, **params)
+                response = await asyncio.to_thread(self.client.converse, **params)
             except (ClientError, BotoCoreError) as exc:
                 raise self._error(exc) from exc
             content = response.get("output", {}).get("message", {}).get("content", [])
@@ -177,7 +177,7 @@ class BedrockBackend(CloudBackend):
         """On a worker thread: call converse_stream and hand each event to the loop, then None."""
         stream = None
         try:
-            stream = self._client.converse_stream(**params)["stream"]
+            stream = self.client.converse_stream(**params)["stream"]
             for event in stream:
                 if stopped.is_set():
                     break
@@ -208,7 +208,7 @@ class BedrockBackend(CloudBackend):
 
     async def _invoke(self, body: dict[str, Any]) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            response = self._client.invoke_model(
+            response = self.client.invoke_model(
                 modelId=self.config.model_id,
                 body=json.dumps(body),
                 contentType="application/json",
@@ -218,9 +218,3 @@ class BedrockBackend(CloudBackend):
             return result
 
         return await asyncio.to_thread(call)
-
-    async def unload(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        self.loaded = False

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import abc
+from typing import Generic, TypeVar
+
 from services.common.config import ConfigError
 from services.common.registry import CloudConfig, resolve_secret
 from services.inference.backends.base import Backend, FinishReason, GenerationInput, Message
 
+ClientT = TypeVar("ClientT")
 
-class CloudBackend(Backend):
+
+class CloudBackend(Backend, Generic[ClientT]):
     """A model behind a provider's API: nothing to load but a client; the provider keeps it warm."""
 
     provider = "cloud"
@@ -16,6 +21,31 @@ class CloudBackend(Backend):
         super().__init__(name, config)
         self.config: CloudConfig = config
         self.api_key = self._api_key()
+        self._client: ClientT | None = None
+
+    @abc.abstractmethod
+    def _connect(self) -> ClientT:
+        """The provider's SDK client. Retries are the orchestrator's (one policy across tiers), so
+        every client is built to make a single attempt per call."""
+
+    @abc.abstractmethod
+    async def _disconnect(self, client: ClientT) -> None:
+        """Close the client's connections."""
+
+    async def load(self) -> None:
+        self._client = self._connect()
+        self.loaded = True
+
+    @property
+    def client(self) -> ClientT:
+        assert self._client is not None, "load() builds the client"
+        return self._client
+
+    async def unload(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await self._disconnect(client)
+        self.loaded = False
 
     def _api_key(self) -> str | None:
         """The key from the variable the registry names; missing is an error at start, not at first use."""

@@ -26,28 +26,28 @@ def _reason(response: types.GenerateContentResponse) -> str | None:
     return str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
 
 
-class GeminiBackend(CloudBackend):
+class GeminiBackend(CloudBackend[genai.Client]):
     kind = "gemini"
     provider = "gemini"
 
     def __init__(self, name: str, config: GeminiConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
-        self._client: genai.Client | None = None
 
-    async def load(self) -> None:
-        # No retry_options: the SDK makes one attempt and the orchestrator owns retries.
-        self._client = genai.Client(
+    def _connect(self) -> genai.Client:
+        # No retry_options: the SDK makes one attempt.
+        return genai.Client(
             api_key=self.api_key,
             http_options=types.HttpOptions(
                 base_url=self.config.base_url, timeout=int(self.config.timeout_s * 1000)
             ),
         )
-        self.loaded = True
+
+    async def _disconnect(self, client: genai.Client) -> None:
+        await client.aio.aclose()
 
     @property
     def models(self) -> Any:
-        assert self._client is not None, "load() builds the client"
-        return self._client.aio.models
+        return self.client.aio.models
 
     def _error(self, exc: Exception) -> MeshError:
         if not isinstance(exc, errors.APIError) and not is_transport_error(exc):
@@ -131,9 +131,3 @@ class GeminiBackend(CloudBackend):
             raise self._error(exc) from exc
         vectors = [list(embedding.values or []) for embedding in response.embeddings or []]
         return Embeddings(vectors=vectors, prompt_tokens=0)
-
-    async def unload(self) -> None:
-        if self._client is not None:
-            await self._client.aio.aclose()
-            self._client = None
-        self.loaded = False

@@ -16,28 +16,23 @@ from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
 
-class OpenAIBackend(CloudBackend):
+class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
     kind = "openai"
     provider = "openai"
 
     def __init__(self, name: str, config: OpenAIConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
-        self._client: openai.AsyncOpenAI | None = None
 
-    async def load(self) -> None:
-        # Retries are the orchestrator's (one policy across tiers), so the SDK makes one attempt.
-        self._client = openai.AsyncOpenAI(
+    def _connect(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
             api_key=self.api_key or "not-needed",
             base_url=self.config.base_url,
             timeout=self.config.timeout_s,
             max_retries=0,
         )
-        self.loaded = True
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        assert self._client is not None, "load() builds the client"
-        return self._client
+    async def _disconnect(self, client: openai.AsyncOpenAI) -> None:
+        await client.close()
 
     def _error(self, exc: Exception) -> MeshError:
         if isinstance(exc, openai.APIStatusError):
@@ -128,9 +123,3 @@ class OpenAIBackend(CloudBackend):
             vectors=[list(item.embedding) for item in ordered],
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
         )
-
-    async def unload(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        self.loaded = False
