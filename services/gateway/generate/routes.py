@@ -49,8 +49,17 @@ def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
     )
 
 
-def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
-    return cast(FinishReason, FINISH_REASON_NAMES[result.finish_reason])
+def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, Any]:
+    """What the JSON response and the SSE `done` event both say about a finished generation."""
+    return {
+        "tokens": result.usage.completion_tokens,
+        "model": result.model,
+        "route": result.route,
+        "tier": result.tier,
+        "finish_reason": cast(FinishReason, FINISH_REASON_NAMES[result.finish_reason]),
+        "usage": Usage.from_proto(result.usage),
+        "request_id": request_id,
+    }
 
 
 @router.post(
@@ -73,17 +82,7 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
         orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
         **call_options(request),
     )
-    result = response.result
-    return GenerateResponse(
-        text=result.text,
-        tokens=result.usage.completion_tokens,
-        model=result.model,
-        route=result.route,
-        tier=result.tier,
-        finish_reason=_finish_reason(result),
-        usage=Usage.from_proto(result.usage),
-        request_id=request_id,
-    )
+    return GenerateResponse(text=response.result.text, **_outcome(response.result, request_id))
 
 
 async def _stream(request: Request, body: GenerateRequest, request_id: str) -> EventSourceResponse:
@@ -95,16 +94,7 @@ async def _stream(request: Request, body: GenerateRequest, request_id: str) -> E
     def render(event: orchestrator_pb2.StreamGenerationResponse) -> ServerSentEvent:
         if event.HasField("delta"):
             return ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
-        result = event.result
-        done = StreamDone(
-            tokens=result.usage.completion_tokens,
-            model=result.model,
-            route=result.route,
-            tier=result.tier,
-            finish_reason=_finish_reason(result),
-            usage=Usage.from_proto(result.usage),
-            request_id=request_id,
-        )
+        done = StreamDone(**_outcome(event.result, request_id))
         return ServerSentEvent(done.model_dump_json(), event="done")
 
     return await sse_from_call(request, call, render)
