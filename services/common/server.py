@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -38,6 +38,7 @@ class MeshServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         self._service_names: list[str] = []
         self._startup: list[Hook] = []
+        self._stopping: list[Hook] = []
         self._cleanup: list[Hook] = []
         self.port = 0
 
@@ -49,6 +50,11 @@ class MeshServer:
     def on_startup(self, hook: Hook) -> None:
         """Run hook after the server listens and before it reports SERVING."""
         self._startup.append(hook)
+
+    def on_stopping(self, hook: Hook) -> None:
+        """Run hook when shutdown begins, before in-flight RPCs drain (end long-lived streams,
+        let background work finish while the channels it needs are still open)."""
+        self._stopping.append(hook)
 
     def on_cleanup(self, hook: Hook) -> None:
         """Run hook after the server has stopped (close engines, channels); last added runs first."""
@@ -74,14 +80,20 @@ class MeshServer:
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self) -> None:
-        """Graceful shutdown: NOT_SERVING, drain in-flight RPCs within the grace period, clean up."""
+        """Graceful shutdown: NOT_SERVING, stopping hooks, drain in-flight RPCs within the grace period,
+        clean up."""
         await self.health.enter_graceful_shutdown()
+        await self._run_all(self._stopping)
         await self.grpc.stop(self.settings.shutdown_grace_s)
-        for hook in reversed(self._cleanup):
+        await self._run_all(reversed(self._cleanup))
+
+    @staticmethod
+    async def _run_all(hooks: Iterable[Hook]) -> None:
+        for hook in hooks:
             try:
                 await hook()
             except Exception:
-                log.exception("cleanup failed")
+                log.exception("shutdown hook failed")
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *self._service_names):

@@ -48,3 +48,29 @@ class InvalidStoreRequest(InvalidArgument):
 
 class UnknownOption(InvalidArgument):
     code = "unknown_option"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class PipelineRunNotFound(NotFound):
+    code = "pipeline_run_not_found"
+
+
+class JobFinished(FailedPrecondition):
+    code = "job_already_finished"
+
+
+class PipelineRunNotResumable(FailedPrecondition):
+    code = "pipeline_run_not_resumable"
+
+
+class IdempotencyKeyReused(FailedPrecondition):
+    """An idempotency key sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class PipelineRunFinished(FailedPrecondition):
+    code = "pipeline_run_already_finished"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so migrations are identical on SQLite and PostgreSQL.
@@ -107,3 +107,57 @@ class SessionResult(Base):
     usage: Mapped[dict[str, int]] = mapped_column(JSON)
     input_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PipelineRun(Base):
+    """One run of a configured pipeline; its steps are jobs that point back at it."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(100))
+    # RUNNING, SUCCEEDED, FAILED or CANCELLED
+    status: Mapped[str] = mapped_column(String(16), default="RUNNING")
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    current_step: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_job_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """A durable unit of background work, leased to one worker at a time."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claimable", "status", "run_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # generate, session, pipeline_step or webhook
+    kind: Mapped[str] = mapped_column(String(32))
+    # QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    # A QUEUED job is claimable from run_at on (later than created_at while it backs off).
+    run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_job_id: Mapped[str | None] = mapped_column(String(32))
+    pipeline_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

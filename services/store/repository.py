@@ -75,7 +75,7 @@ def _check_name(name: str) -> None:
 
 
 @contextmanager
-def _unavailable_on_connection_errors() -> Iterator[None]:
+def unavailable_on_connection_errors() -> Iterator[None]:
     """Database errors other than constraint violations mean the database cannot serve: UNAVAILABLE."""
     try:
         yield
@@ -95,13 +95,13 @@ class Repository:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         """A unit of work, committed on success; integrity errors reach the caller to name them."""
-        with _unavailable_on_connection_errors():
+        with unavailable_on_connection_errors():
             async with self._sessions.begin() as session:
                 yield session
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
-        with _unavailable_on_connection_errors():
+        with unavailable_on_connection_errors():
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
 
@@ -114,7 +114,7 @@ class Repository:
                 version = ".".join(str(part) for part in dialect.server_version_info or ())
             return StoreDescription(dialect.name, version, current_revision(connection))
 
-        with _unavailable_on_connection_errors():
+        with unavailable_on_connection_errors():
             async with self.engine.connect() as connection:
                 return await connection.run_sync(_describe)
 

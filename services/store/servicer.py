@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +11,17 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
 
-from services.common.enums import ROLE_NAMES, ROLE_VALUES, VERSION_STATUS_NAMES, VERSION_STATUS_VALUES
+from services.common.enums import (
+    JOB_STATUS_VALUES,
+    PIPELINE_RUN_STATUS_VALUES,
+    ROLE_NAMES,
+    ROLE_VALUES,
+    VERSION_STATUS_NAMES,
+    VERSION_STATUS_VALUES,
+)
 from services.store import models
 from services.store.errors import InvalidStoreRequest
+from services.store.queue import JobQueue, Lease, NewJob, RunView
 from services.store.repository import NewAnswer, NewResult, Repository
 
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
@@ -98,9 +108,80 @@ def template_to_proto(template: models.PromptTemplate) -> store_pb2.Template:
     )
 
 
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object from a request field; empty text is an empty object."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise InvalidStoreRequest(f"{what} must be a JSON object")
+    return data
+
+
+def job_to_proto(job: models.Job) -> store_pb2.Job:
+    return store_pb2.Job(
+        id=job.id,
+        kind=job.kind,
+        status=JOB_STATUS_VALUES[job.status],
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        idempotency_key=job.idempotency_key or "",
+        request_json=_json(job.request),
+        result_json=None if job.result is None else _json(job.result),
+        error=None if job.error is None else store_pb2.JobError(**job.error),
+        created_at=_timestamp(job.created_at),
+        started_at=_timestamp(job.started_at),
+        completed_at=_timestamp(job.completed_at),
+        run_at=_timestamp(job.run_at),
+        lease_token=job.lease_token or "",
+        webhook_url=job.webhook_url or "",
+        webhook_job_id=job.webhook_job_id or "",
+        pipeline_run_id=job.pipeline_run_id or "",
+        step_index=job.step_index,
+    )
+
+
+def run_to_proto(view: RunView) -> store_pb2.PipelineRun:
+    run = view.run
+    return store_pb2.PipelineRun(
+        id=run.id,
+        pipeline=run.pipeline,
+        status=PIPELINE_RUN_STATUS_VALUES[run.status],
+        input_json=_json(run.input),
+        current_step=run.current_step,
+        steps=[job_to_proto(job) for job in view.steps],
+        created_at=_timestamp(run.created_at),
+        updated_at=_timestamp(run.updated_at),
+        completed_at=_timestamp(run.completed_at),
+        webhook_url=run.webhook_url or "",
+        webhook_job_id=run.webhook_job_id or "",
+    )
+
+
+def _new_job(new: store_pb2.NewJob) -> NewJob:
+    return NewJob(
+        kind=new.kind,
+        request=_object(new.request_json, "a job's request_json"),
+        max_attempts=new.max_attempts,
+        webhook_url=new.webhook_url,
+    )
+
+
+def _leases(leases: Any) -> list[Lease]:
+    return [Lease(lease.job_id, lease.lease_token) for lease in leases]
+
+
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, queue: JobQueue) -> None:
         self.repository = repository
+        self.queue = queue
 
     async def DescribeStore(
         self, request: store_pb2.DescribeStoreRequest, context: grpc.aio.ServicerContext
@@ -193,3 +274,107 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             ),
         )
         return store_pb2.SaveSessionResultResponse(result=result_to_proto(saved))
+
+    # The job queue
+
+    async def EnqueueJob(
+        self, request: store_pb2.EnqueueJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.EnqueueJobResponse:
+        job, created = await self.queue.enqueue(
+            _new_job(request.job), request.idempotency_key, request.request_fingerprint
+        )
+        return store_pb2.EnqueueJobResponse(job=job_to_proto(job), created=created)
+
+    async def GetJob(
+        self, request: store_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetJobResponse:
+        return store_pb2.GetJobResponse(job=job_to_proto(await self.queue.get(request.job_id)))
+
+    async def CancelJob(
+        self, request: store_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CancelJobResponse:
+        return store_pb2.CancelJobResponse(job=job_to_proto(await self.queue.cancel(request.job_id)))
+
+    async def ClaimJobs(
+        self, request: store_pb2.ClaimJobsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ClaimJobsResponse:
+        jobs = await self.queue.claim(request.worker, request.limit, request.lease_s)
+        return store_pb2.ClaimJobsResponse(jobs=[job_to_proto(job) for job in jobs])
+
+    async def RenewLeases(
+        self, request: store_pb2.RenewLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.RenewLeasesResponse:
+        held = await self.queue.renew(_leases(request.leases), request.lease_s)
+        return store_pb2.RenewLeasesResponse(held_job_ids=held)
+
+    async def CompleteJob(
+        self, request: store_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CompleteJobResponse:
+        job = await self.queue.complete(
+            Lease(request.lease.job_id, request.lease.lease_token),
+            _object(request.result_json, "result_json"),
+            _new_job(request.next_step) if request.HasField("next_step") else None,
+        )
+        return store_pb2.CompleteJobResponse(job=job_to_proto(job))
+
+    async def FailJob(
+        self, request: store_pb2.FailJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.FailJobResponse:
+        job = await self.queue.fail(
+            Lease(request.lease.job_id, request.lease.lease_token),
+            {"code": request.error.code or "job_failed", "message": request.error.message},
+            request.retry_after_s if request.HasField("retry_after_s") else None,
+        )
+        return store_pb2.FailJobResponse(job=job_to_proto(job))
+
+    async def ReleaseJobs(
+        self, request: store_pb2.ReleaseJobsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ReleaseJobsResponse:
+        return store_pb2.ReleaseJobsResponse(released=await self.queue.release(_leases(request.leases)))
+
+    async def WatchJobs(
+        self, request: store_pb2.WatchJobsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[store_pb2.WatchJobsResponse]:
+        signals = self.queue.signals
+        wake = signals.subscribe()
+        try:
+            yield store_pb2.WatchJobsResponse()
+            while not signals.closed:
+                await wake.wait()
+                wake.clear()
+                if not signals.closed:
+                    yield store_pb2.WatchJobsResponse()
+        finally:
+            signals.unsubscribe(wake)
+
+    # Pipeline runs
+
+    async def CreatePipelineRun(
+        self, request: store_pb2.CreatePipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreatePipelineRunResponse:
+        view, created = await self.queue.create_run(
+            request.pipeline,
+            _object(request.input_json, "input_json"),
+            _new_job(request.first_step),
+            request.idempotency_key,
+            request.request_fingerprint,
+            request.webhook_url,
+        )
+        return store_pb2.CreatePipelineRunResponse(run=run_to_proto(view), created=created)
+
+    async def GetPipelineRun(
+        self, request: store_pb2.GetPipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetPipelineRunResponse:
+        return store_pb2.GetPipelineRunResponse(run=run_to_proto(await self.queue.get_run(request.run_id)))
+
+    async def ResumePipelineRun(
+        self, request: store_pb2.ResumePipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ResumePipelineRunResponse:
+        view = await self.queue.resume_run(request.run_id)
+        return store_pb2.ResumePipelineRunResponse(run=run_to_proto(view))
+
+    async def CancelPipelineRun(
+        self, request: store_pb2.CancelPipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CancelPipelineRunResponse:
+        view = await self.queue.cancel_run(request.run_id)
+        return store_pb2.CancelPipelineRunResponse(run=run_to_proto(view))

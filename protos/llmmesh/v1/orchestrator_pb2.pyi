@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from llmmesh.v1 import common_pb2 as _common_pb2
+from llmmesh.v1 import store_pb2 as _store_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -155,3 +156,151 @@ class DescribeRoutingResponse(_message.Message):
     routes: _containers.RepeatedCompositeFieldContainer[RouteInfo]
     default_route: str
     def __init__(self, models: _Optional[_Iterable[_Union[_common_pb2.ModelInfo, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteInfo, _Mapping]]] = ..., default_route: _Optional[str] = ...) -> None: ...
+
+class JobOptions(_message.Message):
+    __slots__ = ("idempotency_key", "webhook_url", "max_attempts")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    webhook_url: str
+    max_attempts: int
+    def __init__(self, idempotency_key: _Optional[str] = ..., webhook_url: _Optional[str] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+
+class SubmitGenerationRequest(_message.Message):
+    __slots__ = ("request_id", "spec", "options")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    spec: GenerationSpec
+    options: JobOptions
+    def __init__(self, request_id: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+
+class SubmitGenerationResponse(_message.Message):
+    __slots__ = ("job", "created")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    job: _store_pb2.Job
+    created: bool
+    def __init__(self, job: _Optional[_Union[_store_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class SubmitSessionRunRequest(_message.Message):
+    __slots__ = ("request_id", "session_code", "force_regenerate", "options")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    session_code: str
+    force_regenerate: bool
+    options: JobOptions
+    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+
+class SubmitSessionRunResponse(_message.Message):
+    __slots__ = ("job", "created")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    job: _store_pb2.Job
+    created: bool
+    def __init__(self, job: _Optional[_Union[_store_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class PipelineStep(_message.Message):
+    __slots__ = ("name", "model")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class Pipeline(_message.Message):
+    __slots__ = ("name", "steps")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    steps: _containers.RepeatedCompositeFieldContainer[PipelineStep]
+    def __init__(self, name: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PipelineStep, _Mapping]]] = ...) -> None: ...
+
+class ListPipelinesRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class ListPipelinesResponse(_message.Message):
+    __slots__ = ("pipelines",)
+    PIPELINES_FIELD_NUMBER: _ClassVar[int]
+    pipelines: _containers.RepeatedCompositeFieldContainer[Pipeline]
+    def __init__(self, pipelines: _Optional[_Iterable[_Union[Pipeline, _Mapping]]] = ...) -> None: ...
+
+class PipelineRunView(_message.Message):
+    __slots__ = ("run", "step_names", "stalled")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    STEP_NAMES_FIELD_NUMBER: _ClassVar[int]
+    STALLED_FIELD_NUMBER: _ClassVar[int]
+    run: _store_pb2.PipelineRun
+    step_names: _containers.RepeatedScalarFieldContainer[str]
+    stalled: bool
+    def __init__(self, run: _Optional[_Union[_store_pb2.PipelineRun, _Mapping]] = ..., step_names: _Optional[_Iterable[str]] = ..., stalled: _Optional[bool] = ...) -> None: ...
+
+class StartPipelineRunRequest(_message.Message):
+    __slots__ = ("request_id", "pipeline", "input_json", "options")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    pipeline: str
+    input_json: str
+    options: JobOptions
+    def __init__(self, request_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+
+class StartPipelineRunResponse(_message.Message):
+    __slots__ = ("run", "created")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRunView
+    created: bool
+    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetPipelineRunViewRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class GetPipelineRunViewResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRunView
+    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...
+
+class ResumePipelineRunViewRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class ResumePipelineRunViewResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRunView
+    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...
+
+class CancelPipelineRunViewRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class CancelPipelineRunViewResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRunView
+    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,41 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
                 _registered_method=True)
+        self.SubmitGeneration = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/SubmitGeneration',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
+                _registered_method=True)
+        self.SubmitSessionRun = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/SubmitSessionRun',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+                _registered_method=True)
+        self.ListPipelines = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/ListPipelines',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
+                _registered_method=True)
+        self.StartPipelineRun = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/StartPipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
+                _registered_method=True)
+        self.GetPipelineRun = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/GetPipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.FromString,
+                _registered_method=True)
+        self.ResumePipelineRun = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/ResumePipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.FromString,
+                _registered_method=True)
+        self.CancelPipelineRun = channel.unary_unary(
+                '/llmmesh.v1.OrchestratorService/CancelPipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -112,6 +147,53 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitGeneration(self, request, context):
+        """Queues a generation as a durable job (checked first, so a bad request fails now, not later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitSessionRun(self, request, context):
+        """Queues a session run as a durable job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelines(self, request, context):
+        """The pipelines of the registry, with their steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartPipelineRun(self, request, context):
+        """Starts a run of a pipeline: its first step is queued; each finished step queues the next.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPipelineRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumePipelineRun(self, request, context):
+        """Runs a FAILED run again from its failed step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPipelineRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +226,41 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.DescribeRouting,
                     request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.SerializeToString,
+            ),
+            'SubmitGeneration': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitGeneration,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.SerializeToString,
+            ),
+            'SubmitSessionRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSessionRun,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.SerializeToString,
+            ),
+            'ListPipelines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelines,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.SerializeToString,
+            ),
+            'StartPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartPipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.SerializeToString,
+            ),
+            'GetPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.SerializeToString,
+            ),
+            'ResumePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumePipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.SerializeToString,
+            ),
+            'CancelPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +425,195 @@ class OrchestratorService:
             '/llmmesh.v1.OrchestratorService/DescribeRouting',
             llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
             llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitGeneration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/SubmitGeneration',
+            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSessionRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/SubmitSessionRun',
+            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/ListPipelines',
+            llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/StartPipelineRun',
+            llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/GetPipelineRun',
+            llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumePipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/ResumePipelineRun',
+            llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.OrchestratorService/CancelPipelineRun',
+            llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.SerializeToString,
+            llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,10 +17,38 @@ class VersionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_STATUS_DRAFT: _ClassVar[VersionStatus]
     VERSION_STATUS_PUBLISHED: _ClassVar[VersionStatus]
     VERSION_STATUS_ARCHIVED: _ClassVar[VersionStatus]
+
+class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
+    JOB_STATUS_QUEUED: _ClassVar[JobStatus]
+    JOB_STATUS_RUNNING: _ClassVar[JobStatus]
+    JOB_STATUS_SUCCEEDED: _ClassVar[JobStatus]
+    JOB_STATUS_FAILED: _ClassVar[JobStatus]
+    JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
+
+class PipelineRunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PIPELINE_RUN_STATUS_UNSPECIFIED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_RUNNING: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_SUCCEEDED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_FAILED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_CANCELLED: _ClassVar[PipelineRunStatus]
 VERSION_STATUS_UNSPECIFIED: VersionStatus
 VERSION_STATUS_DRAFT: VersionStatus
 VERSION_STATUS_PUBLISHED: VersionStatus
 VERSION_STATUS_ARCHIVED: VersionStatus
+JOB_STATUS_UNSPECIFIED: JobStatus
+JOB_STATUS_QUEUED: JobStatus
+JOB_STATUS_RUNNING: JobStatus
+JOB_STATUS_SUCCEEDED: JobStatus
+JOB_STATUS_FAILED: JobStatus
+JOB_STATUS_CANCELLED: JobStatus
+PIPELINE_RUN_STATUS_UNSPECIFIED: PipelineRunStatus
+PIPELINE_RUN_STATUS_RUNNING: PipelineRunStatus
+PIPELINE_RUN_STATUS_SUCCEEDED: PipelineRunStatus
+PIPELINE_RUN_STATUS_FAILED: PipelineRunStatus
+PIPELINE_RUN_STATUS_CANCELLED: PipelineRunStatus
 
 class DescribeStoreRequest(_message.Message):
     __slots__ = ("request_id",)
@@ -287,3 +315,307 @@ class SaveSessionResultResponse(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     result: SessionResult
     def __init__(self, result: _Optional[_Union[SessionResult, _Mapping]] = ...) -> None: ...
+
+class JobError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class NewJob(_message.Message):
+    __slots__ = ("kind", "request_json", "max_attempts", "webhook_url")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    request_json: str
+    max_attempts: int
+    webhook_url: str
+    def __init__(self, kind: _Optional[str] = ..., request_json: _Optional[str] = ..., max_attempts: _Optional[int] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "idempotency_key", "request_json", "result_json", "error", "created_at", "started_at", "completed_at", "run_at", "lease_token", "webhook_url", "webhook_job_id", "pipeline_run_id", "step_index")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    idempotency_key: str
+    request_json: str
+    result_json: str
+    error: JobError
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    run_at: _timestamp_pb2.Timestamp
+    lease_token: str
+    webhook_url: str
+    webhook_job_id: str
+    pipeline_run_id: str
+    step_index: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_token: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ...) -> None: ...
+
+class EnqueueJobRequest(_message.Message):
+    __slots__ = ("request_id", "job", "idempotency_key", "request_fingerprint")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job: NewJob
+    idempotency_key: str
+    request_fingerprint: str
+    def __init__(self, request_id: _Optional[str] = ..., job: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ...) -> None: ...
+
+class EnqueueJobResponse(_message.Message):
+    __slots__ = ("job", "created")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    created: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("request_id", "job_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class GetJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("request_id", "job_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class ClaimJobsRequest(_message.Message):
+    __slots__ = ("request_id", "worker", "limit", "lease_s")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    worker: str
+    limit: int
+    lease_s: float
+    def __init__(self, request_id: _Optional[str] = ..., worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ...) -> None: ...
+
+class ClaimJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class JobLease(_message.Message):
+    __slots__ = ("job_id", "lease_token")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    lease_token: str
+    def __init__(self, job_id: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
+
+class RenewLeasesRequest(_message.Message):
+    __slots__ = ("request_id", "leases", "lease_s")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    leases: _containers.RepeatedCompositeFieldContainer[JobLease]
+    lease_s: float
+    def __init__(self, request_id: _Optional[str] = ..., leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ..., lease_s: _Optional[float] = ...) -> None: ...
+
+class RenewLeasesResponse(_message.Message):
+    __slots__ = ("held_job_ids",)
+    HELD_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    held_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, held_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CompleteJobRequest(_message.Message):
+    __slots__ = ("request_id", "lease", "result_json", "next_step")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    lease: JobLease
+    result_json: str
+    next_step: NewJob
+    def __init__(self, request_id: _Optional[str] = ..., lease: _Optional[_Union[JobLease, _Mapping]] = ..., result_json: _Optional[str] = ..., next_step: _Optional[_Union[NewJob, _Mapping]] = ...) -> None: ...
+
+class CompleteJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class FailJobRequest(_message.Message):
+    __slots__ = ("request_id", "lease", "error", "retry_after_s")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    lease: JobLease
+    error: JobError
+    retry_after_s: float
+    def __init__(self, request_id: _Optional[str] = ..., lease: _Optional[_Union[JobLease, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
+
+class FailJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class ReleaseJobsRequest(_message.Message):
+    __slots__ = ("request_id", "leases")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    leases: _containers.RepeatedCompositeFieldContainer[JobLease]
+    def __init__(self, request_id: _Optional[str] = ..., leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ...) -> None: ...
+
+class ReleaseJobsResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: int
+    def __init__(self, released: _Optional[int] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PipelineRun(_message.Message):
+    __slots__ = ("id", "pipeline", "status", "input_json", "current_step", "steps", "created_at", "updated_at", "completed_at", "webhook_url", "webhook_job_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    pipeline: str
+    status: PipelineRunStatus
+    input_json: str
+    current_step: int
+    steps: _containers.RepeatedCompositeFieldContainer[Job]
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    webhook_url: str
+    webhook_job_id: str
+    def __init__(self, id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[PipelineRunStatus, str]] = ..., input_json: _Optional[str] = ..., current_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ...) -> None: ...
+
+class CreatePipelineRunRequest(_message.Message):
+    __slots__ = ("request_id", "pipeline", "input_json", "first_step", "idempotency_key", "request_fingerprint", "webhook_url")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    FIRST_STEP_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    pipeline: str
+    input_json: str
+    first_step: NewJob
+    idempotency_key: str
+    request_fingerprint: str
+    webhook_url: str
+    def __init__(self, request_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., first_step: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+
+class CreatePipelineRunResponse(_message.Message):
+    __slots__ = ("run", "created")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRun
+    created: bool
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetPipelineRunRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class GetPipelineRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+
+class ResumePipelineRunRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class ResumePipelineRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+
+class CancelPipelineRunRequest(_message.Message):
+    __slots__ = ("request_id", "run_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    run_id: str
+    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class CancelPipelineRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...

@@ -84,6 +84,71 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
                 _registered_method=True)
+        self.EnqueueJob = channel.unary_unary(
+                '/llmmesh.v1.StoreService/EnqueueJob',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetJob',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetJobResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CancelJob',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.ClaimJobs = channel.unary_unary(
+                '/llmmesh.v1.StoreService/ClaimJobs',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
+                _registered_method=True)
+        self.RenewLeases = channel.unary_unary(
+                '/llmmesh.v1.StoreService/RenewLeases',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
+                _registered_method=True)
+        self.CompleteJob = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CompleteJob',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
+                _registered_method=True)
+        self.FailJob = channel.unary_unary(
+                '/llmmesh.v1.StoreService/FailJob',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.FailJobResponse.FromString,
+                _registered_method=True)
+        self.ReleaseJobs = channel.unary_unary(
+                '/llmmesh.v1.StoreService/ReleaseJobs',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
+                _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/llmmesh.v1.StoreService/WatchJobs',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
+        self.CreatePipelineRun = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CreatePipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
+                _registered_method=True)
+        self.GetPipelineRun = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetPipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
+                _registered_method=True)
+        self.ResumePipelineRun = channel.unary_unary(
+                '/llmmesh.v1.StoreService/ResumePipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
+                _registered_method=True)
+        self.CancelPipelineRun = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CancelPipelineRun',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -156,6 +221,97 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnqueueJob(self, request, context):
+        """Adds a job to the queue; with an idempotency key already used, returns that job instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancels a QUEUED or RUNNING job (its worker notices at its next lease renewal).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimJobs(self, request, context):
+        """Leases up to `limit` runnable jobs to a worker: QUEUED ones that are due, and RUNNING ones
+        whose lease expired. Each claim counts as an attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLeases(self, request, context):
+        """Extends the leases a worker still holds; the answer lists them, so the worker stops the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteJob(self, request, context):
+        """Records a job's result. Idempotent: a job that already ended keeps its first outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailJob(self, request, context):
+        """Records a failed attempt: requeued after retry_after_s while attempts remain, else FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseJobs(self, request, context):
+        """Gives leased jobs back without counting the attempt (a worker shutting down).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJobs(self, request, context):
+        """One message now and one each time jobs may have become runnable, so workers need not poll.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePipelineRun(self, request, context):
+        """A pipeline run and the job of its first step, in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPipelineRun(self, request, context):
+        """The run with the latest job of each step it has reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumePipelineRun(self, request, context):
+        """Queues the failed step of a FAILED run again; the steps that succeeded keep their results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPipelineRun(self, request, context):
+        """Cancels a run and its queued or running step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +364,71 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.SaveSessionResult,
                     request_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.SerializeToString,
+            ),
+            'EnqueueJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueJob,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetJobRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetJobResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ClaimJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimJobs,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.SerializeToString,
+            ),
+            'RenewLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLeases,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.SerializeToString,
+            ),
+            'CompleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteJob,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.SerializeToString,
+            ),
+            'FailJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailJob,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.FailJobRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.FailJobResponse.SerializeToString,
+            ),
+            'ReleaseJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseJobs,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.SerializeToString,
+            ),
+            'CreatePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.SerializeToString,
+            ),
+            'GetPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.SerializeToString,
+            ),
+            'ResumePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumePipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.SerializeToString,
+            ),
+            'CancelPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPipelineRun,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +701,357 @@ class StoreService:
             '/llmmesh.v1.StoreService/SaveSessionResult',
             llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
             llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/EnqueueJob',
+            llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetJob',
+            llmmesh_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CancelJob',
+            llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/ClaimJobs',
+            llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/RenewLeases',
+            llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CompleteJob',
+            llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/FailJob',
+            llmmesh_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.FailJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/ReleaseJobs',
+            llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/WatchJobs',
+            llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CreatePipelineRun',
+            llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetPipelineRun',
+            llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumePipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/ResumePipelineRun',
+            llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CancelPipelineRun',
+            llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,509 @@
+"""The durable job queue and pipeline runs: every query behind the store's job RPCs.
+
+A claim is one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING *`: on PostgreSQL
+concurrent claimers skip each other's rows instead of waiting; on SQLite the single statement runs
+under the database's one write lock, which serialises claimers just as safely. A claim leases the
+job to one worker until `lease_expires_at`; a worker that dies stops renewing, and the job becomes
+claimable again. A job ends once: the first completion (or failure, or cancel) wins, later ones
+return the job as it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.store.errors import (
+    IdempotencyKeyReused,
+    InvalidStoreRequest,
+    JobFinished,
+    JobNotFound,
+    PipelineRunFinished,
+    PipelineRunNotFound,
+    PipelineRunNotResumable,
+)
+from services.store.models import Job, PipelineRun, utcnow
+from services.store.repository import unavailable_on_connection_errors
+
+log = logging.getLogger("llmmesh.store.queue")
+
+# PostgreSQL NOTIFY channel that tells every store replica's watchers that jobs were queued.
+NOTIFY_CHANNEL = "llmmesh_jobs"
+DEFAULT_MAX_ATTEMPTS = 5
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+WEBHOOK_KIND = "webhook"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    request: dict[str, Any]
+    max_attempts: int = 0
+    webhook_url: str = ""
+
+
+@dataclass(frozen=True)
+class Lease:
+    job_id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A pipeline run with the latest job of each step it has reached."""
+
+    run: PipelineRun
+    steps: list[Job]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check(new: NewJob, idempotency_key: str) -> None:
+    if not new.kind or len(new.kind) > 32:
+        raise InvalidStoreRequest("a job needs a kind of 1-32 characters")
+    if not 0 <= new.max_attempts <= 100:
+        raise InvalidStoreRequest("max_attempts must be between 1 and 100 (0 for the default)")
+    if len(new.webhook_url) > 2048:
+        raise InvalidStoreRequest("webhook_url must be at most 2048 characters")
+    if len(idempotency_key) > 200:
+        raise InvalidStoreRequest("an idempotency key must be at most 200 characters")
+
+
+class JobSignals:
+    """Wakes the WatchJobs streams of this store process when jobs may have become runnable."""
+
+    def __init__(self) -> None:
+        self._watchers: set[asyncio.Event] = set()
+        self.closed = False
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._watchers.add(event)
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self._watchers.discard(event)
+
+    def notify(self) -> None:
+        for event in self._watchers:
+            event.set()
+
+    def close(self) -> None:
+        """End every watch stream (the server is shutting down)."""
+        self.closed = True
+        self.notify()
+
+
+class JobQueue:
+    """Jobs and pipeline runs in the store's database."""
+
+    def __init__(self, engine: AsyncEngine, signals: JobSignals) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._postgres = engine.dialect.name == "postgresql"
+        self.signals = signals
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        with unavailable_on_connection_errors():
+            async with self._sessions.begin() as session:
+                yield session
+
+    async def _announce(self, db: AsyncSession) -> None:
+        """Tell watchers that jobs were queued: NOTIFY, delivered to every replica at commit, on
+        PostgreSQL; in-process on SQLite, whose file has one store process."""
+        if self._postgres:
+            await db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+    def _announced(self) -> None:
+        if not self._postgres:
+            self.signals.notify()
+
+    # Jobs
+
+    @staticmethod
+    def _job(new: NewJob, pipeline_run_id: str | None = None, step_index: int = 0) -> Job:
+        return Job(
+            id=_new_id(),
+            kind=new.kind,
+            status="QUEUED",
+            attempts=0,
+            max_attempts=new.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            run_at=utcnow(),
+            request=new.request,
+            webhook_url=new.webhook_url or None,
+            pipeline_run_id=pipeline_run_id,
+            step_index=step_index,
+            request_fingerprint="",
+        )
+
+    async def enqueue(
+        self, new: NewJob, idempotency_key: str = "", fingerprint: str = ""
+    ) -> tuple[Job, bool]:
+        """Queue a job; an idempotency key seen before returns that job (and False) instead."""
+        _check(new, idempotency_key)
+        if idempotency_key:
+            existing = await self._job_by_key(idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        try:
+            async with self._transaction() as db:
+                job = self._job(new)
+                job.idempotency_key = idempotency_key or None
+                job.request_fingerprint = fingerprint
+                db.add(job)
+                await self._announce(db)
+        except IntegrityError:  # the same key, submitted at the same moment
+            existing = await self._job_by_key(idempotency_key, fingerprint)
+            if existing is None:
+                raise
+            return existing, False
+        self._announced()
+        return job, True
+
+    async def _job_by_key(self, key: str, fingerprint: str) -> Job | None:
+        async with self._transaction() as db:
+            job = await db.scalar(select(Job).where(Job.idempotency_key == key))
+        if job is not None and job.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"idempotency key {key!r} was used for a different request (job {job.id})"
+            )
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        async with self._transaction() as db:
+            job = await db.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    async def _locked(self, db: AsyncSession, job_id: str) -> Job:
+        job = await db.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        async with self._transaction() as db:
+            job = await self._locked(db, job_id)
+            if job.status in TERMINAL:
+                raise JobFinished(f"job {job_id} already ended: it is {job.status}")
+            await self._end(
+                db, job, "CANCELLED", error={"code": "cancelled", "message": "cancelled by request"}
+            )
+        return job
+
+    async def claim(self, worker: str, limit: int, lease_s: float) -> list[Job]:
+        """Lease up to `limit` runnable jobs, oldest due first; expired leases count as runnable."""
+        if limit < 1 or lease_s <= 0:
+            raise InvalidStoreRequest("limit must be at least 1 and lease_s positive")
+        now = utcnow()
+        async with self._transaction() as db:
+            await self._fail_exhausted(db, now)
+            due = (
+                select(Job.id)
+                .where(
+                    or_(
+                        and_(Job.status == "QUEUED", Job.run_at <= now),
+                        and_(
+                            Job.status == "RUNNING",
+                            Job.lease_expires_at < now,
+                            Job.attempts < Job.max_attempts,
+                        ),
+                    )
+                )
+                .order_by(Job.run_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            claimed = await db.scalars(
+                update(Job)
+                .where(Job.id.in_(due.scalar_subquery()))
+                .values(
+                    status="RUNNING",
+                    attempts=Job.attempts + 1,
+                    lease_token=secrets.token_hex(16),
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    worker=worker[:200],
+                    started_at=func.coalesce(Job.started_at, now),
+                )
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            )
+            return list(claimed)
+
+    async def _fail_exhausted(self, db: AsyncSession, now: datetime) -> None:
+        """Jobs whose worker stopped renewing on their last attempt end FAILED, not run again."""
+        stuck = await db.scalars(
+            select(Job)
+            .where(Job.status == "RUNNING", Job.lease_expires_at < now, Job.attempts >= Job.max_attempts)
+            .with_for_update(skip_locked=True)
+        )
+        for job in stuck:
+            log.warning("job lease expired on its last attempt", extra={"job_id": job.id})
+            await self._end(
+                db,
+                job,
+                "FAILED",
+                error={
+                    "code": "lease_expired",
+                    "message": f"the worker running attempt {job.attempts} of {job.max_attempts} stopped responding",
+                },
+            )
+
+    async def renew(self, leases: Sequence[Lease], lease_s: float) -> list[str]:
+        """Extend the leases still held; the ids returned are those, any other was lost."""
+        by_token: dict[str, list[str]] = defaultdict(list)
+        for lease in leases:
+            by_token[lease.token].append(lease.job_id)
+        expires = utcnow() + timedelta(seconds=lease_s)
+        held: list[str] = []
+        async with self._transaction() as db:
+            for token, ids in by_token.items():
+                renewed = await db.scalars(
+                    update(Job)
+                    .where(Job.id.in_(ids), Job.lease_token == token, Job.status == "RUNNING")
+                    .values(lease_expires_at=expires)
+                    .returning(Job.id),
+                    execution_options={"synchronize_session": False},
+                )
+                held.extend(renewed)
+        return held
+
+    async def complete(self, lease: Lease, result: dict[str, Any], next_step: NewJob | None) -> Job:
+        """Record a job's result; for a pipeline step, queue the next step or end the run, at once."""
+        async with self._transaction() as db:
+            job = await self._locked(db, lease.job_id)
+            if job.status in TERMINAL:
+                log.info("completion of an ended job ignored", extra={"job_id": job.id, "status": job.status})
+                return job
+            if job.lease_token != lease.token:
+                # The lease expired and another worker took the job; the work is done all the same.
+                log.info("job completed by a worker whose lease had lapsed", extra={"job_id": job.id})
+            await self._end(db, job, "SUCCEEDED", result=result)
+            if job.pipeline_run_id is not None:
+                run = await self._locked_run(db, job.pipeline_run_id)
+                run.updated_at = utcnow()
+                if next_step is not None:
+                    _check(next_step, "")
+                    db.add(self._job(next_step, pipeline_run_id=run.id, step_index=job.step_index + 1))
+                    run.current_step = job.step_index + 1
+                    await self._announce(db)
+                else:
+                    await self._end_run(db, run, "SUCCEEDED")
+        if next_step is not None:
+            self._announced()
+        return job
+
+    async def fail(self, lease: Lease, error: dict[str, str], retry_after_s: float | None) -> Job:
+        """Record a failed attempt: queued again after retry_after_s while attempts remain, else FAILED."""
+        async with self._transaction() as db:
+            job = await self._locked(db, lease.job_id)
+            if job.status != "RUNNING" or job.lease_token != lease.token:
+                return job  # ended, cancelled or taken over: this attempt no longer speaks for it
+            job.error = error
+            if retry_after_s is not None and job.attempts < job.max_attempts:
+                job.status = "QUEUED"
+                job.run_at = utcnow() + timedelta(seconds=max(retry_after_s, 0))
+                job.lease_token = job.lease_expires_at = None
+            else:
+                await self._end(db, job, "FAILED")
+        return job
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Give leased jobs back, uncounted, for another worker to claim now."""
+        released = 0
+        async with self._transaction() as db:
+            for lease in leases:
+                result = await db.execute(
+                    update(Job)
+                    .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.status == "RUNNING")
+                    .values(
+                        status="QUEUED",
+                        attempts=Job.attempts - 1,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        run_at=utcnow(),
+                    ),
+                    execution_options={"synchronize_session": False},
+                )
+                released += result.rowcount  # type: ignore[attr-defined]
+            if released:
+                await self._announce(db)
+        if released:
+            self._announced()
+        return released
+
+    async def _end(
+        self,
+        db: AsyncSession,
+        job: Job,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        """Move a job to a terminal status, with what follows from it: its webhook is queued, and a
+        pipeline step that did not succeed ends its run."""
+        now = utcnow()
+        job.status = status
+        job.completed_at = now
+        job.lease_token = job.lease_expires_at = None
+        if result is not None:
+            job.result = result
+        if error is not None:
+            job.error = error
+        if job.webhook_url:
+            job.webhook_job_id = await self._queue_webhook(db, job.webhook_url, {"job_id": job.id})
+        if job.pipeline_run_id is not None and status != "SUCCEEDED":
+            run = await self._locked_run(db, job.pipeline_run_id)
+            if run.status not in TERMINAL:
+                run.updated_at = now
+                await self._end_run(db, run, status)
+
+    async def _end_run(self, db: AsyncSession, run: PipelineRun, status: str) -> None:
+        run.status = status
+        run.completed_at = utcnow()
+        if run.webhook_url:
+            run.webhook_job_id = await self._queue_webhook(db, run.webhook_url, {"pipeline_run_id": run.id})
+
+    async def _queue_webhook(self, db: AsyncSession, url: str, target: dict[str, str]) -> str:
+        webhook = self._job(NewJob(WEBHOOK_KIND, {"url": url, **target}))
+        db.add(webhook)
+        await self._announce(db)
+        if not self._postgres:
+            # After this transaction commits; a watcher that looks earlier finds nothing and waits.
+            asyncio.get_running_loop().call_soon(self.signals.notify)
+        return webhook.id
+
+    # Pipeline runs
+
+    async def create_run(
+        self,
+        pipeline: str,
+        run_input: dict[str, Any],
+        first_step: NewJob,
+        idempotency_key: str = "",
+        fingerprint: str = "",
+        webhook_url: str = "",
+    ) -> tuple[RunView, bool]:
+        _check(first_step, idempotency_key)
+        if idempotency_key:
+            existing = await self._run_by_key(idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        now = utcnow()
+        try:
+            async with self._transaction() as db:
+                run = PipelineRun(
+                    id=_new_id(),
+                    pipeline=pipeline,
+                    status="RUNNING",
+                    input=run_input,
+                    current_step=0,
+                    idempotency_key=idempotency_key or None,
+                    request_fingerprint=fingerprint,
+                    webhook_url=webhook_url or None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                db.add(run)
+                await db.flush()
+                step = self._job(first_step, pipeline_run_id=run.id)
+                db.add(step)
+                await self._announce(db)
+        except IntegrityError:
+            existing = await self._run_by_key(idempotency_key, fingerprint)
+            if existing is None:
+                raise
+            return existing, False
+        self._announced()
+        return RunView(run, [step]), True
+
+    async def _run_by_key(self, key: str, fingerprint: str) -> RunView | None:
+        async with self._transaction() as db:
+            run = await db.scalar(select(PipelineRun).where(PipelineRun.idempotency_key == key))
+            if run is None:
+                return None
+            if run.request_fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {key!r} was used for a different request (pipeline run {run.id})"
+                )
+            return await self._view(db, run)
+
+    async def _locked_run(self, db: AsyncSession, run_id: str) -> PipelineRun:
+        run = await db.get(PipelineRun, run_id, with_for_update=True)
+        if run is None:
+            raise PipelineRunNotFound(f"no pipeline run with id {run_id!r}")
+        return run
+
+    async def _view(self, db: AsyncSession, run: PipelineRun) -> RunView:
+        jobs = await db.scalars(
+            select(Job).where(Job.pipeline_run_id == run.id).order_by(Job.step_index, Job.created_at)
+        )
+        latest: dict[int, Job] = {}
+        for job in jobs:
+            latest[job.step_index] = job
+        return RunView(run, [latest[index] for index in sorted(latest)])
+
+    async def get_run(self, run_id: str) -> RunView:
+        async with self._transaction() as db:
+            run = await db.get(PipelineRun, run_id)
+            if run is None:
+                raise PipelineRunNotFound(f"no pipeline run with id {run_id!r}")
+            return await self._view(db, run)
+
+    async def resume_run(self, run_id: str) -> RunView:
+        """Queue the failed (or cancelled) step of a run again; earlier steps keep their results."""
+        async with self._transaction() as db:
+            run = await self._locked_run(db, run_id)
+            if run.status not in ("FAILED", "CANCELLED"):
+                raise PipelineRunNotResumable(
+                    f"pipeline run {run_id} is {run.status}; only a FAILED or CANCELLED run can be resumed"
+                )
+            view = await self._view(db, run)
+            failed = view.steps[run.current_step]
+            db.add(
+                self._job(
+                    NewJob(failed.kind, failed.request, failed.max_attempts),
+                    pipeline_run_id=run.id,
+                    step_index=failed.step_index,
+                )
+            )
+            run.status = "RUNNING"
+            run.completed_at = None
+            run.updated_at = utcnow()
+            await self._announce(db)
+            view = await self._view(db, run)
+        self._announced()
+        return view
+
+    async def cancel_run(self, run_id: str) -> RunView:
+        async with self._transaction() as db:
+            active = await db.scalars(
+                select(Job)
+                .where(Job.pipeline_run_id == run_id, Job.status.in_(("QUEUED", "RUNNING")))
+                .with_for_update()
+            )
+            jobs = list(active)
+            run = await self._locked_run(db, run_id)
+            if run.status in TERMINAL:
+                raise PipelineRunFinished(f"pipeline run {run_id} already ended: it is {run.status}")
+            cancelled = {"code": "cancelled", "message": "the pipeline run was cancelled by request"}
+            for job in jobs:
+                await self._end(db, job, "CANCELLED", error=cancelled)
+            if run.status not in TERMINAL:
+                await self._end_run(db, run, "CANCELLED")
+            return await self._view(db, run)

@@ -1,0 +1,254 @@
+"""The store's job queue over gRPC, on SQLite and PostgreSQL: claims, leases, retries, idempotency.
+
+These drive the StoreService directly, playing the worker's part, so each rule of the queue is
+checked on its own; test_jobs.py runs the orchestrator's real workers over the whole mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from llmmesh.v1 import store_pb2, store_pb2_grpc
+
+from services.store.config import StoreSettings
+from services.store.server import create_server as create_store
+from tests.conftest import channel_to, error_code, running
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[store_pb2_grpc.StoreServiceStub]:
+    server, port = create_store(StoreSettings(port=0, database_url=database_url))
+    async with running(server), channel_to(port) as channel:
+        yield store_pb2_grpc.StoreServiceStub(channel)
+
+
+async def enqueue(
+    store: store_pb2_grpc.StoreServiceStub,
+    n: int = 1,
+    key: str = "",
+    max_attempts: int = 0,
+    **request: object,
+) -> store_pb2.EnqueueJobResponse:
+    return await store.EnqueueJob(
+        store_pb2.EnqueueJobRequest(
+            job=store_pb2.NewJob(
+                kind="generate", request_json=json.dumps({"n": n, **request}), max_attempts=max_attempts
+            ),
+            idempotency_key=key,
+            request_fingerprint=f"fp-{n}",
+        )
+    )
+
+
+async def claim(
+    store: store_pb2_grpc.StoreServiceStub, limit: int = 10, lease_s: float = 30, worker: str = "w1"
+) -> list[store_pb2.Job]:
+    response = await store.ClaimJobs(store_pb2.ClaimJobsRequest(worker=worker, limit=limit, lease_s=lease_s))
+    return list(response.jobs)
+
+
+def lease(job: store_pb2.Job) -> store_pb2.JobLease:
+    return store_pb2.JobLease(job_id=job.id, lease_token=job.lease_token)
+
+
+async def get(store: store_pb2_grpc.StoreServiceStub, job_id: str) -> store_pb2.Job:
+    return (await store.GetJob(store_pb2.GetJobRequest(job_id=job_id))).job
+
+
+async def complete(store: store_pb2_grpc.StoreServiceStub, job: store_pb2.Job, text: str) -> store_pb2.Job:
+    response = await store.CompleteJob(
+        store_pb2.CompleteJobRequest(lease=lease(job), result_json=json.dumps({"text": text}))
+    )
+    return response.job
+
+
+async def test_a_queued_job_is_claimed_once_and_its_result_kept(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    queued = (await enqueue(store, 1)).job
+    assert queued.status == store_pb2.JOB_STATUS_QUEUED and queued.attempts == 0
+    assert queued.max_attempts == 5, "the default"
+    [job] = await claim(store)
+    assert job.id == queued.id and job.status == store_pb2.JOB_STATUS_RUNNING
+    assert job.attempts == 1 and job.lease_token
+    assert json.loads(job.request_json) == {"n": 1}
+    assert await claim(store) == [], "a leased job is nobody else's"
+    done = await complete(store, job, "first")
+    assert done.status == store_pb2.JOB_STATUS_SUCCEEDED
+    assert json.loads(done.result_json) == {"text": "first"}
+    assert done.HasField("started_at") and done.HasField("completed_at")
+    again = await complete(store, job, "second")
+    assert json.loads(again.result_json) == {"text": "first"}, "a job ends once; the first result stays"
+
+
+async def test_an_idempotency_key_returns_the_first_job(store: store_pb2_grpc.StoreServiceStub) -> None:
+    first = await enqueue(store, 1, key="order-42")
+    second = await enqueue(store, 1, key="order-42")
+    assert first.created and not second.created
+    assert second.job.id == first.job.id
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await enqueue(store, 2, key="order-42")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_code(refused.value) == "idempotency_key_reused"
+    assert len(await claim(store)) == 1, "one job, however often it was submitted"
+
+
+async def test_concurrent_submissions_with_one_key_make_one_job(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    answers = await asyncio.gather(*(enqueue(store, 1, key="same") for _ in range(8)))
+    assert len({answer.job.id for answer in answers}) == 1
+    assert sum(answer.created for answer in answers) == 1
+
+
+async def test_a_failed_attempt_backs_off_then_fails_for_good_after_max_attempts(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    queued = (await enqueue(store, 1, max_attempts=2)).job
+    [job] = await claim(store)
+    retried = (
+        await store.FailJob(
+            store_pb2.FailJobRequest(
+                lease=lease(job),
+                error=store_pb2.JobError(code="upstream_unavailable", message="down"),
+                retry_after_s=0.3,
+            )
+        )
+    ).job
+    assert retried.status == store_pb2.JOB_STATUS_QUEUED
+    assert retried.error.code == "upstream_unavailable", "the last error is visible while the job waits"
+    assert await claim(store) == [], "not before its backoff has passed"
+    await asyncio.sleep(0.4)
+    [job] = await claim(store)
+    assert job.attempts == 2
+    failed = (
+        await store.FailJob(
+            store_pb2.FailJobRequest(
+                lease=lease(job),
+                error=store_pb2.JobError(code="upstream_timeout", message="slow"),
+                retry_after_s=0,
+            )
+        )
+    ).job
+    assert failed.status == store_pb2.JOB_STATUS_FAILED, "no attempts left"
+    assert failed.error.code == "upstream_timeout" and failed.attempts == 2
+    assert (await get(store, queued.id)).status == store_pb2.JOB_STATUS_FAILED
+    assert await claim(store) == []
+
+
+async def test_a_permanent_error_fails_the_job_at_once(store: store_pb2_grpc.StoreServiceStub) -> None:
+    await enqueue(store, 1)
+    [job] = await claim(store)
+    failed = (
+        await store.FailJob(
+            store_pb2.FailJobRequest(
+                lease=lease(job), error=store_pb2.JobError(code="model_not_found", message="x")
+            )
+        )
+    ).job
+    assert failed.status == store_pb2.JOB_STATUS_FAILED and failed.attempts == 1
+
+
+async def test_an_expired_lease_lets_another_worker_take_the_job(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    await enqueue(store, 1)
+    [stale] = await claim(store, lease_s=0.2, worker="dies")
+    await asyncio.sleep(0.3)
+    [taken] = await claim(store, worker="survivor")
+    assert taken.id == stale.id and taken.attempts == 2
+    assert taken.lease_token != stale.lease_token
+    held = await store.RenewLeases(
+        store_pb2.RenewLeasesRequest(leases=[lease(stale), lease(taken)], lease_s=30)
+    )
+    assert list(held.held_job_ids) == [taken.id], "the stale worker learns it lost the job"
+    # The stale worker comes back and finishes first: its result stands, the second is ignored.
+    assert (await complete(store, stale, "from the stale worker")).status == store_pb2.JOB_STATUS_SUCCEEDED
+    final = await complete(store, taken, "from the survivor")
+    assert json.loads(final.result_json) == {"text": "from the stale worker"}
+
+
+async def test_a_lease_that_expires_on_the_last_attempt_fails_the_job(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    queued = (await enqueue(store, 1, max_attempts=1)).job
+    await claim(store, lease_s=0.1)
+    await asyncio.sleep(0.2)
+    assert await claim(store) == []
+    job = await get(store, queued.id)
+    assert job.status == store_pb2.JOB_STATUS_FAILED
+    assert job.error.code == "lease_expired"
+
+
+async def test_renewal_keeps_a_job_from_being_taken(store: store_pb2_grpc.StoreServiceStub) -> None:
+    await enqueue(store, 1)
+    [job] = await claim(store, lease_s=0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        held = await store.RenewLeases(store_pb2.RenewLeasesRequest(leases=[lease(job)], lease_s=0.3))
+        assert list(held.held_job_ids) == [job.id]
+    assert await claim(store, worker="other") == []
+
+
+async def test_concurrent_claimers_never_share_a_job(store: store_pb2_grpc.StoreServiceStub) -> None:
+    await asyncio.gather(*(enqueue(store, n) for n in range(120)))
+    claimed: list[str] = []
+
+    async def worker(name: str) -> None:
+        while jobs := await claim(store, limit=7, worker=name):
+            claimed.extend(job.id for job in jobs)
+
+    await asyncio.gather(*(worker(f"w{i}") for i in range(6)))
+    assert len(claimed) == 120
+    assert len(set(claimed)) == 120, "every job went to exactly one claimer"
+
+
+async def test_cancel_stops_a_queued_job_and_refuses_a_finished_one(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    queued = (await enqueue(store, 1)).job
+    cancelled = (await store.CancelJob(store_pb2.CancelJobRequest(job_id=queued.id))).job
+    assert cancelled.status == store_pb2.JOB_STATUS_CANCELLED
+    assert await claim(store) == []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await store.CancelJob(store_pb2.CancelJobRequest(job_id=queued.id))
+    assert error_code(refused.value) == "job_already_finished"
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await store.GetJob(store_pb2.GetJobRequest(job_id="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND and error_code(missing.value) == "job_not_found"
+
+
+async def test_a_cancelled_running_job_loses_its_lease(store: store_pb2_grpc.StoreServiceStub) -> None:
+    await enqueue(store, 1)
+    [job] = await claim(store)
+    await store.CancelJob(store_pb2.CancelJobRequest(job_id=job.id))
+    held = await store.RenewLeases(store_pb2.RenewLeasesRequest(leases=[lease(job)], lease_s=30))
+    assert list(held.held_job_ids) == []
+    assert (await complete(store, job, "late")).status == store_pb2.JOB_STATUS_CANCELLED
+
+
+async def test_released_jobs_are_claimable_at_once_and_the_attempt_is_not_counted(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    await enqueue(store, 1)
+    [job] = await claim(store)
+    released = await store.ReleaseJobs(store_pb2.ReleaseJobsRequest(leases=[lease(job)]))
+    assert released.released == 1
+    [again] = await claim(store)
+    assert again.id == job.id and again.attempts == 1
+
+
+async def test_watchers_are_woken_when_a_job_is_queued(store: store_pb2_grpc.StoreServiceStub) -> None:
+    stream = store.WatchJobs(store_pb2.WatchJobsRequest())
+    messages = stream.__aiter__()
+    await asyncio.wait_for(messages.__anext__(), 5)  # the first comes at once
+    start = datetime.now(UTC)
+    await enqueue(store, 1)
+    await asyncio.wait_for(messages.__anext__(), 5)
+    assert (datetime.now(UTC) - start).total_seconds() < 2
+    stream.cancel()
