@@ -157,9 +157,11 @@ async def scripted_mesh(
     generation_timeout_s: float = 0.5,
     registry: Registry | None = None,
     backends: list[ScriptedBackend] | None = None,
+    **orchestrator_settings: Any,
 ) -> AsyncIterator[Gateway]:
     """All four services in-process on real sockets, the models replaced by scripted backends
-    (by default one, named "scripted", on the default route)."""
+    (by default one, named "scripted", on the default route); `orchestrator_settings` override
+    the orchestrator's (job worker timings, say)."""
     backends = backends or [ScriptedBackend()]
     registry = registry or scripted_registry(*(b.name for b in backends))
     inference, inference_port = create_inference(InferenceSettings(port=0), registry, backends)
@@ -171,6 +173,7 @@ async def scripted_mesh(
             store_addr=f"127.0.0.1:{store_port}",
             generation_timeout_s=generation_timeout_s,
             retry_backoff_s=0.01,
+            **orchestrator_settings,
         ),
         registry,
     )

@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from dotenv import dotenv_values
+from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.common.config import ConfigError
+from services.common.prompts import compiled
 
 DEFAULT_POOL = "default"
 DEFAULT_ROUTE = "default"
@@ -167,6 +169,42 @@ class Tier(_Strict):
         return f"canned:{self.canned}" if self.canned else f"model:{self.model}"
 
 
+class PipelineStep(_Strict):
+    """One step of a pipeline: a prompt template run on a route (or model)."""
+
+    name: Name
+    # A route or model; the default route when omitted.
+    model: Name | None = None
+    system: str | None = None
+    # Jinja; sees `input` (the run's input) and `steps` (each earlier step's output by name).
+    prompt: str = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+    @field_validator("prompt", "system")
+    @classmethod
+    def _compiles(cls, source: str | None) -> str | None:
+        if source is not None:
+            try:
+                compiled(source)
+            except TemplateError as exc:
+                raise ValueError(f"not a valid template: {exc}") from None
+        return source
+
+
+class Pipeline(_Strict):
+    """A named, ordered list of steps; each step's output is available to the steps after it."""
+
+    steps: list[PipelineStep] = Field(min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> Pipeline:
+        names = [step.name for step in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError("step names must be unique within a pipeline")
+        return self
+
+
 class Registry(_Strict):
     # Addresses of inference pools other than "default" (whose address is INFERENCE_ADDR).
     pools: dict[Name, str] = Field(default_factory=dict)
@@ -175,6 +213,7 @@ class Registry(_Strict):
     routes: dict[Name, list[Tier]] = Field(default_factory=dict)
     # The route of a request that names no model.
     default_route: Name = DEFAULT_ROUTE
+    pipelines: dict[Name, Pipeline] = Field(default_factory=dict)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -221,6 +260,17 @@ class Registry(_Strict):
             raise ValueError(f"default_route {self.default_route!r} is not one of the routes")
         if not self.routes and not any(m.task == "generate" for m in self.models.values()):
             raise ValueError("no model can generate: add one with task: generate")
+        for name, pipeline in self.pipelines.items():
+            for step in pipeline.steps:
+                target = self.models.get(step.model or "")
+                if step.model and step.model not in self.routes and target is None:
+                    raise ValueError(
+                        f"pipeline {name!r}, step {step.name!r}: {step.model!r} is neither a route nor a model"
+                    )
+                if target is not None and target.task != "generate":
+                    raise ValueError(
+                        f"pipeline {name!r}, step {step.name!r}: {step.model!r} is an embedding model"
+                    )
         return self
 
     def effective_routes(self) -> dict[str, list[Tier]]:

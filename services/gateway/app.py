@@ -13,6 +13,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.errors import install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
+from services.gateway.jobs.routes import router as jobs_router
 from services.gateway.middleware import RequestIdMiddleware
 from services.gateway.models.routes import router as models_router
 from services.gateway.sessions.routes import router as sessions_router
@@ -52,4 +53,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(generate_router)
     app.include_router(models_router)
     app.include_router(sessions_router)
+    app.include_router(jobs_router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings, env_alias
@@ -30,3 +30,33 @@ class OrchestratorSettings(ServiceSettings):
     # Backoff before retry n is retry_backoff_s * 2**(n-1), at most retry_max_backoff_s, with jitter.
     retry_backoff_s: float = Field(default=0.25, ge=0)
     retry_max_backoff_s: float = Field(default=2.0, ge=0)
+
+    # Jobs this replica runs at once; 0 runs none (the replica only serves requests).
+    job_concurrency: int = Field(default=4, ge=0, le=1024)
+    # A claimed job is this replica's for job_lease_s; it renews every job_heartbeat_s, so a
+    # replica that dies loses its jobs to another after at most job_lease_s.
+    job_lease_s: float = Field(default=30.0, gt=0)
+    job_heartbeat_s: float = Field(default=10.0, gt=0)
+    # Workers are woken by the store when jobs are queued; this backstop catches jobs whose retry
+    # backoff has come due.
+    job_poll_s: float = Field(default=1.0, gt=0)
+    # On SIGTERM, running jobs get this long to finish; the rest go back to the queue.
+    job_shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # Backoff before a failed job's attempt n+1: job_retry_backoff_s * 2**(n-1), at most
+    # job_retry_max_backoff_s, with jitter.
+    job_retry_backoff_s: float = Field(default=1.0, ge=0)
+    job_retry_max_backoff_s: float = Field(default=60.0, ge=0)
+    # A pipeline run RUNNING with no step finished for this long is reported as stalled.
+    pipeline_stall_s: float = Field(default=600.0, gt=0)
+    # Webhook deliveries time out after this long (and are retried as jobs).
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Signs webhook bodies (X-LLM-Mesh-Signature: sha256=<hex HMAC>) when set.
+    webhook_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> OrchestratorSettings:
+        if self.job_heartbeat_s >= self.job_lease_s:
+            raise ValueError(
+                "job_heartbeat_s must be shorter than job_lease_s, or leases lapse between renewals"
+            )
+        return self

@@ -65,3 +65,27 @@ class AllTiersFailed(UpstreamError):
 
     code = "upstream_all_tiers_failed"
     status = grpc.StatusCode.UNAVAILABLE
+
+
+class InvalidJob(InvalidArgument):
+    code = "invalid_job_request"
+
+
+class UnknownPipeline(NotFound):
+    code = "pipeline_not_found"
+
+
+class InvalidPipelineInput(InvalidArgument):
+    code = "invalid_pipeline_input"
+
+
+class PipelineTemplateError(InvalidArgument):
+    """A step's template cannot be rendered with the run's input and earlier outputs."""
+
+    code = "pipeline_template_error"
+
+
+class WebhookFailed(Unavailable):
+    """The webhook receiver was unreachable or answered with an error; the delivery is retried."""
+
+    code = "webhook_delivery_failed"

@@ -8,14 +8,18 @@ from contextlib import aclosing
 import grpc
 from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
+from services.orchestrator.jobs import Jobs
+from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
 from services.orchestrator.sessions import SessionRuns
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, router: Router, sessions: SessionRuns) -> None:
+    def __init__(self, router: Router, sessions: SessionRuns, jobs: Jobs, pipelines: Pipelines) -> None:
         self.router = router
         self.sessions = sessions
+        self.jobs = jobs
+        self.pipelines = pipelines
 
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
@@ -69,3 +73,43 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.DescribeRoutingRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.DescribeRoutingResponse:
         return await self.router.describe()
+
+    async def SubmitGeneration(
+        self, request: orchestrator_pb2.SubmitGenerationRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.SubmitGenerationResponse:
+        job, created = await self.jobs.submit_generation(request.spec, request.options)
+        return orchestrator_pb2.SubmitGenerationResponse(job=job, created=created)
+
+    async def SubmitSessionRun(
+        self, request: orchestrator_pb2.SubmitSessionRunRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.SubmitSessionRunResponse:
+        job, created = await self.jobs.submit_session_run(
+            request.session_code, request.force_regenerate, request.options
+        )
+        return orchestrator_pb2.SubmitSessionRunResponse(job=job, created=created)
+
+    async def ListPipelines(
+        self, request: orchestrator_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ListPipelinesResponse:
+        return self.pipelines.describe()
+
+    async def StartPipelineRun(
+        self, request: orchestrator_pb2.StartPipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.StartPipelineRunResponse:
+        run, created = await self.pipelines.start(request.pipeline, request.input_json, request.options)
+        return orchestrator_pb2.StartPipelineRunResponse(run=run, created=created)
+
+    async def GetPipelineRun(
+        self, request: orchestrator_pb2.GetPipelineRunViewRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.GetPipelineRunViewResponse:
+        return orchestrator_pb2.GetPipelineRunViewResponse(run=await self.pipelines.get(request.run_id))
+
+    async def ResumePipelineRun(
+        self, request: orchestrator_pb2.ResumePipelineRunViewRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ResumePipelineRunViewResponse:
+        return orchestrator_pb2.ResumePipelineRunViewResponse(run=await self.pipelines.resume(request.run_id))
+
+    async def CancelPipelineRun(
+        self, request: orchestrator_pb2.CancelPipelineRunViewRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CancelPipelineRunViewResponse:
+        return orchestrator_pb2.CancelPipelineRunViewResponse(run=await self.pipelines.cancel(request.run_id))

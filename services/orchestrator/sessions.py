@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -10,15 +9,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
-from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2, store_pb2_grpc
+from jinja2 import TemplateError
+from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
 
 from services.common.enums import VERSION_STATUS_NAMES
-from services.common.errors import from_rpc_error
-from services.common.request_id import current_request_id, outgoing_metadata
+from services.common.prompts import compiled
+from services.common.request_id import current_request_id
 from services.orchestrator.errors import (
     InvalidUserPromptTemplate,
     MissingLlmOptions,
@@ -27,17 +24,9 @@ from services.orchestrator.errors import (
     VersionNotPublished,
 )
 from services.orchestrator.routing import Router
+from services.orchestrator.store import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.sessions")
-
-# Operators write user-prompt templates; the sandbox keeps them from reaching Python internals.
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(source: str) -> Template:
-    """Compile each user-prompt template once: every run, cached ones included, renders it."""
-    return _JINJA.from_string(source)
 
 
 @dataclass(frozen=True)
@@ -56,7 +45,7 @@ def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_p
             f"- {a['label']}: {a['value']}" if a["value"] else f"- {a['label']}" for a in context
         )
     try:
-        return _compiled(version.user_prompt_template).render(answers=context)
+        return compiled(version.user_prompt_template).render(answers=context)
     except TemplateError as exc:
         raise InvalidUserPromptTemplate(
             f"the user_prompt_template of version {version.number} of {version.template_name!r} "
@@ -108,15 +97,17 @@ def plan_run(session: store_pb2.Session) -> RunPlan:
 class SessionRuns:
     """Loads a session from the store, reuses or generates its result, and stores what it generated."""
 
-    def __init__(self, store: store_pb2_grpc.StoreServiceStub, router: Router) -> None:
+    def __init__(self, store: StoreClient, router: Router) -> None:
         self._store = store
         self._router = router
 
-    async def _call_store(self, method: Any, request: Any) -> Any:
-        try:
-            return await method(request, metadata=outgoing_metadata(), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from exc
+    async def check(self, session_code: str) -> None:
+        """Raise now what a run of the session would fail on (unknown session, draft version, no answers)."""
+        response = await self._store.call(
+            "GetSession",
+            store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
+        )
+        plan_run(response.session)
 
     async def stream(
         self,
@@ -129,8 +120,8 @@ class SessionRuns:
 
         `stream=False` lets a provider backend use its one-shot API (the caller wants only the run).
         """
-        response = await self._call_store(
-            self._store.GetSession,
+        response = await self._store.call(
+            "GetSession",
             store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
         )
         session = response.session
@@ -149,8 +140,8 @@ class SessionRuns:
                 result = event.result
         assert result is not None, "the router ends every stream it does not fail with a result"
 
-        saved = await self._call_store(
-            self._store.SaveSessionResult,
+        saved = await self._store.call(
+            "SaveSessionResult",
             store_pb2.SaveSessionResultRequest(
                 request_id=current_request_id(),
                 session_code=session_code,

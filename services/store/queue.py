@@ -363,6 +363,7 @@ class JobQueue:
         job.lease_token = job.lease_expires_at = None
         if result is not None:
             job.result = result
+            job.error = None  # an earlier attempt's error no longer describes the job
         if error is not None:
             job.error = error
         if job.webhook_url:

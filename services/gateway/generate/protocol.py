@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from llmmesh.v1 import common_pb2
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.gateway.jobs.protocol import JobFields, check_job_fields
 
 MAX_PROMPT_CHARS = 32_000
 MAX_TOKENS = 4_096
@@ -13,9 +15,9 @@ MAX_TOKENS = 4_096
 StopString = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(JobFields):
     # Strict: "64" is not a number and "yes" is not a boolean; unknown fields are typos, not options.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="The user's prompt.")
     system: str | None = Field(
@@ -37,6 +39,16 @@ class GenerateRequest(BaseModel):
     )
     stop: list[StopString] | None = Field(default=None, max_length=4, description="Stop before any of these.")
     stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")
+    run_async: bool = Field(
+        default=False,
+        alias="async",
+        description="Queue the generation as a durable job: 202 with the job's status_url.",
+    )
+
+    @model_validator(mode="after")
+    def _job_fields_need_async(self) -> GenerateRequest:
+        check_job_fields(self, self.run_async, self.stream)
+        return self
 
     @field_validator("prompt")
     @classmethod

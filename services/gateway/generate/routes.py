@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from llmmesh.v1 import common_pb2, orchestrator_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.common.enums import FINISH_REASON_NAMES
+from services.common.results import generation_json
 from services.gateway.calls import call_options, orchestrator
 from services.gateway.errors import error_responses, request_id_of
-from services.gateway.generate.protocol import (
-    FinishReason,
-    GenerateRequest,
-    GenerateResponse,
-    StreamDelta,
-    StreamDone,
-    Usage,
-)
+from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
+from services.gateway.jobs.routes import ACCEPTED, accepted, job_options
 from services.gateway.streaming import sse_from_call
 
 router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
@@ -27,6 +21,7 @@ _ERRORS = error_responses(
     descriptions={
         400: "Malformed JSON, or a request the model cannot take (prompt longer than its context)",
         404: "Unknown model or route",
+        409: "The Idempotency-Key was used before for a different request",
         422: "A field is missing, of the wrong type or out of bounds",
         429: "The model's queue is full",
         502: "The model provider failed (after retries and fallbacks)",
@@ -50,16 +45,10 @@ def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
 
 
 def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, Any]:
-    """What the JSON response and the SSE `done` event both say about a finished generation."""
-    return {
-        "tokens": result.usage.completion_tokens,
-        "model": result.model,
-        "route": result.route,
-        "tier": result.tier,
-        "finish_reason": cast(FinishReason, FINISH_REASON_NAMES[result.finish_reason]),
-        "usage": Usage.from_proto(result.usage),
-        "request_id": request_id,
-    }
+    """What the SSE `done` event says about a finished generation: the JSON response without text."""
+    outcome = generation_json(result)
+    del outcome["text"]
+    return {**outcome, "request_id": request_id}
 
 
 @router.post(
@@ -67,6 +56,7 @@ def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, 
     response_model=GenerateResponse,
     responses={
         **_ERRORS,
+        **ACCEPTED,
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
     },
     summary="Generate text from a prompt",
@@ -74,15 +64,24 @@ def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, 
 async def generate(body: GenerateRequest, request: Request) -> Any:
     """Generate text. With `stream: true` the response is `text/event-stream`: one `delta` event per
     piece of text as the model produces it, then a `done` event with usage and finish reason (or an
-    `error` event if the generation fails midway)."""
+    `error` event if the generation fails midway). With `async: true` the generation is queued as a
+    durable job: 202 with its `status_url` (an `Idempotency-Key` header makes resubmission safe)."""
     request_id = request_id_of(request)
     if body.stream:
         return await _stream(request, body, request_id)
+    if body.run_async:
+        submitted = await orchestrator(request).SubmitGeneration(
+            orchestrator_pb2.SubmitGenerationRequest(
+                request_id=request_id, spec=_spec(body), options=job_options(request, body)
+            ),
+            **call_options(request),
+        )
+        return accepted(request, submitted.job)
     response = await orchestrator(request).RunGeneration(
         orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
         **call_options(request),
     )
-    return GenerateResponse(text=response.result.text, **_outcome(response.result, request_id))
+    return GenerateResponse(**generation_json(response.result), request_id=request_id)
 
 
 async def _stream(request: Request, body: GenerateRequest, request_id: str) -> EventSourceResponse:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString, Usage
+from services.gateway.jobs.protocol import JobFields, check_job_fields
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 OptionKey = Annotated[str, Field(min_length=1, max_length=100)]
@@ -118,6 +119,16 @@ class Session(BaseModel):
     created_at: datetime
 
 
-class RunSession(StrictModel):
+class RunSession(JobFields):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
     force_regenerate: bool = False
     stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")
+    run_async: bool = Field(
+        default=False, alias="async", description="Queue the run as a durable job: 202 with its status_url."
+    )
+
+    @model_validator(mode="after")
+    def _job_fields_need_async(self) -> RunSession:
+        check_job_fields(self, self.run_async, self.stream)
+        return self

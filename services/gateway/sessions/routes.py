@@ -14,6 +14,7 @@ from services.common.enums import ROLE_NAMES, VERSION_STATUS_NAMES
 from services.gateway.calls import call_options, orchestrator, store
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import StreamDelta, Usage
+from services.gateway.jobs.routes import ACCEPTED, accepted, job_options
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_call
 
@@ -260,6 +261,7 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     response_model=api.SessionRun,
     responses={
         **error_responses(404, 409, 502, 504),
+        **ACCEPTED,
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
     },
 )
@@ -270,9 +272,21 @@ async def run_session(
 
     The same inputs as the stored result return it with `cached: true` and no model call, unless
     `force_regenerate`. With `stream: true` the response is SSE: `delta` events while a new result is
-    generated, then one `done` event carrying the same object as the JSON response."""
+    generated, then one `done` event carrying the same object as the JSON response. With `async: true`
+    the run is queued as a durable job: 202 with its `status_url`."""
     body = body or api.RunSession()
     request_id = request_id_of(request)
+    if body.run_async:
+        submitted = await orchestrator(request).SubmitSessionRun(
+            orchestrator_pb2.SubmitSessionRunRequest(
+                request_id=request_id,
+                session_code=session_code,
+                force_regenerate=body.force_regenerate,
+                options=job_options(request, body),
+            ),
+            **call_options(request),
+        )
+        return accepted(request, submitted.job)
     if not body.stream:
         response = await orchestrator(request).RunSession(
             orchestrator_pb2.RunSessionRequest(

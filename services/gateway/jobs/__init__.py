@@ -1,0 +1,1 @@
+"""Durable jobs and pipeline runs over REST."""

@@ -1,0 +1,154 @@
+"""Durable jobs: generations and session runs submitted to the queue, and what each kind of job does.
+
+Submitting checks the request first (an unknown model or a session that cannot run fails now, with
+its own error), then queues it in the store. A worker later runs it through the same router and
+session code as a synchronous request, so a job behaves exactly like the call it stands for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+from google.protobuf import json_format
+from llmmesh.v1 import orchestrator_pb2, store_pb2
+
+from services.common.request_id import current_request_id
+from services.common.results import generation_json, job_json, pipeline_run_json, session_run_json
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.errors import InvalidGeneration, InvalidJob, WebhookFailed
+from services.orchestrator.pipelines import STEP_KIND, Pipelines
+from services.orchestrator.routing import Router
+from services.orchestrator.sessions import SessionRuns
+from services.orchestrator.store import StoreClient, request_fingerprint
+from services.orchestrator.worker import JobOutcome
+
+log = logging.getLogger("llmmesh.orchestrator.jobs")
+
+GENERATE_KIND = "generate"
+SESSION_KIND = "session"
+WEBHOOK_KIND = "webhook"
+SIGNATURE_HEADER = "X-LLM-Mesh-Signature"
+
+
+def check_webhook_url(url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+        raise InvalidJob("webhook_url must be an absolute http:// or https:// URL of at most 2048 characters")
+
+
+class Jobs:
+    """Submits jobs and runs them, by kind."""
+
+    def __init__(
+        self,
+        store: StoreClient,
+        router: Router,
+        sessions: SessionRuns,
+        pipelines: Pipelines,
+        settings: OrchestratorSettings,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._sessions = sessions
+        self._pipelines = pipelines
+        self._settings = settings
+        self._http = http
+
+    async def submit_generation(
+        self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
+    ) -> tuple[store_pb2.Job, bool]:
+        if not spec.prompt.strip():
+            raise InvalidGeneration("prompt must not be empty")
+        self._router.resolve(spec.model)  # an unknown model fails the submission, not the job
+        request = {"spec": json_format.MessageToDict(spec, preserving_proto_field_name=True)}
+        return await self._enqueue(GENERATE_KIND, request, options)
+
+    async def submit_session_run(
+        self, session_code: str, force_regenerate: bool, options: orchestrator_pb2.JobOptions
+    ) -> tuple[store_pb2.Job, bool]:
+        await self._sessions.check(session_code)
+        request = {"session_code": session_code, "force_regenerate": force_regenerate}
+        return await self._enqueue(SESSION_KIND, request, options)
+
+    async def _enqueue(
+        self, kind: str, request: dict[str, object], options: orchestrator_pb2.JobOptions
+    ) -> tuple[store_pb2.Job, bool]:
+        check_webhook_url(options.webhook_url)
+        fingerprint = request_fingerprint(
+            {
+                "kind": kind,
+                "request": request,
+                "webhook_url": options.webhook_url,
+                "max": options.max_attempts,
+            }
+        )
+        response = await self._store.call(
+            "EnqueueJob",
+            store_pb2.EnqueueJobRequest(
+                request_id=current_request_id(),
+                job=store_pb2.NewJob(
+                    kind=kind,
+                    request_json=json.dumps(request),
+                    max_attempts=options.max_attempts,
+                    webhook_url=options.webhook_url,
+                ),
+                idempotency_key=options.idempotency_key,
+                request_fingerprint=fingerprint,
+            ),
+        )
+        log.info("job queued", extra={"job_id": response.job.id, "kind": kind, "new": response.created})
+        return response.job, response.created
+
+    async def execute(self, job: store_pb2.Job) -> JobOutcome:
+        """Run one claimed job; raises the MeshError that made it fail."""
+        request = json.loads(job.request_json)
+        if job.kind == GENERATE_KIND:
+            spec = json_format.ParseDict(request["spec"], orchestrator_pb2.GenerationSpec())
+            return JobOutcome(generation_json(await self._router.run(spec)))
+        if job.kind == SESSION_KIND:
+            run = await self._sessions.run(request["session_code"], bool(request.get("force_regenerate")))
+            return JobOutcome(session_run_json(run))
+        if job.kind == STEP_KIND:
+            return await self._pipelines.run_step(job)
+        if job.kind == WEBHOOK_KIND:
+            return await self._deliver(job.id, request)
+        raise InvalidJob(f"this orchestrator does not know jobs of kind {job.kind!r}")
+
+    async def _deliver(self, delivery_id: str, request: dict[str, str]) -> JobOutcome:
+        """POST the status of the job or pipeline run that ended to its webhook URL."""
+        if "job_id" in request:
+            target = (
+                await self._store.call(
+                    "GetJob",
+                    store_pb2.GetJobRequest(request_id=current_request_id(), job_id=request["job_id"]),
+                )
+            ).job
+            status = job_json(target)
+            status.pop("webhook", None)  # this delivery is still running: its own state says nothing
+            payload = {"event": "job.finished", "job": status}
+        else:
+            view = await self._pipelines.get(request["pipeline_run_id"])
+            payload = {"event": "pipeline_run.finished", "run": pipeline_run_json(view)}
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "X-LLM-Mesh-Delivery": delivery_id}
+        if self._settings.webhook_secret is not None:
+            secret = self._settings.webhook_secret.get_secret_value().encode()
+            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        host = urlsplit(request["url"]).hostname
+        try:
+            response = await self._http.post(
+                request["url"], content=body, headers=headers, timeout=self._settings.webhook_timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise WebhookFailed(f"webhook receiver {host} unreachable ({type(exc).__name__})") from exc
+        if not 200 <= response.status_code < 300:
+            raise WebhookFailed(f"webhook receiver {host} answered HTTP {response.status_code}")
+        return JobOutcome({"status_code": response.status_code})

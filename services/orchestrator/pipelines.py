@@ -1,0 +1,165 @@
+"""Pipelines: named, ordered steps from the registry, each a prompt template run on a route.
+
+A run's steps are jobs. The first is queued with the run; when a step's job completes, the store
+queues the next in the same transaction that records the result, so a run never stops between
+steps nor runs a step twice. A step's template sees the run's `input` and `steps`, the outputs of
+the steps before it by name.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import TemplateError
+from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
+
+from services.common.prompts import compiled
+from services.common.registry import Pipeline, PipelineStep, Registry
+from services.common.request_id import current_request_id
+from services.common.results import generation_json
+from services.orchestrator.errors import InvalidPipelineInput, PipelineTemplateError, UnknownPipeline
+from services.orchestrator.routing import Router
+from services.orchestrator.store import StoreClient, request_fingerprint
+from services.orchestrator.worker import JobOutcome
+
+STEP_KIND = "pipeline_step"
+
+
+def render_step(step: PipelineStep, run_input: dict[str, Any], outputs: dict[str, str]) -> tuple[str, str]:
+    """The step's (system, prompt), rendered from the run's input and the earlier steps' outputs."""
+    try:
+        system = compiled(step.system).render(input=run_input, steps=outputs) if step.system else ""
+        prompt = compiled(step.prompt).render(input=run_input, steps=outputs)
+    except TemplateError as exc:
+        raise PipelineTemplateError(f"step {step.name!r} cannot be rendered: {exc}") from exc
+    if not prompt.strip():
+        raise PipelineTemplateError(f"step {step.name!r} rendered an empty prompt")
+    return system, prompt
+
+
+class Pipelines:
+    """Starts, reports on, resumes and cancels pipeline runs, and runs their steps as jobs."""
+
+    def __init__(self, store: StoreClient, router: Router, registry: Registry, stall_s: float) -> None:
+        self._store = store
+        self._router = router
+        self._pipelines = registry.pipelines
+        self._stall_s = stall_s
+
+    def describe(self) -> orchestrator_pb2.ListPipelinesResponse:
+        return orchestrator_pb2.ListPipelinesResponse(
+            pipelines=[
+                orchestrator_pb2.Pipeline(
+                    name=name,
+                    steps=[orchestrator_pb2.PipelineStep(name=s.name, model=s.model or "") for s in p.steps],
+                )
+                for name, p in self._pipelines.items()
+            ]
+        )
+
+    def _pipeline(self, name: str) -> Pipeline:
+        pipeline = self._pipelines.get(name)
+        if pipeline is None:
+            known = ", ".join(sorted(self._pipelines)) or "none configured"
+            raise UnknownPipeline(f"no pipeline is named {name!r}; known: {known}")
+        return pipeline
+
+    def view(self, run: store_pb2.PipelineRun) -> orchestrator_pb2.PipelineRunView:
+        pipeline = self._pipelines.get(run.pipeline)
+        names = (
+            [step.name for step in pipeline.steps]
+            if pipeline
+            else [f"step {i}" for i in range(len(run.steps))]
+        )
+        idle_s = (datetime.now(UTC) - run.updated_at.ToDatetime(tzinfo=UTC)).total_seconds()
+        stalled = run.status == store_pb2.PIPELINE_RUN_STATUS_RUNNING and idle_s > self._stall_s
+        return orchestrator_pb2.PipelineRunView(run=run, step_names=names, stalled=stalled)
+
+    async def start(
+        self, name: str, input_json: str, options: orchestrator_pb2.JobOptions
+    ) -> tuple[orchestrator_pb2.PipelineRunView, bool]:
+        pipeline = self._pipeline(name)
+        try:
+            run_input = json.loads(input_json) if input_json else {}
+        except ValueError:
+            run_input = None
+        if not isinstance(run_input, dict):
+            raise InvalidPipelineInput("a pipeline's input must be a JSON object")
+        render_step(pipeline.steps[0], run_input, {})  # a missing input variable fails now, not later
+        first = store_pb2.NewJob(kind=STEP_KIND, request_json="{}", max_attempts=options.max_attempts)
+        fingerprint = request_fingerprint(
+            {
+                "pipeline": name,
+                "input": run_input,
+                "webhook_url": options.webhook_url,
+                "max": options.max_attempts,
+            }
+        )
+        response = await self._store.call(
+            "CreatePipelineRun",
+            store_pb2.CreatePipelineRunRequest(
+                request_id=current_request_id(),
+                pipeline=name,
+                input_json=json.dumps(run_input),
+                first_step=first,
+                idempotency_key=options.idempotency_key,
+                request_fingerprint=fingerprint,
+                webhook_url=options.webhook_url,
+            ),
+        )
+        return self.view(response.run), response.created
+
+    async def get(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
+        response = await self._store.call(
+            "GetPipelineRun", store_pb2.GetPipelineRunRequest(request_id=current_request_id(), run_id=run_id)
+        )
+        return self.view(response.run)
+
+    async def resume(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
+        response = await self._store.call(
+            "ResumePipelineRun",
+            store_pb2.ResumePipelineRunRequest(request_id=current_request_id(), run_id=run_id),
+        )
+        return self.view(response.run)
+
+    async def cancel(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
+        response = await self._store.call(
+            "CancelPipelineRun",
+            store_pb2.CancelPipelineRunRequest(request_id=current_request_id(), run_id=run_id),
+        )
+        return self.view(response.run)
+
+    async def run_step(self, job: store_pb2.Job) -> JobOutcome:
+        """Render the job's step from the run so far, generate, and name the step that follows."""
+        run = (
+            await self._store.call(
+                "GetPipelineRun",
+                store_pb2.GetPipelineRunRequest(request_id=current_request_id(), run_id=job.pipeline_run_id),
+            )
+        ).run
+        pipeline = self._pipeline(run.pipeline)
+        if job.step_index >= len(pipeline.steps):
+            raise PipelineTemplateError(f"pipeline {run.pipeline!r} has no step {job.step_index} any more")
+        outputs = {
+            pipeline.steps[done.step_index].name: json.loads(done.result_json)["text"]
+            for done in run.steps
+            if done.step_index < job.step_index and done.status == store_pb2.JOB_STATUS_SUCCEEDED
+        }
+        step = pipeline.steps[job.step_index]
+        system, prompt = render_step(step, json.loads(run.input_json or "{}"), outputs)
+        spec = orchestrator_pb2.GenerationSpec(
+            model=step.model or "",
+            system=system,
+            prompt=prompt,
+            params=common_pb2.SamplingParams(max_tokens=step.max_tokens or 0, temperature=step.temperature),
+        )
+        result = await self._router.run(spec)
+        last = job.step_index + 1 >= len(pipeline.steps)
+        next_step = (
+            None
+            if last
+            else store_pb2.NewJob(kind=STEP_KIND, request_json="{}", max_attempts=job.max_attempts)
+        )
+        return JobOutcome(generation_json(result), next_step)

@@ -1,0 +1,129 @@
+"""Crash safety of the job queue: worker processes killed with SIGKILL mid-work lose no job and
+finish none twice. Real processes on PostgreSQL, two orchestrators sharing the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from sqlalchemy.engine import make_url
+
+from tests.conftest import POSTGRES_URL_ENV, fresh_postgres_database
+from tests.test_e2e import mesh_env, tail
+
+JOBS = 300
+KILLS = 3
+# "slow 20": twenty deltas 50 ms apart, about 1 s of work per job; 16 at a time per worker, so the
+# kills land while jobs run.
+PROMPT = "slow 20"
+EXPECTED = "".join(f"t{i} " for i in range(20))
+
+
+def _wait_serving(address: str, process: subprocess.Popen[bytes], logs: Path) -> None:
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"a service exited with {process.returncode}:\n{tail(logs)}")
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    pytest.fail(f"{address} not serving:\n{tail(logs)}")
+
+
+async def _statuses(database_url: str) -> list[asyncpg.Record]:
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(
+            await connection.fetch("SELECT status, attempts, result FROM jobs WHERE kind = 'generate'")
+        )
+    finally:
+        await connection.close()
+
+
+def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
+    server_url = os.environ.get(POSTGRES_URL_ENV)
+    if not server_url:
+        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_URL_ENV} to run the crash test on it")
+    postgres = fresh_postgres_database(server_url)
+    database_url = asyncio.run(postgres.__aenter__())
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n  local:\n    backend: tests.fakes:ScriptedBackend\n")
+    env = mesh_env(tmp_path, database_url)
+    env.update(
+        LLM_MESH_REGISTRY=str(registry),
+        ORCHESTRATOR_JOB_CONCURRENCY="16",
+        ORCHESTRATOR_JOB_LEASE_S="1.5",
+        ORCHESTRATOR_JOB_HEARTBEAT_S="0.3",
+        ORCHESTRATOR_JOB_POLL_S="0.2",
+        INFERENCE_MAX_WAITING="1000",
+    )
+    survivor_env = {**env, "ORCHESTRATOR_PORT": str(int(env["ORCHESTRATOR_PORT"]) + 1)}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str, service: str, service_env: dict[str, str]) -> None:
+        log = (tmp_path / f"{name}.log").open("ab")
+        processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", service], env=service_env, stdout=log, stderr=log
+        )
+        port = service_env[f"{service.upper()}_PORT"]
+        _wait_serving(f"127.0.0.1:{port}", processes[name], tmp_path)
+
+    try:
+        start("store", "store", env)
+        start("inference", "inference", env)
+        start("victim", "orchestrator", env)
+        start("survivor", "orchestrator", survivor_env)
+        with grpc.insecure_channel(f"127.0.0.1:{survivor_env['ORCHESTRATOR_PORT']}") as channel:
+            orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            for index in range(JOBS):
+                orchestrator.SubmitGeneration(
+                    orchestrator_pb2.SubmitGenerationRequest(
+                        spec=orchestrator_pb2.GenerationSpec(prompt=PROMPT),
+                        # Kills alone must not use up a job's attempts.
+                        options=orchestrator_pb2.JobOptions(max_attempts=20, idempotency_key=f"job-{index}"),
+                    ),
+                    timeout=10,
+                )
+        for _ in range(KILLS):
+            time.sleep(0.8)
+            processes["victim"].send_signal(signal.SIGKILL)
+            processes["victim"].wait(timeout=10)
+            start("victim", "orchestrator", env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = asyncio.run(_statuses(database_url))
+            if all(row["status"] == "SUCCEEDED" for row in rows):
+                break
+            time.sleep(0.5)
+        rows = asyncio.run(_statuses(database_url))
+        assert len(rows) == JOBS, "no job lost, none duplicated"
+        assert {row["status"] for row in rows} == {"SUCCEEDED"}, tail(tmp_path)
+        assert all(json.loads(row["result"])["text"] == EXPECTED for row in rows), "one stored result each"
+        assert any(row["attempts"] > 1 for row in rows), "the kills interrupted running jobs"
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = {name: process.wait(timeout=60) for name, process in processes.items()}
+        asyncio.run(postgres.__aexit__())
+    assert codes == {"store": 0, "inference": 0, "victim": 0, "survivor": 0}, tail(tmp_path)
