@@ -15,13 +15,20 @@ from typing import Any
 
 import httpx
 import pytest
+from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc, store_pb2, store_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.inference.config import InferenceSettings
 from services.inference.errors import ProviderAuthFailed, ProviderUnavailable
-from tests.conftest import Gateway, scripted_mesh, scripted_registry, serve_asgi
+from services.inference.server import create_server as create_inference
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.server import create_server as create_orchestrator
+from services.store.config import StoreSettings
+from services.store.server import create_server as create_store
+from tests.conftest import Gateway, channel_to, running, scripted_mesh, scripted_registry, serve_asgi
 from tests.fakes import ScriptedBackend
 from tests.test_gateway import assert_error
 from tests.test_sessions import ANSWERS, LLM_OPTIONS, RENDERED, make_session, make_version
@@ -331,3 +338,43 @@ async def test_a_run_without_progress_is_reported_stalled(tmp_path: Path) -> Non
         cancelled = await m.client.post(f"{response.headers['location']}/cancel")
         assert cancelled.json()["status"] == "CANCELLED"
         assert [s["status"] for s in cancelled.json()["steps"]] == ["CANCELLED", "PENDING"]
+
+
+async def test_shutdown_lets_short_jobs_finish_and_gives_long_ones_back(tmp_path: Path) -> None:
+    """SIGTERM's path (MeshServer.stop): stop claiming, finish within the grace period, release the rest."""
+    registry = scripted_registry("local")
+    backend = ScriptedBackend("local")
+    inference, inference_port = create_inference(InferenceSettings(port=0), registry, [backend])
+    store, store_port = create_store(
+        StoreSettings(port=0, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    )
+    orchestrator, orchestrator_port = create_orchestrator(
+        OrchestratorSettings(
+            port=0,
+            inference_addr=f"127.0.0.1:{inference_port}",
+            store_addr=f"127.0.0.1:{store_port}",
+            job_shutdown_grace_s=0.5,
+            **{k: v for k, v in FAST_JOBS.items() if k != "webhook_secret"},
+        ),
+        registry,
+    )
+    async with running(store), running(inference), channel_to(store_port) as store_channel:
+        store_stub = store_pb2_grpc.StoreServiceStub(store_channel)
+        await orchestrator.start()
+        async with channel_to(orchestrator_port) as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            jobs = []
+            for prompt in ("slow 4", "slow 200"):  # 0.2 s: finishes in the grace; 10 s: does not
+                submitted = await stub.SubmitGeneration(
+                    orchestrator_pb2.SubmitGenerationRequest(
+                        spec=orchestrator_pb2.GenerationSpec(prompt=prompt)
+                    )
+                )
+                jobs.append(submitted.job.id)
+        await wait_until(lambda: len(backend.calls) == 2)
+        await orchestrator.stop()
+        short, long = [(await store_stub.GetJob(store_pb2.GetJobRequest(job_id=j))).job for j in jobs]
+        assert short.status == store_pb2.JOB_STATUS_SUCCEEDED
+        assert long.status == store_pb2.JOB_STATUS_QUEUED, "given back for another replica, not left leased"
+        assert long.attempts == 0, "an attempt cut short by shutdown is not counted"
+        assert backend.calls[1].cancelled

@@ -41,8 +41,16 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     )
 
 
+# Calls job workers make on a timer whether or not there is work: logged at DEBUG, or an idle mesh
+# would write a line a second per replica.
+_HOUSEKEEPING = frozenset(
+    f"/llmmesh.v1.StoreService/{name}" for name in ("ClaimJobs", "RenewLeases", "WatchJobs")
+)
+
+
 def _log_done(method: str, started: float, outcome: str) -> None:
-    log.info(
+    log.log(
+        logging.DEBUG if method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
         "rpc done",
         extra={
             "method": method,

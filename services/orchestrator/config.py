@@ -36,7 +36,7 @@ class OrchestratorSettings(ServiceSettings):
     # A claimed job is this replica's for job_lease_s; it renews every job_heartbeat_s, so a
     # replica that dies loses its jobs to another after at most job_lease_s.
     job_lease_s: float = Field(default=30.0, gt=0)
-    job_heartbeat_s: float = Field(default=10.0, gt=0)
+    job_heartbeat_s: float = Field(default=5.0, gt=0)
     # Workers are woken by the store when jobs are queued; this backstop catches jobs whose retry
     # backoff has come due.
     job_poll_s: float = Field(default=1.0, gt=0)

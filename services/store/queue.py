@@ -286,6 +286,30 @@ class JobQueue:
     async def complete(self, lease: Lease, result: dict[str, Any], next_step: NewJob | None) -> Job:
         """Record a job's result; for a pipeline step, queue the next step or end the run, at once."""
         async with self._transaction() as db:
+            # The common case, a plain job with nothing to follow, in one statement.
+            now = utcnow()
+            plain = await db.scalar(
+                update(Job)
+                .where(
+                    Job.id == lease.job_id,
+                    Job.lease_token == lease.token,
+                    Job.status == "RUNNING",
+                    Job.webhook_url.is_(None),
+                    Job.pipeline_run_id.is_(None),
+                )
+                .values(
+                    status="SUCCEEDED",
+                    result=result,
+                    error=None,
+                    completed_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                )
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            )
+            if plain is not None:
+                return plain
             job = await self._locked(db, lease.job_id)
             if job.status in TERMINAL:
                 log.info("completion of an ended job ignored", extra={"job_id": job.id, "status": job.status})
