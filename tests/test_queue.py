@@ -67,6 +67,17 @@ async def complete(store: store_pb2_grpc.StoreServiceStub, job: store_pb2.Job, t
     return response.job
 
 
+async def fail(
+    store: store_pb2_grpc.StoreServiceStub, job: store_pb2.Job, code: str, retry_after_s: float | None = None
+) -> store_pb2.Job:
+    request = store_pb2.FailJobRequest(
+        lease=lease(job),
+        error=store_pb2.JobError(code=code, message="it failed"),
+        retry_after_s=retry_after_s,
+    )
+    return (await store.FailJob(request)).job
+
+
 async def test_a_queued_job_is_claimed_once_and_its_result_kept(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:
@@ -111,30 +122,14 @@ async def test_a_failed_attempt_backs_off_then_fails_for_good_after_max_attempts
 ) -> None:
     queued = (await enqueue(store, 1, max_attempts=2)).job
     [job] = await claim(store)
-    retried = (
-        await store.FailJob(
-            store_pb2.FailJobRequest(
-                lease=lease(job),
-                error=store_pb2.JobError(code="upstream_unavailable", message="down"),
-                retry_after_s=0.3,
-            )
-        )
-    ).job
+    retried = await fail(store, job, "upstream_unavailable", retry_after_s=0.3)
     assert retried.status == store_pb2.JOB_STATUS_QUEUED
     assert retried.error.code == "upstream_unavailable", "the last error is visible while the job waits"
     assert await claim(store) == [], "not before its backoff has passed"
     await asyncio.sleep(0.4)
     [job] = await claim(store)
     assert job.attempts == 2
-    failed = (
-        await store.FailJob(
-            store_pb2.FailJobRequest(
-                lease=lease(job),
-                error=store_pb2.JobError(code="upstream_timeout", message="slow"),
-                retry_after_s=0,
-            )
-        )
-    ).job
+    failed = await fail(store, job, "upstream_timeout", retry_after_s=0)
     assert failed.status == store_pb2.JOB_STATUS_FAILED, "no attempts left"
     assert failed.error.code == "upstream_timeout" and failed.attempts == 2
     assert (await get(store, queued.id)).status == store_pb2.JOB_STATUS_FAILED
@@ -144,13 +139,7 @@ async def test_a_failed_attempt_backs_off_then_fails_for_good_after_max_attempts
 async def test_a_permanent_error_fails_the_job_at_once(store: store_pb2_grpc.StoreServiceStub) -> None:
     await enqueue(store, 1)
     [job] = await claim(store)
-    failed = (
-        await store.FailJob(
-            store_pb2.FailJobRequest(
-                lease=lease(job), error=store_pb2.JobError(code="model_not_found", message="x")
-            )
-        )
-    ).job
+    failed = await fail(store, job, "model_not_found")
     assert failed.status == store_pb2.JOB_STATUS_FAILED and failed.attempts == 1
 
 

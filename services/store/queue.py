@@ -44,6 +44,8 @@ NOTIFY_CHANNEL = "llmmesh_jobs"
 DEFAULT_MAX_ATTEMPTS = 5
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 WEBHOOK_KIND = "webhook"
+# Marks a transaction that queued runnable jobs (AsyncSession.info key).
+_ANNOUNCE = "announce_jobs"
 
 
 @dataclass(frozen=True)
@@ -121,16 +123,15 @@ class JobQueue:
         with unavailable_on_connection_errors():
             async with self._sessions.begin() as session:
                 yield session
+        if session.info.get(_ANNOUNCE) and not self._postgres:
+            self.signals.notify()  # after the commit, so a woken worker finds the jobs
 
     async def _announce(self, db: AsyncSession) -> None:
-        """Tell watchers that jobs were queued: NOTIFY, delivered to every replica at commit, on
-        PostgreSQL; in-process on SQLite, whose file has one store process."""
+        """Tell watchers, once this transaction commits, that jobs were queued: by NOTIFY on
+        PostgreSQL, which reaches every store replica; in-process on SQLite, whose file has one."""
         if self._postgres:
             await db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-
-    def _announced(self) -> None:
-        if not self._postgres:
-            self.signals.notify()
+        db.info[_ANNOUNCE] = True
 
     # Jobs
 
@@ -171,7 +172,6 @@ class JobQueue:
             if existing is None:
                 raise
             return existing, False
-        self._announced()
         return job, True
 
     async def _job_by_key(self, key: str, fingerprint: str) -> Job | None:
@@ -328,8 +328,6 @@ class JobQueue:
                     await self._announce(db)
                 else:
                     await self._end_run(db, run, "SUCCEEDED")
-        if next_step is not None:
-            self._announced()
         return job
 
     async def fail(self, lease: Lease, error: dict[str, str], retry_after_s: float | None) -> Job:
@@ -367,8 +365,6 @@ class JobQueue:
                 released += result.rowcount  # type: ignore[attr-defined]
             if released:
                 await self._announce(db)
-        if released:
-            self._announced()
         return released
 
     async def _end(
@@ -408,9 +404,6 @@ class JobQueue:
         webhook = self._job(NewJob(WEBHOOK_KIND, {"url": url, **target}))
         db.add(webhook)
         await self._announce(db)
-        if not self._postgres:
-            # After this transaction commits; a watcher that looks earlier finds nothing and waits.
-            asyncio.get_running_loop().call_soon(self.signals.notify)
         return webhook.id
 
     # Pipeline runs
@@ -454,7 +447,6 @@ class JobQueue:
             if existing is None:
                 raise
             return existing, False
-        self._announced()
         return RunView(run, [step]), True
 
     async def _run_by_key(self, key: str, fingerprint: str) -> RunView | None:
@@ -512,7 +504,6 @@ class JobQueue:
             run.updated_at = utcnow()
             await self._announce(db)
             view = await self._view(db, run)
-        self._announced()
         return view
 
     async def cancel_run(self, run_id: str) -> RunView:
