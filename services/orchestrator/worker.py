@@ -155,7 +155,7 @@ class JobWorker:
             except grpc.aio.AioRpcError as exc:
                 failures += 1
                 log.warning("cannot claim jobs", extra={"status": exc.code().name, "failures": failures})
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                await self._pause(min(5.0, 0.2 * 2**failures))  # a stop cuts the wait short
                 continue
             failures = 0
             if self._stopping.is_set():  # claimed while shutdown began: give them straight back
