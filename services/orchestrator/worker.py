@@ -26,6 +26,7 @@ from llmmesh.v1 import store_pb2, store_pb2_grpc
 from services.common.errors import MeshError, from_rpc_error
 from services.common.request_id import bound_request_id, outgoing_metadata
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.store import STORE_TIMEOUT_S
 
 log = logging.getLogger("llmmesh.orchestrator.worker")
 
@@ -43,8 +44,6 @@ _PERMANENT_STATUSES = frozenset(
     }
 )
 _PERMANENT_CODES = frozenset({"upstream_auth_failed", "upstream_bad_request"})
-# How long a store call of the worker's own may take before it is retried.
-_STORE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class JobWorker:
             leases = [running.lease for running in unfinished]
             try:
                 await self._store.ReleaseJobs(
-                    store_pb2.ReleaseJobsRequest(leases=leases), timeout=_STORE_TIMEOUT_S
+                    store_pb2.ReleaseJobsRequest(leases=leases), timeout=STORE_TIMEOUT_S
                 )
                 log.info("released unfinished jobs", extra={"jobs": len(leases)})
             except grpc.aio.AioRpcError as exc:
@@ -150,7 +149,7 @@ class JobWorker:
                     store_pb2.ClaimJobsRequest(
                         worker=self.name, limit=free, lease_s=self._settings.job_lease_s
                     ),
-                    timeout=_STORE_TIMEOUT_S,
+                    timeout=STORE_TIMEOUT_S,
                 )
             except grpc.aio.AioRpcError as exc:
                 failures += 1
@@ -165,7 +164,7 @@ class JobWorker:
                             store_pb2.JobLease(job_id=j.id, lease_token=j.lease_token) for j in response.jobs
                         ]
                     ),
-                    timeout=_STORE_TIMEOUT_S,
+                    timeout=STORE_TIMEOUT_S,
                 )
                 return
             for job in response.jobs:
@@ -196,7 +195,7 @@ class JobWorker:
                     store_pb2.RenewLeasesRequest(
                         leases=[r.lease for r in running], lease_s=self._settings.job_lease_s
                     ),
-                    timeout=_STORE_TIMEOUT_S,
+                    timeout=STORE_TIMEOUT_S,
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning("cannot renew job leases", extra={"status": exc.code().name})
@@ -271,7 +270,7 @@ class JobWorker:
         for attempt in range(1, 6):
             try:
                 await getattr(self._store, method)(
-                    request, metadata=outgoing_metadata(), timeout=_STORE_TIMEOUT_S
+                    request, metadata=outgoing_metadata(), timeout=STORE_TIMEOUT_S
                 )
                 return
             except grpc.aio.AioRpcError as exc:

@@ -137,13 +137,17 @@ class JobQueue:
 
     @staticmethod
     def _job(new: NewJob, pipeline_run_id: str | None = None, step_index: int = 0) -> Job:
+        # One instant for both: a claim picks a job up only once `now >= run_at`, so its
+        # started_at can never precede created_at (a default stamped at flush time could).
+        now = utcnow()
         return Job(
             id=_new_id(),
             kind=new.kind,
             status="QUEUED",
             attempts=0,
             max_attempts=new.max_attempts or DEFAULT_MAX_ATTEMPTS,
-            run_at=utcnow(),
+            created_at=now,
+            run_at=now,
             request=new.request,
             webhook_url=new.webhook_url or None,
             pipeline_run_id=pipeline_run_id,
