@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from bench.mesh import free_port
 from bench.report import percentile, write_report
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.store import StoreClient
 from services.orchestrator.worker import JobOutcome, JobWorker
 
 
@@ -111,7 +112,7 @@ async def throughput(store: store_pb2_grpc.StoreServiceStub, jobs: int, concurre
             all_ran.set()
         return JobOutcome({})
 
-    worker = JobWorker(store, noop, _settings(concurrency))
+    worker = JobWorker(StoreClient(store), noop, _settings(concurrency))
     started = time.perf_counter()
     worker.start()
     await all_ran.wait()
@@ -134,7 +135,7 @@ async def latency(store: store_pb2_grpc.StoreServiceStub, samples: int, concurre
         arrived.set()
         return JobOutcome({})
 
-    worker = JobWorker(store, noop, _settings(concurrency))
+    worker = JobWorker(StoreClient(store), noop, _settings(concurrency))
     worker.start()
     await asyncio.sleep(0.5)  # the worker has claimed nothing and waits on the store's wake-ups
     delays = []

@@ -33,13 +33,12 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
         {pool: inference_pb2_grpc.InferenceServiceStub(channel) for pool, channel in pool_channels.items()},
         settings,
     )
-    store_stub = store_pb2_grpc.StoreServiceStub(store_channel)
-    store = StoreClient(store_stub)
+    store = StoreClient(store_pb2_grpc.StoreServiceStub(store_channel))
     sessions = SessionRuns(store, router)
     pipelines = Pipelines(store, router, registry, settings.pipeline_stall_s)
     http = httpx.AsyncClient(follow_redirects=False)
     jobs = Jobs(store, router, sessions, pipelines, settings, http)
-    worker = JobWorker(store_stub, jobs.execute, settings)
+    worker = JobWorker(store, jobs.execute, settings)
     server = MeshServer(settings)
     server.add_service(
         SERVICE_NAME,

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from llmmesh.v1 import store_pb2, store_pb2_grpc
+from llmmesh.v1 import store_pb2
 
 from services.common.errors import MeshError, from_rpc_error
-from services.common.request_id import bound_request_id, outgoing_metadata
+from services.common.request_id import bound_request_id
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.store import STORE_TIMEOUT_S
+from services.orchestrator.store import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.worker")
 
@@ -61,22 +61,20 @@ def retryable(error: MeshError) -> bool:
     return error.status not in _PERMANENT_STATUSES and error.code not in _PERMANENT_CODES
 
 
+def _lease(job: store_pb2.Job) -> store_pb2.JobLease:
+    return store_pb2.JobLease(job_id=job.id, lease_token=job.lease_token)
+
+
 @dataclass
 class _Running:
     job: store_pb2.Job
     task: asyncio.Task[None]
 
-    @property
-    def lease(self) -> store_pb2.JobLease:
-        return store_pb2.JobLease(job_id=self.job.id, lease_token=self.job.lease_token)
-
 
 class JobWorker:
     """Runs queued jobs with `execute`, at most `settings.job_concurrency` at a time."""
 
-    def __init__(
-        self, store: store_pb2_grpc.StoreServiceStub, execute: Execute, settings: OrchestratorSettings
-    ) -> None:
+    def __init__(self, store: StoreClient, execute: Execute, settings: OrchestratorSettings) -> None:
         self._store = store
         self._execute = execute
         self._settings = settings
@@ -118,18 +116,20 @@ class JobWorker:
         await asyncio.gather(*(running.task for running in unfinished), return_exceptions=True)
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
-        if unfinished:
-            leases = [running.lease for running in unfinished]
-            try:
-                await self._store.ReleaseJobs(
-                    store_pb2.ReleaseJobsRequest(leases=leases), timeout=STORE_TIMEOUT_S
-                )
-                log.info("released unfinished jobs", extra={"jobs": len(leases)})
-            except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "could not release unfinished jobs; their leases will expire",
-                    extra={"jobs": len(leases), "status": exc.code().name},
-                )
+        await self._release([_lease(running.job) for running in unfinished])
+
+    async def _release(self, leases: list[store_pb2.JobLease]) -> None:
+        """Hand jobs back for another worker, uncounted; if the store cannot hear it, leases expire."""
+        if not leases:
+            return
+        try:
+            await self._store.call("ReleaseJobs", store_pb2.ReleaseJobsRequest(leases=leases))
+            log.info("released unfinished jobs", extra={"jobs": len(leases)})
+        except MeshError as error:
+            log.warning(
+                "could not release unfinished jobs; their leases will expire",
+                extra={"jobs": len(leases), "code": error.code},
+            )
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until nudged or seconds pass."""
@@ -145,27 +145,20 @@ class JobWorker:
                 await self._pause(self._settings.job_poll_s)
                 continue
             try:
-                response = await self._store.ClaimJobs(
+                response = await self._store.call(
+                    "ClaimJobs",
                     store_pb2.ClaimJobsRequest(
                         worker=self.name, limit=free, lease_s=self._settings.job_lease_s
                     ),
-                    timeout=STORE_TIMEOUT_S,
                 )
-            except grpc.aio.AioRpcError as exc:
+            except MeshError as error:
                 failures += 1
-                log.warning("cannot claim jobs", extra={"status": exc.code().name, "failures": failures})
+                log.warning("cannot claim jobs", extra={"code": error.code, "failures": failures})
                 await self._pause(min(5.0, 0.2 * 2**failures))  # a stop cuts the wait short
                 continue
             failures = 0
             if self._stopping.is_set():  # claimed while shutdown began: give them straight back
-                await self._store.ReleaseJobs(
-                    store_pb2.ReleaseJobsRequest(
-                        leases=[
-                            store_pb2.JobLease(job_id=j.id, lease_token=j.lease_token) for j in response.jobs
-                        ]
-                    ),
-                    timeout=STORE_TIMEOUT_S,
-                )
+                await self._release([_lease(job) for job in response.jobs])
                 return
             for job in response.jobs:
                 self._running[job.id] = _Running(
@@ -178,7 +171,7 @@ class JobWorker:
         """Nudge the claim loop whenever the store says jobs were queued; reconnect when it goes."""
         while not self._stopping.is_set():
             try:
-                async for _ in self._store.WatchJobs(store_pb2.WatchJobsRequest()):
+                async for _ in self._store.stub.WatchJobs(store_pb2.WatchJobsRequest()):
                     self._nudge.set()
             except grpc.aio.AioRpcError as exc:
                 log.debug("job watch stream ended", extra={"status": exc.code().name})
@@ -191,14 +184,14 @@ class JobWorker:
             if not running:
                 continue
             try:
-                response = await self._store.RenewLeases(
+                response = await self._store.call(
+                    "RenewLeases",
                     store_pb2.RenewLeasesRequest(
-                        leases=[r.lease for r in running], lease_s=self._settings.job_lease_s
+                        leases=[_lease(r.job) for r in running], lease_s=self._settings.job_lease_s
                     ),
-                    timeout=STORE_TIMEOUT_S,
                 )
-            except grpc.aio.AioRpcError as exc:
-                log.warning("cannot renew job leases", extra={"status": exc.code().name})
+            except MeshError as error:
+                log.warning("cannot renew job leases", extra={"code": error.code})
                 continue
             held = set(response.held_job_ids)
             for lost in running:
@@ -209,7 +202,7 @@ class JobWorker:
                     lost.task.cancel()
 
     async def _run(self, job: store_pb2.Job) -> None:
-        lease = store_pb2.JobLease(job_id=job.id, lease_token=job.lease_token)
+        lease = _lease(job)
         try:
             with bound_request_id(f"job-{job.id}"):
                 try:
@@ -269,15 +262,12 @@ class JobWorker:
         the lease lapses and the job runs again (at least once, never lost)."""
         for attempt in range(1, 6):
             try:
-                await getattr(self._store, method)(
-                    request, metadata=outgoing_metadata(), timeout=STORE_TIMEOUT_S
-                )
+                await self._store.call(method, request)
                 return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            except MeshError as error:
+                if error.status not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error(
-                        "store refused a job outcome",
-                        extra={"status": exc.code().name, "details": exc.details()},
+                        "store refused a job outcome", extra={"code": error.code, "message": error.message}
                     )
                     return
                 await asyncio.sleep(0.2 * 2**attempt)
