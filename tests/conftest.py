@@ -157,11 +157,12 @@ async def scripted_mesh(
     generation_timeout_s: float = 0.5,
     registry: Registry | None = None,
     backends: list[ScriptedBackend] | None = None,
+    gateway_settings: dict[str, Any] | None = None,
     **orchestrator_settings: Any,
 ) -> AsyncIterator[Gateway]:
     """All four services in-process on real sockets, the models replaced by scripted backends
     (by default one, named "scripted", on the default route); `orchestrator_settings` override
-    the orchestrator's (job worker timings, say)."""
+    the orchestrator's (job worker timings, say), `gateway_settings` the gateway's (auth, limits)."""
     backends = backends or [ScriptedBackend()]
     registry = registry or scripted_registry(*(b.name for b in backends))
     inference, inference_port = create_inference(InferenceSettings(port=0), registry, backends)
@@ -182,6 +183,7 @@ async def scripted_mesh(
         orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
         inference_addr=f"127.0.0.1:{inference_port}",
         store_addr=f"127.0.0.1:{store_port}",
+        **(gateway_settings or {}),
     )
     async with running(store), running(inference), running(orchestrator):
         async for base_url in serve_app(settings):

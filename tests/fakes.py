@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from services.common.errors import MeshError
 from services.common.registry import CustomConfig, ModelConfig
 from services.common.request_id import current_request_id
-from services.inference.backends.base import Backend, Delta, Finished, GenerationInput
+from services.inference.backends.base import Backend, Delta, Embeddings, Finished, GenerationInput
 from services.inference.errors import ModelBusy, ProviderUnavailable
 
 
@@ -75,6 +75,8 @@ class ScriptedBackend(Backend):
         call = Call(current_request_id(), request)
         self.calls.append(call)
         text = request.prompt if request.prompt is not None else request.messages[-1].content
+        # A word is a token here, so prompt limits can be tested without a tokenizer.
+        self.check_prompt_tokens(sum(len(m.content.split()) for m in request.as_messages()))
         try:
             if self.refuse is not None:
                 raise self.refuse
@@ -114,3 +116,15 @@ class LocalScriptedBackend(ScriptedBackend):
     """The scripted backend as a local engine: the host may unload it when idle or to make room."""
 
     unloadable = True
+
+
+class ScriptedEmbedder(ScriptedBackend):
+    """An embedding model: a deterministic unit-length vector per text, a token per word."""
+
+    async def embed(self, inputs: list[str]) -> Embeddings:
+        vectors = []
+        for text in inputs:
+            raw = [float(ord(c) % 7 + 1) for c in (text * 4)[:4]]
+            norm = sum(v * v for v in raw) ** 0.5
+            vectors.append([v / norm for v in raw])
+        return Embeddings(vectors, sum(len(t.split()) for t in inputs))

@@ -42,6 +42,9 @@ class ModelConfig(_Strict):
     task: Literal["generate", "embed"] = "generate"
     # Context window in tokens, when known; prompts longer than that are refused before generating.
     context_length: int = Field(default=0, ge=0)
+    # Longest prompt accepted, in tokens, checked where the backend counts tokens before generating
+    # (llama.cpp, vLLM); 0 means the context window less one. Longer prompts get 400 prompt_too_long.
+    max_prompt_tokens: int = Field(default=0, ge=0)
 
     @property
     def capabilities(self) -> list[str]:

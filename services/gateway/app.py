@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
 
 from services.common.grpc_options import create_channel
+from services.gateway.auth.admission import Admission, authenticate
+from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
+from services.gateway.conversations.routes import router as conversations_router
 from services.gateway.errors import install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
-from services.gateway.middleware import RequestIdMiddleware
+from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
+from services.gateway.openai.routes import router as openai_router
+from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.sessions.routes import router as sessions_router
+
+log = logging.getLogger("llmmesh.gateway")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -34,6 +42,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator)
         app.state.store = store_pb2_grpc.StoreServiceStub(store)
+        app.state.admission = Admission(settings, app.state.store)
+        if settings.auth_enabled and settings.admin_token is None:
+            log.warning("auth is on but GATEWAY_ADMIN_TOKEN is unset: no API key can be created here")
         app.state.health_channels = health_channels
         try:
             yield
@@ -47,11 +58,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="REST and Server-Sent Events in front of a gRPC mesh that serves LLM generations.",
         lifespan=lifespan,
     )
+    # The last added runs first: the request id exists before any limit can refuse the request.
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(generate_router)
-    app.include_router(models_router)
-    app.include_router(sessions_router)
-    app.include_router(jobs_router)
+    app.include_router(admin_router)
+    # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).
+    app.include_router(realtime_router)
+    for router in (
+        generate_router,
+        models_router,
+        sessions_router,
+        jobs_router,
+        openai_router,
+        conversations_router,
+    ):
+        app.include_router(router, dependencies=[Depends(authenticate)])
     return app

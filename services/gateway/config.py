@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings, env_alias
@@ -26,3 +26,20 @@ class GatewaySettings(ServiceSettings):
     request_timeout_s: float = Field(default=300.0, gt=0)
     # Seconds between SSE comment pings that keep idle proxies from closing a slow stream.
     sse_ping_s: float = Field(default=15.0, gt=0)
+
+    # API keys: off for local development (the embedded default); on in the Kubernetes manifests.
+    auth_enabled: bool = False
+    # Bearer token of the admin API (/admin/v1/...); unset disables it. Only from the environment.
+    admin_token: SecretStr | None = None
+    # Seconds a verified key is trusted before the store is asked again (a revoke made through
+    # this gateway takes effect at once; through another replica, within this time).
+    api_key_cache_s: float = Field(default=10.0, ge=0)
+    # Limits of a key whose own are 0; 0 here means unlimited.
+    default_rpm: int = Field(default=600, ge=0)
+    default_tpm: int = Field(default=200_000, ge=0)
+    # Generations (requests and WebSocket turns) in flight at once; more are refused with 503.
+    max_concurrent_requests: int = Field(default=64, ge=1)
+    # Larger request bodies are refused with 413 before they are read.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Seconds between WebSocket ping frames (the client's pongs show the connection is alive).
+    ws_ping_s: float = Field(default=20.0, gt=0)

@@ -37,6 +37,28 @@ HTTP_STATUS_BY_GRPC = {
 }
 
 
+# OpenAI's error `type` for each HTTP status, for the OpenAI-compatible routes under /v1.
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+OPENAI_PREFIX = "/v1/"
+
+
+class GatewayError(MeshError):
+    """An error the gateway itself raises (auth, limits), with the HTTP headers that go with it."""
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -79,12 +101,36 @@ def error_body(
     ).model_dump(exclude_none=True)
 
 
+def openai_error_body(status: int, code: str, message: str, request_id: str) -> dict[str, Any]:
+    """The error body OpenAI's API sends (and its SDKs parse), with our request id beside it."""
+    kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "error": {"message": message, "type": kind, "param": None, "code": code, "request_id": request_id}
+    }
+
+
+def error_payload(
+    path: str, status: int, code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None
+) -> dict[str, Any]:
+    """The body of an error: OpenAI's shape on the OpenAI-compatible routes, ours everywhere else."""
+    if path.startswith(OPENAI_PREFIX):
+        return openai_error_body(status, code, message, request_id)
+    return error_body(code, message, request_id, details)
+
+
 def error_response(
-    request: Request, status: int, code: str, message: str, details: list[ErrorDetail] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     request_id = request_id_of(request)
     return JSONResponse(
-        error_body(code, message, request_id, details), status_code=status, headers={HTTP_HEADER: request_id}
+        error_payload(request.url.path, status, code, message, request_id, details),
+        status_code=status,
+        headers={**(headers or {}), HTTP_HEADER: request_id},
     )
 
 
@@ -112,12 +158,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
+    # OpenAI's API answers a malformed request with 400, and its SDKs expect that.
+    status = 400 if request.url.path.startswith(OPENAI_PREFIX) else 422
     # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
     details = [
         ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors
     ]
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
-    return error_response(request, 422, "invalid_request", f"invalid request: {summary}", details)
+    return error_response(request, status, "invalid_request", f"invalid request: {summary}", details)
 
 
 async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
@@ -128,12 +176,13 @@ async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MeshError)
-    return error_response(request, http_status_of(exc), exc.code, exc.message)
+    headers = exc.headers if isinstance(exc, GatewayError) else None
+    return error_response(request, http_status_of(exc), exc.code, exc.message, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "route_not_found", 405: "method_not_allowed"}
+    codes = {404: "route_not_found", 405: "method_not_allowed", 413: "request_too_large"}
     return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 

@@ -1,13 +1,18 @@
-"""Request id and access log for every HTTP request (pure ASGI, so streaming responses pass untouched)."""
+"""Request id, access log and request limits for every HTTP request (pure ASGI, so streaming
+responses pass untouched)."""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.request_id import HTTP_HEADER, accept_request_id, bound_request_id
+from services.gateway.auth.admission import SLOT_STATE
+from services.gateway.errors import error_payload
 
 log = logging.getLogger("llmmesh.gateway.access")
 _HEADER_KEY = HTTP_HEADER.lower().encode()
@@ -51,3 +56,68 @@ class RequestIdMiddleware:
                         "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
                     },
                 )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from receive(); an HTTPException so FastAPI's body parsing passes it on unchanged."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class RequestLimitsMiddleware:
+    """Refuses bodies over the size limit with 413 (by Content-Length before reading, or as soon as
+    a chunked body passes it), and gives back a generation slot once its response has been sent."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(scope, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._too_large(scope, send)
+        finally:
+            if scope.get("state", {}).pop(SLOT_STATE, False):
+                scope["app"].state.admission.concurrency.release()
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id", "")
+        body = error_payload(
+            scope["path"],
+            413,
+            "request_too_large",
+            f"the request body is larger than {self.max_body_bytes} bytes",
+            request_id,
+        )
+        await JSONResponse(body, status_code=413)(scope, _ignore_receive, send)
+
+
+async def _ignore_receive() -> Message:
+    return {"type": "http.disconnect"}

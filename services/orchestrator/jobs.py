@@ -22,7 +22,7 @@ from services.common.results import generation_json, job_json, pipeline_run_json
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import InvalidGeneration, InvalidJob, WebhookFailed
 from services.orchestrator.pipelines import STEP_KIND, Pipelines
-from services.orchestrator.routing import Router
+from services.orchestrator.routing import Router, user_text
 from services.orchestrator.sessions import SessionRuns
 from services.orchestrator.store import StoreClient, request_fingerprint
 from services.orchestrator.worker import JobOutcome
@@ -65,8 +65,9 @@ class Jobs:
     async def submit_generation(
         self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
     ) -> tuple[store_pb2.Job, bool]:
-        if not spec.prompt.strip():
-            raise InvalidGeneration("prompt must not be empty")
+        user_text(spec)  # a malformed conversation fails the submission, not the job
+        if spec.conversation_id:
+            raise InvalidGeneration("a stored conversation cannot be continued by a background job")
         self._router.resolve(spec.model)  # an unknown model fails the submission, not the job
         request = {"spec": json_format.MessageToDict(spec, preserving_proto_field_name=True)}
         return await self._enqueue(GENERATE_KIND, request, options)

@@ -67,6 +67,35 @@ def outcome_of(error: MeshError) -> Outcome:
     return Outcome.FAIL
 
 
+def conversation_of(spec: orchestrator_pb2.GenerationSpec) -> list[common_pb2.ChatMessage]:
+    """The turns a spec asks the model to answer: system, earlier turns, then the prompt as the user's."""
+    messages = []
+    if spec.system:
+        messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=spec.system))
+    messages.extend(spec.messages)
+    if spec.prompt:
+        messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
+    return messages
+
+
+def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
+    """What the user asked: the raw prompt, or the conversation's last turn, which must be theirs."""
+    if spec.raw:
+        if spec.messages or spec.system:
+            raise InvalidGeneration("a raw prompt cannot be combined with system or messages")
+        text = spec.prompt
+    else:
+        messages = conversation_of(spec)
+        if not messages or messages[-1].role != common_pb2.ROLE_USER:
+            raise InvalidGeneration("the conversation must end with a user message")
+        if any(m.role == common_pb2.ROLE_UNSPECIFIED for m in messages):
+            raise InvalidGeneration("every message needs a role: system, user or assistant")
+        text = messages[-1].content
+    if not text.strip():
+        raise InvalidGeneration("prompt must not be empty")
+    return text
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -126,15 +155,14 @@ class Router:
 
         Closing this iterator cancels the inference call, which stops the model.
         """
-        if not spec.prompt.strip():
-            raise InvalidGeneration("prompt must not be empty")
+        asked = user_text(spec)
         route = self.resolve(spec.model)
         timeout = self._timeout(caller_time_remaining)
         deadline = asyncio.get_running_loop().time() + timeout
         failures: list[tuple[str, MeshError]] = []
         for index, tier in enumerate(route.tiers):
             if tier.canned:
-                reply = self._canned_reply(tier.canned, spec.prompt)
+                reply = self._canned_reply(tier.canned, asked)
                 if reply is not None:
                     yield inference_pb2.GenerateResponse(delta=common_pb2.TokenDelta(text=reply))
                     yield inference_pb2.GenerateResponse(
@@ -219,17 +247,13 @@ class Router:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise GenerationTimeout(f"the generation did not finish within {limit_s:g} s")
-        messages = []
-        if spec.system:
-            messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=spec.system))
-        messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
         request = inference_pb2.GenerateRequest(
-            request_id=current_request_id(),
-            model=model,
-            conversation=common_pb2.Conversation(messages=messages),
-            params=spec.params,
-            stream=stream,
+            request_id=current_request_id(), model=model, params=spec.params, stream=stream
         )
+        if spec.raw:
+            request.prompt = spec.prompt
+        else:
+            request.conversation.messages.extend(conversation_of(spec))
         pool = self.registry.models[model].pool
         call = self._pools[pool].Generate(request, timeout=remaining, metadata=outgoing_metadata())
         held: list[inference_pb2.GenerateResponse] | None = []

@@ -9,6 +9,7 @@ from services.common.grpc_options import create_channel
 from services.common.registry import Registry, load_registry
 from services.common.server import MeshServer, run_service
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.conversations import Conversations
 from services.orchestrator.jobs import Jobs
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router, pool_addresses
@@ -43,7 +44,7 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     server.add_service(
         SERVICE_NAME,
         lambda s: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-            OrchestratorServicer(router, sessions, jobs, pipelines), s
+            OrchestratorServicer(router, Conversations(router, store), sessions, jobs, pipelines), s
         ),
     )
 

@@ -8,6 +8,7 @@ from contextlib import aclosing
 import grpc
 from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
+from services.orchestrator.conversations import Conversations
 from services.orchestrator.jobs import Jobs
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
@@ -15,8 +16,16 @@ from services.orchestrator.sessions import SessionRuns
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, router: Router, sessions: SessionRuns, jobs: Jobs, pipelines: Pipelines) -> None:
+    def __init__(
+        self,
+        router: Router,
+        conversations: Conversations,
+        sessions: SessionRuns,
+        jobs: Jobs,
+        pipelines: Pipelines,
+    ) -> None:
         self.router = router
+        self.conversations = conversations
         self.sessions = sessions
         self.jobs = jobs
         self.pipelines = pipelines
@@ -24,13 +33,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunGenerationResponse:
-        result = await self.router.run(request.spec, context.time_remaining())
+        result = await self.conversations.run(request.spec, context.time_remaining())
         return orchestrator_pb2.RunGenerationResponse(result=result)
 
     async def StreamGeneration(
         self, request: orchestrator_pb2.StreamGenerationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.StreamGenerationResponse]:
-        async with aclosing(self.router.stream(request.spec, context.time_remaining())) as events:
+        async with aclosing(self.conversations.stream(request.spec, context.time_remaining())) as events:
             async for event in events:
                 if event.HasField("delta"):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)

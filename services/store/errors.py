@@ -74,3 +74,16 @@ class IdempotencyKeyReused(FailedPrecondition):
 
 class PipelineRunFinished(FailedPrecondition):
     code = "pipeline_run_already_finished"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
+class InvalidApiKey(MeshError):
+    code = "invalid_api_key"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation_not_found"

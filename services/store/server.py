@@ -12,6 +12,7 @@ from llmmesh.v1 import store_pb2, store_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from services.common.server import MeshServer, run_service
+from services.store.access import Access
 from services.store.config import StoreSettings
 from services.store.db import create_engine
 from services.store.errors import StoreUnavailable
@@ -33,7 +34,9 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
     server = MeshServer(settings)
     server.add_service(
         SERVICE_NAME,
-        lambda s: store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(repository, queue), s),
+        lambda s: store_pb2_grpc.add_StoreServiceServicer_to_server(
+            StoreServicer(repository, queue, Access(engine)), s
+        ),
     )
     tasks: list[asyncio.Task[None]] = []
 

@@ -20,6 +20,7 @@ from services.common.enums import (
     VERSION_STATUS_VALUES,
 )
 from services.store import models
+from services.store.access import Access, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.queue import JobQueue, Lease, NewJob, RunView
 from services.store.repository import NewAnswer, NewResult, Repository
@@ -178,10 +179,34 @@ def _leases(leases: Any) -> list[Lease]:
     return [Lease(lease.job_id, lease.lease_token) for lease in leases]
 
 
+def key_to_proto(key: models.ApiKey) -> store_pb2.ApiKey:
+    return store_pb2.ApiKey(
+        id=key.id,
+        name=key.name,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+        created_at=_timestamp(key.created_at),
+        revoked_at=_timestamp(key.revoked_at),
+    )
+
+
+def conversation_to_proto(conversation: models.Conversation) -> store_pb2.StoredConversation:
+    return store_pb2.StoredConversation(
+        owner=conversation.owner,
+        conversation_id=conversation.conversation_id,
+        messages=[
+            common_pb2.ChatMessage(role=ROLE_VALUES[m.role], content=m.content) for m in conversation.messages
+        ],
+        created_at=_timestamp(conversation.created_at),
+        updated_at=_timestamp(conversation.updated_at),
+    )
+
+
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, repository: Repository, queue: JobQueue) -> None:
+    def __init__(self, repository: Repository, queue: JobQueue, access: Access) -> None:
         self.repository = repository
         self.queue = queue
+        self.access = access
 
     async def DescribeStore(
         self, request: store_pb2.DescribeStoreRequest, context: grpc.aio.ServicerContext
@@ -378,3 +403,43 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.CancelPipelineRunResponse:
         view = await self.queue.cancel_run(request.run_id)
         return store_pb2.CancelPipelineRunResponse(run=run_to_proto(view))
+
+    async def CreateApiKey(
+        self, request: store_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateApiKeyResponse:
+        key, secret = await self.access.create_key(request.name, request.rpm_limit, request.tpm_limit)
+        return store_pb2.CreateApiKeyResponse(key=key_to_proto(key), secret=secret)
+
+    async def ListApiKeys(
+        self, request: store_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListApiKeysResponse:
+        return store_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in await self.access.list_keys()])
+
+    async def RevokeApiKey(
+        self, request: store_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.RevokeApiKeyResponse:
+        return store_pb2.RevokeApiKeyResponse(key=key_to_proto(await self.access.revoke_key(request.key_id)))
+
+    async def VerifyApiKey(
+        self, request: store_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.VerifyApiKeyResponse:
+        return store_pb2.VerifyApiKeyResponse(key=key_to_proto(await self.access.verify_key(request.secret)))
+
+    async def GetConversation(
+        self, request: store_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetConversationResponse:
+        conversation = await self.access.get_conversation(request.owner, request.conversation_id)
+        return store_pb2.GetConversationResponse(conversation=conversation_to_proto(conversation))
+
+    async def AppendConversation(
+        self, request: store_pb2.AppendConversationRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.AppendConversationResponse:
+        turns = [Turn(_role_name(m.role), m.content) for m in request.messages]
+        length = await self.access.append(request.owner, request.conversation_id, turns)
+        return store_pb2.AppendConversationResponse(length=length)
+
+    async def DeleteConversation(
+        self, request: store_pb2.DeleteConversationRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.DeleteConversationResponse:
+        await self.access.delete_conversation(request.owner, request.conversation_id)
+        return store_pb2.DeleteConversationResponse()

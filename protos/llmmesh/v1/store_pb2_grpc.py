@@ -149,6 +149,41 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CreateApiKey',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/llmmesh.v1.StoreService/ListApiKeys',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/llmmesh.v1.StoreService/RevokeApiKey',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.VerifyApiKey = channel.unary_unary(
+                '/llmmesh.v1.StoreService/VerifyApiKey',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
+                _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/llmmesh.v1.StoreService/GetConversation',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
+        self.AppendConversation = channel.unary_unary(
+                '/llmmesh.v1.StoreService/AppendConversation',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
+                _registered_method=True)
+        self.DeleteConversation = channel.unary_unary(
+                '/llmmesh.v1.StoreService/DeleteConversation',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -312,6 +347,53 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """A new API key; its secret is returned once and only its hash is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revoked keys stop authenticating; the record stays for audit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyApiKey(self, request, context):
+        """The key whose secret this is (constant-time comparison); UNAUTHENTICATED when none is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """A conversation's stored turns, oldest first (NOT_FOUND when it has none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendConversation(self, request, context):
+        """Appends turns to a conversation, creating it on first use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,6 +511,41 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.CancelPipelineRun,
                     request_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'VerifyApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyApiKey,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.SerializeToString,
+            ),
+            'AppendConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendConversation,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.SerializeToString,
+            ),
+            'DeleteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConversation,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1052,6 +1169,195 @@ class StoreService:
             '/llmmesh.v1.StoreService/CancelPipelineRun',
             llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
             llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CreateApiKey',
+            llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/ListApiKeys',
+            llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/RevokeApiKey',
+            llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/VerifyApiKey',
+            llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/GetConversation',
+            llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/AppendConversation',
+            llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/DeleteConversation',
+            llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from llmmesh.v1 import common_pb2, orchestrator_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.results import generation_json
+from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import call_options, orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
@@ -54,6 +55,7 @@ def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, 
 @router.post(
     "/generate",
     response_model=GenerateResponse,
+    dependencies=[Depends(generation_slot)],
     responses={
         **_ERRORS,
         **ACCEPTED,
@@ -81,6 +83,7 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
         orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
         **call_options(request),
     )
+    charge(request, response.result.usage)
     return GenerateResponse(**generation_json(response.result), request_id=request_id)
 
 
@@ -90,10 +93,11 @@ async def _stream(request: Request, body: GenerateRequest, request_id: str) -> E
         **call_options(request),
     )
 
-    def render(event: orchestrator_pb2.StreamGenerationResponse) -> ServerSentEvent:
+    def render(event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
-            return ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
+            return [ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")]
+        charge(request, event.result.usage)
         done = StreamDone(**_outcome(event.result, request_id))
-        return ServerSentEvent(done.model_dump_json(), event="done")
+        return [ServerSentEvent(done.model_dump_json(), event="done")]
 
     return await sse_from_call(request, call, render)

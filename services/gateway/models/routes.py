@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from llmmesh.v1 import orchestrator_pb2
 
+from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import call_options, orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.models.protocol import (
@@ -61,6 +62,7 @@ async def list_models(request: Request) -> ModelsResponse:
 
 @router.post(
     "/ai/embeddings",
+    dependencies=[Depends(generation_slot)],
     response_model=EmbeddingsResponse,
     responses=error_responses(
         descriptions={
@@ -79,6 +81,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
         orchestrator_pb2.CreateEmbeddingsRequest(request_id=request_id, model=body.model, inputs=inputs),
         **call_options(request),
     )
+    charge(request, answer.usage)
     return EmbeddingsResponse(
         model=answer.model,
         embeddings=[list(e.values) for e in answer.embeddings],

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Depends, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
 from sse_starlette import ServerSentEvent
 
 from services.common.enums import ROLE_NAMES, VERSION_STATUS_NAMES
+from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import call_options, orchestrator, store
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import StreamDelta, Usage
@@ -259,6 +260,7 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
 @router.post(
     "/sessions/{session_code}/llm",
     response_model=api.SessionRun,
+    dependencies=[Depends(generation_slot)],
     responses={
         **error_responses(404, 409, 502, 504),
         **ACCEPTED,
@@ -294,6 +296,8 @@ async def run_session(
             ),
             **call_options(request),
         )
+        if not response.run.cached:
+            charge(request, response.run.usage)
         return _run(response.run)
     call = orchestrator(request).StreamSession(
         orchestrator_pb2.StreamSessionRequest(
@@ -302,9 +306,11 @@ async def run_session(
         **call_options(request),
     )
 
-    def render(event: orchestrator_pb2.StreamSessionResponse) -> ServerSentEvent:
+    def render(event: orchestrator_pb2.StreamSessionResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
-            return ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")
-        return ServerSentEvent(_run(event.run).model_dump_json(), event="done")
+            return [ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")]
+        if not event.run.cached:
+            charge(request, event.run.usage)
+        return [ServerSentEvent(_run(event.run).model_dump_json(), event="done")]
 
     return await sse_from_call(request, call, render)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from services.common.registry import ModelConfig
-from services.inference.errors import UnsupportedTask
+from services.inference.errors import PromptTooLong, UnsupportedTask
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter"]
@@ -84,6 +84,21 @@ class Backend(abc.ABC):
     @property
     def context_length(self) -> int:
         return self.config.context_length
+
+    @property
+    def prompt_token_limit(self) -> int:
+        """The most prompt tokens a request may have (0: no limit known)."""
+        window = self.context_length - 1 if self.context_length else 0
+        configured = self.config.max_prompt_tokens
+        return min(configured, window) if configured and window else configured or window
+
+    def check_prompt_tokens(self, count: int) -> None:
+        """Refuse a prompt over the limit, naming it, before any generation starts."""
+        limit = self.prompt_token_limit
+        if limit and count > limit:
+            raise PromptTooLong(
+                f"the prompt is {count} tokens; model {self.name} accepts at most {limit} prompt tokens"
+            )
 
     @abc.abstractmethod
     async def load(self) -> None:

@@ -24,7 +24,7 @@ from services.inference.backends.base import (
     GenerationInput,
 )
 from services.inference.config import InferenceSettings
-from services.inference.errors import ModelBusy, ModelNotLoaded, PromptTooLong
+from services.inference.errors import ModelBusy, ModelNotLoaded
 from services.inference.stop import StopMatcher
 from services.inference.templates import GEMMA_END_OF_TURN, GEMMA_START_OF_TURN, Piece, render_gemma
 
@@ -212,12 +212,8 @@ class LlamaCppBackend(Backend):
         llama = self._llama
         assert llama is not None
         prompt = self._tokenize(request)
+        self.check_prompt_tokens(len(prompt))
         room = self.context_length - len(prompt)
-        if room < 1:
-            raise PromptTooLong(
-                f"the prompt is {len(prompt)} tokens; model {self.name} accepts at most "
-                f"{self.context_length - 1} prompt tokens"
-            )
         sampling = request.sampling
         limit = min(sampling.max_tokens, room)
         llama.set_seed(sampling.seed if sampling.seed is not None else _RANDOM_SEED)

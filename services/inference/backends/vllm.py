@@ -73,13 +73,16 @@ class VllmBackend(Backend):
             stop=list(sampling.stop) or None,
             repetition_penalty=self._settings.repeat_penalty,
         )
+        prompt = self._prompt(request)
+        if self.prompt_token_limit:
+            self.check_prompt_tokens(len(self._tokenizer.encode(prompt, add_special_tokens=False)))
         request_id = uuid.uuid4().hex
         sent_text = ""
         sent_tokens = 0
         finished = False
         output: Any = None
         try:
-            async for output in self._engine.generate(self._prompt(request), params, request_id):
+            async for output in self._engine.generate(prompt, params, request_id):
                 completion = output.outputs[0]
                 if len(completion.text) > len(sent_text):
                     yield Delta(completion.text[len(sent_text) :], len(completion.token_ids) - sent_tokens)

@@ -1,0 +1,1 @@
+"""API keys, the admin API that manages them, and the limits each request is admitted under."""

@@ -1,0 +1,171 @@
+"""Who is calling and whether to serve them now: API key, rate limits, generations in flight.
+
+`authenticate` runs on every API route (a dependency added where the routers are included);
+`generation_slot` on routes that run a model. The slot is given back by RequestLimitsMiddleware
+when the response (a whole stream included) has been sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import grpc
+from fastapi import Request
+from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
+
+from services.common.errors import MeshError, from_rpc_error
+from services.common.request_id import outgoing_metadata
+from services.gateway.auth.limits import ConcurrencyLimit, RateLimits
+from services.gateway.config import GatewaySettings
+from services.gateway.errors import GatewayError
+
+_BEARER = "bearer "
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Verified keys remembered at most (least recently used forgotten first).
+_MAX_CACHED_KEYS = 10_000
+# scope["state"] key marking a request that holds a generation slot.
+SLOT_STATE = "generation_slot"
+
+
+class Unauthenticated(GatewayError):
+    code = "missing_api_key"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class InvalidApiKey(Unauthenticated):
+    code = "invalid_api_key"
+
+
+class AdminDisabled(GatewayError):
+    code = "admin_disabled"
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class InvalidAdminToken(Unauthenticated):
+    code = "invalid_admin_token"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key a request was made with; limits of 0 are unlimited."""
+
+    key_id: str
+    name: str
+    rpm: int
+    tpm: int
+
+
+# Every request when auth is off: one anonymous caller, no per-key limits, conversations shared.
+ANONYMOUS = Caller(key_id="", name="anonymous", rpm=0, tpm=0)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization[: len(_BEARER)].lower() == _BEARER:
+        return authorization[len(_BEARER) :].strip() or None
+    return None
+
+
+class Admission:
+    """Key verification (through the store, cached briefly), rate limits and the concurrency limit."""
+
+    def __init__(self, settings: GatewaySettings, store: store_pb2_grpc.StoreServiceStub) -> None:
+        self._settings = settings
+        self._store = store
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self.rates = RateLimits()
+        self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
+
+    async def identify(self, token: str | None) -> Caller:
+        """The caller whose API key this is (anonymous when auth is off)."""
+        if not self._settings.auth_enabled:
+            return ANONYMOUS
+        if token is None:
+            raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'", _CHALLENGE)
+        return await self._verify(token)
+
+    def admit(self, caller: Caller) -> None:
+        """Count one request against the caller's limits, or raise RateLimited."""
+        if caller.key_id:
+            self.rates.admit(caller.key_id, caller.rpm, caller.tpm)
+
+    async def _verify(self, token: str) -> Caller:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._verified.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            self._verified.move_to_end(digest)
+            return cached[0]
+        try:
+            answer = await self._store.VerifyApiKey(
+                store_pb2.VerifyApiKeyRequest(secret=token), metadata=outgoing_metadata(), timeout=10
+            )
+        except grpc.aio.AioRpcError as exc:
+            error: MeshError = from_rpc_error(exc)
+            if error.status == grpc.StatusCode.UNAUTHENTICATED:
+                raise InvalidApiKey("the API key is not valid (unknown or revoked)", _CHALLENGE) from exc
+            raise error from exc
+        key = answer.key
+        caller = Caller(
+            key_id=key.id,
+            name=key.name,
+            rpm=key.rpm_limit or self._settings.default_rpm,
+            tpm=key.tpm_limit or self._settings.default_tpm,
+        )
+        self._verified[digest] = (caller, time.monotonic() + self._settings.api_key_cache_s)
+        while len(self._verified) > _MAX_CACHED_KEYS:
+            self._verified.popitem(last=False)
+        return caller
+
+    def forget(self, key_id: str) -> None:
+        """Stop trusting a key at once (it was just revoked)."""
+        for digest in [d for d, (caller, _) in self._verified.items() if caller.key_id == key_id]:
+            del self._verified[digest]
+
+    def charge(self, caller: Caller, usage: common_pb2.Usage) -> None:
+        """Count a finished generation's tokens against its caller's tokens-per-minute."""
+        if caller.key_id:
+            self.rates.charge_tokens(caller.key_id, usage.prompt_tokens + usage.completion_tokens)
+
+    def check_admin(self, authorization: str | None) -> None:
+        expected = self._settings.admin_token
+        if expected is None:
+            raise AdminDisabled("the admin API is disabled: set GATEWAY_ADMIN_TOKEN to use it")
+        token = bearer_token(authorization) or ""
+        if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            raise InvalidAdminToken("the admin token is missing or wrong", _CHALLENGE)
+
+
+def admission_of(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
+
+
+async def authenticate(request: Request) -> Caller:
+    """Dependency of every API route: the caller, admitted under its rate limits."""
+    admission = admission_of(request)
+    caller = await admission.identify(bearer_token(request.headers.get("authorization")))
+    admission.admit(caller)
+    request.state.caller = caller
+    return caller
+
+
+def caller_of(request: Request) -> Caller:
+    caller: Caller = getattr(request.state, "caller", ANONYMOUS)
+    return caller
+
+
+def charge(request: Request, usage: common_pb2.Usage) -> None:
+    admission_of(request).charge(caller_of(request), usage)
+
+
+def generation_slot(request: Request) -> None:
+    """Dependency of routes that run a model: one of the gateway's slots, or 503 at once."""
+    admission_of(request).concurrency.acquire()
+    request.scope.setdefault("state", {})[SLOT_STATE] = True
+
+
+async def require_admin(request: Request) -> None:
+    admission_of(request).check_admin(request.headers.get("authorization"))

@@ -1,0 +1,126 @@
+"""Per-key rate limits (token buckets) and the gateway's global limit on generations in flight.
+
+Limits are kept in this gateway process: with several gateway replicas each enforces a key's limits
+on its own share of the traffic (see README "API keys and limits").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from services.common.errors import ResourceExhausted, Unavailable
+from services.gateway.errors import GatewayError
+
+# Buckets of this many keys at most are kept; the least recently used is forgotten (and refilled).
+MAX_TRACKED_KEYS = 10_000
+
+
+class RateLimited(GatewayError, ResourceExhausted):
+    code = "rate_limited"
+
+
+class Overloaded(GatewayError, Unavailable):
+    code = "overloaded"
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+@dataclass
+class TokenBucket:
+    """`per_minute` units a minute, in bursts of up to a minute's worth. A charge may overdraw the
+    bucket (token counts are known only after a generation); requests wait until it is refilled."""
+
+    per_minute: int
+    level: float = field(init=False)
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.level = float(self.per_minute)
+
+    def _refill(self, now: float) -> None:
+        self.level = min(self.per_minute, self.level + (now - self.stamp) * self.per_minute / 60)
+        self.stamp = now
+
+    def wait_s(self, need: float, now: float) -> float:
+        """Seconds until `need` units are available (0: now)."""
+        self._refill(now)
+        return 0.0 if self.level >= need else (need - self.level) * 60 / self.per_minute
+
+    def take(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level -= amount
+
+
+@dataclass
+class _KeyBuckets:
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+
+
+class RateLimits:
+    """Requests-per-minute and tokens-per-minute buckets per key."""
+
+    def __init__(self) -> None:
+        self._buckets: OrderedDict[str, _KeyBuckets] = OrderedDict()
+
+    def _for(self, key_id: str, rpm: int, tpm: int) -> _KeyBuckets:
+        buckets = self._buckets.get(key_id)
+        if (
+            buckets is None
+            or (buckets.requests and buckets.requests.per_minute) != rpm
+            or (buckets.tokens and buckets.tokens.per_minute) != tpm
+        ):
+            buckets = _KeyBuckets(TokenBucket(rpm) if rpm else None, TokenBucket(tpm) if tpm else None)
+            self._buckets[key_id] = buckets
+            while len(self._buckets) > MAX_TRACKED_KEYS:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key_id)
+        return buckets
+
+    def admit(self, key_id: str, rpm: int, tpm: int) -> None:
+        """Count one request, or raise RateLimited with the seconds until one would be admitted."""
+        buckets = self._for(key_id, rpm, tpm)
+        now = time.monotonic()
+        if buckets.tokens is not None:
+            # Any token left admits a request: its cost is known only once it has run.
+            wait = buckets.tokens.wait_s(1, now)
+            if wait:
+                raise RateLimited(
+                    f"the API key is over its limit of {tpm} tokens per minute", retry_after(wait)
+                )
+        if buckets.requests is not None:
+            wait = buckets.requests.wait_s(1, now)
+            if wait:
+                raise RateLimited(
+                    f"the API key is over its limit of {rpm} requests per minute", retry_after(wait)
+                )
+            buckets.requests.take(1, now)
+
+    def charge_tokens(self, key_id: str, tokens: int) -> None:
+        buckets = self._buckets.get(key_id)
+        if buckets is not None and buckets.tokens is not None and tokens > 0:
+            buckets.tokens.take(tokens, time.monotonic())
+
+
+class ConcurrencyLimit:
+    """Generations in flight at once; one over the limit is refused at once, never queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def acquire(self) -> None:
+        if self.in_flight >= self.limit:
+            raise Overloaded(
+                f"the gateway is at its limit of {self.limit} generations in flight; retry shortly",
+                retry_after(1),
+            )
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1

@@ -1,0 +1,1 @@
+"""Stored conversations: read and delete what the mesh keeps for a caller."""

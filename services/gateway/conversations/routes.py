@@ -1,0 +1,41 @@
+"""Transport for /api/v1/conversations: a caller's stored conversations (see the chat `conversation_id`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from llmmesh.v1 import store_pb2
+
+from services.gateway.auth.admission import caller_of
+from services.gateway.calls import call_options, store
+from services.gateway.conversations.protocol import Conversation
+from services.gateway.errors import error_responses, request_id_of
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+
+
+@router.get("/{conversation_id}", response_model=Conversation, responses=error_responses(400, 404))
+async def get_conversation(conversation_id: str, request: Request) -> Conversation:
+    """The stored turns of one of the caller's conversations, oldest first."""
+    answer = await store(request).GetConversation(
+        store_pb2.GetConversationRequest(
+            request_id=request_id_of(request),
+            owner=caller_of(request).key_id,
+            conversation_id=conversation_id,
+        ),
+        **call_options(request),
+    )
+    return Conversation.from_proto(answer.conversation, request_id_of(request))
+
+
+@router.delete("/{conversation_id}", status_code=204, responses=error_responses(400, 404))
+async def delete_conversation(conversation_id: str, request: Request) -> Response:
+    """Forget a conversation; the next turn with its id starts a new one."""
+    await store(request).DeleteConversation(
+        store_pb2.DeleteConversationRequest(
+            request_id=request_id_of(request),
+            owner=caller_of(request).key_id,
+            conversation_id=conversation_id,
+        ),
+        **call_options(request),
+    )
+    return Response(status_code=204)

@@ -1,0 +1,317 @@
+"""Transport for the OpenAI-compatible API: OpenAI's request and response shapes in, orchestrator gRPC
+calls out. Streams are OpenAI's SSE framing: `data: {chunk}` frames, then `data: [DONE]`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from typing import Any, cast
+
+from fastapi import APIRouter, Depends, Request
+from llmmesh.v1 import common_pb2, orchestrator_pb2
+from pydantic import TypeAdapter, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from services.common.enums import FINISH_REASON_NAMES
+from services.common.errors import InvalidArgument, MeshError, NotFound
+from services.gateway.auth.admission import caller_of, charge, generation_slot
+from services.gateway.calls import call_options, orchestrator
+from services.gateway.errors import error_responses, http_status_of, openai_error_body, request_id_of
+from services.gateway.openai.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    ConversationId,
+    EmbeddingData,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+    FinishReason,
+    Model,
+    ModelList,
+    Usage,
+)
+from services.gateway.streaming import sse_from_call
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+CONVERSATION_HEADER = "X-Conversation-ID"
+_CONVERSATION_ID = TypeAdapter(ConversationId)
+_ERRORS = error_responses(
+    descriptions={
+        400: "A malformed request, an unsupported field, or a prompt over the model's limit",
+        401: "Missing or invalid API key",
+        404: "Unknown model or route",
+        429: "The API key is over its rate limit (see Retry-After)",
+        502: "The model provider failed",
+        503: "The gateway is at its concurrency limit, or the mesh is unavailable",
+    }
+)
+
+
+class InvalidConversationId(InvalidArgument):
+    code = "invalid_conversation_id"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+def _usage(usage: common_pb2.Usage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
+    return cast(FinishReason, FINISH_REASON_NAMES.get(result.finish_reason, "stop"))
+
+
+def _params(
+    body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None
+) -> common_pb2.SamplingParams:
+    return common_pb2.SamplingParams(
+        max_tokens=max_tokens or 0,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stops(),
+    )
+
+
+def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
+    header = request.headers.get(CONVERSATION_HEADER)
+    if body.conversation_id is not None or header is None:
+        return body.conversation_id or ""
+    try:
+        return _CONVERSATION_ID.validate_python(header)
+    except ValidationError as exc:
+        raise InvalidConversationId(
+            f"{CONVERSATION_HEADER} must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+        ) from exc
+
+
+def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb2.GenerationSpec:
+    return orchestrator_pb2.GenerationSpec(
+        model=body.model,
+        messages=[m.to_proto() for m in body.messages],
+        params=_params(body, body.token_limit()),
+        conversation_id=_conversation_id(body, request),
+        conversation_owner=caller_of(request).key_id,
+    )
+
+
+class _Chunks:
+    """The `data:` frames of one streamed completion, in OpenAI's chunk format."""
+
+    def __init__(self, request: Request, kind: str, model: str, include_usage: bool) -> None:
+        self.request = request
+        self.request_id = request_id_of(request)
+        self.kind = kind
+        self.model = model
+        self.include_usage = include_usage
+        self.id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{self.request_id}"
+        self.created = int(time.time())
+        self.started = False
+
+    def frame(self, data: dict[str, Any]) -> ServerSentEvent:
+        return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
+
+    def chunk(self, text: str | None, finish_reason: str | None) -> ServerSentEvent:
+        if self.kind == "chat":
+            delta: dict[str, str] = {} if text is None else {"content": text}
+            if not self.started:
+                delta = {"role": "assistant", "content": text or ""}
+            choice: dict[str, Any] = {"index": 0, "delta": delta}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": text or ""}
+            obj = "text_completion"
+        self.started = True
+        choice.update(logprobs=None, finish_reason=finish_reason)
+        data: dict[str, Any] = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+        }
+        if self.include_usage:
+            data["usage"] = None
+        return self.frame(data)
+
+    def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
+        if event.HasField("delta"):
+            return [self.chunk(event.delta.text, None)]
+        result = event.result
+        charge(self.request, result.usage)
+        frames = [self.chunk(None, _finish_reason(result))]
+        if self.include_usage:
+            obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+            usage = _usage(result.usage).model_dump()
+            frames.append(
+                self.frame(
+                    {
+                        "id": self.id,
+                        "object": obj,
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
+        return frames
+
+    def render_error(self, error: MeshError, request_id: str) -> list[ServerSentEvent]:
+        return [self.frame(openai_error_body(http_status_of(error), error.code, error.message, request_id))]
+
+
+async def _stream(
+    request: Request, spec: orchestrator_pb2.GenerationSpec, chunks: _Chunks
+) -> EventSourceResponse:
+    call = orchestrator(request).StreamGeneration(
+        orchestrator_pb2.StreamGenerationRequest(request_id=chunks.request_id, spec=spec),
+        **call_options(request),
+    )
+    return await sse_from_call(
+        request,
+        call,
+        chunks.render,
+        chunks.render_error,
+        closing=[ServerSentEvent("[DONE]", sep="\n")],
+        sep="\n",
+    )
+
+
+async def _run(request: Request, spec: orchestrator_pb2.GenerationSpec) -> common_pb2.GenerationResult:
+    response = await orchestrator(request).RunGeneration(
+        orchestrator_pb2.RunGenerationRequest(request_id=request_id_of(request), spec=spec),
+        **call_options(request),
+    )
+    charge(request, response.result.usage)
+    return response.result
+
+
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks when stream=true"}
+}
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    dependencies=[Depends(generation_slot)],
+    responses={**_ERRORS, **_STREAMED},
+    summary="Create a chat completion (OpenAI-compatible)",
+)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    """OpenAI's chat completions. `model` is a model or route name. With `conversation_id` (or the
+    X-Conversation-ID header) the mesh keeps the conversation: send only the new turn each time."""
+    spec = _chat_spec(body, request)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await _stream(request, spec, _Chunks(request, "chat", body.model, include_usage))
+    result = await _run(request, spec)
+    return ChatCompletion(
+        id=f"chatcmpl-{request_id_of(request)}",
+        created=int(time.time()),
+        model=body.model,
+        choices=[
+            ChatChoice(message=AssistantMessage(content=result.text), finish_reason=_finish_reason(result))
+        ],
+        usage=_usage(result.usage),
+    )
+
+
+@router.post(
+    "/completions",
+    response_model=Completion,
+    dependencies=[Depends(generation_slot)],
+    responses={**_ERRORS, **_STREAMED},
+    summary="Create a text completion (OpenAI-compatible)",
+)
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    """OpenAI's (legacy) completions: the prompt goes to the model as is, without a chat template."""
+    spec = orchestrator_pb2.GenerationSpec(
+        model=body.model, prompt=body.text(), raw=True, params=_params(body, body.max_tokens)
+    )
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await _stream(request, spec, _Chunks(request, "text", body.model, include_usage))
+    result = await _run(request, spec)
+    return Completion(
+        id=f"cmpl-{request_id_of(request)}",
+        created=int(time.time()),
+        model=body.model,
+        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
+        usage=_usage(result.usage),
+    )
+
+
+def _base64(values: list[float]) -> str:
+    """OpenAI's base64 encoding: the vector as little-endian float32s."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingList,
+    dependencies=[Depends(generation_slot)],
+    responses=_ERRORS,
+    summary="Create embeddings (OpenAI-compatible)",
+)
+async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
+    answer = await orchestrator(request).CreateEmbeddings(
+        orchestrator_pb2.CreateEmbeddingsRequest(
+            request_id=request_id_of(request), model=body.model, inputs=body.texts()
+        ),
+        **call_options(request),
+    )
+    charge(request, answer.usage)
+    encode = _base64 if body.encoding_format == "base64" else list
+    return EmbeddingList(
+        data=[
+            EmbeddingData(index=i, embedding=encode(list(e.values))) for i, e in enumerate(answer.embeddings)
+        ],
+        model=body.model,
+        usage=EmbeddingUsage(
+            prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens
+        ),
+    )
+
+
+async def _models(request: Request) -> list[Model]:
+    answer = await orchestrator(request).DescribeRouting(
+        orchestrator_pb2.DescribeRoutingRequest(request_id=request_id_of(request)), **call_options(request)
+    )
+    models = [Model(id=m.name, owned_by="llm-mesh") for m in answer.models]
+    named = {m.id for m in models}
+    return models + [
+        Model(id=r.name, owned_by="llm-mesh:route") for r in answer.routes if r.name not in named
+    ]
+
+
+@router.get("/models", response_model=ModelList, responses=_ERRORS, summary="List models (OpenAI-compatible)")
+async def list_models(request: Request) -> ModelList:
+    """Every model and route a request's `model` may name."""
+    return ModelList(data=await _models(request))
+
+
+@router.get(
+    "/models/{model}", response_model=Model, responses=_ERRORS, summary="Describe a model (OpenAI-compatible)"
+)
+async def get_model(model: str, request: Request) -> Model:
+    for entry in await _models(request):
+        if entry.id == model:
+            return entry
+    raise ModelNotFound(f"no model or route is named {model!r}")

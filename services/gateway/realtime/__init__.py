@@ -1,0 +1,1 @@
+"""Realtime chat over a WebSocket."""

@@ -1,0 +1,200 @@
+"""The realtime chat WebSocket: one turn at a time, token deltas as they come, cancel mid-turn.
+
+Authenticated at the handshake (Authorization header, or `api_key` query parameter for browsers,
+which cannot set headers on a WebSocket); each turn counts against the key's rate limits and takes
+one of the gateway's generation slots while it runs. An error in a turn is an `error` frame; the
+socket stays open for the next turn. uvicorn sends protocol pings every GATEWAY_WS_PING_S; a
+`ping` frame is answered with `pong` for clients that want an application-level check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import grpc
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from llmmesh.v1 import common_pb2, orchestrator_pb2
+from pydantic import TypeAdapter, ValidationError
+
+from services.common.errors import MeshError
+from services.common.request_id import bound_request_id, new_request_id, outgoing_metadata
+from services.common.results import generation_json
+from services.gateway.auth.admission import Admission, Caller, bearer_token
+from services.gateway.errors import error_body, mesh_error_of
+from services.gateway.realtime.protocol import (
+    CancelFrame,
+    ChatFrame,
+    ClientFrame,
+    DeltaFrame,
+    DoneFrame,
+    PingFrame,
+)
+
+log = logging.getLogger("llmmesh.gateway.realtime")
+router = APIRouter(tags=["realtime"])
+_FRAME: TypeAdapter[ChatFrame | CancelFrame | PingFrame] = TypeAdapter(ClientFrame)
+# Close code for a refused handshake (RFC 6455: policy violation).
+_POLICY_VIOLATION = 1008
+# Close code when the mesh cannot check the key now (RFC 6455 registry: try again later).
+_TRY_AGAIN_LATER = 1013
+
+
+class _Socket:
+    """One client connection: serialises sends, runs at most one turn."""
+
+    def __init__(self, websocket: WebSocket, caller: Caller) -> None:
+        self.websocket = websocket
+        self.caller = caller
+        self.admission: Admission = websocket.app.state.admission
+        self.settings = websocket.app.state.settings
+        self.orchestrator = websocket.app.state.orchestrator
+        self._send_lock = asyncio.Lock()
+        self.turn: asyncio.Task[None] | None = None
+        self.turn_id: str | None = None
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
+
+    async def send_error(self, error: MeshError, request_id: str, turn_id: str | None = None) -> None:
+        await self.send({"type": "error", "id": turn_id, **error_body(error.code, error.message, request_id)})
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                await self.receive()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.turn is not None:
+                self.turn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.turn
+
+    async def receive(self) -> None:
+        text = await self.websocket.receive_text()
+        request_id = new_request_id()
+        try:
+            frame = _FRAME.validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
+            message = (
+                "the frame is not valid JSON"
+                if first.get("type") == "json_invalid"
+                else f"{where}: {first.get('msg')}"
+            )
+            await self.send_error(InvalidFrame(f"invalid frame: {message}"), request_id)
+            return
+        if isinstance(frame, PingFrame):
+            await self.send({"type": "pong"})
+        elif isinstance(frame, CancelFrame):
+            if self.turn is not None and (frame.id is None or frame.id == self.turn_id):
+                self.turn.cancel()
+            else:
+                await self.send_error(NoTurn("no turn with that id is in progress"), request_id, frame.id)
+        elif self.turn is not None:
+            await self.send_error(
+                TurnInProgress("a turn is in progress: wait for it or cancel it"), request_id, frame.id
+            )
+        else:
+            try:
+                self.admission.admit(self.caller)
+                self.admission.concurrency.acquire()
+            except MeshError as error:
+                await self.send_error(error, request_id, frame.id)
+                return
+            self.turn_id = frame.id
+            self.turn = asyncio.create_task(self.run_turn(frame, request_id))
+
+    async def run_turn(self, frame: ChatFrame, request_id: str) -> None:
+        try:
+            with bound_request_id(request_id):
+                await self._generate(frame, request_id)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.send({"type": "cancelled", "id": frame.id, "request_id": request_id})
+        except grpc.aio.AioRpcError as exc:
+            with contextlib.suppress(Exception):
+                await self.send_error(mesh_error_of(exc), request_id, frame.id)
+        except Exception:  # the connection went away mid-send, or a bug: never leave the slot held
+            log.exception("realtime turn failed", extra={"request_id": request_id})
+        finally:
+            self.admission.concurrency.release()
+            self.turn = None
+            self.turn_id = None
+
+    async def _generate(self, frame: ChatFrame, request_id: str) -> None:
+        messages = (
+            [m.to_proto() for m in frame.messages]
+            if frame.messages is not None
+            else [common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=frame.content or "")]
+        )
+        spec = orchestrator_pb2.GenerationSpec(
+            model=frame.model or "",
+            messages=messages,
+            params=common_pb2.SamplingParams(
+                max_tokens=frame.max_tokens or 0,
+                temperature=frame.temperature,
+                top_p=frame.top_p,
+                seed=frame.seed,
+                stop=frame.stop or [],
+            ),
+            conversation_id=frame.conversation_id or "",
+            conversation_owner=self.caller.key_id,
+        )
+        call = self.orchestrator.StreamGeneration(
+            orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=spec),
+            metadata=outgoing_metadata(),
+            timeout=self.settings.request_timeout_s,
+        )
+        try:
+            async for event in call:
+                if event.HasField("delta"):
+                    await self.send(DeltaFrame(id=frame.id, text=event.delta.text).model_dump())
+                else:
+                    self.admission.charge(self.caller, event.result.usage)
+                    done = DoneFrame(id=frame.id, request_id=request_id, **generation_json(event.result))
+                    await self.send(done.model_dump())
+        finally:
+            call.cancel()
+
+
+class InvalidFrame(MeshError):
+    code = "invalid_frame"
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class TurnInProgress(MeshError):
+    code = "turn_in_progress"
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NoTurn(MeshError):
+    code = "no_turn_in_progress"
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+@router.websocket("/api/v1/chat/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    """Realtime chat; see the module docstring and README "Realtime chat (WebSocket)"."""
+    admission: Admission = websocket.app.state.admission
+    token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get("api_key")
+    await websocket.accept()
+    request_id = new_request_id()
+    try:
+        caller = await admission.identify(token)
+    except (MeshError, grpc.aio.AioRpcError) as exc:
+        error = exc if isinstance(exc, MeshError) else mesh_error_of(exc)
+        body = {"type": "error", "id": None, **error_body(error.code, error.message, request_id)}
+        await websocket.send_text(json.dumps(body))
+        unauthenticated = error.status == grpc.StatusCode.UNAUTHENTICATED
+        await websocket.close(
+            code=_POLICY_VIOLATION if unauthenticated else _TRY_AGAIN_LATER, reason=error.code
+        )
+        return
+    await _Socket(websocket, caller).serve()
