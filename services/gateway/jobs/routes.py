@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from services.common.enums import JOB_STATUS_NAMES
 from services.common.errors import InvalidArgument
 from services.common.request_id import HTTP_HEADER
 from services.common.results import job_json, pipeline_run_json
+from services.gateway.auth.admission import caller_of
 from services.gateway.calls import call_options, orchestrator, store
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.jobs import protocol as api
@@ -35,6 +37,9 @@ def job_options(request: Request, fields: api.JobFields) -> orchestrator_pb2.Job
         raise InvalidIdempotencyKey(
             f"{IDEMPOTENCY_HEADER} must be 1-200 printable ASCII characters without spaces"
         )
+    caller = caller_of(request)
+    if key and caller.key_id:  # keys are per caller: another key's same key is another request
+        key = f"{caller.key_id}:{hashlib.sha256(key.encode()).hexdigest()}"
     return orchestrator_pb2.JobOptions(
         idempotency_key=key, webhook_url=fields.webhook_url or "", max_attempts=fields.max_attempts or 0
     )
