@@ -37,6 +37,9 @@ def serve() -> int:
         log_config=None,  # our JSON logging, configured above
         access_log=False,  # RequestIdMiddleware logs each request with its id
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        # Protocol-level pings keep idle WebSockets open through proxies and find dead peers.
+        ws_ping_interval=settings.ws_ping_s,
+        ws_ping_timeout=settings.ws_ping_s,
     )
     server = _GracefulServer(config)
     server.run()

@@ -24,7 +24,7 @@ from services.common.errors import MeshError
 from services.common.request_id import bound_request_id, new_request_id, outgoing_metadata
 from services.common.results import generation_json
 from services.gateway.auth.admission import Admission, Caller, bearer_token
-from services.gateway.errors import error_body, mesh_error_of
+from services.gateway.errors import GatewayError, error_body, mesh_error_of
 from services.gateway.realtime.protocol import (
     CancelFrame,
     ChatFrame,
@@ -61,7 +61,10 @@ class _Socket:
             await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
 
     async def send_error(self, error: MeshError, request_id: str, turn_id: str | None = None) -> None:
-        await self.send({"type": "error", "id": turn_id, **error_body(error.code, error.message, request_id)})
+        frame = {"type": "error", "id": turn_id, **error_body(error.code, error.message, request_id)}
+        if isinstance(error, GatewayError) and "Retry-After" in error.headers:
+            frame["retry_after_s"] = int(error.headers["Retry-After"])
+        await self.send(frame)
 
     async def serve(self) -> None:
         try:
@@ -116,17 +119,25 @@ class _Socket:
             with bound_request_id(request_id):
                 await self._generate(frame, request_id)
         except asyncio.CancelledError:
+            self._end_turn()
             with contextlib.suppress(Exception):
                 await self.send({"type": "cancelled", "id": frame.id, "request_id": request_id})
         except grpc.aio.AioRpcError as exc:
+            self._end_turn()
             with contextlib.suppress(Exception):
                 await self.send_error(mesh_error_of(exc), request_id, frame.id)
         except Exception:  # the connection went away mid-send, or a bug: never leave the slot held
             log.exception("realtime turn failed", extra={"request_id": request_id})
         finally:
-            self.admission.concurrency.release()
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        """Free the slot and the socket for the next turn: before the turn's last frame is sent, so
+        a client that answers that frame at once is never told a turn is still in progress."""
+        if self.turn is not None:
             self.turn = None
             self.turn_id = None
+            self.admission.concurrency.release()
 
     async def _generate(self, frame: ChatFrame, request_id: str) -> None:
         messages = (
@@ -159,6 +170,7 @@ class _Socket:
                 else:
                     self.admission.charge(self.caller, event.result.usage)
                     done = DoneFrame(id=frame.id, request_id=request_id, **generation_json(event.result))
+                    self._end_turn()
                     await self.send(done.model_dump())
         finally:
             call.cancel()

@@ -1,0 +1,158 @@
+"""The realtime chat WebSocket over a real socket (the `websockets` client) in front of the mesh."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import Gateway, scripted_mesh
+from tests.test_auth import ADMIN, create_key
+
+PATH = "/api/v1/chat/ws"
+
+
+def ws_url(gateway: Gateway, query: str = "") -> str:
+    return f"{str(gateway.client.base_url).replace('http://', 'ws://')}{PATH}{query}"
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=5) as mesh:
+        yield mesh
+
+
+async def send(socket: ClientConnection, frame: dict[str, Any]) -> None:
+    await socket.send(json.dumps(frame))
+
+
+async def receive(socket: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), timeout=5))
+    return frame
+
+
+async def until(socket: ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """Frames up to and including the first of type `kind`."""
+    frames = [await receive(socket)]
+    while frames[-1]["type"] != kind:
+        frames.append(await receive(socket))
+    return frames
+
+
+async def test_a_turn_streams_deltas_then_done_with_usage(gateway: Gateway) -> None:
+    async with connect(ws_url(gateway)) as socket:
+        await send(socket, {"type": "chat", "id": "t1", "content": "hello there", "max_tokens": 10})
+        frames = await until(socket, "done")
+    deltas, done = frames[:-1], frames[-1]
+    assert [f["type"] for f in deltas] == ["delta"] * 3 and {f["id"] for f in deltas} == {"t1"}
+    assert "".join(f["text"] for f in deltas) == "echo: hello there"
+    assert done["text"] == "echo: hello there"
+    assert (done["id"], done["finish_reason"], done["model"]) == ("t1", "stop", "scripted")
+    assert done["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert done["request_id"]
+    assert gateway.backend.calls[-1].request.sampling.max_tokens == 10
+
+
+async def test_cancel_stops_the_model_and_the_socket_serves_the_next_turn(gateway: Gateway) -> None:
+    async with connect(ws_url(gateway)) as socket:
+        await send(socket, {"type": "chat", "id": "long", "content": "slow 40"})
+        first = await receive(socket)
+        assert first == {"type": "delta", "id": "long", "text": "t0 "}
+        await send(socket, {"type": "cancel", "id": "long"})
+        frames = await until(socket, "cancelled")
+        assert frames[-1]["id"] == "long"
+        assert len(frames) < 40  # it stopped well before the end
+        for _ in range(100):
+            if gateway.backend.calls[-1].cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert gateway.backend.calls[-1].cancelled
+        await send(socket, {"type": "chat", "id": "next", "content": "still here"})
+        assert (await until(socket, "done"))[-1]["text"] == "echo: still here"
+
+
+async def test_errors_are_frames_and_the_socket_stays_usable(gateway: Gateway) -> None:
+    async with connect(ws_url(gateway)) as socket:
+        await socket.send("not json")
+        bad_json = await receive(socket)
+        assert (bad_json["type"], bad_json["error"]["code"]) == ("error", "invalid_frame")
+        await send(socket, {"type": "chat", "content": "hi", "temperature": 9})
+        bad_field = await receive(socket)
+        assert (
+            bad_field["error"]["code"] == "invalid_frame" and "temperature" in bad_field["error"]["message"]
+        )
+        await send(socket, {"type": "chat", "id": "m", "content": "hi", "model": "nope"})
+        unknown = await receive(socket)
+        assert (unknown["id"], unknown["error"]["code"]) == ("m", "model_not_found")
+        assert unknown["error"]["request_id"]
+        await send(socket, {"type": "chat", "id": "f", "content": "fail midway"})
+        failed = await until(socket, "error")
+        assert [f["type"] for f in failed] == ["delta", "delta", "error"]
+        assert failed[-1]["error"]["code"] == "upstream_error"
+        await send(socket, {"type": "chat", "id": "a", "content": "slow 5"})
+        await send(socket, {"type": "chat", "id": "b", "content": "second"})
+        frames = await until(socket, "done")
+        busy = [f for f in frames if f["type"] == "error"]
+        assert [(f["id"], f["error"]["code"]) for f in busy] == [("b", "turn_in_progress")]
+        assert frames[-1]["id"] == "a"
+        await send(socket, {"type": "cancel"})
+        assert (await receive(socket))["error"]["code"] == "no_turn_in_progress"
+        await send(socket, {"type": "ping"})
+        assert await receive(socket) == {"type": "pong"}
+
+
+async def test_conversation_turns_over_the_socket(gateway: Gateway) -> None:
+    async with connect(ws_url(gateway)) as socket:
+        await send(socket, {"type": "chat", "content": "one", "conversation_id": "ws-1"})
+        await until(socket, "done")
+        await send(socket, {"type": "chat", "content": "two", "conversation_id": "ws-1"})
+        await until(socket, "done")
+    assert [m.content for m in gateway.backend.calls[-1].request.messages] == ["one", "echo: one", "two"]
+
+
+async def test_leaving_mid_turn_cancels_the_model_and_frees_the_slot(tmp_path: Path) -> None:
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path}/s.db",
+        generation_timeout_s=5,
+        gateway_settings={"max_concurrent_requests": 1},
+    ) as gateway:
+        async with connect(ws_url(gateway)) as socket:
+            await send(socket, {"type": "chat", "content": "slow 40"})
+            await receive(socket)
+            async with connect(ws_url(gateway)) as other:
+                await send(other, {"type": "chat", "id": "x", "content": "hi"})
+                assert (await receive(other))["error"]["code"] == "overloaded"
+        for _ in range(100):
+            if gateway.backend.calls[-1].cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert gateway.backend.calls[-1].cancelled
+        assert (await gateway.client.post("/api/v1/ai/generate", json={"prompt": "hi"})).status_code == 200
+
+
+async def test_the_handshake_needs_a_key_when_auth_is_on(tmp_path: Path) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN["Authorization"].split()[1]}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings=settings) as gateway:
+        async with connect(ws_url(gateway)) as socket:
+            refused = await receive(socket)
+            assert refused["error"]["code"] == "missing_api_key"
+            with pytest.raises(ConnectionClosed) as closed:
+                await socket.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        key = await create_key(gateway, rpm_limit=1)
+        async with connect(ws_url(gateway), additional_headers={"Authorization": f"Bearer {key}"}) as socket:
+            await send(socket, {"type": "chat", "content": "hi"})
+            assert (await until(socket, "done"))[-1]["text"] == "echo: hi"
+            await send(socket, {"type": "chat", "content": "again"})
+            limited = await receive(socket)
+            assert limited["error"]["code"] == "rate_limited"  # each turn counts as a request
+            assert limited["retry_after_s"] >= 1
+        async with connect(ws_url(gateway, f"?api_key={key}")) as socket:  # browsers cannot set headers
+            await send(socket, {"type": "ping"})
+            assert await receive(socket) == {"type": "pong"}
