@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import httpx
@@ -37,6 +38,7 @@ PROMPT = "Write a haiku about the sea"
 MODEL = "gemma-3-270m"
 REPEAT_PENALTY = 1.1  # the inference service's default, used in-process too
 CONTEXT = 4096
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,9 +128,9 @@ class Mesh:
         self.mesh.close()
 
 
-def alternate(runs: dict[str, Callable[[], Sample]], reps: int, warmup: int = 2) -> dict[str, list[Sample]]:
+def alternate(runs: dict[str, Callable[[], T]], reps: int, warmup: int = 2) -> dict[str, list[T]]:
     """Run each contender once per round, round after round, after warm-up rounds."""
-    results: dict[str, list[Sample]] = {name: [] for name in runs}
+    results: dict[str, list[T]] = {name: [] for name in runs}
     for round_ in range(warmup + reps):
         for name, run in runs.items():
             sample = run()

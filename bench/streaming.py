@@ -1,0 +1,182 @@
+"""Streaming overhead: time to first token and time per output token, the same greedy generation
+in-process (llama-cpp-python), through the inference service's gRPC stream, through the gateway's
+SSE endpoint and through the gateway's OpenAI-compatible streaming endpoint.
+
+Contenders run in alternation, one call each per round, after warm-up rounds.
+Usage: .venv/bin/python -m bench.streaming [--reps N] [--tokens N] [--out docs/benchmarks/streaming.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmmesh.v1 import common_pb2, inference_pb2
+
+from bench.overhead import CONTEXT, MODEL, PROMPT, REPEAT_PENALTY, InProcess, Mesh, alternate
+from bench.report import percentile, write_report
+from services.inference.config import usable_cpus
+
+
+@dataclass
+class Stream:
+    """One streamed generation: seconds to the first piece of text, seconds in all, tokens."""
+
+    seconds: float
+    ttft: float
+    tokens: int
+
+    @property
+    def per_token(self) -> float:
+        """Seconds per output token after the first."""
+        return (self.seconds - self.ttft) / max(1, self.tokens - 1)
+
+
+def timed(pieces: Iterator[int]) -> Stream:
+    """Consume an iterator that yields 0 per text piece and the token count last."""
+    started = time.perf_counter()
+    first = None
+    tokens = 0
+    for value in pieces:
+        if first is None:
+            first = time.perf_counter() - started
+        tokens = value or tokens
+    return Stream(time.perf_counter() - started, first or 0.0, tokens)
+
+
+def in_process(local: InProcess, n: int) -> Iterator[int]:
+    tokens = 0
+    for chunk in local.llama.create_completion(
+        local.prompt, max_tokens=n, temperature=0, repeat_penalty=REPEAT_PENALTY, stream=True
+    ):
+        tokens += 1
+        if chunk["choices"][0]["text"]:
+            yield 0
+    yield tokens
+
+
+def grpc_stream(mesh: Mesh, n: int) -> Stream:
+    request = inference_pb2.GenerateRequest(
+        model=MODEL,
+        conversation=common_pb2.Conversation(
+            messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=PROMPT)]
+        ),
+        params=common_pb2.SamplingParams(max_tokens=n, temperature=0),
+    )
+
+    async def run() -> Stream:
+        started = time.perf_counter()
+        first = None
+        tokens = 0
+        async for response in mesh.inference.Generate(request):
+            if response.HasField("delta") and response.delta.text and first is None:
+                first = time.perf_counter() - started
+            if response.HasField("result"):
+                tokens = response.result.usage.completion_tokens
+        return Stream(time.perf_counter() - started, first or 0.0, tokens)
+
+    return mesh.loop.run_until_complete(run())
+
+
+def gateway_sse(mesh: Mesh, n: int) -> Iterator[int]:
+    body = {"prompt": PROMPT, "max_tokens": n, "temperature": 0, "stream": True}
+    with mesh.http.stream("POST", "/api/v1/ai/generate", json=body) as response:
+        response.raise_for_status()
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "delta":
+                yield 0
+            elif line.startswith("data: ") and event == "done":
+                yield int(json.loads(line[6:])["tokens"])
+
+
+def gateway_openai(mesh: Mesh, n: int) -> Iterator[int]:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": n,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with mesh.http.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                yield int(chunk["usage"]["completion_tokens"])
+            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                yield 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/streaming.md"))
+    args = parser.parse_args()
+    threads = usable_cpus()
+    local = InProcess(threads)
+    mesh = Mesh()
+    n = args.tokens
+    runs: dict[str, Callable[[], Stream]] = {
+        "in-process (llama-cpp-python)": lambda: timed(in_process(local, n)),
+        "inference gRPC stream": lambda: grpc_stream(mesh, n),
+        "gateway SSE (/api/v1/ai/generate)": lambda: timed(gateway_sse(mesh, n)),
+        "gateway OpenAI SSE (/v1/chat/completions)": lambda: timed(gateway_openai(mesh, n)),
+    }
+    try:
+        results = alternate(runs, args.reps)
+    finally:
+        mesh.close()
+    for name, samples in results.items():
+        counts = {s.tokens for s in samples}
+        assert counts == {n}, f"{name} generated {counts} tokens, expected {n}: runs are not comparable"
+
+    def ttft_ms(name: str) -> float:
+        return statistics.median(s.ttft for s in results[name]) * 1e3
+
+    def tpot_ms(name: str) -> float:
+        return statistics.median(s.per_token for s in results[name]) * 1e3
+
+    base, grpc_name = next(iter(runs)), "inference gRPC stream"
+    lines = [
+        "# Streaming overhead: time to first token and per output token",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs "
+        f"({threads} llama.cpp threads), Python {platform.python_version()}. Model: Gemma 3 270M Q4_K_M, "
+        f"context {CONTEXT}, greedy, {n} output tokens, prompt {PROMPT!r} in Gemma's turn template.",
+        "",
+        f"Command: `.venv/bin/python -m bench.streaming --reps {args.reps} --tokens {n}`. The four paths run in "
+        "alternation, one call each per round, after 2 warm-up rounds; the mesh is `llm-mesh up` on loopback "
+        "(SQLite store, auth off). TTFT is measured to the first non-empty piece of text the client reads; "
+        "time per output token is (total - TTFT) / (tokens - 1).",
+        "",
+        "| path | TTFT median ms | TTFT p99 ms | TTFT added vs in-process | TTFT added vs inference gRPC | "
+        "ms per token (median) | per-token added vs in-process |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, samples in results.items():
+        ttfts = [s.ttft * 1e3 for s in samples]
+        lines.append(
+            f"| {name} | {ttft_ms(name):.2f} | {percentile(ttfts, 0.99):.2f} | {ttft_ms(name) - ttft_ms(base):+.2f} | "
+            f"{ttft_ms(name) - ttft_ms(grpc_name):+.2f} | {tpot_ms(name):.3f} | {tpot_ms(name) - tpot_ms(base):+.3f} |"
+        )
+    write_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
