@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmmesh.v1 import common_pb2, inference_pb2
+import grpc
+from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from bench.overhead import CONTEXT, MODEL, PROMPT, REPEAT_PENALTY, InProcess, Mesh, alternate
 from bench.report import percentile, write_report
@@ -57,13 +58,16 @@ def in_process(local: InProcess, n: int) -> Iterator[int]:
     for chunk in local.llama.create_completion(
         local.prompt, max_tokens=n, temperature=0, repeat_penalty=REPEAT_PENALTY, stream=True
     ):
-        tokens += 1
-        if chunk["choices"][0]["text"]:
+        choice = chunk["choices"][0]
+        if choice["finish_reason"] is None:  # the last chunk only says why it ended
+            tokens += 1
+        if choice["text"]:
             yield 0
     yield tokens
 
 
-def grpc_stream(mesh: Mesh, n: int) -> Stream:
+def grpc_stream(stub: inference_pb2_grpc.InferenceServiceStub, n: int) -> Iterator[int]:
+    """The inference service's stream, read with a blocking channel like the HTTP paths."""
     request = inference_pb2.GenerateRequest(
         model=MODEL,
         conversation=common_pb2.Conversation(
@@ -71,19 +75,11 @@ def grpc_stream(mesh: Mesh, n: int) -> Stream:
         ),
         params=common_pb2.SamplingParams(max_tokens=n, temperature=0),
     )
-
-    async def run() -> Stream:
-        started = time.perf_counter()
-        first = None
-        tokens = 0
-        async for response in mesh.inference.Generate(request):
-            if response.HasField("delta") and response.delta.text and first is None:
-                first = time.perf_counter() - started
-            if response.HasField("result"):
-                tokens = response.result.usage.completion_tokens
-        return Stream(time.perf_counter() - started, first or 0.0, tokens)
-
-    return mesh.loop.run_until_complete(run())
+    for response in stub.Generate(request):
+        if response.HasField("delta") and response.delta.text:
+            yield 0
+        if response.HasField("result"):
+            yield response.result.usage.completion_tokens
 
 
 def gateway_sse(mesh: Mesh, n: int) -> Iterator[int]:
@@ -130,16 +126,19 @@ def main() -> int:
     threads = usable_cpus()
     local = InProcess(threads)
     mesh = Mesh()
+    channel = grpc.insecure_channel(f"127.0.0.1:{mesh.ports['inference']}")
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
     n = args.tokens
     runs: dict[str, Callable[[], Stream]] = {
         "in-process (llama-cpp-python)": lambda: timed(in_process(local, n)),
-        "inference gRPC stream": lambda: grpc_stream(mesh, n),
+        "inference gRPC stream": lambda: timed(grpc_stream(stub, n)),
         "gateway SSE (/api/v1/ai/generate)": lambda: timed(gateway_sse(mesh, n)),
         "gateway OpenAI SSE (/v1/chat/completions)": lambda: timed(gateway_openai(mesh, n)),
     }
     try:
         results = alternate(runs, args.reps)
     finally:
+        channel.close()
         mesh.close()
     for name, samples in results.items():
         counts = {s.tokens for s in samples}
