@@ -212,3 +212,27 @@ def test_session_run_on_the_real_model_is_generated_once_then_cached(mesh: str) 
     assert body["messages"][1] == {"role": "user", "content": "- The sea: calm"}
     second = httpx.post(f"{api}/sessions/{code}/llm", timeout=60).json()
     assert second == {**body, "cached": True}
+
+
+def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) -> None:
+    import openai
+
+    with openai.OpenAI(base_url=f"{mesh}/v1", api_key="unused", max_retries=0) as client:
+        messages: Any = [{"role": "user", "content": HAIKU}]
+        whole = client.chat.completions.create(
+            model="gemma-3-270m", messages=messages, max_tokens=24, temperature=0
+        )
+        stream = client.chat.completions.create(
+            model="gemma-3-270m", messages=messages, max_tokens=24, temperature=0, stream=True
+        )
+        pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        with pytest.raises(openai.BadRequestError) as too_long:
+            client.chat.completions.create(
+                model="gemma-3-270m", messages=[{"role": "user", "content": "word " * 5000}], max_tokens=8
+            )
+    # The text llama-cpp-python produces in-process for the same turn, streamed token by token too.
+    assert whole.choices[0].message.content == in_process_greedy(24)
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert len([p for p in pieces if p]) >= 12
+    assert whole.usage is not None and whole.usage.completion_tokens == 24
+    assert "accepts at most 4095 prompt tokens" in too_long.value.message
