@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
-from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
+from llmmesh.v1 import common_pb2, orchestrator_pb2_grpc, store_pb2_grpc
 
 from services.common.request_id import outgoing_metadata
 
@@ -23,3 +23,24 @@ def store(request: Request) -> store_pb2_grpc.StoreServiceStub:
 def call_options(request: Request) -> dict[str, Any]:
     """The request id in metadata, and the backstop deadline for a call that never answers."""
     return {"metadata": outgoing_metadata(), "timeout": request.app.state.settings.request_timeout_s}
+
+
+class Sampling(Protocol):
+    """The sampling fields every generating request schema has."""
+
+    temperature: float | None
+    top_p: float | None
+    seed: int | None
+
+
+def sampling_params(
+    body: Sampling, max_tokens: int | None, stop: list[str] | None
+) -> common_pb2.SamplingParams:
+    """A request's sampling fields as the mesh's SamplingParams (unset fields keep the model's defaults)."""
+    return common_pb2.SamplingParams(
+        max_tokens=max_tokens or 0,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop or [],
+    )

@@ -9,7 +9,7 @@ import grpc
 from llmmesh.v1 import common_pb2, inference_pb2, orchestrator_pb2, store_pb2
 
 from services.common.errors import MeshError
-from services.orchestrator.routing import Router
+from services.orchestrator.routing import Router, final_result
 from services.orchestrator.store import StoreClient
 
 
@@ -40,11 +40,7 @@ class Conversations:
     async def run(
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
     ) -> common_pb2.GenerationResult:
-        result = common_pb2.GenerationResult()
-        async for event in self.stream(spec, caller_time_remaining, stream=False):
-            if event.HasField("result"):
-                result = event.result
-        return result
+        return await final_result(self.stream(spec, caller_time_remaining, stream=False))
 
     async def _with_history(self, spec: orchestrator_pb2.GenerationSpec) -> orchestrator_pb2.GenerationSpec:
         """The spec with the stored turns placed after its system instructions and before its new turns."""

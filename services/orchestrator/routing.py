@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -94,6 +94,17 @@ def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
     if not text.strip():
         raise InvalidGeneration("prompt must not be empty")
     return text
+
+
+async def final_result(
+    events: AsyncIterator[inference_pb2.GenerateResponse],
+) -> common_pb2.GenerationResult:
+    """The result a generation's events end with (it carries the whole text)."""
+    result = common_pb2.GenerationResult()
+    async for event in events:
+        if event.HasField("result"):
+            result = event.result
+    return result
 
 
 @dataclass(frozen=True)
@@ -299,11 +310,7 @@ class Router:
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
     ) -> common_pb2.GenerationResult:
         """Run to completion and return the final result (which carries the whole text)."""
-        result = common_pb2.GenerationResult()
-        async for response in self.stream(spec, caller_time_remaining, stream=False):
-            if response.HasField("result"):
-                result = response.result
-        return result
+        return await final_result(self.stream(spec, caller_time_remaining, stream=False))
 
     async def embed(self, model: str, inputs: list[str]) -> tuple[inference_pb2.EmbedResponse, str]:
         """Embeddings from an embedding model, retried like a generation tier (no fallback)."""

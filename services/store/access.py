@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from services.store.errors import ApiKeyNotFound, ConversationNotFound, InvalidApiKey, InvalidStoreRequest
 from services.store.models import ApiKey, Conversation, ConversationMessage, utcnow
-from services.store.repository import unavailable_on_connection_errors
+from services.store.repository import unit_of_work
 
 KEY_PREFIX = "lmk"
 _KEY = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,100}})$")
@@ -48,11 +48,8 @@ class Access:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        with unavailable_on_connection_errors():
-            async with self._sessions.begin() as session:
-                yield session
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return unit_of_work(self._sessions)
 
     async def create_key(self, name: str, rpm_limit: int, tpm_limit: int) -> tuple[ApiKey, str]:
         """A new key and the whole secret to hand out once: `lmk_<id>_<secret>`."""

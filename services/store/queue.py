@@ -35,7 +35,7 @@ from services.store.errors import (
     PipelineRunNotResumable,
 )
 from services.store.models import Job, PipelineRun, utcnow
-from services.store.repository import unavailable_on_connection_errors
+from services.store.repository import unit_of_work
 
 log = logging.getLogger("llmmesh.store.queue")
 
@@ -120,9 +120,8 @@ class JobQueue:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        with unavailable_on_connection_errors():
-            async with self._sessions.begin() as session:
-                yield session
+        async with unit_of_work(self._sessions) as session:
+            yield session
         if session.info.get(_ANNOUNCE) and not self._postgres:
             self.signals.notify()  # after the commit, so a woken worker finds the jobs
 

@@ -6,7 +6,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,15 @@ def unavailable_on_connection_errors() -> Iterator[None]:
         raise StoreUnavailable("the database is unreachable") from exc
 
 
+@asynccontextmanager
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A transaction, committed on success; integrity errors reach the caller to name them, other
+    database errors become StoreUnavailable."""
+    with unavailable_on_connection_errors():
+        async with sessions.begin() as session:
+            yield session
+
+
 class Repository:
     """Database access for the store service."""
 
@@ -92,12 +101,8 @@ class Repository:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work, committed on success; integrity errors reach the caller to name them."""
-        with unavailable_on_connection_errors():
-            async with self._sessions.begin() as session:
-                yield session
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return unit_of_work(self._sessions)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""

@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.results import generation_json
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import call_options, orchestrator
+from services.gateway.calls import call_options, orchestrator, sampling_params
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
 from services.gateway.jobs.routes import ACCEPTED, accepted, job_options
@@ -33,15 +33,11 @@ _ERRORS = error_responses(
 
 
 def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
-    params = common_pb2.SamplingParams(
-        max_tokens=body.max_tokens or 0,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stop or [],
-    )
     return orchestrator_pb2.GenerationSpec(
-        model=body.model or "", system=body.system or "", prompt=body.prompt, params=params
+        model=body.model or "",
+        system=body.system or "",
+        prompt=body.prompt,
+        params=sampling_params(body, body.max_tokens, body.stop),
     )
 
 

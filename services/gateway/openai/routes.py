@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.common.enums import FINISH_REASON_NAMES
 from services.common.errors import InvalidArgument, MeshError, NotFound
 from services.gateway.auth.admission import caller_of, charge, generation_slot
-from services.gateway.calls import call_options, orchestrator
+from services.gateway.calls import call_options, orchestrator, sampling_params
 from services.gateway.errors import error_responses, http_status_of, openai_error_body, request_id_of
 from services.gateway.openai.protocol import (
     AssistantMessage,
@@ -75,18 +75,6 @@ def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
     return cast(FinishReason, FINISH_REASON_NAMES.get(result.finish_reason, "stop"))
 
 
-def _params(
-    body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None
-) -> common_pb2.SamplingParams:
-    return common_pb2.SamplingParams(
-        max_tokens=max_tokens or 0,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stops(),
-    )
-
-
 def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
     header = request.headers.get(CONVERSATION_HEADER)
     if body.conversation_id is not None or header is None:
@@ -103,7 +91,7 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
     return orchestrator_pb2.GenerationSpec(
         model=body.model,
         messages=[m.to_proto() for m in body.messages],
-        params=_params(body, body.token_limit()),
+        params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
         conversation_owner=caller_of(request).key_id,
     )
@@ -243,7 +231,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """OpenAI's (legacy) completions: the prompt goes to the model as is, without a chat template."""
     spec = orchestrator_pb2.GenerationSpec(
-        model=body.model, prompt=body.text(), raw=True, params=_params(body, body.max_tokens)
+        model=body.model,
+        prompt=body.text(),
+        raw=True,
+        params=sampling_params(body, body.max_tokens, body.stops()),
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -24,6 +24,7 @@ from services.common.errors import MeshError
 from services.common.request_id import bound_request_id, new_request_id, outgoing_metadata
 from services.common.results import generation_json
 from services.gateway.auth.admission import Admission, Caller, bearer_token
+from services.gateway.calls import sampling_params
 from services.gateway.errors import GatewayError, error_body, mesh_error_of
 from services.gateway.realtime.protocol import (
     CancelFrame,
@@ -148,13 +149,7 @@ class _Socket:
         spec = orchestrator_pb2.GenerationSpec(
             model=frame.model or "",
             messages=messages,
-            params=common_pb2.SamplingParams(
-                max_tokens=frame.max_tokens or 0,
-                temperature=frame.temperature,
-                top_p=frame.top_p,
-                seed=frame.seed,
-                stop=frame.stop or [],
-            ),
+            params=sampling_params(frame, frame.max_tokens, frame.stop),
             conversation_id=frame.conversation_id or "",
             conversation_owner=self.caller.key_id,
         )
