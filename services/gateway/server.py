@@ -40,6 +40,8 @@ def serve() -> int:
         # Protocol-level pings keep idle WebSockets open through proxies and find dead peers.
         ws_ping_interval=settings.ws_ping_s,
         ws_ping_timeout=settings.ws_ping_s,
+        # A WebSocket frame is held to the same size limit as a request body.
+        ws_max_size=settings.max_body_bytes,
     )
     server = _GracefulServer(config)
     server.run()
