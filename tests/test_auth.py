@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Gateway, scripted_mesh
+from tests.conftest import Gateway, eventually, scripted_mesh
 from tests.test_gateway import assert_error
 
 ADMIN_TOKEN = "admin-secret-token"
@@ -198,10 +198,7 @@ async def test_generations_over_the_concurrency_limit_are_shed_with_503(tmp_path
         for _ in range(3):
             assert (await gateway.client.post(CHAT, json={**chat("hi"), "model": "nope"})).status_code == 404
         slow = asyncio.create_task(gateway.client.post(CHAT, json={**chat("slow 10"), "stream": True}))
-        for _ in range(100):
-            if gateway.backend.calls:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: gateway.backend.calls, timeout_s=1.0)
         shed = await gateway.client.post("/api/v1/ai/generate", json={"prompt": "hi"})
         assert_error(shed, 503, "overloaded")
         assert shed.headers["retry-after"] == "1"
@@ -261,3 +258,14 @@ async def test_conversations_and_idempotency_keys_are_per_api_key(secured: Gatew
         "/api/v1/ai/generate", json=submit, headers={**bearer(bob), "Idempotency-Key": "k1"}
     )
     assert first.json()["job_id"] == again.json()["job_id"] != bobs_job.json()["job_id"]
+
+
+async def test_a_tokens_limit_holds_when_requests_are_unlimited(tmp_path: Path) -> None:
+    async with mesh(tmp_path, default_rpm=0) as gateway:
+        key = await create_key(gateway, tpm_limit=12)
+        assert (
+            await gateway.client.post(CHAT, json=chat("a b c d e f"), headers=bearer(key))
+        ).status_code == 200
+        limited = await gateway.client.post(CHAT, json=chat("hi"), headers=bearer(key))
+    assert limited.status_code == 429
+    assert "12 tokens per minute" in limited.json()["error"]["message"]

@@ -58,24 +58,24 @@ class TokenBucket:
 
 @dataclass
 class _KeyBuckets:
+    # The (rpm, tpm) these buckets were made for: a key whose limits changed gets fresh ones.
+    limits: tuple[int, int]
     requests: TokenBucket | None
     tokens: TokenBucket | None
 
 
 class RateLimits:
-    """Requests-per-minute and tokens-per-minute buckets per key."""
+    """Requests-per-minute and tokens-per-minute buckets per key (a limit of 0 has no bucket)."""
 
     def __init__(self) -> None:
         self._buckets: OrderedDict[str, _KeyBuckets] = OrderedDict()
 
     def _for(self, key_id: str, rpm: int, tpm: int) -> _KeyBuckets:
         buckets = self._buckets.get(key_id)
-        if (
-            buckets is None
-            or (buckets.requests and buckets.requests.per_minute) != rpm
-            or (buckets.tokens and buckets.tokens.per_minute) != tpm
-        ):
-            buckets = _KeyBuckets(TokenBucket(rpm) if rpm else None, TokenBucket(tpm) if tpm else None)
+        if buckets is None or buckets.limits != (rpm, tpm):
+            buckets = _KeyBuckets(
+                (rpm, tpm), TokenBucket(rpm) if rpm else None, TokenBucket(tpm) if tpm else None
+            )
             self._buckets[key_id] = buckets
             while len(self._buckets) > MAX_TRACKED_KEYS:
                 self._buckets.popitem(last=False)
