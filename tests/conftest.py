@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +104,14 @@ async def running(server: MeshServer) -> AsyncIterator[MeshServer]:
         yield server
     finally:
         await server.stop()
+
+
+async def eventually(condition: Callable[[], object], timeout_s: float = 2.0) -> None:
+    """Wait until condition() holds (a model noticing a cancel, say), for at most timeout_s; the
+    caller asserts it afterwards, so a timeout fails there with its own message."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - state of a fake
+        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -5,7 +5,6 @@ The model is the scripted backend; the real model runs through the gateway in te
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from services.gateway.config import GatewaySettings
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS
-from tests.conftest import Gateway, scripted_mesh, serve_app
+from tests.conftest import Gateway, eventually, scripted_mesh, serve_app
 
 URL = "/api/v1/ai/generate"
 
@@ -143,10 +142,7 @@ async def test_client_leaving_a_stream_cancels_the_generation(gateway: Gateway) 
         async for line in response.aiter_lines():
             if line.startswith("data"):
                 break
-    for _ in range(100):
-        if gateway.backend.calls[0].cancelled:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: gateway.backend.calls[0].cancelled)
     assert gateway.backend.calls[0].cancelled
 
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from services.common.registry import CustomConfig, parse_registry
-from tests.conftest import Gateway, scripted_mesh
+from tests.conftest import Gateway, eventually, scripted_mesh
 from tests.fakes import ScriptedBackend, ScriptedEmbedder
 
 FAKE = "tests.fakes:ScriptedBackend"
@@ -377,8 +377,5 @@ async def test_sdk_timeout_and_client_disconnect_cancel_the_model(gateway: Gatew
             await client.chat.completions.create(
                 model="scripted", messages=[{"role": "user", "content": "stall"}]
             )
-    for _ in range(100):
-        if gateway.backend.calls and gateway.backend.calls[-1].cancelled:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: gateway.backend.calls and gateway.backend.calls[-1].cancelled)
     assert gateway.backend.calls[-1].cancelled

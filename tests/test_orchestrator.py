@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
-from tests.conftest import channel_to, error_code, running, scripted_registry
+from tests.conftest import channel_to, error_code, eventually, running, scripted_registry
 from tests.fakes import ScriptedBackend
 
 
@@ -127,10 +126,7 @@ async def test_cancelling_the_stream_cancels_the_model(mesh: Mesh) -> None:
     call = mesh.stub.StreamGeneration(orchestrator_pb2.StreamGenerationRequest(spec=spec("slow 100")))
     await call.read()
     call.cancel()
-    for _ in range(100):
-        if mesh.backend.calls[0].cancelled:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: mesh.backend.calls[0].cancelled)
     assert mesh.backend.calls[0].cancelled
 
 

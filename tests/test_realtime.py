@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Gateway, scripted_mesh
+from tests.conftest import Gateway, eventually, scripted_mesh
 from tests.test_auth import ADMIN, create_key
 
 PATH = "/api/v1/chat/ws"
@@ -68,10 +68,7 @@ async def test_cancel_stops_the_model_and_the_socket_serves_the_next_turn(gatewa
         frames = await until(socket, "cancelled")
         assert frames[-1]["id"] == "long"
         assert len(frames) < 40  # it stopped well before the end
-        for _ in range(100):
-            if gateway.backend.calls[-1].cancelled:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: gateway.backend.calls[-1].cancelled, timeout_s=1.0)
         assert gateway.backend.calls[-1].cancelled
         await send(socket, {"type": "chat", "id": "next", "content": "still here"})
         assert (await until(socket, "done"))[-1]["text"] == "echo: still here"
@@ -128,10 +125,7 @@ async def test_leaving_mid_turn_cancels_the_model_and_frees_the_slot(tmp_path: P
             async with connect(ws_url(gateway)) as other:
                 await send(other, {"type": "chat", "id": "x", "content": "hi"})
                 assert (await receive(other))["error"]["code"] == "overloaded"
-        for _ in range(100):
-            if gateway.backend.calls[-1].cancelled:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: gateway.backend.calls[-1].cancelled, timeout_s=1.0)
         assert gateway.backend.calls[-1].cancelled
         assert (await gateway.client.post("/api/v1/ai/generate", json={"prompt": "hi"})).status_code == 200
 
