@@ -100,42 +100,43 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
 class _Chunks:
     """The `data:` frames of one streamed completion, in OpenAI's chunk format."""
 
-    def __init__(self, request: Request, kind: str, model: str, include_usage: bool) -> None:
+    def __init__(self, request: Request, kind: str, body: ChatCompletionRequest | CompletionRequest) -> None:
         self.request = request
         self.request_id = request_id_of(request)
-        self.kind = kind
-        self.model = model
-        self.include_usage = include_usage
-        self.id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{self.request_id}"
+        self.chat = kind == "chat"
+        self.object = "chat.completion.chunk" if self.chat else "text_completion"
+        self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{self.request_id}"
+        self.model = body.model
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
         self.created = int(time.time())
         self.started = False
 
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
 
-    def chunk(self, text: str | None, finish_reason: str | None) -> ServerSentEvent:
-        if self.kind == "chat":
-            delta: dict[str, str] = {} if text is None else {"content": text}
-            if not self.started:
-                delta = {"role": "assistant", "content": text or ""}
-            choice: dict[str, Any] = {"index": 0, "delta": delta}
-            obj = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": text or ""}
-            obj = "text_completion"
-        self.started = True
-        choice.update(logprobs=None, finish_reason=finish_reason)
+    def envelope(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> ServerSentEvent:
         data: dict[str, Any] = {
             "id": self.id,
-            "object": obj,
+            "object": self.object,
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [choice],
+            "choices": choices,
         }
-        if self.include_usage:
-            data["usage"] = None
+        if self.include_usage:  # null on every chunk but the last, as OpenAI sends it
+            data["usage"] = usage
         return self.frame(data)
+
+    def chunk(self, text: str | None, finish_reason: str | None) -> ServerSentEvent:
+        choice: dict[str, Any] = {"index": 0}
+        if not self.chat:
+            choice["text"] = text or ""
+        elif not self.started:
+            choice["delta"] = {"role": "assistant", "content": text or ""}
+        else:
+            choice["delta"] = {} if text is None else {"content": text}
+        self.started = True
+        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}])
 
     def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
@@ -144,20 +145,7 @@ class _Chunks:
         charge(self.request, result.usage)
         frames = [self.chunk(None, _finish_reason(result))]
         if self.include_usage:
-            obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-            usage = _usage(result.usage).model_dump()
-            frames.append(
-                self.frame(
-                    {
-                        "id": self.id,
-                        "object": obj,
-                        "created": self.created,
-                        "model": self.model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-            )
+            frames.append(self.envelope([], _usage(result.usage).model_dump()))
         return frames
 
     def render_error(self, error: MeshError, request_id: str) -> list[ServerSentEvent]:
@@ -207,8 +195,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     X-Conversation-ID header) the mesh keeps the conversation: send only the new turn each time."""
     spec = _chat_spec(body, request)
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await _stream(request, spec, _Chunks(request, "chat", body.model, include_usage))
+        return await _stream(request, spec, _Chunks(request, "chat", body))
     result = await _run(request, spec)
     return ChatCompletion(
         id=f"chatcmpl-{request_id_of(request)}",
@@ -237,8 +224,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         params=sampling_params(body, body.max_tokens, body.stops()),
     )
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await _stream(request, spec, _Chunks(request, "text", body.model, include_usage))
+        return await _stream(request, spec, _Chunks(request, "text", body))
     result = await _run(request, spec)
     return Completion(
         id=f"cmpl-{request_id_of(request)}",

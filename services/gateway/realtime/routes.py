@@ -44,6 +44,21 @@ _POLICY_VIOLATION = 1008
 _TRY_AGAIN_LATER = 1013
 
 
+class InvalidFrame(MeshError):
+    code = "invalid_frame"
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class TurnInProgress(MeshError):
+    code = "turn_in_progress"
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NoTurn(MeshError):
+    code = "no_turn_in_progress"
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class _Socket:
     """One client connection: serialises sends, runs at most one turn."""
 
@@ -169,21 +184,6 @@ class _Socket:
                     await self.send(done.model_dump())
         finally:
             call.cancel()
-
-
-class InvalidFrame(MeshError):
-    code = "invalid_frame"
-    status = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class TurnInProgress(MeshError):
-    code = "turn_in_progress"
-    status = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class NoTurn(MeshError):
-    code = "no_turn_in_progress"
-    status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 @router.websocket("/api/v1/chat/ws")
