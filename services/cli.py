@@ -1,4 +1,5 @@
-"""The `llm-mesh` command: run the whole mesh locally, one service on its own, or the store's migrations."""
+"""The `llm-mesh` command: run the whole mesh locally, one service on its own, the store's migrations,
+or a readiness probe."""
 
 from __future__ import annotations
 
@@ -200,6 +201,34 @@ async def _stop(child: _Child, grace_s: float = 20.0) -> bool:
     return process.returncode == 0
 
 
+def _probe(target: str, timeout_s: float) -> int:
+    """Exit 0 when the target is ready: an http(s) URL answering 200, or a gRPC address whose standard
+    health service says SERVING (what container health checks without grpc_health_probe run)."""
+    if target.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(target, timeout=timeout_s) as response:
+                ready = response.status == 200
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{target}: {exc}", file=sys.stderr)
+            return 1
+        return 0 if ready else 1
+    with grpc.insecure_channel(target) as channel:
+        try:
+            status = (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+                .status
+            )
+        except grpc.RpcError as exc:
+            print(f"{target}: {exc.code().name}", file=sys.stderr)
+            return 1
+    print(f"{target}: {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-mesh", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -213,7 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run one service (settings from its environment variables)")
     serve.add_argument("service", choices=SERVICES)
     commands.add_parser("migrate", help="apply the store's database migrations and exit")
+    probe = commands.add_parser(
+        "probe", help="exit 0 when a service is ready: a gRPC address (health SERVING) or an http URL (200)"
+    )
+    probe.add_argument("target", help="host:port of a gRPC service, or http://host:port/readyz")
+    probe.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        return _probe(args.target, args.timeout)
     if args.command == "up":
         return asyncio.run(_up(args.host, args.port))
     if args.command == "serve":

@@ -35,6 +35,7 @@ def mesh_env(tmp: Path, database_url: str) -> dict[str, str]:
         if not k.startswith(("STORE_", "INFERENCE_", "ORCHESTRATOR_", "GATEWAY_", "LLM_MESH_REGISTRY"))
     }
     env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update({f"{name.upper()}_METRICS_PORT": str(free_port()) for name in ports})
     env.update({f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
     env["STORE_DATABASE_URL"] = database_url
     env["PYTHONPATH"] = str(ROOT)

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_URL_ENV, fresh_postgres_database
+from tests.conftest import POSTGRES_URL_ENV, free_port, fresh_postgres_database
 from tests.test_e2e import mesh_env, tail
 
 JOBS = 300
@@ -77,7 +77,7 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
         ORCHESTRATOR_JOB_POLL_S="0.2",
         INFERENCE_MAX_WAITING="1000",
     )
-    survivor_env = {**env, "ORCHESTRATOR_PORT": str(int(env["ORCHESTRATOR_PORT"]) + 1)}
+    survivor_env = {**env, "ORCHESTRATOR_PORT": str(free_port()), "ORCHESTRATOR_METRICS_PORT": str(free_port())}
     processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, service: str, service_env: dict[str, str]) -> None:

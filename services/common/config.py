@@ -14,9 +14,14 @@ class ConfigError(Exception):
     """Configuration a service cannot start with; the message says what to fix and the process exits 2."""
 
 
-def env_alias(name: str, field: str) -> AliasChoices:
-    """Accept a setting under a fixed environment name (no service prefix) and its field name."""
-    return AliasChoices(name, field)
+def env_alias(name: str, field: str, *more: str) -> AliasChoices:
+    """Accept a setting under a fixed environment name (no service prefix), its field name, and any
+    further names given."""
+    return AliasChoices(name, field, *more)
+
+
+# Shared by the orchestrator (the stalled flag of a run's view) and the store (the stalled-runs gauge).
+PIPELINE_STALL_S = 600.0
 
 
 class ServiceSettings(BaseSettings):
@@ -40,6 +45,10 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=10.0, gt=0, validation_alias=env_alias("SHUTDOWN_GRACE_S", "shutdown_grace_s")
     )
+
+    # Prometheus metrics on http://host:metrics_port/metrics; 0 turns the endpoint off. Each service
+    # has its own default, so a whole mesh on one machine needs no settings.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @property
     def bind_address(self) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from services.common.interceptor import client_interceptors
+
 # Prompts and whole generations travel in one message; 16 MiB leaves room for long contexts
 # while still refusing a runaway payload (the default is 4 MiB for receive).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -31,5 +33,6 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 
 
 def create_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to another mesh service (TLS terminates at the cluster's mesh/ingress)."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """An insecure channel to another mesh service (TLS terminates at the cluster's mesh/ingress),
+    through the shared client interceptors (request id, trace context, client metrics)."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=client_interceptors())

@@ -1,8 +1,11 @@
-"""The one server interceptor: binds the request id, logs each RPC, maps exceptions to gRPC statuses.
+"""The shared interceptors: what every RPC between mesh services goes through, on both ends.
 
-Modelled on KServe's ExceptionToStatusInterceptor: a `MeshError` becomes its own status with its
-stable code in trailing metadata; anything else becomes INTERNAL with a generic message while the
-traceback goes to the log.
+Server side, one interceptor binds the request id, continues the caller's trace, logs each RPC,
+counts it in the gRPC metrics and maps exceptions to gRPC statuses (modelled on KServe's
+ExceptionToStatusInterceptor: a `MeshError` becomes its own status with its stable code in trailing
+metadata; anything else becomes INTERNAL with a generic message while the traceback goes to the log).
+Client side, one interceptor per call type sends the request id and trace context along and counts
+the call in the client metrics.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from services.common import tracing
 from services.common.errors import ERROR_CODE_KEY, MeshError
-from services.common.request_id import METADATA_KEY, accept_request_id, bound_request_id
+from services.common.metrics import client_rpc, server_rpc
+from services.common.request_id import METADATA_KEY, accept_request_id, bound_request_id, current_request_id
 
 log = logging.getLogger("llmmesh.rpc")
 
@@ -29,6 +36,10 @@ def _request_id_of(context: grpc.aio.ServicerContext, request: Any) -> str:
         if key == METADATA_KEY:
             return accept_request_id(value if isinstance(value, str) else value.decode())
     return accept_request_id(getattr(request, "request_id", None))
+
+
+def _status_of(exc: BaseException) -> grpc.StatusCode:
+    return exc.status if isinstance(exc, MeshError) else grpc.StatusCode.INTERNAL
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
@@ -48,16 +59,38 @@ _HOUSEKEEPING = frozenset(
 )
 
 
-def _log_done(method: str, started: float, outcome: str) -> None:
-    log.log(
-        logging.DEBUG if method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
-        "rpc done",
-        extra={
-            "method": method,
-            "outcome": outcome,
-            "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
-        },
-    )
+class _ServerCall:
+    """One RPC's bookkeeping on the server: metrics, its span when tracing is on, the access log."""
+
+    __slots__ = ("_metrics", "_span", "_span_scope", "method", "started")
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self._metrics = server_rpc(method)
+        self._metrics.begin()
+        self._span: trace.Span | None = None
+        if tracing.enabled():
+            parent = propagate.extract(dict(context.invocation_metadata() or ()))
+            self._span = tracing.tracer.start_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER)
+            self._span_scope = trace.use_span(self._span, end_on_exit=False)
+            self._span_scope.__enter__()
+        self.started = time.perf_counter()
+
+    def done(self, code: grpc.StatusCode, error: BaseException | None = None) -> None:
+        seconds = time.perf_counter() - self.started
+        self._metrics.end(code.name, seconds)
+        if self._span is not None:
+            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if error is not None and code is not grpc.StatusCode.CANCELLED:
+                self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            self._span_scope.__exit__(None, None, None)
+            self._span.end()
+        outcome = {grpc.StatusCode.OK: "ok", grpc.StatusCode.CANCELLED: "cancelled"}.get(code, "error")
+        log.log(
+            logging.DEBUG if self.method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
+            "rpc done",
+            extra={"method": self.method, "outcome": outcome, "duration_ms": round(seconds * 1e3, 2)},
+        )
 
 
 class MeshServerInterceptor(grpc.aio.ServerInterceptor):
@@ -82,15 +115,16 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with bound_request_id(_request_id_of(context, request)):
-                started = time.perf_counter()
+                call = _ServerCall(method, context)
                 try:
                     response = await behavior(request, context)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    _log_done(method, started, "cancelled")
+                except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
+                    call.done(grpc.StatusCode.CANCELLED, exc)
                     raise
                 except Exception as exc:
+                    call.done(_status_of(exc), exc)
                     await _abort_for(exc, context, method)
-                _log_done(method, started, "ok")
+                call.done(grpc.StatusCode.OK)
                 return response
 
         return wrapper
@@ -101,15 +135,91 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             with bound_request_id(_request_id_of(context, request)):
-                started = time.perf_counter()
+                call = _ServerCall(method, context)
                 try:
                     async for response in behavior(request, context):
                         yield response
-                except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
-                    _log_done(method, started, "cancelled")
+                except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit) as exc:
+                    call.done(grpc.StatusCode.CANCELLED, exc)
                     raise
                 except Exception as exc:
+                    call.done(_status_of(exc), exc)
                     await _abort_for(exc, context, method)
-                _log_done(method, started, "ok")
+                call.done(grpc.StatusCode.OK)
 
         return wrapper
+
+
+def _outgoing(details: grpc.aio.ClientCallDetails, span: trace.Span | None) -> grpc.aio.ClientCallDetails:
+    """The call's details with the request id and, when tracing, the trace context added to its metadata."""
+    extra: dict[str, str] = {}
+    request_id = current_request_id()
+    if request_id:
+        extra[METADATA_KEY] = request_id
+    if span is not None:
+        propagate.inject(extra, context=trace.set_span_in_context(span))
+    if not extra:
+        return details
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), *extra.items())
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _ClientCall:
+    """One outgoing RPC's bookkeeping: metrics and its client span, closed when the call is done."""
+
+    __slots__ = ("_metrics", "_span", "started")
+
+    def __init__(self, method: str | bytes) -> None:
+        if isinstance(method, bytes):  # how grpc.aio hands it to client interceptors
+            method = method.decode()
+        self._metrics = client_rpc(method)
+        self._metrics.begin()
+        self._span = (
+            tracing.tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT) if tracing.enabled() else None
+        )
+        self.started = time.perf_counter()
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return _outgoing(details, self._span)
+
+    def watch(self, call: grpc.aio.Call) -> None:
+        call.add_done_callback(self._on_done)
+
+    def _on_done(self, call: grpc.aio.Call) -> None:
+        # An aio call's code() is a coroutine; the call is over, so it completes in the task at once.
+        asyncio.get_running_loop().create_task(self._record(call))
+
+    async def _record(self, call: grpc.aio.Call) -> None:
+        code = grpc.StatusCode.CANCELLED if call.cancelled() else await call.code()
+        self._metrics.end(code.name, time.perf_counter() - self.started)
+        if self._span is not None:
+            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+                self._span.set_status(Status(StatusCode.ERROR, code.name))
+            self._span.end()
+
+
+class MeshUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        bookkeeping = _ClientCall(client_call_details.method)
+        call = await continuation(bookkeeping.details(client_call_details), request)
+        bookkeeping.watch(call)
+        return call
+
+
+class MeshStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        bookkeeping = _ClientCall(client_call_details.method)
+        call = await continuation(bookkeeping.details(client_call_details), request)
+        bookkeeping.watch(call)
+        return call
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    return [MeshUnaryClientInterceptor(), MeshStreamClientInterceptor()]

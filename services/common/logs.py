@@ -8,17 +8,25 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 from services.common.request_id import current_request_id
+from services.common.tracing import current_trace_ids
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
     "request_id",
+    "trace_id",
+    "span_id",
 }
 
 
 class _RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request id and, while tracing, the trace and span ids."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or None
+        ids = current_trace_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -39,9 +39,3 @@ def bound_request_id(request_id: str) -> Iterator[str]:
         yield request_id
     finally:
         _current.reset(token)
-
-
-def outgoing_metadata() -> tuple[tuple[str, str], ...]:
-    """gRPC metadata that carries the current request id to the next hop."""
-    request_id = _current.get()
-    return ((METADATA_KEY, request_id),) if request_id else ()

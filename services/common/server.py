@@ -9,9 +9,10 @@ health goes NOT_SERVING, in-flight RPCs get the grace period, then engines and c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,6 +23,8 @@ from services.common.config import ConfigError, ServiceSettings
 from services.common.grpc_options import SERVER_OPTIONS
 from services.common.interceptor import MeshServerInterceptor
 from services.common.logs import configure_logging
+from services.common.metrics import serve_metrics
+from services.common.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("llmmesh.server")
 
@@ -125,11 +128,25 @@ async def serve_until_signalled(server: MeshServer, name: str) -> int:
     return exit_code
 
 
+@contextlib.contextmanager
+def observed_process(name: str, settings: ServiceSettings) -> Iterator[None]:
+    """A service process's logging, tracing (when configured) and /metrics endpoint, for its lifetime;
+    the last spans are flushed on the way out."""
+    configure_logging(name, settings.log_level, settings.log_format)
+    configure_tracing(name)
+    metrics = serve_metrics(settings.host, settings.metrics_port)
+    try:
+        yield
+    finally:
+        shutdown_tracing()
+        if metrics is not None:
+            metrics.shutdown()
+
+
 def run_service(
     name: str, settings: ServiceSettings, create_server: Callable[..., tuple[MeshServer, int]]
 ) -> int:
-    """Process entry point: configure logging, build the server inside the event loop, serve."""
-    configure_logging(name, settings.log_level, settings.log_format)
+    """Process entry point: logging, tracing and metrics, then the server built inside the event loop."""
 
     async def main() -> int:
         try:
@@ -139,4 +156,9 @@ def run_service(
             return 2
         return await serve_until_signalled(server, name)
 
-    return asyncio.run(main())
+    try:
+        with observed_process(name, settings):
+            return asyncio.run(main())
+    except OSError as exc:  # the metrics port is taken
+        log.error("%s cannot start: %s", name, exc)
+        return 2

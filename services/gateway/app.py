@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
 
+from services.common import tracing
 from services.common.grpc_options import create_channel
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
@@ -75,4 +76,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         conversations_router,
     ):
         app.include_router(router, dependencies=[Depends(authenticate)])
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # One server span per request; the per-message send/receive spans would add one per SSE chunk.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
+        )
     return app

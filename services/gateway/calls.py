@@ -7,8 +7,6 @@ from typing import Any, Protocol
 from fastapi import Request
 from llmmesh.v1 import common_pb2, orchestrator_pb2_grpc, store_pb2_grpc
 
-from services.common.request_id import outgoing_metadata
-
 
 def orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
     stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
@@ -21,8 +19,9 @@ def store(request: Request) -> store_pb2_grpc.StoreServiceStub:
 
 
 def call_options(request: Request) -> dict[str, Any]:
-    """The request id in metadata, and the backstop deadline for a call that never answers."""
-    return {"metadata": outgoing_metadata(), "timeout": request.app.state.settings.request_timeout_s}
+    """The backstop deadline for a call that never answers (the request id and trace context travel in
+    metadata added by the channel's interceptors)."""
+    return {"timeout": request.app.state.settings.request_timeout_s}
 
 
 class Sampling(Protocol):

@@ -12,6 +12,7 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     port: int = Field(default=8080, ge=0, le=65535)
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
     orchestrator_addr: str = Field(
         default="127.0.0.1:50051", validation_alias=env_alias("ORCHESTRATOR_ADDR", "orchestrator_addr")
     )

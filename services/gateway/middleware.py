@@ -13,13 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.request_id import HTTP_HEADER, accept_request_id, bound_request_id
 from services.gateway.auth.admission import SLOT_STATE
 from services.gateway.errors import error_payload
+from services.gateway.metrics import HTTP_IN_FLIGHT, KNOWN_METHODS, UNMATCHED, request_children
 
 log = logging.getLogger("llmmesh.gateway.access")
 _HEADER_KEY = HTTP_HEADER.lower().encode()
 
 
 class RequestIdMiddleware:
-    """Takes the caller's X-Request-ID (if well formed) or makes one, binds it, and echoes it back."""
+    """Takes the caller's X-Request-ID (if well formed) or makes one, binds it, and echoes it back;
+    then logs the request and counts it in the HTTP metrics under its route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -42,18 +44,25 @@ class RequestIdMiddleware:
                 message["headers"] = [*headers, (_HEADER_KEY, request_id.encode())]
             await send(message)
 
+        HTTP_IN_FLIGHT.inc()
         with bound_request_id(request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                route = scope.get("route")
+                seconds = time.perf_counter() - started
+                HTTP_IN_FLIGHT.dec()
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+                route = getattr(scope.get("route"), "path", UNMATCHED)
+                requests, duration = request_children(method, route, status)
+                requests.inc()
+                duration.observe(seconds)
                 log.info(
                     "http request",
                     extra={
-                        "method": scope["method"],
-                        "route": getattr(route, "path", "unmatched"),
+                        "method": method,
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+                        "duration_ms": round(seconds * 1e3, 2),
                     },
                 )
 

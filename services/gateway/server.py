@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 from collections.abc import Iterator
 
 import uvicorn
 
-from services.common.logs import configure_logging
+from services.common.server import observed_process
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 
@@ -29,7 +30,15 @@ class _GracefulServer(uvicorn.Server):
 
 def serve() -> int:
     settings = GatewaySettings()
-    configure_logging("gateway", settings.log_level, settings.log_format)
+    try:
+        with observed_process("gateway", settings):
+            return _serve(settings)
+    except OSError as exc:  # the metrics port is taken
+        logging.getLogger("llmmesh.gateway").error("gateway cannot start: %s", exc)
+        return 2
+
+
+def _serve(settings: GatewaySettings) -> int:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

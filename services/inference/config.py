@@ -22,6 +22,7 @@ class InferenceSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_")
 
     port: int = Field(default=50052, ge=0, le=65535)
+    metrics_port: int = Field(default=9402, ge=0, le=65535)
     # The model registry (YAML); unset means the built-in one: Gemma 3 270M on llama.cpp.
     registry_path: Path | None = Field(
         default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")

@@ -23,6 +23,7 @@ from services.inference.errors import (
     NoModelSlot,
     UnsupportedTask,
 )
+from services.inference.metrics import MODEL_LOAD_SECONDS, POOLS
 
 log = logging.getLogger("llmmesh.inference.models")
 
@@ -44,6 +45,7 @@ class ModelHost:
         # One load at a time: two loads racing could both find room for themselves and overshoot.
         self._loading = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        POOLS.track(self)
 
     async def start(self) -> None:
         """Load the startup models (at most max_loaded local ones) and build every provider client."""
@@ -52,6 +54,10 @@ class ModelHost:
                 await self._load(backend)
         if self._idle_unload_s:
             self._reaper = asyncio.create_task(self._unload_idle())
+
+    def in_use(self, name: str) -> int:
+        """Requests holding the model now: running on it, waiting for it, or waiting for it to load."""
+        return self._in_use[name]
 
     def backend_for(self, name: str) -> Backend:
         if not name:
@@ -86,6 +92,7 @@ class ModelHost:
                 return
             if backend.unloadable:
                 await self._make_room()
+            started = time.perf_counter()
             try:
                 await backend.load()
             except MeshError:
@@ -93,6 +100,7 @@ class ModelHost:
             except Exception as exc:
                 log.exception("loading model %s failed", backend.name, extra={"model": backend.name})
                 raise ModelLoadFailed(f"model {backend.name} failed to load") from exc
+            MODEL_LOAD_SECONDS.labels(backend.name).observe(time.perf_counter() - started)
             self._last_used[backend.name] = time.monotonic()
 
     async def _make_room(self) -> None:

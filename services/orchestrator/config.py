@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import ServiceSettings, env_alias
+from services.common.config import PIPELINE_STALL_S, ServiceSettings, env_alias
 
 
 class OrchestratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_")
 
     port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9401, ge=0, le=65535)
     inference_addr: str = Field(
         default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
     )
@@ -46,8 +47,13 @@ class OrchestratorSettings(ServiceSettings):
     # job_retry_max_backoff_s, with jitter.
     job_retry_backoff_s: float = Field(default=1.0, ge=0)
     job_retry_max_backoff_s: float = Field(default=60.0, ge=0)
-    # A pipeline run RUNNING with no step finished for this long is reported as stalled.
-    pipeline_stall_s: float = Field(default=600.0, gt=0)
+    # A pipeline run RUNNING with no step finished for this long is reported as stalled (PIPELINE_STALL_S
+    # is read by the store too, for its stalled-runs gauge).
+    pipeline_stall_s: float = Field(
+        default=PIPELINE_STALL_S,
+        gt=0,
+        validation_alias=env_alias("PIPELINE_STALL_S", "pipeline_stall_s", "ORCHESTRATOR_PIPELINE_STALL_S"),
+    )
     # Webhook deliveries time out after this long (and are retried as jobs).
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     # Signs webhook bodies (X-LLM-Mesh-Signature: sha256=<hex HMAC>) when set.

@@ -32,7 +32,7 @@ from services.common.errors import (
     from_rpc_error,
 )
 from services.common.registry import DEFAULT_POOL, Registry, Tier
-from services.common.request_id import current_request_id, outgoing_metadata
+from services.common.request_id import current_request_id
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import (
     AllTiersFailed,
@@ -43,6 +43,7 @@ from services.orchestrator.errors import (
     UnknownModel,
     UnsupportedTask,
 )
+from services.orchestrator.metrics import GenerationMeter
 
 log = logging.getLogger("llmmesh.orchestrator.routing")
 
@@ -168,6 +169,31 @@ class Router:
         """
         asked = user_text(spec)
         route = self.resolve(spec.model)
+        meter = GenerationMeter(route.name)
+        try:
+            async for event in self._serve(spec, asked, route, meter, caller_time_remaining, stream):
+                if event.HasField("result"):
+                    meter.finished(event.result)
+                else:
+                    meter.token()
+                yield event
+        except MeshError as error:
+            meter.failed(error.code)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            meter.failed("cancelled")
+            raise
+
+    async def _serve(
+        self,
+        spec: orchestrator_pb2.GenerationSpec,
+        asked: str,
+        route: Route,
+        meter: GenerationMeter,
+        caller_time_remaining: float | None,
+        stream: bool,
+    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
+        """The route's tiers in order: canned replies, then models with retries and fallbacks."""
         timeout = self._timeout(caller_time_remaining)
         deadline = asyncio.get_running_loop().time() + timeout
         failures: list[tuple[str, MeshError]] = []
@@ -175,6 +201,7 @@ class Router:
             if tier.canned:
                 reply = self._canned_reply(tier.canned, asked)
                 if reply is not None:
+                    meter.attempting(f"canned:{tier.canned}", index)
                     yield inference_pb2.GenerateResponse(delta=common_pb2.TokenDelta(text=reply))
                     yield inference_pb2.GenerateResponse(
                         result=common_pb2.GenerationResult(
@@ -189,6 +216,9 @@ class Router:
                     return
                 continue
             assert tier.model is not None
+            if failures:
+                meter.fell_back()
+            meter.attempting(tier.model, index)
             attempt = empties = 0
             while True:
                 attempt += 1
@@ -266,7 +296,7 @@ class Router:
         else:
             request.conversation.messages.extend(conversation_of(spec))
         pool = self.registry.models[model].pool
-        call = self._pools[pool].Generate(request, timeout=remaining, metadata=outgoing_metadata())
+        call = self._pools[pool].Generate(request, timeout=remaining)
         held: list[inference_pb2.GenerateResponse] | None = []
         finished = False
         try:
@@ -326,7 +356,7 @@ class Router:
             attempt += 1
             try:
                 response = await self._pools[config.pool].Embed(
-                    request, timeout=self._settings.generation_timeout_s, metadata=outgoing_metadata()
+                    request, timeout=self._settings.generation_timeout_s
                 )
                 return response, config.pool
             except grpc.aio.AioRpcError as exc:
@@ -376,7 +406,6 @@ class Router:
             response = await self._pools[pool].ListModels(
                 inference_pb2.ListModelsRequest(request_id=current_request_id()),
                 timeout=2,
-                metadata=outgoing_metadata(),
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("pool did not answer", extra={"pool": pool, "status": exc.code().name})

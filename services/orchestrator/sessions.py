@@ -23,6 +23,7 @@ from services.orchestrator.errors import (
     NoAnswers,
     VersionNotPublished,
 )
+from services.orchestrator.metrics import CACHE_BYPASS, CACHE_HIT, CACHE_MISS
 from services.orchestrator.routing import Router
 from services.orchestrator.store import StoreClient
 
@@ -129,8 +130,10 @@ class SessionRuns:
         cached = session.latest_result if session.HasField("latest_result") else None
         if cached is not None and cached.input_hash == plan.input_hash and not force_regenerate:
             log.info("session result reused", extra={"cached": True})
+            CACHE_HIT.inc()
             yield _run(session_code, cached, cached=True)
             return
+        (CACHE_BYPASS if force_regenerate else CACHE_MISS).inc()
 
         result = None
         async for event in self._router.stream(plan.spec, caller_time_remaining, stream):

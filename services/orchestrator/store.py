@@ -10,7 +10,6 @@ import grpc
 from llmmesh.v1 import store_pb2_grpc
 
 from services.common.errors import from_rpc_error
-from services.common.request_id import outgoing_metadata
 
 # The store answers from its database; anything slower than this is a store in trouble.
 STORE_TIMEOUT_S = 10.0
@@ -28,8 +27,6 @@ class StoreClient:
     async def call(self, method: str, request: Any) -> Any:
         """Call a StoreService method with the request id; a failure raises the store's own error."""
         try:
-            return await getattr(self.stub, method)(
-                request, metadata=outgoing_metadata(), timeout=STORE_TIMEOUT_S
-            )
+            return await getattr(self.stub, method)(request, timeout=STORE_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc

@@ -26,6 +26,7 @@ from llmmesh.v1 import store_pb2
 from services.common.errors import MeshError, from_rpc_error
 from services.common.request_id import bound_request_id
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.metrics import JOB_ATTEMPTS, JOB_ATTEMPTS_USED, JOBS_RUNNING
 from services.orchestrator.store import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.worker")
@@ -203,11 +204,14 @@ class JobWorker:
 
     async def _run(self, job: store_pb2.Job) -> None:
         lease = _lease(job)
+        running = JOBS_RUNNING.labels(job.kind)
+        running.inc()
         try:
             with bound_request_id(f"job-{job.id}"):
                 try:
                     outcome = await self._execute(job)
                 except asyncio.CancelledError:
+                    JOB_ATTEMPTS.labels(job.kind, "interrupted").inc()
                     raise
                 except MeshError as error:
                     await self._fail(job, lease, error)
@@ -217,6 +221,8 @@ class JobWorker:
                     log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": job.kind})
                     await self._fail(job, lease, MeshError("internal error"))
                 else:
+                    JOB_ATTEMPTS.labels(job.kind, "succeeded").inc()
+                    JOB_ATTEMPTS_USED.labels(job.kind).observe(job.attempts)
                     await self._record(
                         "CompleteJob",
                         store_pb2.CompleteJobRequest(
@@ -227,11 +233,15 @@ class JobWorker:
                         ),
                     )
         finally:
+            running.dec()
             self._running.pop(job.id, None)
             self._nudge.set()
 
     async def _fail(self, job: store_pb2.Job, lease: store_pb2.JobLease, error: MeshError) -> None:
         again = retryable(error) and job.attempts < job.max_attempts
+        JOB_ATTEMPTS.labels(job.kind, "retried" if again else "failed").inc()
+        if not again:
+            JOB_ATTEMPTS_USED.labels(job.kind).observe(job.attempts)
         log.warning(
             "job attempt failed",
             extra={

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
@@ -70,6 +70,11 @@ class RunView:
     steps: list[Job]
 
 
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; every one the store writes is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -108,6 +113,16 @@ class JobSignals:
         """End every watch stream (the server is shutting down)."""
         self.closed = True
         self.notify()
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What the queue holds now: jobs by (kind, status) for QUEUED and RUNNING, the age of the oldest
+    claimable job, and pipeline runs RUNNING without progress for longer than the stall time."""
+
+    jobs: dict[tuple[str, str], int]
+    oldest_queued_s: float
+    stalled_runs: int
 
 
 class JobQueue:
@@ -152,6 +167,31 @@ class JobQueue:
             pipeline_run_id=pipeline_run_id,
             step_index=step_index,
             request_fingerprint="",
+        )
+
+    async def stats(self, stall_s: float) -> QueueStats:
+        """Counts for the metrics; reads only the QUEUED and RUNNING rows (ix_jobs_claimable)."""
+        now = utcnow()
+        async with self._transaction() as db:
+            rows = await db.execute(
+                select(Job.kind, Job.status, func.count())
+                .where(Job.status.in_(("QUEUED", "RUNNING")))
+                .group_by(Job.kind, Job.status)
+            )
+            oldest = await db.scalar(
+                select(func.min(Job.run_at)).where(Job.status == "QUEUED", Job.run_at <= now)
+            )
+            stalled = await db.scalar(
+                select(func.count())
+                .select_from(PipelineRun)
+                .where(
+                    PipelineRun.status == "RUNNING", PipelineRun.updated_at < now - timedelta(seconds=stall_s)
+                )
+            )
+        return QueueStats(
+            jobs={(kind, status): count for kind, status, count in rows},
+            oldest_queued_s=(now - _aware(oldest)).total_seconds() if oldest is not None else 0.0,
+            stalled_runs=stalled or 0,
         )
 
     async def enqueue(

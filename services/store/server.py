@@ -16,6 +16,7 @@ from services.store.access import Access
 from services.store.config import StoreSettings
 from services.store.db import create_engine
 from services.store.errors import StoreUnavailable
+from services.store.metrics import QUEUE
 from services.store.migrate import upgrade_to_head
 from services.store.queue import NOTIFY_CHANNEL, JobQueue, JobSignals
 from services.store.repository import Repository
@@ -44,6 +45,7 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
         if settings.migrate_on_start:
             await upgrade_to_head(engine)
         await repository.ping()
+        QUEUE.track(queue, asyncio.get_running_loop(), settings.pipeline_stall_s)
         tasks.append(
             asyncio.create_task(_follow_database(server, repository, settings.health_check_interval_s))
         )
@@ -54,6 +56,7 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
         signals.close()  # ends the workers' WatchJobs streams, which would hold the drain open
 
     async def cleanup() -> None:
+        QUEUE.untrack(queue)
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

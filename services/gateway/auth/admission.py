@@ -18,7 +18,6 @@ from fastapi import Request
 from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
 
 from services.common.errors import MeshError, from_rpc_error
-from services.common.request_id import outgoing_metadata
 from services.gateway.auth.limits import ConcurrencyLimit, RateLimits
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import GatewayError
@@ -99,9 +98,7 @@ class Admission:
             self._verified.move_to_end(digest)
             return cached[0]
         try:
-            answer = await self._store.VerifyApiKey(
-                store_pb2.VerifyApiKeyRequest(secret=token), metadata=outgoing_metadata(), timeout=10
-            )
+            answer = await self._store.VerifyApiKey(store_pb2.VerifyApiKeyRequest(secret=token), timeout=10)
         except grpc.aio.AioRpcError as exc:
             error: MeshError = from_rpc_error(exc)
             if error.status == grpc.StatusCode.UNAUTHENTICATED:

@@ -21,11 +21,12 @@ from llmmesh.v1 import common_pb2, orchestrator_pb2
 from pydantic import TypeAdapter, ValidationError
 
 from services.common.errors import MeshError
-from services.common.request_id import bound_request_id, new_request_id, outgoing_metadata
+from services.common.request_id import bound_request_id, new_request_id
 from services.common.results import generation_json
 from services.gateway.auth.admission import Admission, Caller, bearer_token
 from services.gateway.calls import sampling_params
 from services.gateway.errors import GatewayError, error_body, mesh_error_of
+from services.gateway.metrics import WEBSOCKETS_OPEN
 from services.gateway.realtime.protocol import (
     CancelFrame,
     ChatFrame,
@@ -170,7 +171,6 @@ class _Socket:
         )
         call = self.orchestrator.StreamGeneration(
             orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=spec),
-            metadata=outgoing_metadata(),
             timeout=self.settings.request_timeout_s,
         )
         try:
@@ -204,4 +204,5 @@ async def chat_socket(websocket: WebSocket) -> None:
             code=_POLICY_VIOLATION if unauthenticated else _TRY_AGAIN_LATER, reason=error.code
         )
         return
-    await _Socket(websocket, caller).serve()
+    with WEBSOCKETS_OPEN.track_inprogress():
+        await _Socket(websocket, caller).serve()

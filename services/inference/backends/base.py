@@ -115,6 +115,10 @@ class Backend(abc.ABC):
         """One vector per input, in order."""
         raise UnsupportedTask(f"model {self.name} ({self.kind}) does not make embeddings")
 
+    def requests_waiting(self) -> int:
+        """Requests queued for this model rather than running on it (engines that take turns say)."""
+        return 0
+
     async def unload(self) -> None:
         """Free the model's memory; the next request loads it again."""
         self.loaded = False

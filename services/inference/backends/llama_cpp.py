@@ -119,6 +119,9 @@ class LlamaCppBackend(Backend):
             bos_token=llama.detokenize([llama.token_bos()]).decode(errors="ignore"),
         )
 
+    def requests_waiting(self) -> int:
+        return self._waiting
+
     @asynccontextmanager
     async def _take_turn(self) -> AsyncIterator[Llama]:
         """The loaded model, once the requests that came first are done with it."""

@@ -1,0 +1,120 @@
+"""Prometheus metrics shared by every service: gRPC server and client families, and the /metrics endpoint.
+
+Each service defines its own domain families in its `metrics.py`; all of them live in prometheus-client's
+default registry, which each process serves on its own port. Label values are bounded: service and
+method names from our protos, status codes, model and route names from the registry — never ids,
+prompts or keys. Hot paths look label children up in small dicts instead of calling `.labels()` per
+call (which parses and validates the label values every time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("llmmesh.metrics")
+
+# Seconds. From a millisecond store read to a long generation.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+GRPC_SERVER_STARTED = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", ["grpc_service", "grpc_method"]
+)
+GRPC_SERVER_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_SERVER_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from an RPC's start to its last response (whole stream for streaming RPCs).",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_SERVER_IN_FLIGHT = Gauge(
+    "grpc_server_in_flight", "RPCs being handled now.", ["grpc_service", "grpc_method"]
+)
+GRPC_CLIENT_STARTED = Counter(
+    "grpc_client_started_total", "RPCs this process started.", ["grpc_service", "grpc_method"]
+)
+GRPC_CLIENT_HANDLED = Counter(
+    "grpc_client_handled_total",
+    "RPCs this process made that completed, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_CLIENT_SECONDS = Histogram(
+    "grpc_client_handling_seconds",
+    "Time from starting an RPC to its completion, as this process saw it.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_CLIENT_IN_FLIGHT = Gauge(
+    "grpc_client_in_flight", "RPCs this process is waiting on now.", ["grpc_service", "grpc_method"]
+)
+
+
+class RpcMetrics:
+    """The children of one side's four families for one method, looked up once per method."""
+
+    __slots__ = ("_handled", "_handled_family", "_labels", "in_flight", "seconds", "started")
+
+    def __init__(self, method: str, started: Counter, handled: Counter, seconds: Histogram, in_flight: Gauge):
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._labels = (service, name)
+        self.started = started.labels(*self._labels)
+        self.seconds = seconds.labels(*self._labels)
+        self.in_flight = in_flight.labels(*self._labels)
+        self._handled = {code: handled.labels(*self._labels, code) for code in ("OK", "CANCELLED")}
+        self._handled_family = handled
+
+    def handled(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self._handled_family.labels(*self._labels, code)
+        return child
+
+    def begin(self) -> None:
+        self.started.inc()
+        self.in_flight.inc()
+
+    def end(self, code: str, seconds: float) -> None:
+        self.in_flight.dec()
+        self.seconds.observe(seconds)
+        self.handled(code).inc()
+
+
+def _cached(factory: Callable[[str], RpcMetrics]) -> Callable[[str], RpcMetrics]:
+    cache: dict[str, RpcMetrics] = {}
+
+    def lookup(method: str) -> RpcMetrics:
+        metrics = cache.get(method)
+        if metrics is None:
+            metrics = cache[method] = factory(method)
+        return metrics
+
+    return lookup
+
+
+server_rpc = _cached(
+    lambda method: RpcMetrics(
+        method, GRPC_SERVER_STARTED, GRPC_SERVER_HANDLED, GRPC_SERVER_SECONDS, GRPC_SERVER_IN_FLIGHT
+    )
+)
+client_rpc = _cached(
+    lambda method: RpcMetrics(
+        method, GRPC_CLIENT_STARTED, GRPC_CLIENT_HANDLED, GRPC_CLIENT_SECONDS, GRPC_CLIENT_IN_FLIGHT
+    )
+)
+
+
+def serve_metrics(host: str, port: int) -> WSGIServer | None:
+    """Serve the default registry on http://host:port/metrics in a daemon thread; port 0 turns it off."""
+    if not port:
+        return None
+    server, _ = start_http_server(port, addr=host)
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port, extra={"port": server.server_port})
+    return server

@@ -1,0 +1,35 @@
+"""The gateway's HTTP metrics, labelled by route template (never the raw path, which holds ids)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS
+
+HTTP_REQUESTS = Counter(
+    "llmmesh_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "llmmesh_http_request_duration_seconds",
+    "From a request's arrival to the end of its response (the whole stream for SSE).",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge("llmmesh_http_requests_in_flight", "HTTP requests being answered now.")
+WEBSOCKETS_OPEN = Gauge("llmmesh_websocket_connections", "Realtime chat WebSockets open now.")
+
+# Requests that matched no route are counted under one label value, so probing scanners cannot
+# create a time series per path they try.
+UNMATCHED = "unmatched"
+# Any other method a client invents is counted as "other", for the same reason.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.lru_cache(maxsize=2048)
+def request_children(method: str, route: str, status: int) -> tuple[Any, Any]:
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_SECONDS.labels(method, route)
