@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.inference.backends.base import Message
 from services.inference.templates import render_gemma
@@ -61,8 +63,14 @@ def tail(logs: Path) -> str:
     return "\n".join(f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
 
 
+class MeshUrl(str):
+    """The gateway's base URL, knowing where the inference service serves its metrics."""
+
+    inference_metrics: str
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUrl]:
     """Base URL of a gateway in front of a mesh started as four `llm-mesh serve` processes."""
     import asyncio
 
@@ -85,7 +93,8 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                 [sys.executable, "-m", "services.cli", "serve", name], env=env, stderr=log, stdout=log
             )
         )
-    base_url = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
+    base_url = MeshUrl(f"http://127.0.0.1:{env['GATEWAY_PORT']}")
+    base_url.inference_metrics = f"http://127.0.0.1:{env['INFERENCE_METRICS_PORT']}/metrics"
     try:
         wait_ready(base_url, processes, tmp)
         yield base_url
@@ -154,6 +163,36 @@ def test_bad_input_through_the_real_mesh(mesh: str) -> None:
     response = httpx.post(f"{mesh}{URL}", json={"prompt": "word " * 5000, "max_tokens": 8})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "prompt_too_long"
+
+
+def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
+    """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
+    Gateway API Inference Extension reads show exactly that."""
+
+    def gauges() -> tuple[float, float]:
+        families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)
+        values = {
+            sample.name: sample.value
+            for family in families
+            for sample in family.samples
+            if sample.labels.get("model_name") == "gemma-3-270m"
+        }
+        return values["vllm:num_requests_running"], values["vllm:num_requests_waiting"]
+
+    assert gauges() == (0, 0)
+    counting = {"model": "gemma-3-270m", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 160, "temperature": 0}
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
+        time.sleep(0.3)
+        second = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
+        seen = set()
+        while not second.done():
+            seen.add(gauges())
+            time.sleep(0.05)
+        assert first.result().status_code == second.result().status_code == 200
+    assert (1, 1) in seen, f"one running and one waiting at some point: {sorted(seen)}"
+    assert max(running for running, _ in seen) == 1, "never two at once on one llama.cpp context"
+    assert gauges() == (0, 0)
 
 
 def test_llm_mesh_up_starts_the_mesh_and_ctrl_c_stops_it(tmp_path: Path) -> None:

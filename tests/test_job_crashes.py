@@ -77,7 +77,11 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
         ORCHESTRATOR_JOB_POLL_S="0.2",
         INFERENCE_MAX_WAITING="1000",
     )
-    survivor_env = {**env, "ORCHESTRATOR_PORT": str(free_port()), "ORCHESTRATOR_METRICS_PORT": str(free_port())}
+    survivor_env = {
+        **env,
+        "ORCHESTRATOR_PORT": str(free_port()),
+        "ORCHESTRATOR_METRICS_PORT": str(free_port()),
+    }
     processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, service: str, service_env: dict[str, str]) -> None:

@@ -79,18 +79,18 @@ class _ServerCall:
     def done(self, code: grpc.StatusCode, error: BaseException | None = None) -> None:
         seconds = time.perf_counter() - self.started
         self._metrics.end(code.name, seconds)
-        if self._span is not None:
-            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if error is not None and code is not grpc.StatusCode.CANCELLED:
-                self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            self._span_scope.__exit__(None, None, None)
-            self._span.end()
         outcome = {grpc.StatusCode.OK: "ok", grpc.StatusCode.CANCELLED: "cancelled"}.get(code, "error")
         log.log(
             logging.DEBUG if self.method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
             "rpc done",
             extra={"method": self.method, "outcome": outcome, "duration_ms": round(seconds * 1e3, 2)},
         )
+        if self._span is not None:  # ended after the log line, which carries its trace id
+            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if error is not None and code is not grpc.StatusCode.CANCELLED:
+                self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            self._span_scope.__exit__(None, None, None)
+            self._span.end()
 
 
 class MeshServerInterceptor(grpc.aio.ServerInterceptor):

@@ -93,13 +93,15 @@ def _generations(route: str, model: str, tier: str, outcome: str) -> Any:
 
 
 class GenerationMeter:
-    """Records one generation once: its outcome, latency and tokens (TTFT and per-token time only when
-    streamed, since a non-streamed call sees no first token)."""
+    """Records one generation once: its outcome, latency and tokens. Time to first token and per output
+    token are recorded for streamed generations only: a one-shot call to a provider sees its whole text
+    arrive at once, which would read as a slow first token and free later ones."""
 
-    __slots__ = ("_done", "_first_token_at", "_started", "model", "route", "tier")
+    __slots__ = ("_done", "_first_token_at", "_started", "_streamed", "model", "route", "tier")
 
-    def __init__(self, route: str) -> None:
+    def __init__(self, route: str, streamed: bool) -> None:
         self.route = route
+        self._streamed = streamed
         self.model = ""
         self.tier = ""
         self._started = time.perf_counter()
@@ -113,7 +115,7 @@ class GenerationMeter:
         FALLBACKS.labels(self.route, self.model).inc()
 
     def token(self) -> None:
-        if not self._first_token_at:
+        if self._streamed and not self._first_token_at:
             self._first_token_at = time.perf_counter()
             _for_model(self.model).ttft.observe(self._first_token_at - self._started)
 

@@ -169,7 +169,7 @@ class Router:
         """
         asked = user_text(spec)
         route = self.resolve(spec.model)
-        meter = GenerationMeter(route.name)
+        meter = GenerationMeter(route.name, streamed=stream)
         try:
             async for event in self._serve(spec, asked, route, meter, caller_time_remaining, stream):
                 if event.HasField("result"):
