@@ -1,0 +1,246 @@
+"""Deployment files: every kustomize overlay renders (`kubectl kustomize`) and validates against the
+Kubernetes schemas (kubernetes-validate, offline, strict), with the hardening and probes operators rely
+on; docker-compose.yml validates (`docker-compose config`, Debian's package: no Docker engine needed);
+the model registries both ship parse as the mesh parses them; the Grafana dashboard and Prometheus
+config name only metrics and ports the services really have. Nothing here builds an image or starts a
+cluster: README "Deploying" says what was and was not run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from services.common.registry import parse_registry
+from tests.conftest import ROOT, scripted_mesh
+
+KUSTOMIZE = ROOT / "deploy" / "kustomize"
+OVERLAYS = ("cpu", "gpu")
+GRPC_PORTS = {"orchestrator": 50051, "inference": 50052, "store": 50053}
+METRICS_PORTS = {"gateway": 9400, "orchestrator": 9401, "inference": 9402, "store": 9403}
+KUBERNETES_VERSION = "1.33.0"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is needed to check the deployment files (.ci/run installs it)"
+    return path
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    output = subprocess.run(
+        [tool("kubectl"), "kustomize", str(KUSTOMIZE / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def of_kind(resources: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_validates_against_the_kubernetes_schemas(overlay: str) -> None:
+    resources = render(overlay)
+    for resource in resources:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+    kinds = {r["kind"] for r in resources}
+    assert {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "Job",
+        "ConfigMap",
+    } <= kinds
+    assert all(r["metadata"].get("namespace") == "llm-mesh" for r in resources)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_is_hardened_probed_and_named(overlay: str) -> None:
+    resources = render(overlay)
+    deployments = of_kind(resources, "Deployment")
+    services = of_kind(resources, "Service")
+    expected = {"gateway", "orchestrator", "inference", "store"} | (
+        {"inference-gpu"} if overlay == "gpu" else set()
+    )
+    assert set(deployments) == expected
+    accounts = of_kind(resources, "ServiceAccount")
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == name and name in accounts
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert "readinessProbe" in container and "livenessProbe" in container
+        if name != "gateway":  # built-in gRPC probes on the gRPC port
+            port = container["readinessProbe"]["grpc"]["port"]
+            assert port == container["livenessProbe"]["grpc"]["port"] == GRPC_PORTS[name.split("-")[0]]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(METRICS_PORTS[name.split("-")[0]])
+        # each Service names its ports grpc / http / metrics
+        assert {p["name"] for p in services[name]["spec"]["ports"]} == {
+            "http" if name == "gateway" else "grpc",
+            "metrics",
+        }
+        assert name in of_kind(resources, "PodDisruptionBudget")
+    autoscaled = of_kind(resources, "HorizontalPodAutoscaler")
+    assert autoscaled["gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert autoscaled["orchestrator"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert (
+        autoscaled["inference"]["spec"]["metrics"][0]["pods"]["metric"]["name"]
+        == "llmmesh_inference_requests_waiting"
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_auth_is_on_and_secrets_come_from_secrets(overlay: str) -> None:
+    resources = render(overlay)
+    deployments = of_kind(resources, "Deployment")
+    gateway_env = {
+        e["name"]: e for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert gateway_env["GATEWAY_AUTH_ENABLED"]["value"] == "true"
+    assert gateway_env["GATEWAY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "llm-mesh-secrets"
+    store_env = {
+        e["name"]: e for e in deployments["store"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert store_env["STORE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "llm-mesh-secrets"
+    assert store_env["STORE_MIGRATE_ON_START"]["value"] == "false", "the migration Job owns the schema"
+    (migrate,) = of_kind(resources, "Job").values()
+    assert migrate["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    text = yaml.safe_dump_all(resources)
+    assert "kind: Secret" not in text, "secrets are referenced, never shipped"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_shipped_registry_parses_and_its_pools_have_services(overlay: str) -> None:
+    resources = render(overlay)
+    (models,) = [
+        c for name, c in of_kind(resources, "ConfigMap").items() if name.startswith("llm-mesh-models")
+    ]
+    registry = parse_registry(yaml.safe_load(models["data"]["models.yaml"]))
+    services = of_kind(resources, "Service")
+    for pool, address in registry.pools.items():
+        host, port = address.rsplit(":", 1)
+        assert host in services, f"pool {pool} points at a Service the overlay has"
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    deployments = of_kind(resources, "Deployment")
+    if overlay == "gpu":
+        pod = deployments["inference-gpu"]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert pod["tolerations"][0]["key"] == "nvidia.com/gpu" and pod["nodeSelector"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["INFERENCE_POOL"] == "gpu" and registry.models["qwen2.5-1.5b"].pool == "gpu"
+        assert registry.models["qwen2.5-1.5b"].backend == "vllm"
+
+
+def test_network_policies_admit_only_the_mesh_edges() -> None:
+    policies = of_kind(render("cpu"), "NetworkPolicy")
+    assert policies["llm-mesh-default-deny"]["spec"]["policyTypes"] == ["Ingress"]
+
+    def sources(name: str) -> set[str]:
+        (rule,) = policies[name]["spec"]["ingress"]
+        return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]}
+
+    assert sources("orchestrator-from-gateway") == {"gateway"}
+    assert sources("inference-from-orchestrator") == {"orchestrator", "gateway"}
+    assert sources("store-from-mesh") == {"orchestrator", "gateway"}
+
+
+@pytest.mark.parametrize("models", ["cpu", "gpu"])
+def test_compose_file_validates(models: str) -> None:
+    result = subprocess.run(
+        [
+            tool("docker-compose"),
+            "--profile",
+            "gpu",
+            "--profile",
+            "tracing",
+            "-f",
+            "docker-compose.yml",
+            "config",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LLM_MESH_MODELS": models},
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert {
+        "postgres",
+        "store",
+        "inference",
+        "orchestrator",
+        "gateway",
+        "prometheus",
+        "inference-gpu",
+    } <= set(services)
+    for name in ("postgres", "store", "inference", "orchestrator", "gateway", "inference-gpu"):
+        assert "healthcheck" in services[name], name
+    for name in ("store", "inference", "orchestrator", "gateway"):
+        assert services[name]["command"] == ["serve", name]
+        assert services[name]["read_only"] is True
+        volume = services[name]["volumes"][0]  # docker-compose 1.x prints the short form src:dst:mode
+        mounted = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+        assert Path(mounted) == KUSTOMIZE / "overlays" / models / "models.yaml"
+        parse_registry(yaml.safe_load(Path(mounted).read_text()))
+    assert services["inference-gpu"]["environment"]["INFERENCE_POOL"] == "gpu"
+    assert (
+        services["inference-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    )
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert {f"{name}:{port}" for name, port in METRICS_PORTS.items()} <= targets
+
+
+async def test_the_dashboard_names_only_metrics_the_services_publish(tmp_path: Path) -> None:
+    dashboard = json.loads((KUSTOMIZE / "base" / "dashboards" / "llm-mesh.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    # metric names only: label lists (`by (...)`) and matchers (`{...}`) are taken out first
+    stripped = [re.sub(r"by \([^)]*\)|\{[^}]*\}", "", expr) for expr in expressions]
+    referenced = set(re.findall(r"\b((?:llmmesh|grpc)_[a-z_]+|vllm:[a-z_]+)", " ".join(stripped)))
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db") as gateway:
+        assert (await gateway.client.post("/api/v1/ai/generate", json={"prompt": "hello"})).status_code == 200
+        # collected from another thread, as the metrics endpoint does (the store counts its queue then)
+        families = await asyncio.to_thread(lambda: {family.name for family in REGISTRY.collect()})
+    published = {
+        name
+        for family in families
+        for name in (family, f"{family}_total", f"{family}_bucket", f"{family}_count", f"{family}_sum")
+    }
+    assert referenced, "the dashboard queries our metrics"
+    assert referenced <= published, sorted(referenced - published)
+    # and every family the services publish is on the dashboard, except the few left to ad-hoc queries
+    ours = {f for f in families if f.startswith("llmmesh_")}
+    shown = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in referenced}
+    assert ours - shown <= {"llmmesh_http_requests_in_flight", "llmmesh_websocket_connections"}, sorted(
+        ours - shown
+    )
