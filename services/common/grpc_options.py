@@ -29,6 +29,11 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     # A ping unanswered for 10 s marks the connection dead and triggers a reconnect.
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # While a peer is unreachable, calls fail at once until the next reconnect attempt. gRPC's default
+    # backoff grows to 120 s, so a peer that restarted (a pod rescheduled, a service started after its
+    # caller) could be refused for minutes; retry from 0.2 s up to every 5 s instead.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 

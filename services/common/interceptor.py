@@ -185,14 +185,17 @@ class _ClientCall:
         return _outgoing(details, self._span)
 
     def watch(self, call: grpc.aio.Call) -> None:
+        """Record the stream's end when it comes (its status is only readable by awaiting code())."""
         call.add_done_callback(self._on_done)
 
     def _on_done(self, call: grpc.aio.Call) -> None:
         # An aio call's code() is a coroutine; the call is over, so it completes in the task at once.
-        asyncio.get_running_loop().create_task(self._record(call))
+        asyncio.get_running_loop().create_task(self._recorded(call))
 
-    async def _record(self, call: grpc.aio.Call) -> None:
-        code = grpc.StatusCode.CANCELLED if call.cancelled() else await call.code()
+    async def _recorded(self, call: grpc.aio.Call) -> None:
+        self.record(grpc.StatusCode.CANCELLED if call.cancelled() else await call.code())
+
+    def record(self, code: grpc.StatusCode) -> None:
         self._metrics.end(code.name, time.perf_counter() - self.started)
         if self._span is not None:
             self._span.set_attribute("rpc.grpc.status_code", code.value[0])
@@ -207,7 +210,17 @@ class MeshUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     ) -> Any:
         bookkeeping = _ClientCall(client_call_details.method)
         call = await continuation(bookkeeping.details(client_call_details), request)
-        bookkeeping.watch(call)
+        # Awaiting the response here (the caller's await then returns it at once) gives the status
+        # without the task a done-callback would need.
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            bookkeeping.record(exc.code())
+        except asyncio.CancelledError:
+            bookkeeping.record(grpc.StatusCode.CANCELLED)
+            raise
+        else:
+            bookkeeping.record(grpc.StatusCode.OK)
         return call
 
 
