@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -21,40 +21,34 @@ log = logging.getLogger("llmmesh.metrics")
 # Seconds. From a millisecond store read to a long generation.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-GRPC_SERVER_STARTED = Counter(
-    "grpc_server_started_total", "RPCs started on the server.", ["grpc_service", "grpc_method"]
-)
-GRPC_SERVER_HANDLED = Counter(
-    "grpc_server_handled_total",
-    "RPCs completed on the server, by status code.",
-    ["grpc_service", "grpc_method", "grpc_code"],
-)
-GRPC_SERVER_SECONDS = Histogram(
-    "grpc_server_handling_seconds",
-    "Time from an RPC's start to its last response (whole stream for streaming RPCs).",
-    ["grpc_service", "grpc_method"],
-    buckets=LATENCY_BUCKETS,
-)
-GRPC_SERVER_IN_FLIGHT = Gauge(
-    "grpc_server_in_flight", "RPCs being handled now.", ["grpc_service", "grpc_method"]
-)
-GRPC_CLIENT_STARTED = Counter(
-    "grpc_client_started_total", "RPCs this process started.", ["grpc_service", "grpc_method"]
-)
-GRPC_CLIENT_HANDLED = Counter(
-    "grpc_client_handled_total",
-    "RPCs this process made that completed, by status code.",
-    ["grpc_service", "grpc_method", "grpc_code"],
-)
-GRPC_CLIENT_SECONDS = Histogram(
-    "grpc_client_handling_seconds",
-    "Time from starting an RPC to its completion, as this process saw it.",
-    ["grpc_service", "grpc_method"],
-    buckets=LATENCY_BUCKETS,
-)
-GRPC_CLIENT_IN_FLIGHT = Gauge(
-    "grpc_client_in_flight", "RPCs this process is waiting on now.", ["grpc_service", "grpc_method"]
-)
+
+class RpcFamilies(NamedTuple):
+    started: Counter
+    handled: Counter
+    seconds: Histogram
+    in_flight: Gauge
+
+
+def _rpc_families(side: str, who: str) -> RpcFamilies:
+    """grpc_<side>_{started_total,handled_total,handling_seconds,in_flight}, as go-grpc-prometheus names them."""
+    labels = ["grpc_service", "grpc_method"]
+    return RpcFamilies(
+        Counter(f"grpc_{side}_started_total", f"RPCs started {who}.", labels),
+        Counter(
+            f"grpc_{side}_handled_total", f"RPCs completed {who}, by status code.", [*labels, "grpc_code"]
+        ),
+        Histogram(
+            f"grpc_{side}_handling_seconds",
+            f"Time from an RPC's start to its completion {who} (the whole stream for streaming RPCs).",
+            labels,
+            buckets=LATENCY_BUCKETS,
+        ),
+        Gauge(f"grpc_{side}_in_flight", f"RPCs in flight {who}.", labels),
+    )
+
+
+GRPC_SERVER = _rpc_families("server", "on this server")
+GRPC_CLIENT = _rpc_families("client", "by this process as a client")
 
 
 class RpcMetrics:
@@ -62,14 +56,14 @@ class RpcMetrics:
 
     __slots__ = ("_handled", "_handled_family", "_labels", "in_flight", "seconds", "started")
 
-    def __init__(self, method: str, started: Counter, handled: Counter, seconds: Histogram, in_flight: Gauge):
+    def __init__(self, method: str, families: RpcFamilies) -> None:
         service, _, name = method.lstrip("/").rpartition("/")
         self._labels = (service, name)
-        self.started = started.labels(*self._labels)
-        self.seconds = seconds.labels(*self._labels)
-        self.in_flight = in_flight.labels(*self._labels)
-        self._handled = {code: handled.labels(*self._labels, code) for code in ("OK", "CANCELLED")}
-        self._handled_family = handled
+        self.started = families.started.labels(*self._labels)
+        self.seconds = families.seconds.labels(*self._labels)
+        self.in_flight = families.in_flight.labels(*self._labels)
+        self._handled = {code: families.handled.labels(*self._labels, code) for code in ("OK", "CANCELLED")}
+        self._handled_family = families.handled
 
     def handled(self, code: str) -> Any:
         child = self._handled.get(code)
@@ -99,16 +93,8 @@ def _cached(factory: Callable[[str], RpcMetrics]) -> Callable[[str], RpcMetrics]
     return lookup
 
 
-server_rpc = _cached(
-    lambda method: RpcMetrics(
-        method, GRPC_SERVER_STARTED, GRPC_SERVER_HANDLED, GRPC_SERVER_SECONDS, GRPC_SERVER_IN_FLIGHT
-    )
-)
-client_rpc = _cached(
-    lambda method: RpcMetrics(
-        method, GRPC_CLIENT_STARTED, GRPC_CLIENT_HANDLED, GRPC_CLIENT_SECONDS, GRPC_CLIENT_IN_FLIGHT
-    )
-)
+server_rpc = _cached(lambda method: RpcMetrics(method, GRPC_SERVER))
+client_rpc = _cached(lambda method: RpcMetrics(method, GRPC_CLIENT))
 
 
 def serve_metrics(host: str, port: int) -> WSGIServer | None:
