@@ -165,36 +165,6 @@ def test_bad_input_through_the_real_mesh(mesh: str) -> None:
     assert response.json()["error"]["code"] == "prompt_too_long"
 
 
-def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
-    """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
-    Gateway API Inference Extension reads show exactly that."""
-
-    def gauges() -> tuple[float, float]:
-        families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)
-        values = {
-            sample.name: sample.value
-            for family in families
-            for sample in family.samples
-            if sample.labels.get("model_name") == "gemma-3-270m"
-        }
-        return values["vllm:num_requests_running"], values["vllm:num_requests_waiting"]
-
-    assert gauges() == (0, 0)
-    counting = {"model": "gemma-3-270m", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 160, "temperature": 0}
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
-        time.sleep(0.3)
-        second = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
-        seen = set()
-        while not second.done():
-            seen.add(gauges())
-            time.sleep(0.05)
-        assert first.result().status_code == second.result().status_code == 200
-    assert (1, 1) in seen, f"one running and one waiting at some point: {sorted(seen)}"
-    assert max(running for running, _ in seen) == 1, "never two at once on one llama.cpp context"
-    assert gauges() == (0, 0)
-
-
 def test_llm_mesh_up_starts_the_mesh_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env = mesh_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     gateway_port = env["GATEWAY_PORT"]
@@ -276,3 +246,35 @@ def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) ->
     assert len([p for p in pieces if p]) >= 12
     assert whole.usage is not None and whole.usage.completion_tokens == 24
     assert "accepts at most 4095 prompt tokens" in too_long.value.message
+
+
+def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
+    """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
+    Gateway API Inference Extension reads show exactly that. Last of the tests on each mesh: its
+    requests leave llama.cpp's context holding another prompt, which the greedy-equality tests above
+    must not meet (a reused prefix can change greedy output)."""
+
+    def gauges() -> tuple[float, float]:
+        families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)
+        values = {
+            sample.name: sample.value
+            for family in families
+            for sample in family.samples
+            if sample.labels.get("model_name") == "gemma-3-270m"
+        }
+        return values["vllm:num_requests_running"], values["vllm:num_requests_waiting"]
+
+    assert gauges() == (0, 0)
+    counting = {"model": "gemma-3-270m", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 160, "temperature": 0}
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
+        time.sleep(0.3)
+        second = pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120)
+        seen = set()
+        while not second.done():
+            seen.add(gauges())
+            time.sleep(0.05)
+        assert first.result().status_code == second.result().status_code == 200
+    assert (1, 1) in seen, f"one running and one waiting at some point: {sorted(seen)}"
+    assert max(running for running, _ in seen) == 1, "never two at once on one llama.cpp context"
+    assert gauges() == (0, 0)
