@@ -250,9 +250,7 @@ def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) ->
 
 def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
     """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
-    Gateway API Inference Extension reads show exactly that. Last of the tests on each mesh: its
-    requests leave llama.cpp's context holding another prompt, which the greedy-equality tests above
-    must not meet (a reused prefix can change greedy output)."""
+    Gateway API Inference Extension reads show exactly that."""
 
     def gauges() -> tuple[float, float]:
         families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)

@@ -220,6 +220,10 @@ class LlamaCppBackend(Backend):
         sampling = request.sampling
         limit = min(sampling.max_tokens, room)
         llama.set_seed(sampling.seed if sampling.seed is not None else _RANDOM_SEED)
+        # Evaluate every prompt from a fresh context. Reusing the previous request's evaluated prefix
+        # (llama-cpp-python's default) saves prompt time but made greedy output depend on what the
+        # model served before: the same request streamed right after itself gave other text.
+        llama.reset()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(sampling.stop)
         parts: list[str] = []
