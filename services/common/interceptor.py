@@ -43,8 +43,9 @@ def _status_of(exc: BaseException) -> grpc.StatusCode:
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    """Answer with the error's status (a MeshError's own; INTERNAL for anything else, whose traceback is
+    logged here). The RPC's one "rpc done" line has already recorded its code."""
     if isinstance(exc, MeshError):
-        log.info("rpc failed", extra={"method": method, "code": exc.code, "status": exc.status.name})
         await context.abort(exc.status, exc.message, trailing_metadata=((ERROR_CODE_KEY, exc.code),))
     log.exception("unhandled error in rpc", extra={"method": method})
     await context.abort(
@@ -80,10 +81,17 @@ class _ServerCall:
         seconds = time.perf_counter() - self.started
         self._metrics.end(code.name, seconds)
         outcome = {grpc.StatusCode.OK: "ok", grpc.StatusCode.CANCELLED: "cancelled"}.get(code, "error")
+        extra: dict[str, Any] = {
+            "method": self.method,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1e3, 2),
+        }
+        if outcome == "error":
+            extra.update(status=code.name, code=error.code if isinstance(error, MeshError) else "internal")
         log.log(
             logging.DEBUG if self.method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
             "rpc done",
-            extra={"method": self.method, "outcome": outcome, "duration_ms": round(seconds * 1e3, 2)},
+            extra=extra,
         )
         if self._span is not None:  # ended after the log line, which carries its trace id
             self._span.set_attribute("rpc.grpc.status_code", code.value[0])

@@ -16,6 +16,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from services.common.config import ConfigError
+
 log = logging.getLogger("llmmesh.metrics")
 
 # Seconds. From a millisecond store read to a long generation.
@@ -101,6 +103,11 @@ def serve_metrics(host: str, port: int) -> WSGIServer | None:
     """Serve the default registry on http://host:port/metrics in a daemon thread; port 0 turns it off."""
     if not port:
         return None
-    server, _ = start_http_server(port, addr=host)
+    try:
+        server, _ = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror}); set <SERVICE>_METRICS_PORT"
+        ) from exc
     log.info("metrics on http://%s:%d/metrics", host, server.server_port, extra={"port": server.server_port})
     return server

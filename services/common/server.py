@@ -159,6 +159,6 @@ def run_service(
     try:
         with observed_process(name, settings):
             return asyncio.run(main())
-    except OSError as exc:  # the metrics port is taken
+    except ConfigError as exc:  # from observed_process: the metrics port is taken
         log.error("%s cannot start: %s", name, exc)
         return 2

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from services.common.config import ConfigError
 from services.common.server import observed_process
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
@@ -33,7 +34,7 @@ def serve() -> int:
     try:
         with observed_process("gateway", settings):
             return _serve(settings)
-    except OSError as exc:  # the metrics port is taken
+    except ConfigError as exc:  # the metrics port is taken
         logging.getLogger("llmmesh.gateway").error("gateway cannot start: %s", exc)
         return 2
 
