@@ -21,12 +21,23 @@ import yaml
 from prometheus_client import REGISTRY
 
 from services.common.registry import parse_registry
+from services.gateway.config import GatewaySettings
+from services.inference.config import InferenceSettings
+from services.orchestrator.config import OrchestratorSettings
+from services.store.config import StoreSettings
 from tests.conftest import ROOT, scripted_mesh
 
 KUSTOMIZE = ROOT / "deploy" / "kustomize"
 OVERLAYS = ("cpu", "gpu")
-GRPC_PORTS = {"orchestrator": 50051, "inference": 50052, "store": 50053}
-METRICS_PORTS = {"gateway": 9400, "orchestrator": 9401, "inference": 9402, "store": 9403}
+SETTINGS = {
+    "gateway": GatewaySettings,
+    "orchestrator": OrchestratorSettings,
+    "inference": InferenceSettings,
+    "store": StoreSettings,
+}
+# The services' own defaults: the manifests and Compose must agree with what the code listens on.
+GRPC_PORTS = {name: cls.model_fields["port"].default for name, cls in SETTINGS.items() if name != "gateway"}
+METRICS_PORTS = {name: cls.model_fields["metrics_port"].default for name, cls in SETTINGS.items()}
 KUBERNETES_VERSION = "1.33.0"
 
 
