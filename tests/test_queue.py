@@ -97,6 +97,53 @@ async def test_a_queued_job_is_claimed_once_and_its_result_kept(
     assert json.loads(again.result_json) == {"text": "first"}, "a job ends once; the first result stays"
 
 
+async def test_a_batch_of_completions_records_each_as_completejob_would(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    for n in range(3):
+        await enqueue(store, n)
+    hooked = (
+        await store.EnqueueJob(
+            store_pb2.EnqueueJobRequest(
+                job=store_pb2.NewJob(
+                    kind="generate", request_json="{}", webhook_url="http://127.0.0.1:9/hook"
+                )
+            )
+        )
+    ).job
+    claimed = {job.id: job for job in await claim(store)}
+    with_webhook = claimed.pop(hooked.id)
+    first, second, ended = claimed.values()
+    await complete(store, ended, "already")
+
+    def result(job: store_pb2.Job, text: str, **fields: object) -> store_pb2.CompleteJobRequest:
+        return store_pb2.CompleteJobRequest(
+            lease=lease(job), result_json=json.dumps({"text": text}), **fields
+        )
+
+    response = await store.CompleteJobs(
+        store_pb2.CompleteJobsRequest(
+            completions=[
+                result(first, "one"),
+                result(second, "two"),
+                result(ended, "late"),
+                result(with_webhook, "hooked"),
+                store_pb2.CompleteJobRequest(lease=lease(first), result_json="[1]"),
+                store_pb2.CompleteJobRequest(lease=store_pb2.JobLease(job_id="no-such-job", lease_token="x")),
+            ]
+        )
+    )
+    assert response.completed == 3, "the plain two and the one with a webhook; the ended one keeps its result"
+    assert list(response.rejected_job_ids) == [first.id], "result_json that is not an object"
+    for job, text in ((first, "one"), (second, "two"), (ended, "already"), (with_webhook, "hooked")):
+        stored = await get(store, job.id)
+        assert stored.status == store_pb2.JOB_STATUS_SUCCEEDED, job.id
+        assert json.loads(stored.result_json) == {"text": text}
+        assert not stored.lease_token and stored.HasField("completed_at")
+    webhook = await get(store, (await get(store, with_webhook.id)).webhook_job_id)
+    assert webhook.status == store_pb2.JOB_STATUS_QUEUED and webhook.kind == "webhook"
+
+
 async def test_an_idempotency_key_returns_the_first_job(store: store_pb2_grpc.StoreServiceStub) -> None:
     first = await enqueue(store, 1, key="order-42")
     second = await enqueue(store, 1, key="order-42")

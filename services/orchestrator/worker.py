@@ -66,6 +66,52 @@ def _lease(job: store_pb2.Job) -> store_pb2.JobLease:
     return store_pb2.JobLease(job_id=job.id, lease_token=job.lease_token)
 
 
+class _Completions:
+    """Reports job results to the store in batches: a result waits only while the batch before it is
+    in flight, so one job alone is sent at once and many finishing together share one call and one
+    transaction (the store's CompleteJobs)."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, record: Callable[[str, Any, str], Awaitable[Any]]) -> None:
+        self._record = record
+        self._pending: list[tuple[store_pb2.CompleteJobRequest, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def complete(self, request: store_pb2.CompleteJobRequest) -> None:
+        """Returns once the batch holding request was answered (or given up on: see JobWorker._record)."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((request, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="jobs-complete")
+        await asyncio.shield(done)  # a cancelled job's result is still sent with its batch
+
+    async def _send(self) -> None:
+        with bound_request_id("job-results"):  # not the id of whichever job happened to start the task
+            await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
+            try:
+                response = await self._record(
+                    "CompleteJobs",
+                    store_pb2.CompleteJobsRequest(completions=[request for request, _ in batch]),
+                    f"{len(batch)} job results",
+                )
+                if response is not None and response.rejected_job_ids:
+                    log.error("store refused job results", extra={"job_ids": list(response.rejected_job_ids)})
+            finally:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait for results already handed over to be sent (on shutdown)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+
 @dataclass
 class _Running:
     job: store_pb2.Job
@@ -84,6 +130,7 @@ class JobWorker:
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._completions = _Completions(self._record)
 
     @property
     def running(self) -> int:
@@ -115,6 +162,7 @@ class JobWorker:
         for running in unfinished:
             running.task.cancel()
         await asyncio.gather(*(running.task for running in unfinished), return_exceptions=True)
+        await self._completions.drain()
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await self._release([_lease(running.job) for running in unfinished])
@@ -223,14 +271,10 @@ class JobWorker:
                 else:
                     JOB_ATTEMPTS.labels(job.kind, "succeeded").inc()
                     JOB_ATTEMPTS_USED.labels(job.kind).observe(job.attempts)
-                    await self._record(
-                        "CompleteJob",
+                    await self._completions.complete(
                         store_pb2.CompleteJobRequest(
-                            request_id=f"job-{job.id}",
-                            lease=lease,
-                            result_json=json.dumps(outcome.result),
-                            next_step=outcome.next_step,
-                        ),
+                            lease=lease, result_json=json.dumps(outcome.result), next_step=outcome.next_step
+                        )
                     )
         finally:
             running.dec()
@@ -260,6 +304,7 @@ class JobWorker:
                 error=store_pb2.JobError(code=error.code, message=error.message),
                 retry_after_s=self._backoff(job.attempts) if again else None,
             ),
+            f"the outcome of job {job.id}",
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -267,20 +312,19 @@ class JobWorker:
         ceiling = min(settings.job_retry_max_backoff_s, settings.job_retry_backoff_s * 2 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def _record(self, method: str, request: Any) -> None:
-        """Tell the store how a job ended, retrying while it is unreachable; if it never answers,
-        the lease lapses and the job runs again (at least once, never lost)."""
+    async def _record(self, method: str, request: Any, what: str) -> Any:
+        """Tell the store how jobs ended, retrying while it is unreachable: its answer, or None if it
+        refused or never answered; then the leases lapse and the jobs run again (at least once, never lost)."""
         for attempt in range(1, 6):
             try:
-                await self._store.call(method, request)
-                return
+                return await self._store.call(method, request)
             except MeshError as error:
                 if error.status not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error(
-                        "store refused a job outcome", extra={"code": error.code, "message": error.message}
+                        "store refused a job outcome",
+                        extra={"what": what, "code": error.code, "message": error.message},
                     )
-                    return
+                    return None
                 await asyncio.sleep(0.2 * 2**attempt)
-        log.error(
-            "could not record a job outcome; the job will run again", extra={"job_id": request.lease.job_id}
-        )
+        log.error("could not record a job outcome; the job will run again", extra={"what": what})
+        return None

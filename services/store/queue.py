@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -60,6 +60,15 @@ class NewJob:
 class Lease:
     job_id: str
     token: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A job's result as its worker reports it, with a pipeline step's successor if any."""
+
+    lease: Lease
+    result: dict[str, Any]
+    next_step: NewJob | None = None
 
 
 @dataclass(frozen=True)
@@ -328,9 +337,10 @@ class JobQueue:
 
     async def complete(self, lease: Lease, result: dict[str, Any], next_step: NewJob | None) -> Job:
         """Record a job's result; for a pipeline step, queue the next step or end the run, at once."""
+        if next_step is not None:
+            _check(next_step, "")
         async with self._transaction() as db:
             # The common case, a plain job with nothing to follow, in one statement.
-            now = utcnow()
             plain = await db.scalar(
                 update(Job)
                 .where(
@@ -340,38 +350,105 @@ class JobQueue:
                     Job.webhook_url.is_(None),
                     Job.pipeline_run_id.is_(None),
                 )
-                .values(
-                    status="SUCCEEDED",
-                    result=result,
-                    error=None,
-                    completed_at=now,
-                    lease_token=None,
-                    lease_expires_at=None,
-                )
+                .values(**self._succeeded(result))
                 .returning(Job),
                 execution_options={"synchronize_session": False},
             )
             if plain is not None:
                 return plain
             job = await self._locked(db, lease.job_id)
-            if job.status in TERMINAL:
-                log.info("completion of an ended job ignored", extra={"job_id": job.id, "status": job.status})
-                return job
-            if job.lease_token != lease.token:
-                # The lease expired and another worker took the job; the work is done all the same.
-                log.info("job completed by a worker whose lease had lapsed", extra={"job_id": job.id})
-            await self._end(db, job, "SUCCEEDED", result=result)
-            if job.pipeline_run_id is not None:
-                run = await self._locked_run(db, job.pipeline_run_id)
-                run.updated_at = utcnow()
-                if next_step is not None:
-                    _check(next_step, "")
-                    db.add(self._job(next_step, pipeline_run_id=run.id, step_index=job.step_index + 1))
-                    run.current_step = job.step_index + 1
-                    await self._announce(db)
-                else:
-                    await self._end_run(db, run, "SUCCEEDED")
+            await self._complete_locked(db, job, Completion(lease, result, next_step))
         return job
+
+    async def complete_many(self, completions: Sequence[Completion]) -> tuple[int, list[str]]:
+        """Record several results in one transaction, each as `complete` would: how many jobs this
+        moved to SUCCEEDED, and the ids of those refused for an invalid next step (the rest are
+        recorded all the same). The plain ones (held lease, no webhook, no pipeline) take two
+        statements for the whole batch; the others go one by one."""
+        by_id: dict[str, Completion] = {}
+        rejected: list[str] = []
+        for completion in completions:
+            try:
+                if completion.next_step is not None:
+                    _check(completion.next_step, "")
+            except InvalidStoreRequest as exc:
+                log.warning(
+                    "job completion refused", extra={"job_id": completion.lease.job_id, "reason": str(exc)}
+                )
+                rejected.append(completion.lease.job_id)
+                continue
+            by_id[completion.lease.job_id] = completion
+        if not by_id:
+            return 0, rejected
+        async with self._transaction() as db:
+            rows = await db.execute(
+                select(Job.id, Job.lease_token, Job.status, Job.webhook_url, Job.pipeline_run_id)
+                .where(Job.id.in_(by_id))
+                .order_by(Job.id)  # one lock order for every batch, so two batches cannot deadlock
+                .with_for_update()
+            )
+            plain, other = [], []
+            for job_id, token, status, webhook_url, pipeline_run_id in rows:
+                completion = by_id[job_id]
+                if (
+                    status == "RUNNING"
+                    and token == completion.lease.token
+                    and not webhook_url
+                    and not pipeline_run_id
+                ):
+                    plain.append(completion)
+                else:
+                    other.append(completion)
+            if plain:
+                # A Core UPDATE run as one executemany: no ORM objects built for these jobs.
+                jobs = cast(Table, Job.__table__)
+                await db.execute(
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("job_id"))
+                    .values(**self._succeeded(bindparam("result", type_=jobs.c.result.type))),
+                    [{"job_id": c.lease.job_id, "result": c.result} for c in plain],
+                )
+            completed = len(plain)
+            for completion in other:
+                job = await self._locked(db, completion.lease.job_id)
+                completed += await self._complete_locked(db, job, completion)
+            missing = by_id.keys() - {c.lease.job_id for c in (*plain, *other)}
+            if missing:
+                log.warning("completions of unknown jobs ignored", extra={"job_ids": sorted(missing)})
+        return completed, rejected
+
+    @staticmethod
+    def _succeeded(result: Any) -> dict[str, Any]:
+        """The columns of a job that succeeded with result, for an UPDATE."""
+        return {
+            "status": "SUCCEEDED",
+            "result": result,
+            "error": None,
+            "completed_at": utcnow(),
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
+
+    async def _complete_locked(self, db: AsyncSession, job: Job, completion: Completion) -> bool:
+        """Complete a job locked in this transaction that the one-statement path did not take (a
+        webhook, a pipeline step, a lapsed lease, an ended job); False when it had already ended."""
+        if job.status in TERMINAL:
+            log.info("completion of an ended job ignored", extra={"job_id": job.id, "status": job.status})
+            return False
+        if job.lease_token != completion.lease.token:
+            # The lease expired and another worker took the job; the work is done all the same.
+            log.info("job completed by a worker whose lease had lapsed", extra={"job_id": job.id})
+        await self._end(db, job, "SUCCEEDED", result=completion.result)
+        if job.pipeline_run_id is not None:
+            run = await self._locked_run(db, job.pipeline_run_id)
+            run.updated_at = utcnow()
+            if completion.next_step is not None:
+                db.add(self._job(completion.next_step, pipeline_run_id=run.id, step_index=job.step_index + 1))
+                run.current_step = job.step_index + 1
+                await self._announce(db)
+            else:
+                await self._end_run(db, run, "SUCCEEDED")
+        return True
 
     async def fail(self, lease: Lease, error: dict[str, str], retry_after_s: float | None) -> Job:
         """Record a failed attempt: queued again after retry_after_s while attempts remain, else FAILED."""

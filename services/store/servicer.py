@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,13 @@ from services.common.enums import (
 from services.store import models
 from services.store.access import Access, Turn
 from services.store.errors import InvalidStoreRequest
-from services.store.queue import JobQueue, Lease, NewJob, RunView
+from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
 from services.store.repository import NewAnswer, NewResult, Repository
 
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
+
+
+log = logging.getLogger("llmmesh.store.servicer")
 
 
 def _role_name(role: common_pb2.Role) -> str:
@@ -341,6 +345,25 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             _new_job(request.next_step) if request.HasField("next_step") else None,
         )
         return store_pb2.CompleteJobResponse(job=job_to_proto(job))
+
+    async def CompleteJobs(
+        self, request: store_pb2.CompleteJobsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CompleteJobsResponse:
+        completions, unreadable = [], []
+        for item in request.completions:
+            try:
+                completions.append(
+                    Completion(
+                        Lease(item.lease.job_id, item.lease.lease_token),
+                        _object(item.result_json, "result_json"),
+                        _new_job(item.next_step) if item.HasField("next_step") else None,
+                    )
+                )
+            except InvalidStoreRequest as exc:
+                log.warning("job completion refused", extra={"job_id": item.lease.job_id, "reason": str(exc)})
+                unreadable.append(item.lease.job_id)
+        completed, rejected = await self.queue.complete_many(completions)
+        return store_pb2.CompleteJobsResponse(completed=completed, rejected_job_ids=[*unreadable, *rejected])
 
     async def FailJob(
         self, request: store_pb2.FailJobRequest, context: grpc.aio.ServicerContext

@@ -484,6 +484,22 @@ class CompleteJobResponse(_message.Message):
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
+class CompleteJobsRequest(_message.Message):
+    __slots__ = ("request_id", "completions")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    completions: _containers.RepeatedCompositeFieldContainer[CompleteJobRequest]
+    def __init__(self, request_id: _Optional[str] = ..., completions: _Optional[_Iterable[_Union[CompleteJobRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteJobsResponse(_message.Message):
+    __slots__ = ("completed", "rejected_job_ids")
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    completed: int
+    rejected_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, completed: _Optional[int] = ..., rejected_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class FailJobRequest(_message.Message):
     __slots__ = ("request_id", "lease", "error", "retry_after_s")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -114,6 +114,11 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
                 _registered_method=True)
+        self.CompleteJobs = channel.unary_unary(
+                '/llmmesh.v1.StoreService/CompleteJobs',
+                request_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
+                _registered_method=True)
         self.FailJob = channel.unary_unary(
                 '/llmmesh.v1.StoreService/FailJob',
                 request_serializer=llmmesh_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
@@ -298,6 +303,14 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteJobs(self, request, context):
+        """Records several jobs' results in one transaction, each as CompleteJob would: how a worker
+        reports its completions, batched while a previous batch is in flight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FailJob(self, request, context):
         """Records a failed attempt: requeued after retry_after_s while attempts remain, else FAILED.
         """
@@ -476,6 +489,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.CompleteJob,
                     request_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.FromString,
                     response_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.SerializeToString,
+            ),
+            'CompleteJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteJobs,
+                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.SerializeToString,
             ),
             'FailJob': grpc.unary_unary_rpc_method_handler(
                     servicer.FailJob,
@@ -980,6 +998,33 @@ class StoreService:
             '/llmmesh.v1.StoreService/CompleteJob',
             llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
             llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.v1.StoreService/CompleteJobs',
+            llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
+            llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
