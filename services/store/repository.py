@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from services.store.errors import (
     InvalidStatusTransition,
@@ -270,9 +270,10 @@ class Repository:
             select(Session)
             .where(Session.session_code == session_code)
             .options(
-                selectinload(Session.version).selectinload(TemplateVersion.options),
+                # one row per session for the one-to-one parts, one query per list: three in all
+                joinedload(Session.version).selectinload(TemplateVersion.options),
+                joinedload(Session.result),
                 selectinload(Session.answers),
-                selectinload(Session.result),
             )
         )
         session = (await db.execute(query)).scalar_one_or_none()
