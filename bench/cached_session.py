@@ -1,27 +1,34 @@
-"""Latency of a cached session run (POST /api/v1/sessions/{code}/llm) through the gateway.
+"""Cached session runs (POST /api/v1/sessions/{code}/llm) through the gateway, at concurrency 1, 10 and 50.
 
-Starts the mesh with `llm-mesh up` on SQLite (and on PostgreSQL when --postgres-url is given), sets up
-a published template, a session and its answers, generates the result once, then times sequential
-cached runs (concurrency 1) after warm-up.
+Starts the mesh with `llm-mesh up` on SQLite (and on PostgreSQL when a URL is given), sets up a
+published template, a session and its answers, generates the result once, then sends cached runs
+from a fixed number of concurrent clients, each sending its next request when the last is answered
+(a closed loop), for a bounded time and count. Every answer is checked: 200 and `cached: true`.
 
-Usage: .venv/bin/python -m bench.cached_session [--requests 200] [--postgres-url postgresql+asyncpg://...]
+Usage: .venv/bin/python -m bench.cached_session [--seconds 4] [--rounds 3] [--postgres-url postgresql+asyncpg://...]
+Needs the `bench` extra (aiohttp, the load generator).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import platform
 import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 
-from bench.mesh import MeshProcess
-from bench.report import percentile, write_report
+from bench.mesh import MeshProcess, scratch_database
+from bench.report import Part, machine, percentile, write_report
+
+CONCURRENCY = (1, 10, 50)
+MAX_REQUESTS = 20_000  # per round: with the time limit, bounds a round whatever the speed
 
 
 def setup_session(client: httpx.Client) -> str:
@@ -45,67 +52,114 @@ def setup_session(client: httpx.Client) -> str:
     return code
 
 
-def measure(database_url: str, requests: int, warmup: int) -> dict[str, float]:
+@dataclass
+class Round:
+    latencies: list[float]
+    wall: float
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.wall
+
+
+async def _round(session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float) -> Round:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS:
+            started = time.perf_counter()
+            async with session.post(url) as response:
+                body = await response.json()
+            latencies.append(time.perf_counter() - started)
+            if response.status != 200 or body.get("cached") is not True:
+                raise SystemExit(f"a cached run answered {response.status}: {body}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Round(latencies, time.perf_counter() - started)
+
+
+async def _load(base_url: str, code: str, seconds: float, rounds: int) -> dict[int, list[Round]]:
+    url = f"{base_url}/api/v1/sessions/{code}/llm"
+    connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await _round(session, url, max(CONCURRENCY), 1.0)  # warm-up: connections, caches
+        results: dict[int, list[Round]] = {c: [] for c in CONCURRENCY}
+        for _ in range(rounds):
+            for concurrency in CONCURRENCY:
+                results[concurrency].append(await _round(session, url, concurrency, seconds))
+    return results
+
+
+def _run(database_url: str, seconds: float, rounds: int) -> dict[int, list[Round]]:
+    if database_url.startswith("postgresql"):
+        with scratch_database(database_url) as scratch:
+            return _run_mesh(scratch, seconds, rounds)
+    return _run_mesh(database_url, seconds, rounds)
+
+
+def _run_mesh(database_url: str, seconds: float, rounds: int) -> dict[int, list[Round]]:
     mesh = MeshProcess(database_url)
     try:
         with httpx.Client(base_url=mesh.base_url, timeout=30) as client:
             code = setup_session(client)
-            url = f"/api/v1/sessions/{code}/llm"
-            for _ in range(warmup):
-                client.post(url).raise_for_status()
-            samples = []
-            started_all = time.perf_counter()
-            for _ in range(requests):
-                started = time.perf_counter()
-                response = client.post(url)
-                samples.append(time.perf_counter() - started)
-                assert response.status_code == 200 and response.json()["cached"] is True
-            wall = time.perf_counter() - started_all
+        return asyncio.run(_load(mesh.base_url, code, seconds, rounds))
     finally:
         mesh.close()
-    return {
-        "median_ms": statistics.median(samples) * 1e3,
-        "p99_ms": percentile(samples, 0.99) * 1e3,
-        "min_ms": min(samples) * 1e3,
-        "max_ms": max(samples) * 1e3,
-        "rps": requests / wall,
-    }
+
+
+def measure(postgres_url: str | None, seconds: float = 4.0, rounds: int = 3) -> Part:
+    scratch = Path.cwd() / ".llm-mesh"
+    scratch.mkdir(exist_ok=True)
+    databases = {"SQLite": f"sqlite+aiosqlite:///{scratch / f'bench-{uuid.uuid4().hex[:8]}.db'}"}
+    if postgres_url:
+        databases["PostgreSQL"] = postgres_url
+    results = {name: _run(url, seconds, rounds) for name, url in databases.items()}
+    lines = [
+        "# Cached session runs through the gateway",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "Each request is `POST /api/v1/sessions/{code}/llm` answered from the store (`cached: true`): "
+        "gateway → orchestrator → store and back over loopback, four processes started by `llm-mesh up`, "
+        "and the load generator (aiohttp, one process) on the same cores. Closed loop: each of c clients "
+        f"sends its next request when the last is answered, for {seconds:g} s (at most {MAX_REQUESTS} requests) "
+        f"per round; {rounds} rounds per concurrency, interleaved, after a 1 s warm-up at {max(CONCURRENCY)}.",
+        "",
+        "Command: `.venv/bin/python -m bench` (this part alone: "
+        f"`.venv/bin/python -m bench.cached_session --seconds {seconds:g} --rounds {rounds}"
+        + (" --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test" if postgres_url else "")
+        + "`)",
+        "",
+        "| database | concurrency | requests/s median | min | max | latency ms p50 | p99 | max | requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    figures: dict[str, float] = {}
+    for name, by_c in results.items():
+        for c, rounds_ in by_c.items():
+            rps = [r.rps for r in rounds_]
+            latencies = [latency * 1e3 for r in rounds_ for latency in r.latencies]
+            p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+            lines.append(
+                f"| {name} | {c} | {statistics.median(rps):.0f} | {min(rps):.0f} | {max(rps):.0f} | "
+                f"{p50:.2f} | {p99:.2f} | {max(latencies):.2f} | {len(latencies)} |"
+            )
+            key = name.lower()
+            figures[f"{key}_rps_c{c}"] = statistics.median(rps)
+            figures[f"{key}_p50_c{c}"] = p50
+            figures[f"{key}_p99_c{c}"] = p99
+    return Part("cached-session", lines, figures)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres-url", default=os.environ.get("LLM_MESH_TEST_POSTGRES_URL"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/cached-session.md"))
     args = parser.parse_args()
-    databases = {
-        "SQLite": f"sqlite+aiosqlite:///{Path.cwd() / '.llm-mesh' / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-    }
-    if args.postgres_url:
-        databases["PostgreSQL"] = args.postgres_url
-    rows = {name: measure(url, args.requests, args.warmup) for name, url in databases.items()}
-    lines = [
-        "# Cached session run through the gateway",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}. {args.requests} sequential requests (concurrency 1) after "
-        f"{args.warmup} warm-up requests, each `POST /api/v1/sessions/{{code}}/llm` answered from the store "
-        "(`cached: true`): gateway → orchestrator → store and back, over loopback, four processes.",
-        "",
-        "Command: `.venv/bin/python -m bench.cached_session"
-        + (" --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test" if args.postgres_url else "")
-        + "`",
-        "",
-        "| database | median ms | p99 ms | min ms | max ms | requests/s (sequential) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in rows.items():
-        lines.append(
-            f"| {name} | {row['median_ms']:.2f} | {row['p99_ms']:.2f} | {row['min_ms']:.2f} | "
-            f"{row['max_ms']:.2f} | {row['rps']:.0f} |"
-        )
-    write_report(args.out, lines)
+    write_report(args.out, measure(args.postgres_url, args.seconds, args.rounds).lines)
     return 0
 
 

