@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from services.inference.errors import ModelBusy, ProviderAuthFailed, ProviderUnavailable
-from tests.conftest import scripted_mesh, scripted_registry
-from tests.fakes import ScriptedBackend
-from tests.test_gateway import assert_error, sse_events
+from tests.support.fakes import ScriptedBackend
+from tests.support.http import assert_error, sse_events
+from tests.support.mesh import scripted_mesh, scripted_registry
 
 URL = "/api/v1/ai/generate"
 CANNED = {"greetings": [{"match": r"^\s*(hi|hello|hey)\b[\s!.]*$", "reply": "Hello! How can I help?"}]}
@@ -172,7 +172,7 @@ async def test_models_lists_models_routes_and_what_is_loaded(mesh: Mesh) -> None
     assert body["models"] == [
         {
             "name": name,
-            "backend": "tests.fakes:ScriptedBackend",
+            "backend": "tests.support.fakes:ScriptedBackend",
             "pool": "default",
             "capabilities": ["generate"],
             "loaded": True,

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Gateway, eventually, scripted_mesh
-from tests.test_auth import ADMIN, create_key
+from tests.support.auth import ADMIN, create_key
+from tests.support.mesh import Gateway, eventually, scripted_mesh
 
 PATH = "/api/v1/chat/ws"
 
@@ -56,7 +56,9 @@ async def test_a_turn_streams_deltas_then_done_with_usage(gateway: Gateway) -> N
     assert (done["id"], done["finish_reason"], done["model"]) == ("t1", "stop", "scripted")
     assert done["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
     assert done["request_id"]
-    assert gateway.backend.calls[-1].request.sampling.max_tokens == 10
+    (call,) = gateway.backend.calls
+    assert call.request.sampling.max_tokens == 10
+    assert call.request_id == done["request_id"]  # the turn's id travels in metadata to the model
 
 
 async def test_cancel_stops_the_model_and_the_socket_serves_the_next_turn(gateway: Gateway) -> None:

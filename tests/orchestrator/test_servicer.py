@@ -7,14 +7,15 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
-from tests.conftest import channel_to, error_code, eventually, running, scripted_registry
-from tests.fakes import ScriptedBackend
+from tests.support.fakes import ScriptedBackend
+from tests.support.mesh import channel_to, error_code, eventually, running, scripted_registry
 
 
 @dataclass

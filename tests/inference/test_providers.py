@@ -1,7 +1,7 @@
 """Cloud backends through their official SDKs against a local fake of each provider's HTTP protocol.
 
 The inference service hosts the four provider backends; the orchestrator in front of it retries and
-falls back; both are real gRPC servers. Only the providers are fakes (tests/fake_providers.py).
+falls back; both are real gRPC servers. Only the providers are fakes (tests/support/fake_providers.py).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.registry import Registry, parse_registry
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
-from tests.conftest import channel_to, error_code, running, serve_asgi
-from tests.fake_providers import FakeProviders, reply_for, vector
+from tests.support.fake_providers import FakeProviders, reply_for, vector
+from tests.support.mesh import channel_to, error_code, running, serve_asgi
 
 TIMEOUT_S = 0.5
 KEYS = {"OPENAI_API_KEY": "sk-openai-test", "ANTHROPIC_API_KEY": "sk-ant-test", "GEMINI_API_KEY": "gm-test"}

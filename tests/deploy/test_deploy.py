@@ -25,7 +25,7 @@ from services.gateway.config import GatewaySettings
 from services.inference.config import InferenceSettings
 from services.orchestrator.config import OrchestratorSettings
 from services.store.config import StoreSettings
-from tests.conftest import ROOT, scripted_mesh
+from tests.support.mesh import ROOT, scripted_mesh
 
 KUSTOMIZE = ROOT / "deploy" / "kustomize"
 OVERLAYS = ("cpu", "gpu")

@@ -15,10 +15,10 @@ import openai
 import pytest
 
 from services.common.registry import CustomConfig, parse_registry
-from tests.conftest import Gateway, eventually, scripted_mesh
-from tests.fakes import ScriptedBackend, ScriptedEmbedder
+from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
+from tests.support.mesh import Gateway, eventually, scripted_mesh
 
-FAKE = "tests.fakes:ScriptedBackend"
+FAKE = "tests.support.fakes:ScriptedBackend"
 
 
 @pytest.fixture
@@ -27,14 +27,14 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         {
             "models": {
                 "scripted": {"backend": FAKE},
-                "embedder": {"backend": "tests.fakes:ScriptedEmbedder", "task": "embed"},
+                "embedder": {"backend": "tests.support.fakes:ScriptedEmbedder", "task": "embed"},
             },
             "canned": {"greetings": [{"match": "^hello$", "reply": "Hi there!"}]},
             "routes": {"default": [{"canned": "greetings"}, {"model": "scripted"}]},
         }
     )
     embedder = ScriptedEmbedder(
-        "embedder", CustomConfig(backend="tests.fakes:ScriptedEmbedder", task="embed")
+        "embedder", CustomConfig(backend="tests.support.fakes:ScriptedEmbedder", task="embed")
     )
     backends = [ScriptedBackend(), embedder]
     async with scripted_mesh(

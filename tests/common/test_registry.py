@@ -18,8 +18,8 @@ from services.inference.config import InferenceSettings
 from services.inference.errors import ModelLoadFailed, NoModelSlot
 from services.inference.models import ModelHost
 from services.inference.server import create_server as create_inference
-from tests.conftest import ROOT
-from tests.fakes import LocalScriptedBackend
+from tests.support.fakes import LocalScriptedBackend
+from tests.support.mesh import ROOT
 
 GOOD = """
 models:

@@ -5,23 +5,23 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmmesh.v1 import store_pb2, store_pb2_grpc
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
 from services.store.config import StoreSettings
 from services.store.errors import StoreUnavailable
 from services.store.migrate import head_revision
 from services.store.server import create_server
-from tests.conftest import channel_to, running
+from tests.support.mesh import channel_to, running
 
 
 async def test_migrates_at_start_and_describes_its_database(database_url: str) -> None:
     server, port = create_server(StoreSettings(port=0, database_url=database_url))
     async with running(server), channel_to(port) as channel:
         description = await store_pb2_grpc.StoreServiceStub(channel).DescribeStore(
-            store_pb2.DescribeStoreRequest(request_id="store-test")
+            store_pb2.DescribeStoreRequest()
         )
         health = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="llmmesh.v1.StoreService")
+            health_pb2.HealthCheckRequest(service="llmmesh.store.v1.StoreService")
         )
     assert description.dialect == database_url.split("+")[0]
     assert description.schema_revision == head_revision() == "0004_access"
@@ -68,7 +68,7 @@ async def test_reflection_lists_the_service_and_health(tmp_path) -> None:
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
     names = {s.name for s in responses[0].list_services_response.service}
-    assert names >= {"llmmesh.v1.StoreService", "grpc.health.v1.Health"}
+    assert names >= {"llmmesh.store.v1.StoreService", "grpc.health.v1.Health"}
 
 
 async def test_migrations_build_exactly_the_models_schema(database_url: str) -> None:

@@ -16,11 +16,11 @@ import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_URL_ENV, free_port, fresh_postgres_database
-from tests.test_e2e import mesh_env, tail
+from tests.support.mesh import POSTGRES_URL_ENV, free_port, fresh_postgres_database
+from tests.support.processes import mesh_env, tail
 
 JOBS = 300
 KILLS = 3
@@ -67,7 +67,7 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
     postgres = fresh_postgres_database(server_url)
     database_url = asyncio.run(postgres.__aenter__())
     registry = tmp_path / "models.yaml"
-    registry.write_text("models:\n  local:\n    backend: tests.fakes:ScriptedBackend\n")
+    registry.write_text("models:\n  local:\n    backend: tests.support.fakes:ScriptedBackend\n")
     env = mesh_env(tmp_path, database_url)
     env.update(
         LLM_MESH_REGISTRY=str(registry),

@@ -14,11 +14,10 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Gateway, eventually, scripted_mesh
-from tests.test_gateway import assert_error
+from tests.support.auth import ADMIN, ADMIN_TOKEN, create_key
+from tests.support.http import assert_error
+from tests.support.mesh import Gateway, eventually, scripted_mesh
 
-ADMIN_TOKEN = "admin-secret-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHAT = "/v1/chat/completions"
 
 
@@ -35,13 +34,6 @@ async def mesh(tmp_path: Path, **gateway_settings: Any) -> AsyncIterator[Gateway
     settings = {"auth_enabled": True, "admin_token": ADMIN_TOKEN, **gateway_settings}
     async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings=settings) as gateway:
         yield gateway
-
-
-async def create_key(gateway: Gateway, name: str = "app", **limits: int) -> str:
-    response = await gateway.client.post("/admin/v1/api-keys", json={"name": name, **limits}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    key: str = response.json()["key"]
-    return key
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from llmmesh.v1 import store_pb2, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
 from services.store.config import StoreSettings
 from services.store.server import create_server as create_store
-from tests.conftest import channel_to, error_code, running
+from tests.support.mesh import channel_to, error_code, running
 
 
 @pytest.fixture
@@ -37,7 +38,9 @@ async def enqueue(
     return await store.EnqueueJob(
         store_pb2.EnqueueJobRequest(
             job=store_pb2.NewJob(
-                kind="generate", request_json=json.dumps({"n": n, **request}), max_attempts=max_attempts
+                kind=common_pb2.JOB_KIND_GENERATE,
+                request_json=json.dumps({"n": n, **request}),
+                max_attempts=max_attempts,
             ),
             idempotency_key=key,
             request_fingerprint=f"fp-{n}",
@@ -61,10 +64,10 @@ async def get(store: store_pb2_grpc.StoreServiceStub, job_id: str) -> store_pb2.
 
 
 async def complete(store: store_pb2_grpc.StoreServiceStub, job: store_pb2.Job, text: str) -> store_pb2.Job:
-    response = await store.CompleteJob(
-        store_pb2.CompleteJobRequest(lease=lease(job), result_json=json.dumps({"text": text}))
-    )
-    return response.job
+    """Record one result as a worker does (a batch of one); the job as the store then holds it."""
+    completion = store_pb2.JobCompletion(lease=lease(job), result_json=json.dumps({"text": text}))
+    await store.CompleteJobs(store_pb2.CompleteJobsRequest(completions=[completion]))
+    return await get(store, job.id)
 
 
 async def fail(
@@ -72,7 +75,7 @@ async def fail(
 ) -> store_pb2.Job:
     request = store_pb2.FailJobRequest(
         lease=lease(job),
-        error=store_pb2.JobError(code=code, message="it failed"),
+        error=common_pb2.JobError(code=code, message="it failed"),
         retry_after_s=retry_after_s,
     )
     return (await store.FailJob(request)).job
@@ -82,15 +85,15 @@ async def test_a_queued_job_is_claimed_once_and_its_result_kept(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:
     queued = (await enqueue(store, 1)).job
-    assert queued.status == store_pb2.JOB_STATUS_QUEUED and queued.attempts == 0
+    assert queued.status == common_pb2.JOB_STATUS_QUEUED and queued.attempts == 0
     assert queued.max_attempts == 5, "the default"
     [job] = await claim(store)
-    assert job.id == queued.id and job.status == store_pb2.JOB_STATUS_RUNNING
+    assert job.id == queued.id and job.status == common_pb2.JOB_STATUS_RUNNING
     assert job.attempts == 1 and job.lease_token
     assert json.loads(job.request_json) == {"n": 1}
     assert await claim(store) == [], "a leased job is nobody else's"
     done = await complete(store, job, "first")
-    assert done.status == store_pb2.JOB_STATUS_SUCCEEDED
+    assert done.status == common_pb2.JOB_STATUS_SUCCEEDED
     assert json.loads(done.result_json) == {"text": "first"}
     assert done.HasField("started_at") and done.HasField("completed_at")
     again = await complete(store, job, "second")
@@ -106,7 +109,9 @@ async def test_a_batch_of_completions_records_each_as_completejob_would(
         await store.EnqueueJob(
             store_pb2.EnqueueJobRequest(
                 job=store_pb2.NewJob(
-                    kind="generate", request_json="{}", webhook_url="http://127.0.0.1:9/hook"
+                    kind=common_pb2.JOB_KIND_GENERATE,
+                    request_json="{}",
+                    webhook_url="http://127.0.0.1:9/hook",
                 )
             )
         )
@@ -116,10 +121,8 @@ async def test_a_batch_of_completions_records_each_as_completejob_would(
     first, second, ended = claimed.values()
     await complete(store, ended, "already")
 
-    def result(job: store_pb2.Job, text: str, **fields: object) -> store_pb2.CompleteJobRequest:
-        return store_pb2.CompleteJobRequest(
-            lease=lease(job), result_json=json.dumps({"text": text}), **fields
-        )
+    def result(job: store_pb2.Job, text: str, **fields: object) -> store_pb2.JobCompletion:
+        return store_pb2.JobCompletion(lease=lease(job), result_json=json.dumps({"text": text}), **fields)
 
     response = await store.CompleteJobs(
         store_pb2.CompleteJobsRequest(
@@ -128,8 +131,8 @@ async def test_a_batch_of_completions_records_each_as_completejob_would(
                 result(second, "two"),
                 result(ended, "late"),
                 result(with_webhook, "hooked"),
-                store_pb2.CompleteJobRequest(lease=lease(first), result_json="[1]"),
-                store_pb2.CompleteJobRequest(lease=store_pb2.JobLease(job_id="no-such-job", lease_token="x")),
+                store_pb2.JobCompletion(lease=lease(first), result_json="[1]"),
+                store_pb2.JobCompletion(lease=store_pb2.JobLease(job_id="no-such-job", lease_token="x")),
             ]
         )
     )
@@ -137,11 +140,11 @@ async def test_a_batch_of_completions_records_each_as_completejob_would(
     assert list(response.rejected_job_ids) == [first.id], "result_json that is not an object"
     for job, text in ((first, "one"), (second, "two"), (ended, "already"), (with_webhook, "hooked")):
         stored = await get(store, job.id)
-        assert stored.status == store_pb2.JOB_STATUS_SUCCEEDED, job.id
+        assert stored.status == common_pb2.JOB_STATUS_SUCCEEDED, job.id
         assert json.loads(stored.result_json) == {"text": text}
         assert not stored.lease_token and stored.HasField("completed_at")
     webhook = await get(store, (await get(store, with_webhook.id)).webhook_job_id)
-    assert webhook.status == store_pb2.JOB_STATUS_QUEUED and webhook.kind == "webhook"
+    assert webhook.status == common_pb2.JOB_STATUS_QUEUED and webhook.kind == common_pb2.JOB_KIND_WEBHOOK
 
 
 async def test_an_idempotency_key_returns_the_first_job(store: store_pb2_grpc.StoreServiceStub) -> None:
@@ -170,16 +173,16 @@ async def test_a_failed_attempt_backs_off_then_fails_for_good_after_max_attempts
     queued = (await enqueue(store, 1, max_attempts=2)).job
     [job] = await claim(store)
     retried = await fail(store, job, "upstream_unavailable", retry_after_s=0.3)
-    assert retried.status == store_pb2.JOB_STATUS_QUEUED
+    assert retried.status == common_pb2.JOB_STATUS_QUEUED
     assert retried.error.code == "upstream_unavailable", "the last error is visible while the job waits"
     assert await claim(store) == [], "not before its backoff has passed"
     await asyncio.sleep(0.4)
     [job] = await claim(store)
     assert job.attempts == 2
     failed = await fail(store, job, "upstream_timeout", retry_after_s=0)
-    assert failed.status == store_pb2.JOB_STATUS_FAILED, "no attempts left"
+    assert failed.status == common_pb2.JOB_STATUS_FAILED, "no attempts left"
     assert failed.error.code == "upstream_timeout" and failed.attempts == 2
-    assert (await get(store, queued.id)).status == store_pb2.JOB_STATUS_FAILED
+    assert (await get(store, queued.id)).status == common_pb2.JOB_STATUS_FAILED
     assert await claim(store) == []
 
 
@@ -187,7 +190,7 @@ async def test_a_permanent_error_fails_the_job_at_once(store: store_pb2_grpc.Sto
     await enqueue(store, 1)
     [job] = await claim(store)
     failed = await fail(store, job, "model_not_found")
-    assert failed.status == store_pb2.JOB_STATUS_FAILED and failed.attempts == 1
+    assert failed.status == common_pb2.JOB_STATUS_FAILED and failed.attempts == 1
 
 
 async def test_an_expired_lease_lets_another_worker_take_the_job(
@@ -204,7 +207,7 @@ async def test_an_expired_lease_lets_another_worker_take_the_job(
     )
     assert list(held.held_job_ids) == [taken.id], "the stale worker learns it lost the job"
     # The stale worker comes back and finishes first: its result stands, the second is ignored.
-    assert (await complete(store, stale, "from the stale worker")).status == store_pb2.JOB_STATUS_SUCCEEDED
+    assert (await complete(store, stale, "from the stale worker")).status == common_pb2.JOB_STATUS_SUCCEEDED
     final = await complete(store, taken, "from the survivor")
     assert json.loads(final.result_json) == {"text": "from the stale worker"}
 
@@ -217,7 +220,7 @@ async def test_a_lease_that_expires_on_the_last_attempt_fails_the_job(
     await asyncio.sleep(0.2)
     assert await claim(store) == []
     job = await get(store, queued.id)
-    assert job.status == store_pb2.JOB_STATUS_FAILED
+    assert job.status == common_pb2.JOB_STATUS_FAILED
     assert job.error.code == "lease_expired"
 
 
@@ -249,7 +252,7 @@ async def test_cancel_stops_a_queued_job_and_refuses_a_finished_one(
 ) -> None:
     queued = (await enqueue(store, 1)).job
     cancelled = (await store.CancelJob(store_pb2.CancelJobRequest(job_id=queued.id))).job
-    assert cancelled.status == store_pb2.JOB_STATUS_CANCELLED
+    assert cancelled.status == common_pb2.JOB_STATUS_CANCELLED
     assert await claim(store) == []
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await store.CancelJob(store_pb2.CancelJobRequest(job_id=queued.id))
@@ -265,7 +268,7 @@ async def test_a_cancelled_running_job_loses_its_lease(store: store_pb2_grpc.Sto
     await store.CancelJob(store_pb2.CancelJobRequest(job_id=job.id))
     held = await store.RenewLeases(store_pb2.RenewLeasesRequest(leases=[lease(job)], lease_s=30))
     assert list(held.held_job_ids) == []
-    assert (await complete(store, job, "late")).status == store_pb2.JOB_STATUS_CANCELLED
+    assert (await complete(store, job, "late")).status == common_pb2.JOB_STATUS_CANCELLED
 
 
 async def test_released_jobs_are_claimable_at_once_and_the_attempt_is_not_counted(

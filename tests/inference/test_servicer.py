@@ -11,14 +11,15 @@ import grpc
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.registry import Registry, parse_registry
 from services.inference.backends.llama_cpp import LlamaCppBackend
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server
-from tests.conftest import channel_to, error_code, running, scripted_registry
-from tests.fakes import ScriptedBackend
+from tests.support.fakes import ScriptedBackend
+from tests.support.mesh import channel_to, error_code, running, scripted_registry
 
 MODEL = "gemma-3-270m"
 
@@ -280,7 +281,7 @@ async def test_not_serving_until_the_model_is_loaded() -> None:
         response = await health.Check(request, timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
         named = await health.Check(
-            health_pb2.HealthCheckRequest(service="llmmesh.v1.InferenceService"), timeout=5
+            health_pb2.HealthCheckRequest(service="llmmesh.inference.v1.InferenceService"), timeout=5
         )
         assert named.status == health_pb2.HealthCheckResponse.SERVING
     await server.stop()

@@ -25,18 +25,18 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, free_port
-from tests.test_e2e import mesh_env, tail, wait_ready
-from tests.test_gateway import sse_events
-from tests.test_sessions import ANSWERS, make_session, make_version
+from tests.support.http import sse_events
+from tests.support.mesh import Gateway, free_port
+from tests.support.processes import mesh_env, tail, wait_ready
+from tests.support.sessions import ANSWERS, make_session, make_version
 
 SERVICES = ("store", "inference", "orchestrator", "gateway")
 REGISTRY = """
 models:
   local:
-    backend: tests.fakes:ScriptedBackend
+    backend: tests.support.fakes:ScriptedBackend
   remote:
-    backend: tests.fakes:ScriptedBackend
+    backend: tests.support.fakes:ScriptedBackend
     pool: gone
 pools:
   gone: 127.0.0.1:{gone_port}
@@ -222,7 +222,10 @@ async def test_every_service_counts_real_traffic_by_bounded_labels(
     for service, samples in after.items():
         for _, labels in samples:
             assert all(job_id not in v and code not in v for _, v in labels), (service, labels)
-    orchestrator_call = {"grpc_service": "llmmesh.v1.OrchestratorService", "grpc_method": "RunGeneration"}
+    orchestrator_call = {
+        "grpc_service": "llmmesh.orchestrator.v1.OrchestratorService",
+        "grpc_method": "RunGeneration",
+    }
     assert moved("gateway", "grpc_client_handled_total", **orchestrator_call, grpc_code="OK") == 5
     assert moved("orchestrator", "grpc_server_handled_total", **orchestrator_call, grpc_code="OK") == 5
     assert moved("orchestrator", "grpc_server_handling_seconds_count", **orchestrator_call) == 5
@@ -256,7 +259,7 @@ async def test_every_service_counts_real_traffic_by_bounded_labels(
     assert moved("orchestrator", "llmmesh_job_attempts_per_job_count", kind="generate") == 1
     assert value(after["orchestrator"], "llmmesh_jobs_running", kind="generate") == 0
     # the orchestrator's calls to the unreachable pool failed UNAVAILABLE, as its client saw them
-    inference_call = {"grpc_service": "llmmesh.v1.InferenceService", "grpc_method": "Generate"}
+    inference_call = {"grpc_service": "llmmesh.inference.v1.InferenceService", "grpc_method": "Generate"}
     assert moved("orchestrator", "grpc_client_handled_total", **inference_call, grpc_code="UNAVAILABLE") == 1
     assert moved("orchestrator", "grpc_client_handled_total", **inference_call, grpc_code="OK") == 7
 
@@ -270,7 +273,7 @@ async def test_every_service_counts_real_traffic_by_bounded_labels(
     # store: the queue is drained; the workers' claims were answered
     assert value(after["store"], "llmmesh_jobs", kind="generate", status="queued") == 0
     assert value(after["store"], "llmmesh_jobs", kind="generate", status="running") == 0
-    claims = {"grpc_service": "llmmesh.v1.StoreService", "grpc_method": "ClaimJobs", "grpc_code": "OK"}
+    claims = {"grpc_service": "llmmesh.store.v1.StoreService", "grpc_method": "ClaimJobs", "grpc_code": "OK"}
     assert moved("store", "grpc_server_handled_total", **claims) >= 1
 
 
@@ -323,13 +326,13 @@ async def test_one_request_is_one_trace_across_the_services(mesh: Mesh, client: 
     assert gateway_spans, "the gateway exported its request span"
     trace_id = gateway_spans[-1].trace_id
     want = {
-        ("llm-mesh-gateway", "llmmesh.v1.OrchestratorService/RunGeneration"),
-        ("llm-mesh-orchestrator", "llmmesh.v1.OrchestratorService/RunGeneration"),
-        ("llm-mesh-orchestrator", "llmmesh.v1.StoreService/GetConversation"),
-        ("llm-mesh-store", "llmmesh.v1.StoreService/GetConversation"),
-        ("llm-mesh-orchestrator", "llmmesh.v1.InferenceService/Generate"),
-        ("llm-mesh-inference", "llmmesh.v1.InferenceService/Generate"),
-        ("llm-mesh-store", "llmmesh.v1.StoreService/AppendConversation"),
+        ("llm-mesh-gateway", "llmmesh.orchestrator.v1.OrchestratorService/RunGeneration"),
+        ("llm-mesh-orchestrator", "llmmesh.orchestrator.v1.OrchestratorService/RunGeneration"),
+        ("llm-mesh-orchestrator", "llmmesh.store.v1.StoreService/GetConversation"),
+        ("llm-mesh-store", "llmmesh.store.v1.StoreService/GetConversation"),
+        ("llm-mesh-orchestrator", "llmmesh.inference.v1.InferenceService/Generate"),
+        ("llm-mesh-inference", "llmmesh.inference.v1.InferenceService/Generate"),
+        ("llm-mesh-store", "llmmesh.store.v1.StoreService/AppendConversation"),
     }
     for _ in range(100):
         spans = mesh.collector.of_trace(trace_id)

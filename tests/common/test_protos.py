@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support.mesh import ROOT
 
 
 def test_generated_stubs_are_fresh() -> None:

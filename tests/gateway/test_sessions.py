@@ -1,6 +1,6 @@
 """Session runs and their data, over real HTTP and gRPC, on SQLite and PostgreSQL.
 
-The model is the recording scripted backend (tests/fakes.py), so every test can check exactly which
+The model is the recording scripted backend (tests/support/fakes.py), so every test can check exactly which
 messages reached the model and what the store kept.
 """
 
@@ -17,19 +17,9 @@ from alembic.runtime.migration import MigrationContext
 from services.store.db import create_engine
 from services.store.migrate import upgrade_to_head
 from services.store.models import metadata
-from tests.conftest import Gateway, scripted_mesh
-from tests.test_gateway import assert_error, sse_events
-
-SYSTEM = "You are a careful assistant. Summarise the patient's answers."
-USER_TEMPLATE = (
-    "Answers:{% for a in answers %}\n* {{ a.label }}{% if a.value %} ({{ a.value }}){% endif %}{% endfor %}"
-)
-OPTIONS = [
-    {"key": "fever", "label": "Fever"},
-    {"key": "cough", "label": "Cough"},
-    {"key": "note", "label": "Note"},
-]
-LLM_OPTIONS = {"model": "scripted", "max_tokens": 50, "temperature": 0}
+from tests.support.http import assert_error, sse_events
+from tests.support.mesh import Gateway, scripted_mesh
+from tests.support.sessions import ANSWERS, OPTIONS, RENDERED, SYSTEM, make_session, make_version
 
 
 @pytest.fixture
@@ -38,51 +28,8 @@ async def mesh(database_url: str) -> AsyncIterator[Gateway]:
         yield gateway
 
 
-async def make_version(
-    mesh: Gateway, template: str = "triage", publish: bool = True, **fields: Any
-) -> dict[str, Any]:
-    client = mesh.client
-    if (await client.get(f"/api/v1/templates/{template}")).status_code == 404:
-        assert (await client.post("/api/v1/templates", json={"name": template})).status_code == 201
-    body = {
-        "system_prompt": SYSTEM,
-        "user_prompt_template": USER_TEMPLATE,
-        "llm_options": LLM_OPTIONS,
-        "options": OPTIONS,
-    }
-    body.update(fields)
-    body = {k: v for k, v in body.items() if v is not None}
-    response = await client.post(f"/api/v1/templates/{template}/versions", json=body)
-    assert response.status_code == 201, response.text
-    version = response.json()
-    if publish:
-        response = await client.post(f"/api/v1/templates/{template}/versions/{version['number']}/publish")
-        assert response.status_code == 200, response.text
-        version = response.json()
-    return dict(version)
-
-
-async def make_session(
-    mesh: Gateway, answers: list[dict[str, str]] | None, template: str = "triage", version: int | None = None
-) -> str:
-    body: dict[str, Any] = {"template": template}
-    if version:
-        body["version"] = version
-    response = await mesh.client.post("/api/v1/sessions", json=body)
-    assert response.status_code == 201, response.text
-    code = str(response.json()["session_code"])
-    if answers is not None:
-        response = await mesh.client.put(f"/api/v1/sessions/{code}/answers", json={"answers": answers})
-        assert response.status_code == 200, response.text
-    return code
-
-
 async def run(mesh: Gateway, code: str, **body: Any) -> Any:
     return await mesh.client.post(f"/api/v1/sessions/{code}/llm", json=body or None)
-
-
-ANSWERS = [{"option": "fever", "value": "39.2 C"}, {"option": "cough"}]
-RENDERED = "Answers:\n* Fever (39.2 C)\n* Cough"
 
 
 async def test_run_renders_the_version_and_stores_the_result(mesh: Gateway) -> None:

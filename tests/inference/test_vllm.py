@@ -11,12 +11,13 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.registry import parse_registry
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server
-from tests.conftest import channel_to, running
+from tests.support.mesh import channel_to, running
 
 
 def _gpu_missing() -> str | None:
@@ -63,7 +64,6 @@ def chat(text: str, max_tokens: int = 32) -> inference_pb2.GenerateRequest:
             messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)]
         ),
         params=common_pb2.SamplingParams(max_tokens=max_tokens, temperature=0),
-        stream=True,
     )
 
 

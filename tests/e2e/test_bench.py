@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL_ENV
+from tests.support.mesh import POSTGRES_URL_ENV, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 NUMBER = r"\d+(?:\.\d+)?"
 
 

@@ -1,11 +1,10 @@
 """Gateway over real HTTP (uvicorn on port 0) in front of real orchestrator, inference and store servers.
 
-The model is the scripted backend; the real model runs through the gateway in test_e2e.py.
+The model is the scripted backend; the real model runs through the gateway in tests/e2e/test_mesh.py.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import pytest
 
 from services.gateway.config import GatewaySettings
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS
-from tests.conftest import Gateway, eventually, scripted_mesh, serve_app
+from tests.support.http import assert_error, sse_events
+from tests.support.mesh import Gateway, eventually, scripted_mesh, serve_app
 
 URL = "/api/v1/ai/generate"
 
@@ -24,26 +24,6 @@ URL = "/api/v1/ai/generate"
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db") as mesh:
         yield mesh
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
-
-
-def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
-    """Parse an SSE body into (event, data) pairs, skipping comments (pings)."""
-    events = []
-    for frame in body.replace("\r\n", "\n").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in frame.splitlines() if line and not line.startswith(":"))
-        if fields:
-            events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 async def test_generate_returns_the_models_text_and_usage(gateway: Gateway) -> None:

@@ -1,8 +1,8 @@
 """A recording, scripted inference backend for behaviour tests of the services around the model.
 
-It is loaded the way any custom backend is (`backend: tests.fakes:ScriptedBackend` in the registry), so
+It is loaded the way any custom backend is (`backend: tests.support.fakes:ScriptedBackend` in the registry), so
 the inference service, its servicer and the wire are all real; only the model is replaced. Every
-end-to-end path is also covered against the real Gemma model in test_e2e.py.
+end-to-end path is also covered against the real Gemma model in tests/e2e/test_mesh.py.
 
 What it answers depends on the last user message:
   "stall"        -> never produces a token (deadlines)
@@ -46,7 +46,7 @@ class ScriptedBackend(Backend):
         settings: object = None,
         load_gate: asyncio.Event | None = None,
     ) -> None:
-        super().__init__(name, config or CustomConfig(backend="tests.fakes:ScriptedBackend"))
+        super().__init__(name, config or CustomConfig(backend="tests.support.fakes:ScriptedBackend"))
         self.calls: list[Call] = []
         self._load_gate = load_gate
         # When set, every generation fails with it before any output (a tier that is down or refuses).

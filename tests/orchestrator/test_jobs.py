@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from llmmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc, store_pb2, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,10 +30,10 @@ from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
 from services.store.config import StoreSettings
 from services.store.server import create_server as create_store
-from tests.conftest import Gateway, channel_to, running, scripted_mesh, scripted_registry, serve_asgi
-from tests.fakes import ScriptedBackend
-from tests.test_gateway import assert_error
-from tests.test_sessions import ANSWERS, LLM_OPTIONS, RENDERED, make_session, make_version
+from tests.support.fakes import ScriptedBackend
+from tests.support.http import assert_error
+from tests.support.mesh import Gateway, channel_to, running, scripted_mesh, scripted_registry, serve_asgi
+from tests.support.sessions import ANSWERS, LLM_OPTIONS, RENDERED, make_session, make_version
 
 URL = "/api/v1/ai/generate"
 FAST_JOBS = {
@@ -374,7 +376,7 @@ async def test_shutdown_lets_short_jobs_finish_and_gives_long_ones_back(tmp_path
         await wait_until(lambda: len(backend.calls) == 2)
         await orchestrator.stop()
         short, long = [(await store_stub.GetJob(store_pb2.GetJobRequest(job_id=j))).job for j in jobs]
-        assert short.status == store_pb2.JOB_STATUS_SUCCEEDED
-        assert long.status == store_pb2.JOB_STATUS_QUEUED, "given back for another replica, not left leased"
+        assert short.status == common_pb2.JOB_STATUS_SUCCEEDED
+        assert long.status == common_pb2.JOB_STATUS_QUEUED, "given back for another replica, not left leased"
         assert long.attempts == 0, "an attempt cut short by shutdown is not counted"
         assert backend.calls[1].cancelled

@@ -1,0 +1,1 @@
+"""Helpers and fakes the tests share; fixtures live in conftest.py."""
