@@ -28,8 +28,8 @@ from services.common.grpc_options import CHANNEL_OPTIONS, SERVER_OPTIONS
 from services.common.interceptor import MeshServerInterceptor, client_interceptors
 from services.common.request_id import bound_request_id
 
-UNARY = "/llmmesh.v1.Bench/Echo"
-STREAM = "/llmmesh.v1.Bench/Tokens"
+UNARY = "/llmmesh.bench.v1.Bench/Echo"
+STREAM = "/llmmesh.bench.v1.Bench/Tokens"
 TOKENS = 32
 
 
@@ -48,7 +48,7 @@ async def _tokens(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIte
 
 def _handlers() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
-        "llmmesh.v1.Bench",
+        "llmmesh.bench.v1.Bench",
         {
             "Echo": grpc.unary_unary_rpc_method_handler(
                 _echo, request_deserializer=_identity, response_serializer=_identity

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
 import httpx
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2
 
 from bench.mesh import MeshProcess
 from bench.report import Part, machine, spread, write_report
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
+from services.inference.client import InferenceClient
 from services.inference.config import usable_cpus
 from services.inference.templates import render_gemma
 
@@ -92,11 +93,10 @@ class Mesh:
         self.ports = self.mesh.ports
         self.http = httpx.Client(base_url=self.mesh.base_url, timeout=120)
         self.loop = asyncio.new_event_loop()
-        self.channel = self.loop.run_until_complete(self._channel())
-        self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
+        self.inference = self.loop.run_until_complete(self._client())
 
-    async def _channel(self) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(f"127.0.0.1:{self.ports['inference']}")
+    async def _client(self) -> InferenceClient:
+        return InferenceClient.connect(f"127.0.0.1:{self.ports['inference']}")
 
     def gateway(self, max_tokens: int) -> Sample:
         started = time.perf_counter()
@@ -119,7 +119,7 @@ class Mesh:
         async def run() -> Sample:
             started = time.perf_counter()
             tokens = 0
-            async for response in self.inference.Generate(request):
+            async for response in self.inference.generate(request, timeout_s=None):
                 if response.HasField("result"):
                     tokens = response.result.usage.completion_tokens
             return Sample(time.perf_counter() - started, tokens)
@@ -128,7 +128,7 @@ class Mesh:
 
     def close(self) -> None:
         self.http.close()
-        self.loop.run_until_complete(self.channel.close())
+        self.loop.run_until_complete(self.inference.close())
         self.mesh.close()
 
 

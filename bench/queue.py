@@ -18,14 +18,18 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmmesh.v1 import store_pb2, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2
 from sqlalchemy.engine import make_url
 
 from bench.mesh import free_port, scratch_database
 from bench.report import SPREAD_HEADER, Part, machine, percentile, spread, write_report
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.store import StoreClient
 from services.orchestrator.worker import JobOutcome, JobWorker
+from services.store.client import StoreClient
+
+# The benchmark's worker runs every job as a no-op, whatever its kind says.
+NOOP = common_pb2.JOB_KIND_GENERATE
 
 
 class StoreProcess:
@@ -36,7 +40,7 @@ class StoreProcess:
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> store_pb2_grpc.StoreServiceStub:
+    async def __aenter__(self) -> StoreClient:
         env = dict(
             os.environ,
             LOG_LEVEL="WARNING",
@@ -52,7 +56,7 @@ class StoreProcess:
             try:
                 answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return store_pb2_grpc.StoreServiceStub(self.channel)
+                    return StoreClient(self.channel)
             except grpc.aio.AioRpcError:
                 pass
             await asyncio.sleep(0.1)
@@ -71,21 +75,21 @@ def _settings(concurrency: int) -> OrchestratorSettings:
     )
 
 
-async def _enqueue(store: store_pb2_grpc.StoreServiceStub, count: int, parallel: int = 32) -> float:
+async def _enqueue(store: StoreClient, count: int, parallel: int = 32) -> float:
     """Queue `count` no-op jobs from `parallel` callers; returns jobs/s."""
     started = time.perf_counter()
 
     async def caller(share: int) -> None:
         for _ in range(share):
-            await store.EnqueueJob(
-                store_pb2.EnqueueJobRequest(job=store_pb2.NewJob(kind="noop", request_json="{}"))
+            await store.enqueue_job(
+                store_pb2.EnqueueJobRequest(job=store_pb2.NewJob(kind=NOOP, request_json="{}"))
             )
 
     await asyncio.gather(*(caller(count // parallel + (i < count % parallel)) for i in range(parallel)))
     return count / (time.perf_counter() - started)
 
 
-async def throughput(store: store_pb2_grpc.StoreServiceStub, jobs: int, concurrency: int) -> dict[str, float]:
+async def throughput(store: StoreClient, jobs: int, concurrency: int) -> dict[str, float]:
     """Queue `jobs`, then time one worker draining them: claimed, run (no-op), completed."""
     enqueue_rate = await _enqueue(store, jobs)
     executed = 0
@@ -98,7 +102,7 @@ async def throughput(store: store_pb2_grpc.StoreServiceStub, jobs: int, concurre
             all_ran.set()
         return JobOutcome({})
 
-    worker = JobWorker(StoreClient(store), noop, _settings(concurrency))
+    worker = JobWorker(store, noop, _settings(concurrency))
     started = time.perf_counter()
     worker.start()
     await all_ran.wait()
@@ -111,7 +115,7 @@ async def throughput(store: store_pb2_grpc.StoreServiceStub, jobs: int, concurre
     return {"enqueue_per_s": enqueue_rate, "jobs_per_s": jobs / elapsed}
 
 
-async def latency(store: store_pb2_grpc.StoreServiceStub, samples: int, concurrency: int) -> list[float]:
+async def latency(store: StoreClient, samples: int, concurrency: int) -> list[float]:
     """Seconds from the enqueue call to the worker starting the job, one job at a time, idle worker."""
     started: dict[str, float] = {}
     arrived = asyncio.Event()
@@ -121,15 +125,15 @@ async def latency(store: store_pb2_grpc.StoreServiceStub, samples: int, concurre
         arrived.set()
         return JobOutcome({})
 
-    worker = JobWorker(StoreClient(store), noop, _settings(concurrency))
+    worker = JobWorker(store, noop, _settings(concurrency))
     worker.start()
     await asyncio.sleep(0.5)  # the worker has claimed nothing and waits on the store's wake-ups
     delays = []
     for _ in range(samples):
         arrived.clear()
         sent = time.perf_counter()
-        response = await store.EnqueueJob(
-            store_pb2.EnqueueJobRequest(job=store_pb2.NewJob(kind="noop", request_json="{}"))
+        response = await store.enqueue_job(
+            store_pb2.EnqueueJobRequest(job=store_pb2.NewJob(kind=NOOP, request_json="{}"))
         )
         await asyncio.wait_for(arrived.wait(), 5)
         delays.append(started[response.job.id] - sent)

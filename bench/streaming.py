@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from bench.overhead import CONTEXT, MODEL, PROMPT, REPEAT_PENALTY, InProcess, Mesh, alternate
 from bench.report import Part, machine, spread, write_report

@@ -1,6 +1,6 @@
 """Generate the Python gRPC stubs (with .pyi) from protos/, or check that the committed ones are fresh.
 
-Usage: python scripts/gen_protos.py           # regenerate protos/llmmesh/v1/*_pb2*.py[i]
+Usage: python scripts/gen_protos.py           # regenerate protos/llmmesh/<service>/v1/*_pb2*.py[i]
        python scripts/gen_protos.py --check   # exit 1 if the committed stubs are stale
 """
 
@@ -16,13 +16,16 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-PACKAGE_DIR = Path("llmmesh") / "v1"
+# One versioned package per service, its path matching its proto package (llmmesh.store.v1, ...).
+PACKAGE_DIRS = sorted(p.parent.relative_to(PROTO_ROOT) for p in PROTO_ROOT.glob("llmmesh/*/v1/*.proto"))
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 
 def generate(out_dir: Path) -> None:
-    """Run protoc over every .proto under protos/llmmesh/v1 into out_dir."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    """Run protoc over every .proto under protos/llmmesh/*/v1 into out_dir."""
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for d in PACKAGE_DIRS for p in (PROTO_ROOT / d).glob("*.proto")
+    )
     include = Path(protoc.__file__).parent / "_proto"
     args = [
         "grpc_tools.protoc",
@@ -37,31 +40,37 @@ def generate(out_dir: Path) -> None:
         raise SystemExit("protoc failed")
 
 
-def generated_files(directory: Path) -> set[str]:
-    return {p.name for p in directory.iterdir() if p.name.endswith(GENERATED_SUFFIXES)}
+def generated_files(root: Path) -> set[Path]:
+    """The generated stubs under root, relative to it."""
+    return {
+        d / p.name
+        for d in PACKAGE_DIRS
+        if (root / d).is_dir()
+        for p in (root / d).iterdir()
+        if p.name.endswith(GENERATED_SUFFIXES)
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if committed stubs are stale")
     args = parser.parse_args()
-    target = PROTO_ROOT / PACKAGE_DIR
     if not args.check:
-        for name in generated_files(target):
-            (target / name).unlink()
+        for path in generated_files(PROTO_ROOT):
+            (PROTO_ROOT / path).unlink()
         generate(PROTO_ROOT)
-        print(f"generated {len(generated_files(target))} files in {target.relative_to(ROOT)}")
+        print(f"generated {len(generated_files(PROTO_ROOT))} files under {PROTO_ROOT.relative_to(ROOT)}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp))
-        fresh_dir = Path(tmp) / PACKAGE_DIR
-        fresh, committed = generated_files(fresh_dir), generated_files(target)
+        fresh_root = Path(tmp)
+        generate(fresh_root)
+        fresh, committed = generated_files(fresh_root), generated_files(PROTO_ROOT)
         stale = sorted(fresh ^ committed)
         stale += sorted(
-            n for n in fresh & committed if not filecmp.cmp(fresh_dir / n, target / n, shallow=False)
+            p for p in fresh & committed if not filecmp.cmp(fresh_root / p, PROTO_ROOT / p, shallow=False)
         )
     if stale:
-        print("stale generated stubs: " + ", ".join(stale), file=sys.stderr)
+        print("stale generated stubs: " + ", ".join(map(str, stale)), file=sys.stderr)
         print("run: python scripts/gen_protos.py", file=sys.stderr)
         return 1
     print("generated stubs are fresh")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from llmmesh.v1 import common_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2
 
 
 def _names(enum: Any, prefix: str, lower: bool) -> dict[int, str]:
@@ -33,8 +34,11 @@ FINISH_REASON_VALUES = cast(dict[str, common_pb2.FinishReason], _invert(FINISH_R
 VERSION_STATUS_NAMES = _names(store_pb2.VersionStatus, "VERSION_STATUS_", lower=False)
 VERSION_STATUS_VALUES = cast(dict[str, store_pb2.VersionStatus], _invert(VERSION_STATUS_NAMES))
 # "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED" (stored as such in jobs.status)
-JOB_STATUS_NAMES = _names(store_pb2.JobStatus, "JOB_STATUS_", lower=False)
-JOB_STATUS_VALUES = cast(dict[str, store_pb2.JobStatus], _invert(JOB_STATUS_NAMES))
+JOB_STATUS_NAMES = _names(common_pb2.JobStatus, "JOB_STATUS_", lower=False)
+JOB_STATUS_VALUES = cast(dict[str, common_pb2.JobStatus], _invert(JOB_STATUS_NAMES))
+# "generate", "session", "pipeline_step", "webhook" (stored as such in jobs.kind)
+JOB_KIND_NAMES = _names(common_pb2.JobKind, "JOB_KIND_", lower=True)
+JOB_KIND_VALUES = cast(dict[str, common_pb2.JobKind], _invert(JOB_KIND_NAMES))
 # "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED" (stored as such in pipeline_runs.status)
-PIPELINE_RUN_STATUS_NAMES = _names(store_pb2.PipelineRunStatus, "PIPELINE_RUN_STATUS_", lower=False)
-PIPELINE_RUN_STATUS_VALUES = cast(dict[str, store_pb2.PipelineRunStatus], _invert(PIPELINE_RUN_STATUS_NAMES))
+PIPELINE_RUN_STATUS_NAMES = _names(common_pb2.PipelineRunStatus, "PIPELINE_RUN_STATUS_", lower=False)
+PIPELINE_RUN_STATUS_VALUES = cast(dict[str, common_pb2.PipelineRunStatus], _invert(PIPELINE_RUN_STATUS_NAMES))

@@ -70,6 +70,34 @@ class IncompleteGeneration(Unavailable):
     code = "incomplete_generation"
 
 
+# Errors more than one service raises: each code is defined once in the mesh, here.
+
+
+class ModelNotFound(NotFound):
+    """No model (or route) of that name, in the registry or in the pool asked."""
+
+    code = "model_not_found"
+
+
+class InvalidGenerationRequest(InvalidArgument):
+    """A generation request that cannot be run as given (no prompt, a malformed conversation, ...)."""
+
+    code = "invalid_generation_request"
+
+
+class UnsupportedTask(InvalidArgument):
+    """A generation asked of an embedding model, or embeddings of a model that cannot make them."""
+
+    code = "unsupported_task"
+
+
+class InvalidApiKey(MeshError):
+    """An API key that is unknown, malformed or revoked."""
+
+    code = "invalid_api_key"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
 class RemoteError(MeshError):
     """An error received from another service, keeping its status and code as they were."""
 

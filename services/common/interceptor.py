@@ -56,7 +56,7 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
 # Calls job workers make on a timer whether or not there is work: logged at DEBUG, or an idle mesh
 # would write a line a second per replica.
 _HOUSEKEEPING = frozenset(
-    f"/llmmesh.v1.StoreService/{name}" for name in ("ClaimJobs", "RenewLeases", "WatchJobs")
+    f"/llmmesh.store.v1.StoreService/{name}" for name in ("ClaimJobs", "RenewLeases", "WatchJobs")
 )
 
 

@@ -1,130 +1,248 @@
-"""The JSON clients see for a generation, a session run, a job and a pipeline run.
+"""The JSON clients see for a generation, a session run, a job and a pipeline run, defined once.
 
-One shape wherever it appears: the REST responses, the results stored in the job queue, and the
-webhook payloads.
+One pydantic model each, used wherever that shape appears: the gateway's REST responses (which add
+the request id), the results the orchestrator stores in the job queue, and its webhook payloads.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from pydantic import BaseModel, Field
 
 from services.common.enums import (
     FINISH_REASON_NAMES,
+    JOB_KIND_NAMES,
     JOB_STATUS_NAMES,
     PIPELINE_RUN_STATUS_NAMES,
     ROLE_NAMES,
 )
 
+FinishReason = Literal["stop", "length", "content_filter"]
+Role = Literal["system", "user", "assistant"]
+JobStatusName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+JobKind = Literal["generate", "session", "pipeline_step", "webhook"]
+RunStatusName = Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+# A step or webhook the run or job has not reached yet is PENDING.
+StepStatusName = Literal["PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
-def _usage(usage: common_pb2.Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+# Who answered: the model, the route the request ran on and the tier of it that served.
+ServedModel = Annotated[
+    str, Field(description='The model that generated the text ("canned:<set>" for a canned reply).')
+]
+ServedRoute = Annotated[
+    str, Field(description="The route the request resolved to (naming a model gives a one-tier route of it).")
+]
+ServedTier = Annotated[
+    int, Field(description="Position of the serving tier in the route, from 0; above 0 means a fallback.")
+]
 
 
-def _time(stamp: Timestamp, present: bool = True) -> str | None:
-    """RFC 3339 in UTC, or None for an unset timestamp."""
+def timestamp(stamp: Timestamp, present: bool = True) -> datetime | None:
+    """A protobuf timestamp as an aware UTC datetime, or None when unset."""
     if not present or (stamp.seconds == 0 and stamp.nanos == 0):
         return None
-    return stamp.ToDatetime().isoformat(timespec="milliseconds") + "Z"
-
-
-def generation_json(result: common_pb2.GenerationResult) -> dict[str, Any]:
-    """A finished generation: its text and who served it (model, route, tier), with usage."""
-    return {
-        "text": result.text,
-        "tokens": result.usage.completion_tokens,
-        "model": result.model,
-        "route": result.route,
-        "tier": result.tier,
-        "finish_reason": FINISH_REASON_NAMES[result.finish_reason],
-        "usage": _usage(result.usage),
-    }
-
-
-def session_run_json(run: orchestrator_pb2.SessionRun) -> dict[str, Any]:
-    return {
-        "session_code": run.session_code,
-        "llm_result": run.llm_result,
-        "messages": [{"role": ROLE_NAMES[m.role], "content": m.content} for m in run.messages],
-        "cached": run.cached,
-        "model": run.model,
-        "usage": _usage(run.usage),
-        "created_at": _time(run.created_at),
-    }
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _loads(text: str) -> Any:
     return json.loads(text) if text else None
 
 
-def job_json(job: store_pb2.Job, webhook: store_pb2.Job | None = None) -> dict[str, Any]:
-    """A job's status; `webhook` is the job delivering its completion webhook, when it has one."""
-    data: dict[str, Any] = {
-        "job_id": job.id,
-        "kind": job.kind,
-        "status": JOB_STATUS_NAMES[job.status],
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "result": _loads(job.result_json) if job.HasField("result_json") else None,
-        "error": {"code": job.error.code, "message": job.error.message} if job.HasField("error") else None,
-        "created_at": _time(job.created_at),
-        "started_at": _time(job.started_at, job.HasField("started_at")),
-        "completed_at": _time(job.completed_at, job.HasField("completed_at")),
-    }
-    if job.webhook_url:
-        data["webhook"] = {
-            "url": job.webhook_url,
-            "status": JOB_STATUS_NAMES[webhook.status] if webhook else "PENDING",
-            "attempts": webhook.attempts if webhook else 0,
-            "error": webhook_error(webhook),
-        }
-    return data
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
-
-def webhook_error(webhook: store_pb2.Job | None) -> str | None:
-    return webhook.error.message if webhook is not None and webhook.HasField("error") else None
-
-
-def pipeline_run_json(view: orchestrator_pb2.PipelineRunView) -> dict[str, Any]:
-    """A pipeline run with every step: PENDING until the run reaches it, then its job's status."""
-    run = view.run
-    jobs = {job.step_index: job for job in run.steps}
-    steps = []
-    for index, name in enumerate(view.step_names):
-        job = jobs.get(index)
-        result = _loads(job.result_json) if job is not None and job.HasField("result_json") else None
-        steps.append(
-            {
-                "name": name,
-                "status": JOB_STATUS_NAMES[job.status] if job is not None else "PENDING",
-                "job_id": job.id if job is not None else None,
-                "attempts": job.attempts if job is not None else 0,
-                "output": result["text"] if result else None,
-                "error": {"code": job.error.code, "message": job.error.message}
-                if job is not None and job.HasField("error")
-                else None,
-            }
+    @classmethod
+    def from_proto(cls, usage: common_pb2.Usage) -> Usage:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
         )
-    status = PIPELINE_RUN_STATUS_NAMES[run.status]
-    return {
-        "run_id": run.id,
-        "pipeline": run.pipeline,
-        "status": status,
-        "stalled": view.stalled,
-        "input": _loads(run.input_json) or {},
-        "current_step": view.step_names[run.current_step]
-        if run.current_step < len(view.step_names)
-        else None,
-        "steps": steps,
-        "output": steps[-1]["output"] if status == "SUCCEEDED" else None,
-        "created_at": _time(run.created_at),
-        "updated_at": _time(run.updated_at),
-        "completed_at": _time(run.completed_at, run.HasField("completed_at")),
-    }
+
+
+class Generation(BaseModel):
+    """A finished generation: its text and who served it (model, route, tier), with usage."""
+
+    text: str
+    tokens: int = Field(description="Generated tokens (usage.completion_tokens).")
+    model: ServedModel
+    route: ServedRoute
+    tier: ServedTier
+    finish_reason: FinishReason
+    usage: Usage
+
+    @classmethod
+    def from_proto(cls, result: common_pb2.GenerationResult) -> Generation:
+        return cls(
+            text=result.text,
+            tokens=result.usage.completion_tokens,
+            model=result.model,
+            route=result.route,
+            tier=result.tier,
+            finish_reason=FINISH_REASON_NAMES[result.finish_reason],  # type: ignore[arg-type]
+            usage=Usage.from_proto(result.usage),
+        )
+
+
+class Message(BaseModel):
+    role: Role
+    content: str
+
+
+class SessionRun(BaseModel):
+    """A session's LLM result and the turns that produced it."""
+
+    session_code: str
+    llm_result: str
+    messages: list[Message]
+    cached: bool = Field(description="True when the stored result was reused: the inputs had not changed.")
+    model: str
+    usage: Usage
+    created_at: datetime
+
+    @classmethod
+    def from_proto(cls, run: orchestrator_pb2.SessionRun) -> SessionRun:
+        return cls(
+            session_code=run.session_code,
+            llm_result=run.llm_result,
+            messages=[
+                Message(role=ROLE_NAMES[m.role], content=m.content)  # type: ignore[arg-type]
+                for m in run.messages
+            ],
+            cached=run.cached,
+            model=run.model,
+            usage=Usage.from_proto(run.usage),
+            created_at=timestamp(run.created_at) or datetime.now(UTC),
+        )
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+    @classmethod
+    def from_proto(cls, error: common_pb2.JobError) -> JobError:
+        return cls(code=error.code, message=error.message)
+
+
+class WebhookState(BaseModel):
+    url: str
+    status: StepStatusName
+    attempts: int
+    error: str | None
+
+
+class JobStatus(BaseModel):
+    """A job's status; once SUCCEEDED, its `result` is what the synchronous call would have returned."""
+
+    job_id: str
+    kind: JobKind
+    status: JobStatusName
+    attempts: int = Field(description="Attempts started so far (a worker that died mid-attempt counts).")
+    max_attempts: int
+    result: dict[str, Any] | None = Field(
+        description="Once SUCCEEDED: what the synchronous call returns (generate: text, model, usage…; "
+        "session: the session run)."
+    )
+    error: JobError | None = Field(description="The last attempt's error (also while a retry is queued).")
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    webhook: WebhookState | None = None
+
+    @classmethod
+    def from_proto(cls, job: orchestrator_pb2.Job) -> JobStatus:
+        webhook = None
+        if job.HasField("webhook"):
+            delivery = job.webhook
+            webhook = WebhookState(
+                url=delivery.url,
+                status=JOB_STATUS_NAMES.get(delivery.status, "PENDING"),  # type: ignore[arg-type]
+                attempts=delivery.attempts,
+                error=delivery.error.message if delivery.HasField("error") else None,
+            )
+        return cls(
+            job_id=job.id,
+            kind=JOB_KIND_NAMES[job.kind],  # type: ignore[arg-type]
+            status=JOB_STATUS_NAMES[job.status],  # type: ignore[arg-type]
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            result=_loads(job.result_json) if job.HasField("result_json") else None,
+            error=JobError.from_proto(job.error) if job.HasField("error") else None,
+            created_at=timestamp(job.created_at) or datetime.now(UTC),
+            started_at=timestamp(job.started_at, job.HasField("started_at")),
+            completed_at=timestamp(job.completed_at, job.HasField("completed_at")),
+            webhook=webhook,
+        )
+
+
+class PipelineStepStatus(BaseModel):
+    name: str
+    status: StepStatusName
+    job_id: str | None
+    attempts: int
+    output: str | None
+    error: JobError | None
+
+
+class PipelineRunStatus(BaseModel):
+    """A pipeline run with every step: PENDING until the run reaches it, then its job's status."""
+
+    run_id: str
+    pipeline: str
+    status: RunStatusName
+    stalled: bool = Field(description="RUNNING without progress for longer than the configured stall time.")
+    input: dict[str, Any]
+    current_step: str | None
+    steps: list[PipelineStepStatus]
+    output: str | None = Field(description="The last step's output, once the run SUCCEEDED.")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, run: orchestrator_pb2.PipelineRun) -> PipelineRunStatus:
+        jobs = {job.step_index: job for job in run.steps}
+        steps = []
+        for index, name in enumerate(run.step_names):
+            job = jobs.get(index)
+            if job is None:
+                steps.append(
+                    PipelineStepStatus(
+                        name=name, status="PENDING", job_id=None, attempts=0, output=None, error=None
+                    )
+                )
+                continue
+            result = _loads(job.result_json) if job.HasField("result_json") else None
+            steps.append(
+                PipelineStepStatus(
+                    name=name,
+                    status=JOB_STATUS_NAMES[job.status],  # type: ignore[arg-type]
+                    job_id=job.id,
+                    attempts=job.attempts,
+                    output=result["text"] if result else None,
+                    error=JobError.from_proto(job.error) if job.HasField("error") else None,
+                )
+            )
+        status = PIPELINE_RUN_STATUS_NAMES[run.status]
+        return cls(
+            run_id=run.id,
+            pipeline=run.pipeline,
+            status=status,  # type: ignore[arg-type]
+            stalled=run.stalled,
+            input=_loads(run.input_json) or {},
+            current_step=run.step_names[run.current_step] if run.current_step < len(run.step_names) else None,
+            steps=steps,
+            output=steps[-1].output if status == "SUCCEEDED" and steps else None,
+            created_at=timestamp(run.created_at) or datetime.now(UTC),
+            updated_at=timestamp(run.updated_at) or datetime.now(UTC),
+            completed_at=timestamp(run.completed_at, run.HasField("completed_at")),
+        )

@@ -46,7 +46,7 @@ class MeshServer:
         self.port = 0
 
     def add_service(self, full_name: str, register: Callable[[grpc.aio.Server], None]) -> None:
-        """Register a servicer; `full_name` (e.g. llmmesh.v1.StoreService) gets its own health status."""
+        """Register a servicer; `full_name` (e.g. llmmesh.store.v1.StoreService) gets its own health status."""
         register(self.grpc)
         self._service_names.append(full_name)
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from llmmesh.v1 import orchestrator_pb2_grpc, store_pb2_grpc
 
 from services.common import tracing
 from services.common.grpc_options import create_channel
@@ -24,6 +23,8 @@ from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.sessions.routes import router as sessions_router
+from services.orchestrator.client import OrchestratorClient
+from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.gateway")
 
@@ -33,25 +34,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        orchestrator = create_channel(settings.orchestrator_addr)
-        store = create_channel(settings.store_addr)
-        health_channels = {
-            "orchestrator": orchestrator,
-            "inference": create_channel(settings.inference_addr),
-            "store": store,
-        }
+        # Every call's deadline is the backstop GATEWAY_REQUEST_TIMEOUT_S (see GatewaySettings).
+        orchestrator = OrchestratorClient.connect(settings.orchestrator_addr, settings.request_timeout_s)
+        store = StoreClient.connect(settings.store_addr, settings.request_timeout_s)
+        inference = create_channel(settings.inference_addr)
         app.state.settings = settings
-        app.state.orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator)
-        app.state.store = store_pb2_grpc.StoreServiceStub(store)
-        app.state.admission = Admission(settings, app.state.store)
+        app.state.orchestrator = orchestrator
+        app.state.store = store
+        app.state.admission = Admission(settings, store)
         if settings.auth_enabled and settings.admin_token is None:
             log.warning("auth is on but GATEWAY_ADMIN_TOKEN is unset: no API key can be created here")
-        app.state.health_channels = health_channels
+        app.state.health_channels = {
+            "orchestrator": orchestrator.channel,
+            "inference": inference,
+            "store": store.channel,
+        }
         try:
             yield
         finally:
-            for channel in health_channels.values():
-                await channel.close()
+            await orchestrator.close()
+            await store.close()
+            await inference.close()
 
     app = FastAPI(
         title="LLM Mesh",

@@ -1,27 +1,31 @@
-"""The gateway's gRPC clients (stubs made in the app's lifespan) and the options every call carries."""
+"""The gateway's typed clients of the orchestrator and the store (made in the app's lifespan), and
+the sampling fields every generating request turns into."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from fastapi import Request
-from llmmesh.v1 import common_pb2, orchestrator_pb2_grpc, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+
+from services.orchestrator.client import OrchestratorClient
+from services.store.client import StoreClient
 
 
-def orchestrator(request: Request) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-    stub: orchestrator_pb2_grpc.OrchestratorServiceStub = request.app.state.orchestrator
-    return stub
+def orchestrator(request: Request) -> OrchestratorClient:
+    client: OrchestratorClient = request.app.state.orchestrator
+    return client
 
 
-def store(request: Request) -> store_pb2_grpc.StoreServiceStub:
-    stub: store_pb2_grpc.StoreServiceStub = request.app.state.store
-    return stub
+def store(request: Request) -> StoreClient:
+    client: StoreClient = request.app.state.store
+    return client
 
 
-def call_options(request: Request) -> dict[str, Any]:
-    """The backstop deadline for a call that never answers (the request id and trace context travel in
-    metadata added by the channel's interceptors)."""
-    return {"timeout": request.app.state.settings.request_timeout_s}
+def stream_timeout_s(request: Request) -> float:
+    """The backstop deadline of a whole stream (unary calls get the same one from their client)."""
+    timeout_s: float = request.app.state.settings.request_timeout_s
+    return timeout_s
 
 
 class Sampling(Protocol):

@@ -22,8 +22,8 @@ class GatewaySettings(ServiceSettings):
     inference_addr: str = Field(
         default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
     )
-    # Backstop for a call to the orchestrator that never answers; the orchestrator's own
-    # generation timeout (60 s by default) normally fires first.
+    # Backstop for a call to the orchestrator or the store that never answers (a stream included);
+    # the orchestrator's own generation timeout (60 s by default) normally fires first.
     request_timeout_s: float = Field(default=300.0, gt=0)
     # Seconds between SSE comment pings that keep idle proxies from closing a slow stream.
     sse_ping_s: float = Field(default=15.0, gt=0)

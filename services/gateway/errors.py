@@ -1,6 +1,7 @@
 """The HTTP error contract: every error is JSON with a stable code, a message and the request id.
 
-gRPC statuses from the mesh map to HTTP statuses here, once.
+The errors the gateway raises itself are defined here, and the statuses of the mesh's errors map to
+HTTP statuses here, once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.errors import UPSTREAM_CODE_PREFIX, MeshError, from_rpc_error
+from services.common import errors as common_errors
+from services.common.errors import (
+    UPSTREAM_CODE_PREFIX,
+    FailedPrecondition,
+    InvalidArgument,
+    MeshError,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.common.request_id import HTTP_HEADER
 
 log = logging.getLogger("llmmesh.gateway")
@@ -57,6 +66,66 @@ class GatewayError(MeshError):
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.headers = headers or {}
+
+
+class Unauthenticated(GatewayError):
+    code = "missing_api_key"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class InvalidApiKey(Unauthenticated, common_errors.InvalidApiKey):
+    """The mesh's invalid_api_key, raised by the gateway itself (with WWW-Authenticate)."""
+
+    code = common_errors.InvalidApiKey.code
+
+
+class AdminDisabled(GatewayError):
+    code = "admin_disabled"
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class InvalidAdminToken(Unauthenticated):
+    code = "invalid_admin_token"
+
+
+class RateLimited(GatewayError, ResourceExhausted):
+    code = "rate_limited"
+
+
+class Overloaded(GatewayError, Unavailable):
+    code = "overloaded"
+
+
+class InvalidIdempotencyKey(InvalidArgument):
+    code = "invalid_idempotency_key"
+
+
+class InvalidConversationId(InvalidArgument):
+    code = "invalid_conversation_id"
+
+
+class InvalidFrame(InvalidArgument):
+    """A realtime WebSocket frame that is not valid JSON or not one of the frames it accepts."""
+
+    code = "invalid_frame"
+
+
+class TurnInProgress(FailedPrecondition):
+    code = "turn_in_progress"
+
+
+class NoTurn(FailedPrecondition):
+    code = "no_turn_in_progress"
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from receive() when a body passes the size limit; an HTTPException so FastAPI's body
+    parsing passes it on unchanged."""
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
 class ErrorDetail(BaseModel):
@@ -140,15 +209,6 @@ def http_status_of(error: MeshError) -> int:
     return HTTP_STATUS_BY_GRPC.get(error.status, 500)
 
 
-def mesh_error_of(exc: grpc.aio.AioRpcError) -> MeshError:
-    """The domain error behind a failed call, logged with its transport details (never sent to clients)."""
-    error = from_rpc_error(exc)
-    log.warning(
-        "mesh call failed", extra={"status": exc.code().name, "code": error.code, "details": exc.details()}
-    )
-    return error
-
-
 def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
@@ -168,12 +228,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, status, "invalid_request", f"invalid request: {summary}", details)
 
 
-async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, grpc.aio.AioRpcError)
-    error = mesh_error_of(exc)
-    return error_response(request, http_status_of(error), error.code, error.message)
-
-
 async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MeshError)
     headers = exc.headers if isinstance(exc, GatewayError) else None
@@ -182,7 +236,7 @@ async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "route_not_found", 405: "method_not_allowed", 413: "request_too_large"}
+    codes = {404: "route_not_found", 405: "method_not_allowed", 413: BodyTooLarge.code}
     return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 
@@ -193,7 +247,6 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(grpc.aio.AioRpcError, _rpc_error)
     app.add_exception_handler(MeshError, _mesh_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import time
 
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.request_id import HTTP_HEADER, accept_request_id, bound_request_id
 from services.gateway.auth.admission import SLOT_STATE
-from services.gateway.errors import error_payload
+from services.gateway.errors import BodyTooLarge, error_payload
 from services.gateway.metrics import HTTP_IN_FLIGHT, KNOWN_METHODS, UNMATCHED, request_children
 
 log = logging.getLogger("llmmesh.gateway.access")
@@ -67,13 +66,6 @@ class RequestIdMiddleware:
                 )
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from receive(); an HTTPException so FastAPI's body parsing passes it on unchanged."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
-
-
 class RequestLimitsMiddleware:
     """Refuses bodies over the size limit with 413 (by Content-Length before reading, or as soon as
     a chunked body passes it), and gives back a generation slot once its response has been sent."""
@@ -118,14 +110,9 @@ class RequestLimitsMiddleware:
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
-        body = error_payload(
-            scope["path"],
-            413,
-            "request_too_large",
-            f"the request body is larger than {self.max_body_bytes} bytes",
-            request_id,
-        )
-        await JSONResponse(body, status_code=413)(scope, _ignore_receive, send)
+        error = BodyTooLarge(self.max_body_bytes)
+        body = error_payload(scope["path"], error.status_code, error.code, error.detail, request_id)
+        await JSONResponse(body, status_code=error.status_code)(scope, _ignore_receive, send)
 
 
 async def _ignore_receive() -> Message:

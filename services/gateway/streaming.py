@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-import grpc
 from fastapi import Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.errors import IncompleteGeneration, MeshError
-from services.gateway.errors import error_body, mesh_error_of, request_id_of
+from services.gateway.errors import error_body, request_id_of
 
 # One orchestrator message → the SSE events it becomes.
 Render = Callable[[Any], Iterable[ServerSentEvent]]
@@ -25,30 +24,36 @@ def error_event(error: MeshError, request_id: str) -> list[ServerSentEvent]:
     return [ServerSentEvent(json.dumps(body, separators=(",", ":")), event="error")]
 
 
-async def sse_from_call(
+async def close_stream(stream: AsyncIterator[Any]) -> None:
+    """Stop a client's stream before its end, which cancels the call (and so the model's work)."""
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
+
+
+async def sse_from_stream(
     request: Request,
-    call: grpc.aio.UnaryStreamCall,
+    stream: AsyncIterator[Any],
     render: Render,
     render_error: RenderError = error_event,
     closing: Sequence[ServerSentEvent] = (),
     sep: str | None = None,
 ) -> EventSourceResponse:
-    """Answer with SSE frames for call's messages, then the `closing` events.
+    """Answer with SSE frames for the stream's messages, then the `closing` events.
 
     The first message is awaited before answering, so a request that fails at once (unknown model or
     session, prompt too long, mesh down) gets its proper HTTP status instead of a 200 with an error
     event. A failure after that ends the stream with render_error's events; a client that leaves
-    cancels the call, which stops the model.
+    closes the stream, which cancels the call and stops the model.
     """
     try:
-        first = await call.read()
+        first = await anext(stream)
+    except StopAsyncIteration:
+        raise IncompleteGeneration("the stream ended without a result") from None
     except BaseException:
-        call.cancel()
+        await close_stream(stream)
         raise
-    if first is grpc.aio.EOF:
-        raise IncompleteGeneration("the stream ended without a result")
     return EventSourceResponse(
-        _relay(first, call, render, render_error, closing, request_id_of(request)),
+        _relay(first, stream, render, render_error, closing, request_id_of(request)),
         ping=request.app.state.settings.sse_ping_s,
         sep=sep,
     )
@@ -56,22 +61,22 @@ async def sse_from_call(
 
 async def _relay(
     first: Any,
-    call: grpc.aio.UnaryStreamCall,
+    stream: AsyncIterator[Any],
     render: Render,
     render_error: RenderError,
     closing: Sequence[ServerSentEvent],
     request_id: str,
 ) -> AsyncIterator[ServerSentEvent]:
-    message = first
     try:
-        while message is not grpc.aio.EOF:
+        for event in render(first):
+            yield event
+        async for message in stream:
             for event in render(message):
                 yield event
-            message = await call.read()
-    except grpc.aio.AioRpcError as exc:
-        for event in render_error(mesh_error_of(exc), request_id):
+    except MeshError as error:
+        for event in render_error(error, request_id):
             yield event
     finally:
-        call.cancel()
+        await close_stream(stream)
     for event in closing:
         yield event

@@ -9,29 +9,14 @@ import grpc
 
 from services.common.errors import (
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
     Unavailable,
     UpstreamError,
 )
 
 
-class ModelNotFound(NotFound):
-    code = "model_not_found"
-
-
 class PromptTooLong(InvalidArgument):
     code = "prompt_too_long"
-
-
-class InvalidGenerationRequest(InvalidArgument):
-    code = "invalid_generation_request"
-
-
-class UnsupportedTask(InvalidArgument):
-    """A generation sent to an embedding model, or embeddings asked of a model that cannot make them."""
-
-    code = "unsupported_task"
 
 
 class ModelBusy(ResourceExhausted):

@@ -14,14 +14,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from services.common.errors import MeshError
+from services.common.errors import InvalidGenerationRequest, MeshError, ModelNotFound, UnsupportedTask
 from services.inference.backends.base import Backend
 from services.inference.errors import (
-    InvalidGenerationRequest,
     ModelLoadFailed,
-    ModelNotFound,
     NoModelSlot,
-    UnsupportedTask,
 )
 from services.inference.metrics import MODEL_LOAD_SECONDS, POOLS
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from llmmesh.v1 import inference_pb2, inference_pb2_grpc
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.config import ConfigError
 from services.common.registry import LlamaCppConfig, Registry, VllmConfig, load_registry

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
-from services.common.errors import UpstreamError
+from services.common.errors import InvalidGenerationRequest, UpstreamError
 from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput, Message, Sampling
 from services.inference.config import InferenceSettings
-from services.inference.errors import InvalidGenerationRequest
 from services.inference.models import ModelHost
 
 MAX_EMBED_INPUTS = 256
@@ -49,17 +48,17 @@ class InferenceService:
 
     @staticmethod
     def generation_input(
-        sampling: Sampling, prompt: str | None, messages: list[Message], stream: bool = True
+        sampling: Sampling, prompt: str | None, messages: list[Message], one_shot: bool = False
     ) -> GenerationInput:
         if prompt is not None:
             if not prompt:
                 raise InvalidGenerationRequest("prompt must not be empty")
-            return GenerationInput(sampling=sampling, prompt=prompt, stream=stream)
+            return GenerationInput(sampling=sampling, prompt=prompt, one_shot=one_shot)
         if not messages:
             raise InvalidGenerationRequest("give a prompt or at least one message")
         if messages[-1].role == "assistant":
             raise InvalidGenerationRequest("the last message must not be the assistant's")
-        return GenerationInput(sampling=sampling, messages=tuple(messages), stream=stream)
+        return GenerationInput(sampling=sampling, messages=tuple(messages), one_shot=one_shot)
 
     async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         async with self.host.use(model, "generate") as backend, aclosing(backend.generate(request)) as events:

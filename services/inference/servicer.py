@@ -7,11 +7,12 @@ from contextlib import aclosing
 from typing import cast
 
 import grpc
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.enums import FINISH_REASON_VALUES, ROLE_NAMES
+from services.common.errors import InvalidGenerationRequest
 from services.inference.backends.base import Delta, Message, Role
-from services.inference.errors import InvalidGenerationRequest
 from services.inference.service import InferenceService
 
 
@@ -45,7 +46,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             sampling,
             prompt=request.prompt if has_prompt else None,
             messages=[] if has_prompt else _messages(request.conversation),
-            stream=request.stream,
+            one_shot=request.one_shot,
         )
         async with aclosing(self.service.generate(request.model, generation)) as events:
             async for event in events:

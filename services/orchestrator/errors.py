@@ -12,10 +12,6 @@ from services.common.errors import (
 )
 
 
-class InvalidGeneration(InvalidArgument):
-    code = "invalid_generation_request"
-
-
 class GenerationTimeout(DeadlineExceeded):
     code = "generation_timeout"
 
@@ -42,16 +38,6 @@ class InvalidUserPromptTemplate(FailedPrecondition):
 
 class EmptyModelResponse(UpstreamError):
     code = "upstream_empty_response"
-
-
-class UnsupportedTask(InvalidArgument):
-    """A generation asked of an embedding model."""
-
-    code = "unsupported_task"
-
-
-class UnknownModel(NotFound):
-    code = "model_not_found"
 
 
 class NoTierAvailable(Unavailable):

@@ -15,23 +15,27 @@ from urllib.parse import urlsplit
 
 import httpx
 from google.protobuf import json_format
-from llmmesh.v1 import orchestrator_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 
-from services.common.request_id import current_request_id
-from services.common.results import generation_json, job_json, pipeline_run_json, session_run_json
+from services.common.enums import JOB_KIND_NAMES
+from services.common.errors import InvalidGenerationRequest
+from services.common.results import Generation, JobStatus, PipelineRunStatus, SessionRun
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.errors import InvalidGeneration, InvalidJob, WebhookFailed
-from services.orchestrator.pipelines import STEP_KIND, Pipelines
+from services.orchestrator.errors import (
+    InvalidJob,
+    WebhookFailed,
+)
+from services.orchestrator.pipelines import Pipelines
+from services.orchestrator.queueing import job_view, request_fingerprint
 from services.orchestrator.routing import Router, user_text
 from services.orchestrator.sessions import SessionRuns
-from services.orchestrator.store import StoreClient, request_fingerprint
 from services.orchestrator.worker import JobOutcome
+from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.jobs")
 
-GENERATE_KIND = "generate"
-SESSION_KIND = "session"
-WEBHOOK_KIND = "webhook"
 SIGNATURE_HEADER = "X-LLM-Mesh-Signature"
 
 
@@ -64,37 +68,51 @@ class Jobs:
 
     async def submit_generation(
         self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
-    ) -> tuple[store_pb2.Job, bool]:
+    ) -> tuple[orchestrator_pb2.Job, bool]:
         user_text(spec)  # a malformed conversation fails the submission, not the job
         if spec.conversation_id:
-            raise InvalidGeneration("a stored conversation cannot be continued by a background job")
+            raise InvalidGenerationRequest("a stored conversation cannot be continued by a background job")
         self._router.resolve(spec.model)  # an unknown model fails the submission, not the job
         request = {"spec": json_format.MessageToDict(spec, preserving_proto_field_name=True)}
-        return await self._enqueue(GENERATE_KIND, request, options)
+        return await self._enqueue(common_pb2.JOB_KIND_GENERATE, request, options)
 
     async def submit_session_run(
         self, session_code: str, force_regenerate: bool, options: orchestrator_pb2.JobOptions
-    ) -> tuple[store_pb2.Job, bool]:
+    ) -> tuple[orchestrator_pb2.Job, bool]:
         await self._sessions.check(session_code)
         request = {"session_code": session_code, "force_regenerate": force_regenerate}
-        return await self._enqueue(SESSION_KIND, request, options)
+        return await self._enqueue(common_pb2.JOB_KIND_SESSION, request, options)
+
+    async def get(self, job_id: str) -> orchestrator_pb2.Job:
+        """A job with its webhook's delivery, once that is queued."""
+        return await self._view((await self._store.get_job(store_pb2.GetJobRequest(job_id=job_id))).job)
+
+    async def cancel(self, job_id: str) -> orchestrator_pb2.Job:
+        return await self._view((await self._store.cancel_job(store_pb2.CancelJobRequest(job_id=job_id))).job)
+
+    async def _view(self, job: store_pb2.Job) -> orchestrator_pb2.Job:
+        webhook = None
+        if job.webhook_job_id:
+            webhook = (await self._store.get_job(store_pb2.GetJobRequest(job_id=job.webhook_job_id))).job
+        return job_view(job, webhook)
 
     async def _enqueue(
-        self, kind: str, request: dict[str, object], options: orchestrator_pb2.JobOptions
-    ) -> tuple[store_pb2.Job, bool]:
+        self,
+        kind: common_pb2.JobKind,
+        request: dict[str, object],
+        options: orchestrator_pb2.JobOptions,
+    ) -> tuple[orchestrator_pb2.Job, bool]:
         check_webhook_url(options.webhook_url)
         fingerprint = request_fingerprint(
             {
-                "kind": kind,
+                "kind": JOB_KIND_NAMES[kind],
                 "request": request,
                 "webhook_url": options.webhook_url,
                 "max": options.max_attempts,
             }
         )
-        response = await self._store.call(
-            "EnqueueJob",
+        response = await self._store.enqueue_job(
             store_pb2.EnqueueJobRequest(
-                request_id=current_request_id(),
                 job=store_pb2.NewJob(
                     kind=kind,
                     request_json=json.dumps(request),
@@ -105,39 +123,41 @@ class Jobs:
                 request_fingerprint=fingerprint,
             ),
         )
-        log.info("job queued", extra={"job_id": response.job.id, "kind": kind, "new": response.created})
-        return response.job, response.created
+        log.info(
+            "job queued",
+            extra={"job_id": response.job.id, "kind": JOB_KIND_NAMES[kind], "new": response.created},
+        )
+        return job_view(response.job), response.created
 
     async def execute(self, job: store_pb2.Job) -> JobOutcome:
         """Run one claimed job; raises the MeshError that made it fail."""
         request = json.loads(job.request_json)
-        if job.kind == GENERATE_KIND:
+        if job.kind == common_pb2.JOB_KIND_GENERATE:
             spec = json_format.ParseDict(request["spec"], orchestrator_pb2.GenerationSpec())
-            return JobOutcome(generation_json(await self._router.run(spec)))
-        if job.kind == SESSION_KIND:
+            return JobOutcome(Generation.from_proto(await self._router.run(spec)).model_dump(mode="json"))
+        if job.kind == common_pb2.JOB_KIND_SESSION:
             run = await self._sessions.run(request["session_code"], bool(request.get("force_regenerate")))
-            return JobOutcome(session_run_json(run))
-        if job.kind == STEP_KIND:
+            return JobOutcome(SessionRun.from_proto(run).model_dump(mode="json"))
+        if job.kind == common_pb2.JOB_KIND_PIPELINE_STEP:
             return await self._pipelines.run_step(job)
-        if job.kind == WEBHOOK_KIND:
+        if job.kind == common_pb2.JOB_KIND_WEBHOOK:
             return await self._deliver(job.id, request)
-        raise InvalidJob(f"this orchestrator does not know jobs of kind {job.kind!r}")
+        raise InvalidJob(f"this orchestrator does not know jobs of kind {job.kind}")
 
     async def _deliver(self, delivery_id: str, request: dict[str, str]) -> JobOutcome:
         """POST the status of the job or pipeline run that ended to its webhook URL."""
+        payload: dict[str, object]
         if "job_id" in request:
-            target = (
-                await self._store.call(
-                    "GetJob",
-                    store_pb2.GetJobRequest(request_id=current_request_id(), job_id=request["job_id"]),
-                )
-            ).job
-            status = job_json(target)
-            status.pop("webhook", None)  # this delivery is still running: its own state says nothing
+            target = (await self._store.get_job(store_pb2.GetJobRequest(job_id=request["job_id"]))).job
+            # Without the webhook: this delivery is still running, its own state says nothing.
+            status = JobStatus.from_proto(job_view(target)).model_dump(mode="json", exclude={"webhook"})
             payload = {"event": "job.finished", "job": status}
         else:
-            view = await self._pipelines.get(request["pipeline_run_id"])
-            payload = {"event": "pipeline_run.finished", "run": pipeline_run_json(view)}
+            run = await self._pipelines.get(request["pipeline_run_id"])
+            payload = {
+                "event": "pipeline_run.finished",
+                "run": PipelineRunStatus.from_proto(run).model_dump(mode="json"),
+            }
         body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "X-LLM-Mesh-Delivery": delivery_id}
         if self._settings.webhook_secret is not None:

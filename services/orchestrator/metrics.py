@@ -7,7 +7,7 @@ import functools
 import time
 from typing import Any, NamedTuple
 
-from llmmesh.v1 import common_pb2
+from llmmesh.common.v1 import common_pb2
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS

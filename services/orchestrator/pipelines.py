@@ -13,18 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import TemplateError
-from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.common.prompts import compiled
 from services.common.registry import Pipeline, PipelineStep, Registry
-from services.common.request_id import current_request_id
-from services.common.results import generation_json
+from services.common.results import Generation
 from services.orchestrator.errors import InvalidPipelineInput, PipelineTemplateError, UnknownPipeline
+from services.orchestrator.queueing import job_view, request_fingerprint
 from services.orchestrator.routing import Router
-from services.orchestrator.store import StoreClient, request_fingerprint
 from services.orchestrator.worker import JobOutcome
-
-STEP_KIND = "pipeline_step"
+from services.store.client import StoreClient
 
 
 def render_step(step: PipelineStep, run_input: dict[str, Any], outputs: dict[str, str]) -> tuple[str, str]:
@@ -66,7 +66,8 @@ class Pipelines:
             raise UnknownPipeline(f"no pipeline is named {name!r}; known: {known}")
         return pipeline
 
-    def view(self, run: store_pb2.PipelineRun) -> orchestrator_pb2.PipelineRunView:
+    def view(self, run: store_pb2.PipelineRun) -> orchestrator_pb2.PipelineRun:
+        """The run as clients see it: its pipeline's step names, its steps' jobs, whether it stalled."""
         pipeline = self._pipelines.get(run.pipeline)
         names = (
             [step.name for step in pipeline.steps]
@@ -74,12 +75,26 @@ class Pipelines:
             else [f"step {i}" for i in range(len(run.steps))]
         )
         idle_s = (datetime.now(UTC) - run.updated_at.ToDatetime(tzinfo=UTC)).total_seconds()
-        stalled = run.status == store_pb2.PIPELINE_RUN_STATUS_RUNNING and idle_s > self._stall_s
-        return orchestrator_pb2.PipelineRunView(run=run, step_names=names, stalled=stalled)
+        stalled = run.status == common_pb2.PIPELINE_RUN_STATUS_RUNNING and idle_s > self._stall_s
+        view = orchestrator_pb2.PipelineRun(
+            id=run.id,
+            pipeline=run.pipeline,
+            status=run.status,
+            input_json=run.input_json,
+            current_step=run.current_step,
+            step_names=names,
+            steps=[job_view(job) for job in run.steps],
+            stalled=stalled,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+        )
+        if run.HasField("completed_at"):
+            view.completed_at.CopyFrom(run.completed_at)
+        return view
 
     async def start(
         self, name: str, input_json: str, options: orchestrator_pb2.JobOptions
-    ) -> tuple[orchestrator_pb2.PipelineRunView, bool]:
+    ) -> tuple[orchestrator_pb2.PipelineRun, bool]:
         pipeline = self._pipeline(name)
         try:
             run_input = json.loads(input_json) if input_json else {}
@@ -88,7 +103,9 @@ class Pipelines:
         if not isinstance(run_input, dict):
             raise InvalidPipelineInput("a pipeline's input must be a JSON object")
         render_step(pipeline.steps[0], run_input, {})  # a missing input variable fails now, not later
-        first = store_pb2.NewJob(kind=STEP_KIND, request_json="{}", max_attempts=options.max_attempts)
+        first = store_pb2.NewJob(
+            kind=common_pb2.JOB_KIND_PIPELINE_STEP, request_json="{}", max_attempts=options.max_attempts
+        )
         fingerprint = request_fingerprint(
             {
                 "pipeline": name,
@@ -97,10 +114,8 @@ class Pipelines:
                 "max": options.max_attempts,
             }
         )
-        response = await self._store.call(
-            "CreatePipelineRun",
+        response = await self._store.create_pipeline_run(
             store_pb2.CreatePipelineRunRequest(
-                request_id=current_request_id(),
                 pipeline=name,
                 input_json=json.dumps(run_input),
                 first_step=first,
@@ -111,32 +126,27 @@ class Pipelines:
         )
         return self.view(response.run), response.created
 
-    async def get(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
-        response = await self._store.call(
-            "GetPipelineRun", store_pb2.GetPipelineRunRequest(request_id=current_request_id(), run_id=run_id)
+    async def get(self, run_id: str) -> orchestrator_pb2.PipelineRun:
+        response = await self._store.get_pipeline_run(store_pb2.GetPipelineRunRequest(run_id=run_id))
+        return self.view(response.run)
+
+    async def resume(self, run_id: str) -> orchestrator_pb2.PipelineRun:
+        response = await self._store.resume_pipeline_run(
+            store_pb2.ResumePipelineRunRequest(run_id=run_id),
         )
         return self.view(response.run)
 
-    async def resume(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
-        response = await self._store.call(
-            "ResumePipelineRun",
-            store_pb2.ResumePipelineRunRequest(request_id=current_request_id(), run_id=run_id),
-        )
-        return self.view(response.run)
-
-    async def cancel(self, run_id: str) -> orchestrator_pb2.PipelineRunView:
-        response = await self._store.call(
-            "CancelPipelineRun",
-            store_pb2.CancelPipelineRunRequest(request_id=current_request_id(), run_id=run_id),
+    async def cancel(self, run_id: str) -> orchestrator_pb2.PipelineRun:
+        response = await self._store.cancel_pipeline_run(
+            store_pb2.CancelPipelineRunRequest(run_id=run_id),
         )
         return self.view(response.run)
 
     async def run_step(self, job: store_pb2.Job) -> JobOutcome:
         """Render the job's step from the run so far, generate, and name the step that follows."""
         run = (
-            await self._store.call(
-                "GetPipelineRun",
-                store_pb2.GetPipelineRunRequest(request_id=current_request_id(), run_id=job.pipeline_run_id),
+            await self._store.get_pipeline_run(
+                store_pb2.GetPipelineRunRequest(run_id=job.pipeline_run_id),
             )
         ).run
         pipeline = self._pipeline(run.pipeline)
@@ -145,7 +155,7 @@ class Pipelines:
         outputs = {
             pipeline.steps[done.step_index].name: json.loads(done.result_json)["text"]
             for done in run.steps
-            if done.step_index < job.step_index and done.status == store_pb2.JOB_STATUS_SUCCEEDED
+            if done.step_index < job.step_index and done.status == common_pb2.JOB_STATUS_SUCCEEDED
         }
         step = pipeline.steps[job.step_index]
         system, prompt = render_step(step, json.loads(run.input_json or "{}"), outputs)
@@ -160,6 +170,8 @@ class Pipelines:
         next_step = (
             None
             if last
-            else store_pb2.NewJob(kind=STEP_KIND, request_json="{}", max_attempts=job.max_attempts)
+            else store_pb2.NewJob(
+                kind=common_pb2.JOB_KIND_PIPELINE_STEP, request_json="{}", max_attempts=job.max_attempts
+            )
         )
-        return JobOutcome(generation_json(result), next_step)
+        return JobOutcome(Generation.from_proto(result).model_dump(mode="json"), next_step)

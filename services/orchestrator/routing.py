@@ -19,29 +19,33 @@ import enum
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import grpc
-from llmmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc, orchestrator_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 
+from services.common.config import ConfigError
 from services.common.errors import (
     UPSTREAM_CODE_PREFIX,
     IncompleteGeneration,
+    InvalidGenerationRequest,
     MeshError,
+    ModelNotFound,
+    RemoteError,
+    UnsupportedTask,
     UpstreamError,
-    from_rpc_error,
 )
 from services.common.registry import DEFAULT_POOL, Registry, Tier
-from services.common.request_id import current_request_id
+from services.inference.client import InferenceClient
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import (
     AllTiersFailed,
     EmptyModelResponse,
     GenerationTimeout,
-    InvalidGeneration,
     NoTierAvailable,
-    UnknownModel,
-    UnsupportedTask,
 )
 from services.orchestrator.metrics import GenerationMeter
 
@@ -83,17 +87,17 @@ def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
     """What the user asked: the raw prompt, or the conversation's last turn, which must be theirs."""
     if spec.raw:
         if spec.messages or spec.system:
-            raise InvalidGeneration("a raw prompt cannot be combined with system or messages")
+            raise InvalidGenerationRequest("a raw prompt cannot be combined with system or messages")
         text = spec.prompt
     else:
         messages = conversation_of(spec)
         if not messages or messages[-1].role != common_pb2.ROLE_USER:
-            raise InvalidGeneration("the conversation must end with a user message")
+            raise InvalidGenerationRequest("the conversation must end with a user message")
         if any(m.role == common_pb2.ROLE_UNSPECIFIED for m in messages):
-            raise InvalidGeneration("every message needs a role: system, user or assistant")
+            raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
         text = messages[-1].content
     if not text.strip():
-        raise InvalidGeneration("prompt must not be empty")
+        raise InvalidGenerationRequest("prompt must not be empty")
     return text
 
 
@@ -120,7 +124,7 @@ class Router:
     def __init__(
         self,
         registry: Registry,
-        pools: dict[str, inference_pb2_grpc.InferenceServiceStub],
+        pools: dict[str, InferenceClient],
         settings: OrchestratorSettings,
     ) -> None:
         self.registry = registry
@@ -137,7 +141,7 @@ class Router:
         model = self.registry.models.get(name)
         if model is None:
             known = ", ".join(sorted({*self.routes, *self.registry.models}))
-            raise UnknownModel(f"no model or route is named {name!r}; known: {known}")
+            raise ModelNotFound(f"no model or route is named {name!r}; known: {known}")
         if model.task != "generate":
             raise UnsupportedTask(f"model {name} is an embedding model; it cannot generate")
         return Route(name, (Tier(model=name),))
@@ -161,17 +165,18 @@ class Router:
         self,
         spec: orchestrator_pb2.GenerationSpec,
         caller_time_remaining: float | None = None,
-        stream: bool = True,
+        one_shot: bool = False,
     ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
         """Deltas as they come, then the result naming the model, route and tier that served it.
+        `one_shot`: the caller wants only the result, so a provider may answer in one shot.
 
         Closing this iterator cancels the inference call, which stops the model.
         """
         asked = user_text(spec)
         route = self.resolve(spec.model)
-        meter = GenerationMeter(route.name, streamed=stream)
+        meter = GenerationMeter(route.name, streamed=not one_shot)
         try:
-            async for event in self._serve(spec, asked, route, meter, caller_time_remaining, stream):
+            async for event in self._serve(spec, asked, route, meter, caller_time_remaining, one_shot):
                 if event.HasField("result"):
                     meter.finished(event.result)
                 else:
@@ -191,7 +196,7 @@ class Router:
         route: Route,
         meter: GenerationMeter,
         caller_time_remaining: float | None,
-        stream: bool,
+        one_shot: bool,
     ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
         """The route's tiers in order: canned replies, then models with retries and fallbacks."""
         timeout = self._timeout(caller_time_remaining)
@@ -224,7 +229,7 @@ class Router:
                 attempt += 1
                 sent = False
                 try:
-                    async for event in self._attempt(tier.model, spec, deadline, timeout, stream):
+                    async for event in self._attempt(tier.model, spec, deadline, timeout, one_shot):
                         if event.HasField("result"):
                             event.result.route, event.result.tier = route.name, index
                         sent = True
@@ -281,49 +286,47 @@ class Router:
         spec: orchestrator_pb2.GenerationSpec,
         deadline: float,
         limit_s: float,
-        stream: bool,
+        one_shot: bool,
     ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
         """One call to the model's pool. Leading blank deltas are held back, so an empty reply is
         known before anything reaches the client and can be retried."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise GenerationTimeout(f"the generation did not finish within {limit_s:g} s")
-        request = inference_pb2.GenerateRequest(
-            request_id=current_request_id(), model=model, params=spec.params, stream=stream
-        )
+        request = inference_pb2.GenerateRequest(model=model, params=spec.params, one_shot=one_shot)
         if spec.raw:
             request.prompt = spec.prompt
         else:
             request.conversation.messages.extend(conversation_of(spec))
         pool = self.registry.models[model].pool
-        call = self._pools[pool].Generate(request, timeout=remaining)
         held: list[inference_pb2.GenerateResponse] | None = []
         finished = False
+        events = self._pools[pool].generate(request, timeout_s=remaining)
         try:
-            async for response in call:
-                if response.HasField("result"):
-                    if not response.result.text.strip():
-                        raise EmptyModelResponse(f"model {model} returned an empty response")
-                    finished = True
-                if held is not None:
-                    held.append(response)
-                    if not finished and not "".join(r.delta.text for r in held).strip():
-                        continue
-                    for waiting in held:
-                        yield waiting
-                    held = None
-                else:
-                    yield response
-        except grpc.aio.AioRpcError as exc:
-            raise self._error_of(exc, model, pool, limit_s) from exc
-        finally:
-            call.cancel()
+            async with aclosing(events):  # leaving early (an empty reply) cancels the call at once
+                async for response in events:
+                    if response.HasField("result"):
+                        if not response.result.text.strip():
+                            raise EmptyModelResponse(f"model {model} returned an empty response")
+                        finished = True
+                    if held is not None:
+                        held.append(response)
+                        if not finished and not "".join(r.delta.text for r in held).strip():
+                            continue
+                        for waiting in held:
+                            yield waiting
+                        held = None
+                    else:
+                        yield response
+        except RemoteError as error:
+            raise self._error_of(error, model, pool, limit_s) from error
         if not finished:
             raise IncompleteGeneration(f"the stream of model {model} ended without a result")
 
     @staticmethod
-    def _error_of(exc: grpc.aio.AioRpcError, model: str, pool: str, limit_s: float) -> MeshError:
-        error: MeshError = from_rpc_error(exc)
+    def _error_of(remote: RemoteError, model: str, pool: str, limit_s: float) -> MeshError:
+        """What a pool's failure means for this generation (its own deadline, a backend crash)."""
+        error: MeshError = remote
         if error.status == grpc.StatusCode.DEADLINE_EXCEEDED and not error.code.startswith(
             UPSTREAM_CODE_PREFIX
         ):
@@ -332,7 +335,7 @@ class Router:
             error = UpstreamError(f"model {model} failed to generate a response")
         log.warning(
             "inference call failed",
-            extra={"model": model, "pool": pool, "status": exc.code().name, "code": error.code},
+            extra={"model": model, "pool": pool, "status": remote.status.name, "code": error.code},
         )
         return error
 
@@ -340,29 +343,28 @@ class Router:
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
     ) -> common_pb2.GenerationResult:
         """Run to completion and return the final result (which carries the whole text)."""
-        return await final_result(self.stream(spec, caller_time_remaining, stream=False))
+        return await final_result(self.stream(spec, caller_time_remaining, one_shot=True))
 
-    async def embed(self, model: str, inputs: list[str]) -> tuple[inference_pb2.EmbedResponse, str]:
+    async def embed(self, model: str, inputs: list[str]) -> inference_pb2.EmbedResponse:
         """Embeddings from an embedding model, retried like a generation tier (no fallback)."""
         config = self.registry.models.get(model)
         if config is None:
             embedders = ", ".join(sorted(n for n, m in self.registry.models.items() if m.task == "embed"))
-            raise UnknownModel(
+            raise ModelNotFound(
                 f"no model is named {model!r}; embedding models: {embedders or 'none configured'}"
             )
-        request = inference_pb2.EmbedRequest(request_id=current_request_id(), model=model, inputs=inputs)
+        request = inference_pb2.EmbedRequest(model=model, inputs=inputs)
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._pools[config.pool].Embed(
-                    request, timeout=self._settings.generation_timeout_s
+                return await self._pools[config.pool].embed(
+                    request, timeout_s=self._settings.generation_timeout_s
                 )
-                return response, config.pool
-            except grpc.aio.AioRpcError as exc:
-                error = self._error_of(exc, model, config.pool, self._settings.generation_timeout_s)
+            except RemoteError as remote:
+                error = self._error_of(remote, model, config.pool, self._settings.generation_timeout_s)
                 if outcome_of(error) is not Outcome.RETRY or attempt >= self._settings.retry_attempts:
-                    raise error from exc
+                    raise error from remote
                 await asyncio.sleep(self._backoff(attempt))
 
     async def describe(self) -> orchestrator_pb2.DescribeRoutingResponse:
@@ -401,14 +403,34 @@ class Router:
             models=models, routes=routes, default_route=self.registry.default_route
         )
 
+    async def check_pools(self) -> None:
+        """Compare what each pool hosts with what the registry says it hosts. A pool that answers
+        without a model the registry puts in it means the two read different registries: a ConfigError
+        now, not a model_not_found on some later request. A pool that does not answer yet is only
+        warned about: pools may start after the orchestrator, and routes fall back meanwhile."""
+        pools = sorted(self._pools)
+        answers = await asyncio.gather(*(self._list_models(pool) for pool in pools))
+        for pool, answer in zip(pools, answers, strict=True):
+            expected = set(self.registry.models_in_pool(pool))
+            if answer is None:
+                if expected:
+                    log.warning(
+                        "pool unreachable at start; its models fail over until it answers",
+                        extra={"pool": pool, "models": sorted(expected)},
+                    )
+                continue
+            missing = expected - {info.name for info in answer}
+            if missing:
+                raise ConfigError(
+                    f"inference pool {pool!r} does not serve {', '.join(sorted(missing))}, which the "
+                    "orchestrator's registry puts in it: both must read the same registry (LLM_MESH_REGISTRY)"
+                )
+
     async def _list_models(self, pool: str) -> list[common_pb2.ModelInfo] | None:
         try:
-            response = await self._pools[pool].ListModels(
-                inference_pb2.ListModelsRequest(request_id=current_request_id()),
-                timeout=2,
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("pool did not answer", extra={"pool": pool, "status": exc.code().name})
+            response = await self._pools[pool].list_models(inference_pb2.ListModelsRequest(), timeout_s=2)
+        except MeshError as error:
+            log.warning("pool did not answer", extra={"pool": pool, "code": error.code})
             return None
         return list(response.models)
 

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import grpc
-from llmmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.orchestrator.conversations import Conversations
+from services.orchestrator.generations import Generations
 from services.orchestrator.jobs import Jobs
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
@@ -16,16 +17,21 @@ from services.orchestrator.sessions import SessionRuns
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    """RunGeneration and StreamGeneration (through Generations); RunSession and StreamSession;
+    CreateEmbeddings and DescribeRouting (the router); SubmitGeneration, SubmitSessionRun, GetJob and
+    CancelJob (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun and
+    CancelPipelineRun (pipelines)."""
+
     def __init__(
         self,
         router: Router,
-        conversations: Conversations,
+        generations: Generations,
         sessions: SessionRuns,
         jobs: Jobs,
         pipelines: Pipelines,
     ) -> None:
         self.router = router
-        self.conversations = conversations
+        self.generations = generations
         self.sessions = sessions
         self.jobs = jobs
         self.pipelines = pipelines
@@ -33,13 +39,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunGenerationResponse:
-        result = await self.conversations.run(request.spec, context.time_remaining())
+        result = await self.generations.run(request.spec, context.time_remaining())
         return orchestrator_pb2.RunGenerationResponse(result=result)
 
     async def StreamGeneration(
         self, request: orchestrator_pb2.StreamGenerationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.StreamGenerationResponse]:
-        async with aclosing(self.conversations.stream(request.spec, context.time_remaining())) as events:
+        async with aclosing(self.generations.stream(request.spec, context.time_remaining())) as events:
             async for event in events:
                 if event.HasField("delta"):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)
@@ -70,7 +76,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def CreateEmbeddings(
         self, request: orchestrator_pb2.CreateEmbeddingsRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.CreateEmbeddingsResponse:
-        response, _ = await self.router.embed(request.model, list(request.inputs))
+        response = await self.router.embed(request.model, list(request.inputs))
         tokens = response.prompt_tokens
         return orchestrator_pb2.CreateEmbeddingsResponse(
             embeddings=response.embeddings,
@@ -97,6 +103,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         )
         return orchestrator_pb2.SubmitSessionRunResponse(job=job, created=created)
 
+    async def GetJob(
+        self, request: orchestrator_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.GetJobResponse:
+        return orchestrator_pb2.GetJobResponse(job=await self.jobs.get(request.job_id))
+
+    async def CancelJob(
+        self, request: orchestrator_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CancelJobResponse:
+        return orchestrator_pb2.CancelJobResponse(job=await self.jobs.cancel(request.job_id))
+
     async def ListPipelines(
         self, request: orchestrator_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ListPipelinesResponse:
@@ -109,16 +125,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return orchestrator_pb2.StartPipelineRunResponse(run=run, created=created)
 
     async def GetPipelineRun(
-        self, request: orchestrator_pb2.GetPipelineRunViewRequest, context: grpc.aio.ServicerContext
-    ) -> orchestrator_pb2.GetPipelineRunViewResponse:
-        return orchestrator_pb2.GetPipelineRunViewResponse(run=await self.pipelines.get(request.run_id))
+        self, request: orchestrator_pb2.GetPipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.GetPipelineRunResponse:
+        return orchestrator_pb2.GetPipelineRunResponse(run=await self.pipelines.get(request.run_id))
 
     async def ResumePipelineRun(
-        self, request: orchestrator_pb2.ResumePipelineRunViewRequest, context: grpc.aio.ServicerContext
-    ) -> orchestrator_pb2.ResumePipelineRunViewResponse:
-        return orchestrator_pb2.ResumePipelineRunViewResponse(run=await self.pipelines.resume(request.run_id))
+        self, request: orchestrator_pb2.ResumePipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ResumePipelineRunResponse:
+        return orchestrator_pb2.ResumePipelineRunResponse(run=await self.pipelines.resume(request.run_id))
 
     async def CancelPipelineRun(
-        self, request: orchestrator_pb2.CancelPipelineRunViewRequest, context: grpc.aio.ServicerContext
-    ) -> orchestrator_pb2.CancelPipelineRunViewResponse:
-        return orchestrator_pb2.CancelPipelineRunViewResponse(run=await self.pipelines.cancel(request.run_id))
+        self, request: orchestrator_pb2.CancelPipelineRunRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CancelPipelineRunResponse:
+        return orchestrator_pb2.CancelPipelineRunResponse(run=await self.pipelines.cancel(request.run_id))

@@ -11,11 +11,12 @@ from typing import Any
 
 from google.protobuf import json_format
 from jinja2 import TemplateError
-from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.common.enums import VERSION_STATUS_NAMES
 from services.common.prompts import compiled
-from services.common.request_id import current_request_id
 from services.orchestrator.errors import (
     InvalidUserPromptTemplate,
     MissingLlmOptions,
@@ -25,7 +26,7 @@ from services.orchestrator.errors import (
 )
 from services.orchestrator.metrics import CACHE_BYPASS, CACHE_HIT, CACHE_MISS
 from services.orchestrator.routing import Router
-from services.orchestrator.store import StoreClient
+from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.sessions")
 
@@ -104,9 +105,8 @@ class SessionRuns:
 
     async def check(self, session_code: str) -> None:
         """Raise now what a run of the session would fail on (unknown session, draft version, no answers)."""
-        response = await self._store.call(
-            "GetSession",
-            store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
+        response = await self._store.get_session(
+            store_pb2.GetSessionRequest(session_code=session_code),
         )
         plan_run(response.session)
 
@@ -115,15 +115,14 @@ class SessionRuns:
         session_code: str,
         force_regenerate: bool,
         caller_time_remaining: float | None = None,
-        stream: bool = True,
+        one_shot: bool = False,
     ) -> AsyncGenerator[common_pb2.TokenDelta | orchestrator_pb2.SessionRun, None]:
         """Deltas while a new result is generated, then the run; a cached run yields only the run.
 
-        `stream=False` lets a provider backend use its one-shot API (the caller wants only the run).
+        `one_shot`: the caller wants only the run, so a provider may answer in one shot.
         """
-        response = await self._store.call(
-            "GetSession",
-            store_pb2.GetSessionRequest(request_id=current_request_id(), session_code=session_code),
+        response = await self._store.get_session(
+            store_pb2.GetSessionRequest(session_code=session_code),
         )
         session = response.session
         plan = plan_run(session)
@@ -136,17 +135,15 @@ class SessionRuns:
         (CACHE_BYPASS if force_regenerate else CACHE_MISS).inc()
 
         result = None
-        async for event in self._router.stream(plan.spec, caller_time_remaining, stream):
+        async for event in self._router.stream(plan.spec, caller_time_remaining, one_shot):
             if event.HasField("delta"):
                 yield event.delta
             else:
                 result = event.result
         assert result is not None, "the router ends every stream it does not fail with a result"
 
-        saved = await self._store.call(
-            "SaveSessionResult",
+        saved = await self._store.save_session_result(
             store_pb2.SaveSessionResultRequest(
-                request_id=current_request_id(),
                 session_code=session_code,
                 result=store_pb2.SessionResult(
                     llm_result=result.text,
@@ -163,7 +160,7 @@ class SessionRuns:
         self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
     ) -> orchestrator_pb2.SessionRun:
         run = orchestrator_pb2.SessionRun()
-        async for event in self.stream(session_code, force_regenerate, caller_time_remaining, stream=False):
+        async for event in self.stream(session_code, force_regenerate, caller_time_remaining, one_shot=True):
             if isinstance(event, orchestrator_pb2.SessionRun):
                 run = event
         return run

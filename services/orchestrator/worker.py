@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from llmmesh.v1 import store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import MeshError, from_rpc_error
+from services.common.enums import JOB_KIND_NAMES
+from services.common.errors import MeshError
 from services.common.request_id import bound_request_id
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.metrics import JOB_ATTEMPTS, JOB_ATTEMPTS_USED, JOBS_RUNNING
-from services.orchestrator.store import StoreClient
+from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.worker")
 
@@ -56,6 +59,8 @@ class JobOutcome:
 
 
 Execute = Callable[[store_pb2.Job], Awaitable[JobOutcome]]
+# Sends one outcome to the store, retried while it is unreachable; None when it was not recorded.
+Record = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 
 
 def retryable(error: MeshError) -> bool:
@@ -73,12 +78,13 @@ class _Completions:
 
     MAX_BATCH = 256
 
-    def __init__(self, record: Callable[[str, Any, str], Awaitable[Any]]) -> None:
+    def __init__(self, store: StoreClient, record: Record) -> None:
+        self._store = store
         self._record = record
-        self._pending: list[tuple[store_pb2.CompleteJobRequest, asyncio.Future[None]]] = []
+        self._pending: list[tuple[store_pb2.JobCompletion, asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def complete(self, request: store_pb2.CompleteJobRequest) -> None:
+    async def complete(self, request: store_pb2.JobCompletion) -> None:
         """Returns once the batch holding request was answered (or given up on: see JobWorker._record)."""
         done = asyncio.get_running_loop().create_future()
         self._pending.append((request, done))
@@ -94,10 +100,9 @@ class _Completions:
         while self._pending:
             batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
             try:
+                request = store_pb2.CompleteJobsRequest(completions=[completion for completion, _ in batch])
                 response = await self._record(
-                    "CompleteJobs",
-                    store_pb2.CompleteJobsRequest(completions=[request for request, _ in batch]),
-                    f"{len(batch)} job results",
+                    functools.partial(self._store.complete_jobs, request), f"{len(batch)} job results"
                 )
                 if response is not None and response.rejected_job_ids:
                     log.error("store refused job results", extra={"job_ids": list(response.rejected_job_ids)})
@@ -130,7 +135,7 @@ class JobWorker:
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._completions = _Completions(self._record)
+        self._completions = _Completions(store, self._record)
 
     @property
     def running(self) -> int:
@@ -172,7 +177,7 @@ class JobWorker:
         if not leases:
             return
         try:
-            await self._store.call("ReleaseJobs", store_pb2.ReleaseJobsRequest(leases=leases))
+            await self._store.release_jobs(store_pb2.ReleaseJobsRequest(leases=leases))
             log.info("released unfinished jobs", extra={"jobs": len(leases)})
         except MeshError as error:
             log.warning(
@@ -194,8 +199,7 @@ class JobWorker:
                 await self._pause(self._settings.job_poll_s)
                 continue
             try:
-                response = await self._store.call(
-                    "ClaimJobs",
+                response = await self._store.claim_jobs(
                     store_pb2.ClaimJobsRequest(
                         worker=self.name, limit=free, lease_s=self._settings.job_lease_s
                     ),
@@ -220,10 +224,10 @@ class JobWorker:
         """Nudge the claim loop whenever the store says jobs were queued; reconnect when it goes."""
         while not self._stopping.is_set():
             try:
-                async for _ in self._store.stub.WatchJobs(store_pb2.WatchJobsRequest()):
+                async for _ in self._store.watch_jobs(store_pb2.WatchJobsRequest(), timeout_s=None):
                     self._nudge.set()
-            except grpc.aio.AioRpcError as exc:
-                log.debug("job watch stream ended", extra={"status": exc.code().name})
+            except MeshError as error:
+                log.debug("job watch stream ended", extra={"code": error.code})
             await asyncio.sleep(1.0)
 
     async def _heartbeat_loop(self) -> None:
@@ -233,8 +237,7 @@ class JobWorker:
             if not running:
                 continue
             try:
-                response = await self._store.call(
-                    "RenewLeases",
+                response = await self._store.renew_leases(
                     store_pb2.RenewLeasesRequest(
                         leases=[_lease(r.job) for r in running], lease_s=self._settings.job_lease_s
                     ),
@@ -252,27 +255,26 @@ class JobWorker:
 
     async def _run(self, job: store_pb2.Job) -> None:
         lease = _lease(job)
-        running = JOBS_RUNNING.labels(job.kind)
+        kind = JOB_KIND_NAMES.get(job.kind, "unknown")
+        running = JOBS_RUNNING.labels(kind)
         running.inc()
         try:
             with bound_request_id(f"job-{job.id}"):
                 try:
                     outcome = await self._execute(job)
                 except asyncio.CancelledError:
-                    JOB_ATTEMPTS.labels(job.kind, "interrupted").inc()
+                    JOB_ATTEMPTS.labels(kind, "interrupted").inc()
                     raise
                 except MeshError as error:
                     await self._fail(job, lease, error)
-                except grpc.aio.AioRpcError as exc:
-                    await self._fail(job, lease, from_rpc_error(exc))
                 except Exception:
-                    log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": job.kind})
+                    log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": kind})
                     await self._fail(job, lease, MeshError("internal error"))
                 else:
-                    JOB_ATTEMPTS.labels(job.kind, "succeeded").inc()
-                    JOB_ATTEMPTS_USED.labels(job.kind).observe(job.attempts)
+                    JOB_ATTEMPTS.labels(kind, "succeeded").inc()
+                    JOB_ATTEMPTS_USED.labels(kind).observe(job.attempts)
                     await self._completions.complete(
-                        store_pb2.CompleteJobRequest(
+                        store_pb2.JobCompletion(
                             lease=lease, result_json=json.dumps(outcome.result), next_step=outcome.next_step
                         )
                     )
@@ -283,41 +285,38 @@ class JobWorker:
 
     async def _fail(self, job: store_pb2.Job, lease: store_pb2.JobLease, error: MeshError) -> None:
         again = retryable(error) and job.attempts < job.max_attempts
-        JOB_ATTEMPTS.labels(job.kind, "retried" if again else "failed").inc()
+        kind = JOB_KIND_NAMES.get(job.kind, "unknown")
+        JOB_ATTEMPTS.labels(kind, "retried" if again else "failed").inc()
         if not again:
-            JOB_ATTEMPTS_USED.labels(job.kind).observe(job.attempts)
+            JOB_ATTEMPTS_USED.labels(kind).observe(job.attempts)
         log.warning(
             "job attempt failed",
             extra={
                 "job_id": job.id,
-                "kind": job.kind,
+                "kind": kind,
                 "attempt": job.attempts,
                 "code": error.code,
                 "retry": again,
             },
         )
-        await self._record(
-            "FailJob",
-            store_pb2.FailJobRequest(
-                request_id=f"job-{job.id}",
-                lease=lease,
-                error=store_pb2.JobError(code=error.code, message=error.message),
-                retry_after_s=self._backoff(job.attempts) if again else None,
-            ),
-            f"the outcome of job {job.id}",
+        request = store_pb2.FailJobRequest(
+            lease=lease,
+            error=common_pb2.JobError(code=error.code, message=error.message),
+            retry_after_s=self._backoff(job.attempts) if again else None,
         )
+        await self._record(functools.partial(self._store.fail_job, request), f"the outcome of job {job.id}")
 
     def _backoff(self, attempt: int) -> float:
         settings = self._settings
         ceiling = min(settings.job_retry_max_backoff_s, settings.job_retry_backoff_s * 2 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def _record(self, method: str, request: Any, what: str) -> Any:
+    async def _record(self, send: Callable[[], Awaitable[Any]], what: str) -> Any:
         """Tell the store how jobs ended, retrying while it is unreachable: its answer, or None if it
         refused or never answered; then the leases lapse and the jobs run again (at least once, never lost)."""
         for attempt in range(1, 6):
             try:
-                return await self._store.call(method, request)
+                return await send()
             except MeshError as error:
                 if error.status not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error(

@@ -80,10 +80,5 @@ class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"
 
 
-class InvalidApiKey(MeshError):
-    code = "invalid_api_key"
-    status = grpc.StatusCode.UNAUTHENTICATED
-
-
 class ConversationNotFound(NotFound):
     code = "conversation_not_found"

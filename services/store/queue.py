@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from llmmesh.common.v1 import common_pb2
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.common.enums import JOB_KIND_NAMES
 from services.store.errors import (
     IdempotencyKeyReused,
     InvalidStoreRequest,
@@ -43,7 +45,7 @@ log = logging.getLogger("llmmesh.store.queue")
 NOTIFY_CHANNEL = "llmmesh_jobs"
 DEFAULT_MAX_ATTEMPTS = 5
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-WEBHOOK_KIND = "webhook"
+WEBHOOK_KIND = JOB_KIND_NAMES[common_pb2.JOB_KIND_WEBHOOK]
 # Marks a transaction that queued runnable jobs (AsyncSession.info key).
 _ANNOUNCE = "announce_jobs"
 
@@ -335,34 +337,9 @@ class JobQueue:
                 held.extend(renewed)
         return held
 
-    async def complete(self, lease: Lease, result: dict[str, Any], next_step: NewJob | None) -> Job:
-        """Record a job's result; for a pipeline step, queue the next step or end the run, at once."""
-        if next_step is not None:
-            _check(next_step, "")
-        async with self._transaction() as db:
-            # The common case, a plain job with nothing to follow, in one statement.
-            plain = await db.scalar(
-                update(Job)
-                .where(
-                    Job.id == lease.job_id,
-                    Job.lease_token == lease.token,
-                    Job.status == "RUNNING",
-                    Job.webhook_url.is_(None),
-                    Job.pipeline_run_id.is_(None),
-                )
-                .values(**self._succeeded(result))
-                .returning(Job),
-                execution_options={"synchronize_session": False},
-            )
-            if plain is not None:
-                return plain
-            job = await self._locked(db, lease.job_id)
-            await self._complete_locked(db, job, Completion(lease, result, next_step))
-        return job
-
     async def complete_many(self, completions: Sequence[Completion]) -> tuple[int, list[str]]:
-        """Record several results in one transaction, each as `complete` would: how many jobs this
-        moved to SUCCEEDED, and the ids of those refused for an invalid next step (the rest are
+        """Record job results in one transaction (for a pipeline step, queue the next step or end the
+        run with it): how many jobs this moved to SUCCEEDED, and the ids of those refused for an invalid next step (the rest are
         recorded all the same). The plain ones (held lease, no webhook, no pipeline) take two
         statements for the whole batch; the others go one by one."""
         by_id: dict[str, Completion] = {}

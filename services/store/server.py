@@ -8,12 +8,13 @@ import logging
 
 import asyncpg
 from grpc_health.v1 import health_pb2
-from llmmesh.v1 import store_pb2, store_pb2_grpc
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from services.common.server import MeshServer, run_service
-from services.store.access import Access
+from services.store.api_keys import ApiKeys
 from services.store.config import StoreSettings
+from services.store.conversations import Conversations
 from services.store.db import create_engine
 from services.store.errors import StoreUnavailable
 from services.store.metrics import QUEUE
@@ -36,7 +37,7 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
     server.add_service(
         SERVICE_NAME,
         lambda s: store_pb2_grpc.add_StoreServiceServicer_to_server(
-            StoreServicer(repository, queue, Access(engine)), s
+            StoreServicer(repository, queue, ApiKeys(engine), Conversations(engine)), s
         ),
     )
     tasks: list[asyncio.Task[None]] = []

@@ -10,9 +10,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
 from services.common.enums import (
+    JOB_KIND_NAMES,
+    JOB_KIND_VALUES,
     JOB_STATUS_VALUES,
     PIPELINE_RUN_STATUS_VALUES,
     ROLE_NAMES,
@@ -21,7 +24,8 @@ from services.common.enums import (
     VERSION_STATUS_VALUES,
 )
 from services.store import models
-from services.store.access import Access, Turn
+from services.store.api_keys import ApiKeys
+from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
 from services.store.repository import NewAnswer, NewResult, Repository
@@ -133,14 +137,14 @@ def _object(text: str, what: str) -> dict[str, Any]:
 def job_to_proto(job: models.Job) -> store_pb2.Job:
     return store_pb2.Job(
         id=job.id,
-        kind=job.kind,
+        kind=JOB_KIND_VALUES.get(job.kind, common_pb2.JOB_KIND_UNSPECIFIED),
         status=JOB_STATUS_VALUES[job.status],
         attempts=job.attempts,
         max_attempts=job.max_attempts,
         idempotency_key=job.idempotency_key or "",
         request_json=_json(job.request),
         result_json=None if job.result is None else _json(job.result),
-        error=None if job.error is None else store_pb2.JobError(**job.error),
+        error=None if job.error is None else common_pb2.JobError(**job.error),
         created_at=_timestamp(job.created_at),
         started_at=_timestamp(job.started_at),
         completed_at=_timestamp(job.completed_at),
@@ -171,8 +175,11 @@ def run_to_proto(view: RunView) -> store_pb2.PipelineRun:
 
 
 def _new_job(new: store_pb2.NewJob) -> NewJob:
+    kind = JOB_KIND_NAMES.get(new.kind)
+    if kind is None:
+        raise InvalidStoreRequest("a job needs a kind")
     return NewJob(
-        kind=new.kind,
+        kind=kind,
         request=_object(new.request_json, "a job's request_json"),
         max_attempts=new.max_attempts,
         webhook_url=new.webhook_url,
@@ -207,10 +214,17 @@ def conversation_to_proto(conversation: models.Conversation) -> store_pb2.Stored
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, repository: Repository, queue: JobQueue, access: Access) -> None:
+    """DescribeStore; templates, versions, sessions and results (repository); the job queue and
+    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); API keys
+    (api_keys); stored conversations (conversations)."""
+
+    def __init__(
+        self, repository: Repository, queue: JobQueue, api_keys: ApiKeys, conversations: Conversations
+    ) -> None:
         self.repository = repository
         self.queue = queue
-        self.access = access
+        self.api_keys = api_keys
+        self.conversations = conversations
 
     async def DescribeStore(
         self, request: store_pb2.DescribeStoreRequest, context: grpc.aio.ServicerContext
@@ -336,16 +350,6 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         held = await self.queue.renew(_leases(request.leases), request.lease_s)
         return store_pb2.RenewLeasesResponse(held_job_ids=held)
 
-    async def CompleteJob(
-        self, request: store_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext
-    ) -> store_pb2.CompleteJobResponse:
-        job = await self.queue.complete(
-            Lease(request.lease.job_id, request.lease.lease_token),
-            _object(request.result_json, "result_json"),
-            _new_job(request.next_step) if request.HasField("next_step") else None,
-        )
-        return store_pb2.CompleteJobResponse(job=job_to_proto(job))
-
     async def CompleteJobs(
         self, request: store_pb2.CompleteJobsRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CompleteJobsResponse:
@@ -430,39 +434,43 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def CreateApiKey(
         self, request: store_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CreateApiKeyResponse:
-        key, secret = await self.access.create_key(request.name, request.rpm_limit, request.tpm_limit)
+        key, secret = await self.api_keys.create_key(request.name, request.rpm_limit, request.tpm_limit)
         return store_pb2.CreateApiKeyResponse(key=key_to_proto(key), secret=secret)
 
     async def ListApiKeys(
         self, request: store_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.ListApiKeysResponse:
-        return store_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in await self.access.list_keys()])
+        return store_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in await self.api_keys.list_keys()])
 
     async def RevokeApiKey(
         self, request: store_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.RevokeApiKeyResponse:
-        return store_pb2.RevokeApiKeyResponse(key=key_to_proto(await self.access.revoke_key(request.key_id)))
+        return store_pb2.RevokeApiKeyResponse(
+            key=key_to_proto(await self.api_keys.revoke_key(request.key_id))
+        )
 
     async def VerifyApiKey(
         self, request: store_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.VerifyApiKeyResponse:
-        return store_pb2.VerifyApiKeyResponse(key=key_to_proto(await self.access.verify_key(request.secret)))
+        return store_pb2.VerifyApiKeyResponse(
+            key=key_to_proto(await self.api_keys.verify_key(request.secret))
+        )
 
     async def GetConversation(
         self, request: store_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetConversationResponse:
-        conversation = await self.access.get_conversation(request.owner, request.conversation_id)
+        conversation = await self.conversations.get(request.owner, request.conversation_id)
         return store_pb2.GetConversationResponse(conversation=conversation_to_proto(conversation))
 
     async def AppendConversation(
         self, request: store_pb2.AppendConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AppendConversationResponse:
         turns = [Turn(_role_name(m.role), m.content) for m in request.messages]
-        length = await self.access.append(request.owner, request.conversation_id, turns)
+        length = await self.conversations.append(request.owner, request.conversation_id, turns)
         return store_pb2.AppendConversationResponse(length=length)
 
     async def DeleteConversation(
         self, request: store_pb2.DeleteConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.DeleteConversationResponse:
-        await self.access.delete_conversation(request.owner, request.conversation_id)
+        await self.conversations.delete(request.owner, request.conversation_id)
         return store_pb2.DeleteConversationResponse()

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import grpc
 from fastapi import Request
-from llmmesh.v1 import common_pb2, store_pb2, store_pb2_grpc
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import MeshError, from_rpc_error
+from services.common.errors import MeshError
 from services.gateway.auth.limits import ConcurrencyLimit, RateLimits
 from services.gateway.config import GatewaySettings
-from services.gateway.errors import GatewayError
+from services.gateway.errors import AdminDisabled, InvalidAdminToken, InvalidApiKey, Unauthenticated
+from services.store.client import StoreClient
 
 _BEARER = "bearer "
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -28,24 +30,8 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _MAX_CACHED_KEYS = 10_000
 # scope["state"] key marking a request that holds a generation slot.
 SLOT_STATE = "generation_slot"
-
-
-class Unauthenticated(GatewayError):
-    code = "missing_api_key"
-    status = grpc.StatusCode.UNAUTHENTICATED
-
-
-class InvalidApiKey(Unauthenticated):
-    code = "invalid_api_key"
-
-
-class AdminDisabled(GatewayError):
-    code = "admin_disabled"
-    status = grpc.StatusCode.PERMISSION_DENIED
-
-
-class InvalidAdminToken(Unauthenticated):
-    code = "invalid_admin_token"
+# A key check is one store read, and every request waits on it: a store slower than this is failing.
+_VERIFY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +57,7 @@ def bearer_token(authorization: str | None) -> str | None:
 class Admission:
     """Key verification (through the store, cached briefly), rate limits and the concurrency limit."""
 
-    def __init__(self, settings: GatewaySettings, store: store_pb2_grpc.StoreServiceStub) -> None:
+    def __init__(self, settings: GatewaySettings, store: StoreClient) -> None:
         self._settings = settings
         self._store = store
         self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
@@ -98,12 +84,13 @@ class Admission:
             self._verified.move_to_end(digest)
             return cached[0]
         try:
-            answer = await self._store.VerifyApiKey(store_pb2.VerifyApiKeyRequest(secret=token), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            error: MeshError = from_rpc_error(exc)
+            answer = await self._store.verify_api_key(
+                store_pb2.VerifyApiKeyRequest(secret=token), timeout_s=_VERIFY_TIMEOUT_S
+            )
+        except MeshError as error:
             if error.status == grpc.StatusCode.UNAUTHENTICATED:
-                raise InvalidApiKey("the API key is not valid (unknown or revoked)", _CHALLENGE) from exc
-            raise error from exc
+                raise InvalidApiKey("the API key is not valid (unknown or revoked)", _CHALLENGE) from error
+            raise
         key = answer.key
         caller = Caller(
             key_id=key.id,

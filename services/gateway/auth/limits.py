@@ -11,19 +11,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from services.common.errors import ResourceExhausted, Unavailable
-from services.gateway.errors import GatewayError
+from services.gateway.errors import Overloaded, RateLimited
 
 # Buckets of this many keys at most are kept; the least recently used is forgotten (and refilled).
 MAX_TRACKED_KEYS = 10_000
-
-
-class RateLimited(GatewayError, ResourceExhausted):
-    code = "rate_limited"
-
-
-class Overloaded(GatewayError, Unavailable):
-    code = "overloaded"
 
 
 def retry_after(seconds: float) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from llmmesh.v1 import store_pb2
+from llmmesh.store.v1 import store_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from llmmesh.v1 import store_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.gateway.auth.admission import admission_of, require_admin
 from services.gateway.auth.protocol import CreatedKey, CreateKeyRequest, KeyList, KeyView
-from services.gateway.calls import call_options, store
+from services.gateway.calls import store
 from services.gateway.errors import error_responses, request_id_of
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -25,14 +25,12 @@ _ERRORS = error_responses(
 )
 async def create_key(body: CreateKeyRequest, request: Request) -> CreatedKey:
     """A new API key. The `key` in the answer is the only time it is shown: the store keeps its hash."""
-    answer = await store(request).CreateApiKey(
+    answer = await store(request).create_api_key(
         store_pb2.CreateApiKeyRequest(
-            request_id=request_id_of(request),
             name=body.name,
             rpm_limit=body.rpm_limit,
             tpm_limit=body.tpm_limit,
-        ),
-        **call_options(request),
+        )
     )
     return CreatedKey(**KeyView.from_proto(answer.key).model_dump(), key=answer.secret)
 
@@ -40,9 +38,7 @@ async def create_key(body: CreateKeyRequest, request: Request) -> CreatedKey:
 @router.get("/api-keys", response_model=KeyList, responses=_ERRORS, summary="List API keys")
 async def list_keys(request: Request) -> KeyList:
     """Every key, revoked ones included (secrets are never shown again)."""
-    answer = await store(request).ListApiKeys(
-        store_pb2.ListApiKeysRequest(request_id=request_id_of(request)), **call_options(request)
-    )
+    answer = await store(request).list_api_keys(store_pb2.ListApiKeysRequest())
     return KeyList(keys=[KeyView.from_proto(k) for k in answer.keys], request_id=request_id_of(request))
 
 
@@ -54,9 +50,6 @@ async def list_keys(request: Request) -> KeyList:
 )
 async def revoke_key(key_id: str, request: Request) -> KeyView:
     """Revoke a key: it stops working at once on this gateway, and within GATEWAY_API_KEY_CACHE_S on others."""
-    answer = await store(request).RevokeApiKey(
-        store_pb2.RevokeApiKeyRequest(request_id=request_id_of(request), key_id=key_id),
-        **call_options(request),
-    )
+    answer = await store(request).revoke_api_key(store_pb2.RevokeApiKeyRequest(key_id=key_id))
     admission_of(request).forget(key_id)
     return KeyView.from_proto(answer.key)

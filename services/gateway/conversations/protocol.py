@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from llmmesh.v1 import store_pb2
+from llmmesh.store.v1 import store_pb2
 from pydantic import BaseModel
 
 from services.common.enums import ROLE_NAMES

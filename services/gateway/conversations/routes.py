@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from llmmesh.v1 import store_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.gateway.auth.admission import caller_of
-from services.gateway.calls import call_options, store
+from services.gateway.calls import store
 from services.gateway.conversations.protocol import Conversation
 from services.gateway.errors import error_responses, request_id_of
 
@@ -16,13 +16,11 @@ router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 @router.get("/{conversation_id}", response_model=Conversation, responses=error_responses(400, 404))
 async def get_conversation(conversation_id: str, request: Request) -> Conversation:
     """The stored turns of one of the caller's conversations, oldest first."""
-    answer = await store(request).GetConversation(
+    answer = await store(request).get_conversation(
         store_pb2.GetConversationRequest(
-            request_id=request_id_of(request),
             owner=caller_of(request).key_id,
             conversation_id=conversation_id,
-        ),
-        **call_options(request),
+        )
     )
     return Conversation.from_proto(answer.conversation, request_id_of(request))
 
@@ -30,12 +28,10 @@ async def get_conversation(conversation_id: str, request: Request) -> Conversati
 @router.delete("/{conversation_id}", status_code=204, responses=error_responses(400, 404))
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     """Forget a conversation; the next turn with its id starts a new one."""
-    await store(request).DeleteConversation(
+    await store(request).delete_conversation(
         store_pb2.DeleteConversationRequest(
-            request_id=request_id_of(request),
             owner=caller_of(request).key_id,
             conversation_id=conversation_id,
-        ),
-        **call_options(request),
+        )
     )
     return Response(status_code=204)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from llmmesh.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.common import results
 from services.gateway.jobs.protocol import JobFields, check_job_fields
 
 MAX_PROMPT_CHARS = 32_000
@@ -58,43 +58,7 @@ class GenerateRequest(JobFields):
         return prompt
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-    @classmethod
-    def from_proto(cls, usage: common_pb2.Usage) -> Usage:
-        return cls(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-        )
-
-
-FinishReason = Literal["stop", "length", "content_filter"]
-
-
-# Who answered: the model, the route the request ran on and the tier of it that served.
-ServedModel = Annotated[
-    str, Field(description='The model that generated the text ("canned:<set>" for a canned reply).')
-]
-ServedRoute = Annotated[
-    str, Field(description="The route the request resolved to (naming a model gives a one-tier route of it).")
-]
-ServedTier = Annotated[
-    int, Field(description="Position of the serving tier in the route, from 0; above 0 means a fallback.")
-]
-
-
-class GenerateResponse(BaseModel):
-    text: str
-    tokens: int = Field(description="Generated tokens (usage.completion_tokens).")
-    model: ServedModel
-    route: ServedRoute
-    tier: ServedTier
-    finish_reason: FinishReason
-    usage: Usage
+class GenerateResponse(results.Generation):
     request_id: str
 
 
@@ -105,12 +69,16 @@ class StreamDelta(BaseModel):
 
 
 class StreamDone(BaseModel):
-    """Data of the final SSE `done` event."""
+    """Data of the final SSE `done` event: the generation without its text (sent as deltas)."""
 
     tokens: int
-    model: ServedModel
-    route: ServedRoute
-    tier: ServedTier
-    finish_reason: FinishReason
-    usage: Usage
+    model: results.ServedModel
+    route: results.ServedRoute
+    tier: results.ServedTier
+    finish_reason: results.FinishReason
+    usage: results.Usage
     request_id: str
+
+    @classmethod
+    def of(cls, generation: results.Generation, request_id: str) -> StreamDone:
+        return cls(**generation.model_dump(exclude={"text"}), request_id=request_id)

@@ -1,20 +1,20 @@
-"""Transport for the generate endpoint: HTTP and SSE in, orchestrator gRPC calls out."""
+"""Transport for the generate endpoint: HTTP and SSE in, orchestrator calls out."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from llmmesh.v1 import common_pb2, orchestrator_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.common.results import generation_json
+from services.common import results
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import call_options, orchestrator, sampling_params
+from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
-from services.gateway.jobs.routes import ACCEPTED, accepted, job_options
-from services.gateway.streaming import sse_from_call
+from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
+from services.gateway.streaming import sse_from_stream
 
 router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
 
@@ -41,13 +41,6 @@ def _spec(body: GenerateRequest) -> orchestrator_pb2.GenerationSpec:
     )
 
 
-def _outcome(result: common_pb2.GenerationResult, request_id: str) -> dict[str, Any]:
-    """What the SSE `done` event says about a finished generation: the JSON response without text."""
-    outcome = generation_json(result)
-    del outcome["text"]
-    return {**outcome, "request_id": request_id}
-
-
 @router.post(
     "/generate",
     response_model=GenerateResponse,
@@ -68,32 +61,28 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     if body.stream:
         return await _stream(request, body, request_id)
     if body.run_async:
-        submitted = await orchestrator(request).SubmitGeneration(
-            orchestrator_pb2.SubmitGenerationRequest(
-                request_id=request_id, spec=_spec(body), options=job_options(request, body)
-            ),
-            **call_options(request),
+        submitted = await orchestrator(request).submit_generation(
+            orchestrator_pb2.SubmitGenerationRequest(spec=_spec(body), options=job_options(request, body))
         )
         return accepted(request, submitted.job)
-    response = await orchestrator(request).RunGeneration(
-        orchestrator_pb2.RunGenerationRequest(request_id=request_id, spec=_spec(body)),
-        **call_options(request),
+    response = await orchestrator(request).run_generation(
+        orchestrator_pb2.RunGenerationRequest(spec=_spec(body))
     )
     charge(request, response.result.usage)
-    return GenerateResponse(**generation_json(response.result), request_id=request_id)
+    generation = results.Generation.from_proto(response.result)
+    return GenerateResponse(**generation.model_dump(), request_id=request_id)
 
 
 async def _stream(request: Request, body: GenerateRequest, request_id: str) -> EventSourceResponse:
-    call = orchestrator(request).StreamGeneration(
-        orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=_spec(body)),
-        **call_options(request),
+    stream = orchestrator(request).stream_generation(
+        orchestrator_pb2.StreamGenerationRequest(spec=_spec(body)), stream_timeout_s(request)
     )
 
     def render(event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
             return [ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")]
         charge(request, event.result.usage)
-        done = StreamDone(**_outcome(event.result, request_id))
+        done = StreamDone.of(results.Generation.from_proto(event.result), request_id)
         return [ServerSentEvent(done.model_dump_json(), event="done")]
 
-    return await sse_from_call(request, call, render)
+    return await sse_from_stream(request, stream, render)

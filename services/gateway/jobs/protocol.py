@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-JobStatusName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-JobKind = Literal["generate", "session", "pipeline_step", "webhook"]
-RunStatusName = Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+from services.common import results
 
 
 class JobFields(BaseModel):
@@ -51,38 +48,12 @@ class JobAccepted(BaseModel):
     """The 202 answer to an async submission."""
 
     job_id: str
-    status: JobStatusName
+    status: results.JobStatusName
     status_url: str = Field(description="GET it for the job's status and, once SUCCEEDED, its result.")
     request_id: str
 
 
-class JobError(BaseModel):
-    code: str
-    message: str
-
-
-class WebhookState(BaseModel):
-    url: str
-    status: Literal["PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-    attempts: int
-    error: str | None
-
-
-class JobStatus(BaseModel):
-    job_id: str
-    kind: JobKind
-    status: JobStatusName
-    attempts: int = Field(description="Attempts started so far (a worker that died mid-attempt counts).")
-    max_attempts: int
-    result: dict[str, Any] | None = Field(
-        description="Once SUCCEEDED: what the synchronous call returns (generate: text, model, usage…; "
-        "session: the session run)."
-    )
-    error: JobError | None = Field(description="The last attempt's error (also while a retry is queued).")
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    webhook: WebhookState | None = None
+class JobStatus(results.JobStatus):
     request_id: str
 
 
@@ -92,27 +63,7 @@ class StartPipelineRun(JobFields):
     )
 
 
-class PipelineStepStatus(BaseModel):
-    name: str
-    status: Literal["PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-    job_id: str | None
-    attempts: int
-    output: str | None
-    error: JobError | None
-
-
-class PipelineRunStatus(BaseModel):
-    run_id: str
-    pipeline: str
-    status: RunStatusName
-    stalled: bool = Field(description="RUNNING without progress for longer than the configured stall time.")
-    input: dict[str, Any]
-    current_step: str | None
-    steps: list[PipelineStepStatus]
-    output: str | None = Field(description="The last step's output, once the run SUCCEEDED.")
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
+class PipelineRunStatus(results.PipelineRunStatus):
     request_id: str
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from llmmesh.v1 import orchestrator_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import call_options, orchestrator
+from services.gateway.calls import orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.models.protocol import (
     EmbeddingsRequest,
@@ -27,9 +27,7 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 async def list_models(request: Request) -> ModelsResponse:
     """Every model of the registry, whether it is loaded in its pool now, and every route with its tiers."""
     request_id = request_id_of(request)
-    answer = await orchestrator(request).DescribeRouting(
-        orchestrator_pb2.DescribeRoutingRequest(request_id=request_id), **call_options(request)
-    )
+    answer = await orchestrator(request).describe_routing(orchestrator_pb2.DescribeRoutingRequest())
     return ModelsResponse(
         models=[
             ModelEntry(
@@ -77,9 +75,8 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
     """One embedding vector per input text, from an embedding model (`task: embed` in the registry)."""
     inputs = body.inputs()
     request_id = request_id_of(request)
-    answer = await orchestrator(request).CreateEmbeddings(
-        orchestrator_pb2.CreateEmbeddingsRequest(request_id=request_id, model=body.model, inputs=inputs),
-        **call_options(request),
+    answer = await orchestrator(request).create_embeddings(
+        orchestrator_pb2.CreateEmbeddingsRequest(model=body.model, inputs=inputs)
     )
     charge(request, answer.usage)
     return EmbeddingsResponse(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from llmmesh.v1 import common_pb2
+from llmmesh.common.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.results import FinishReason, Usage
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
 
 MAX_MESSAGES = 256
@@ -116,15 +117,6 @@ class CompletionRequest(_Sampling):
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-FinishReason = Literal["stop", "length", "content_filter"]
 
 
 class AssistantMessage(BaseModel):

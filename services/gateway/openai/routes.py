@@ -1,4 +1,4 @@
-"""Transport for the OpenAI-compatible API: OpenAI's request and response shapes in, orchestrator gRPC
+"""Transport for the OpenAI-compatible API: OpenAI's request and response shapes in, orchestrator
 calls out. Streams are OpenAI's SSE framing: `data: {chunk}` frames, then `data: [DONE]`."""
 
 from __future__ import annotations
@@ -10,15 +10,23 @@ import time
 from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
-from llmmesh.v1 import common_pb2, orchestrator_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 from pydantic import TypeAdapter, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.enums import FINISH_REASON_NAMES
-from services.common.errors import InvalidArgument, MeshError, NotFound
+from services.common.errors import MeshError, ModelNotFound
+from services.common.results import FinishReason, Usage
 from services.gateway.auth.admission import caller_of, charge, generation_slot
-from services.gateway.calls import call_options, orchestrator, sampling_params
-from services.gateway.errors import error_responses, http_status_of, openai_error_body, request_id_of
+from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s
+from services.gateway.errors import (
+    InvalidConversationId,
+    error_responses,
+    http_status_of,
+    openai_error_body,
+    request_id_of,
+)
 from services.gateway.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -32,12 +40,10 @@ from services.gateway.openai.protocol import (
     EmbeddingList,
     EmbeddingRequest,
     EmbeddingUsage,
-    FinishReason,
     Model,
     ModelList,
-    Usage,
 )
-from services.gateway.streaming import sse_from_call
+from services.gateway.streaming import sse_from_stream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -53,22 +59,6 @@ _ERRORS = error_responses(
         503: "The gateway is at its concurrency limit, or the mesh is unavailable",
     }
 )
-
-
-class InvalidConversationId(InvalidArgument):
-    code = "invalid_conversation_id"
-
-
-class ModelNotFound(NotFound):
-    code = "model_not_found"
-
-
-def _usage(usage: common_pb2.Usage) -> Usage:
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
 
 
 def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
@@ -145,7 +135,7 @@ class _Chunks:
         charge(self.request, result.usage)
         frames = [self.chunk(None, _finish_reason(result))]
         if self.include_usage:
-            frames.append(self.envelope([], _usage(result.usage).model_dump()))
+            frames.append(self.envelope([], Usage.from_proto(result.usage).model_dump()))
         return frames
 
     def render_error(self, error: MeshError, request_id: str) -> list[ServerSentEvent]:
@@ -155,13 +145,12 @@ class _Chunks:
 async def _stream(
     request: Request, spec: orchestrator_pb2.GenerationSpec, chunks: _Chunks
 ) -> EventSourceResponse:
-    call = orchestrator(request).StreamGeneration(
-        orchestrator_pb2.StreamGenerationRequest(request_id=chunks.request_id, spec=spec),
-        **call_options(request),
+    stream = orchestrator(request).stream_generation(
+        orchestrator_pb2.StreamGenerationRequest(spec=spec), stream_timeout_s(request)
     )
-    return await sse_from_call(
+    return await sse_from_stream(
         request,
-        call,
+        stream,
         chunks.render,
         chunks.render_error,
         closing=[ServerSentEvent("[DONE]", sep="\n")],
@@ -170,10 +159,7 @@ async def _stream(
 
 
 async def _run(request: Request, spec: orchestrator_pb2.GenerationSpec) -> common_pb2.GenerationResult:
-    response = await orchestrator(request).RunGeneration(
-        orchestrator_pb2.RunGenerationRequest(request_id=request_id_of(request), spec=spec),
-        **call_options(request),
-    )
+    response = await orchestrator(request).run_generation(orchestrator_pb2.RunGenerationRequest(spec=spec))
     charge(request, response.result.usage)
     return response.result
 
@@ -204,7 +190,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         choices=[
             ChatChoice(message=AssistantMessage(content=result.text), finish_reason=_finish_reason(result))
         ],
-        usage=_usage(result.usage),
+        usage=Usage.from_proto(result.usage),
     )
 
 
@@ -231,7 +217,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         created=int(time.time()),
         model=body.model,
         choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
-        usage=_usage(result.usage),
+        usage=Usage.from_proto(result.usage),
     )
 
 
@@ -248,11 +234,8 @@ def _base64(values: list[float]) -> str:
     summary="Create embeddings (OpenAI-compatible)",
 )
 async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
-    answer = await orchestrator(request).CreateEmbeddings(
-        orchestrator_pb2.CreateEmbeddingsRequest(
-            request_id=request_id_of(request), model=body.model, inputs=body.texts()
-        ),
-        **call_options(request),
+    answer = await orchestrator(request).create_embeddings(
+        orchestrator_pb2.CreateEmbeddingsRequest(model=body.model, inputs=body.texts())
     )
     charge(request, answer.usage)
     encode = _base64 if body.encoding_format == "base64" else list
@@ -268,9 +251,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
 
 
 async def _models(request: Request) -> list[Model]:
-    answer = await orchestrator(request).DescribeRouting(
-        orchestrator_pb2.DescribeRoutingRequest(request_id=request_id_of(request)), **call_options(request)
-    )
+    answer = await orchestrator(request).describe_routing(orchestrator_pb2.DescribeRoutingRequest())
     models = [Model(id=m.name, owned_by="llm-mesh") for m in answer.models]
     named = {m.id for m in models}
     return models + [

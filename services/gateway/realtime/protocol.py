@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, FinishReason, Usage
+from services.common import results
+from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
 from services.gateway.openai.protocol import MAX_MESSAGES, ChatMessage, ConversationId
 
 TurnId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -63,13 +64,9 @@ class DeltaFrame(BaseModel):
     text: str
 
 
-class DoneFrame(BaseModel):
+class DoneFrame(results.Generation):
+    """The turn's generation, as POST /api/v1/ai/generate returns it, with the frame's type and id."""
+
     type: Literal["done"] = "done"
     id: str | None
-    text: str
-    model: str
-    route: str
-    tier: int
-    finish_reason: FinishReason
-    usage: Usage
     request_id: str

@@ -17,15 +17,16 @@ from typing import Any
 
 import grpc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from llmmesh.v1 import common_pb2, orchestrator_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 from pydantic import TypeAdapter, ValidationError
 
+from services.common import results
 from services.common.errors import MeshError
 from services.common.request_id import bound_request_id, new_request_id
-from services.common.results import generation_json
 from services.gateway.auth.admission import Admission, Caller, bearer_token
 from services.gateway.calls import sampling_params
-from services.gateway.errors import GatewayError, error_body, mesh_error_of
+from services.gateway.errors import GatewayError, InvalidFrame, NoTurn, TurnInProgress, error_body
 from services.gateway.metrics import WEBSOCKETS_OPEN
 from services.gateway.realtime.protocol import (
     CancelFrame,
@@ -35,6 +36,8 @@ from services.gateway.realtime.protocol import (
     DoneFrame,
     PingFrame,
 )
+from services.gateway.streaming import close_stream
+from services.orchestrator.client import OrchestratorClient
 
 log = logging.getLogger("llmmesh.gateway.realtime")
 router = APIRouter(tags=["realtime"])
@@ -45,21 +48,6 @@ _POLICY_VIOLATION = 1008
 _TRY_AGAIN_LATER = 1013
 
 
-class InvalidFrame(MeshError):
-    code = "invalid_frame"
-    status = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class TurnInProgress(MeshError):
-    code = "turn_in_progress"
-    status = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class NoTurn(MeshError):
-    code = "no_turn_in_progress"
-    status = grpc.StatusCode.FAILED_PRECONDITION
-
-
 class _Socket:
     """One client connection: serialises sends, runs at most one turn."""
 
@@ -68,7 +56,7 @@ class _Socket:
         self.caller = caller
         self.admission: Admission = websocket.app.state.admission
         self.settings = websocket.app.state.settings
-        self.orchestrator = websocket.app.state.orchestrator
+        self.orchestrator: OrchestratorClient = websocket.app.state.orchestrator
         self._send_lock = asyncio.Lock()
         self.turn: asyncio.Task[None] | None = None
         self.turn_id: str | None = None
@@ -139,10 +127,10 @@ class _Socket:
             self._end_turn()
             with contextlib.suppress(Exception):
                 await self.send({"type": "cancelled", "id": frame.id, "request_id": request_id})
-        except grpc.aio.AioRpcError as exc:
+        except MeshError as error:
             self._end_turn()
             with contextlib.suppress(Exception):
-                await self.send_error(mesh_error_of(exc), request_id, frame.id)
+                await self.send_error(error, request_id, frame.id)
         except Exception:  # the connection went away mid-send, or a bug: never leave the slot held
             log.exception("realtime turn failed", extra={"request_id": request_id})
         finally:
@@ -169,21 +157,21 @@ class _Socket:
             conversation_id=frame.conversation_id or "",
             conversation_owner=self.caller.key_id,
         )
-        call = self.orchestrator.StreamGeneration(
-            orchestrator_pb2.StreamGenerationRequest(request_id=request_id, spec=spec),
-            timeout=self.settings.request_timeout_s,
+        stream = self.orchestrator.stream_generation(
+            orchestrator_pb2.StreamGenerationRequest(spec=spec), self.settings.request_timeout_s
         )
         try:
-            async for event in call:
+            async for event in stream:
                 if event.HasField("delta"):
                     await self.send(DeltaFrame(id=frame.id, text=event.delta.text).model_dump())
                 else:
                     self.admission.charge(self.caller, event.result.usage)
-                    done = DoneFrame(id=frame.id, request_id=request_id, **generation_json(event.result))
+                    generation = results.Generation.from_proto(event.result)
+                    done = DoneFrame(**generation.model_dump(), id=frame.id, request_id=request_id)
                     self._end_turn()
                     await self.send(done.model_dump())
         finally:
-            call.cancel()
+            await close_stream(stream)
 
 
 @router.websocket("/api/v1/chat/ws")
@@ -195,8 +183,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     request_id = new_request_id()
     try:
         caller = await admission.identify(token)
-    except (MeshError, grpc.aio.AioRpcError) as exc:
-        error = exc if isinstance(exc, MeshError) else mesh_error_of(exc)
+    except MeshError as error:
         body = {"type": "error", "id": None, **error_body(error.code, error.message, request_id)}
         await websocket.send_text(json.dumps(body))
         unauthenticated = error.status == grpc.StatusCode.UNAUTHENTICATED

@@ -7,14 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString, Usage
+from services.common import results
+from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
 from services.gateway.jobs.protocol import JobFields, check_job_fields
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 OptionKey = Annotated[str, Field(min_length=1, max_length=100)]
 SessionCode = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 VersionStatus = Literal["DRAFT", "PUBLISHED", "ARCHIVED"]
-Role = Literal["system", "user", "assistant"]
 
 
 class StrictModel(BaseModel):
@@ -94,28 +94,13 @@ class Answer(BaseModel):
     value: str
 
 
-class Message(BaseModel):
-    role: Role
-    content: str
-
-
-class SessionRun(BaseModel):
-    session_code: str
-    llm_result: str
-    messages: list[Message]
-    cached: bool
-    model: str
-    usage: Usage
-    created_at: datetime
-
-
 class Session(BaseModel):
     session_code: str
     template: str
     version: int
     version_status: VersionStatus
     answers: list[Answer]
-    latest_result: SessionRun | None
+    latest_result: results.SessionRun | None
     created_at: datetime
 
 

@@ -7,17 +7,19 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, Request
 from google.protobuf.timestamp_pb2 import Timestamp
-from llmmesh.v1 import common_pb2, orchestrator_pb2, store_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 from sse_starlette import ServerSentEvent
 
-from services.common.enums import ROLE_NAMES, VERSION_STATUS_NAMES
+from services.common import results
+from services.common.enums import VERSION_STATUS_NAMES
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import call_options, orchestrator, store
-from services.gateway.errors import error_responses, request_id_of
-from services.gateway.generate.protocol import StreamDelta, Usage
-from services.gateway.jobs.routes import ACCEPTED, accepted, job_options
+from services.gateway.calls import orchestrator, store, stream_timeout_s
+from services.gateway.errors import error_responses
+from services.gateway.generate.protocol import StreamDelta
+from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
 from services.gateway.sessions import protocol as api
-from services.gateway.streaming import sse_from_call
+from services.gateway.streaming import sse_from_stream
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
@@ -62,51 +64,32 @@ def _template(template: store_pb2.Template) -> api.Template:
     )
 
 
-def _run_fields(
-    session_code: str,
-    llm_result: str,
-    messages: Any,
-    model: str,
-    usage: common_pb2.Usage,
-    created_at: Timestamp,
-    cached: bool,
-) -> api.SessionRun:
-    return api.SessionRun(
-        session_code=session_code,
-        llm_result=llm_result,
-        messages=[api.Message(role=cast(api.Role, ROLE_NAMES[m.role]), content=m.content) for m in messages],
-        cached=cached,
-        model=model,
-        usage=Usage.from_proto(usage),
-        created_at=_time(created_at),
-    )
-
-
-def _run(run: orchestrator_pb2.SessionRun) -> api.SessionRun:
-    return _run_fields(
-        run.session_code, run.llm_result, run.messages, run.model, run.usage, run.created_at, run.cached
+def _latest_result(session: store_pb2.Session) -> results.SessionRun | None:
+    """The session's stored result, as a run that reused it would return it."""
+    if not session.HasField("latest_result"):
+        return None
+    stored = session.latest_result
+    return results.SessionRun.from_proto(
+        orchestrator_pb2.SessionRun(
+            session_code=session.session_code,
+            llm_result=stored.llm_result,
+            messages=stored.messages,
+            cached=True,
+            model=stored.model,
+            usage=stored.usage,
+            created_at=stored.created_at,
+        )
     )
 
 
 def _session(session: store_pb2.Session) -> api.Session:
-    latest = session.latest_result
     return api.Session(
         session_code=session.session_code,
         template=session.version.template_name,
         version=session.version.number,
         version_status=cast(api.VersionStatus, VERSION_STATUS_NAMES[session.version.status]),
         answers=[api.Answer(option=a.option_key, label=a.label, value=a.value) for a in session.answers],
-        latest_result=_run_fields(
-            session.session_code,
-            latest.llm_result,
-            latest.messages,
-            latest.model,
-            latest.usage,
-            latest.created_at,
-            cached=True,
-        )
-        if session.HasField("latest_result")
-        else None,
+        latest_result=_latest_result(session),
         created_at=_time(session.created_at),
     )
 
@@ -114,11 +97,8 @@ def _session(session: store_pb2.Session) -> api.Session:
 @router.post("/templates", status_code=201, response_model=api.Template, responses=error_responses(409))
 async def create_template(body: api.CreateTemplate, request: Request) -> api.Template:
     """Create a prompt template; its versions are added next."""
-    response = await store(request).CreateTemplate(
-        store_pb2.CreateTemplateRequest(
-            request_id=request_id_of(request), name=body.name, description=body.description
-        ),
-        **call_options(request),
+    response = await store(request).create_template(
+        store_pb2.CreateTemplateRequest(name=body.name, description=body.description)
     )
     return _template(response.template)
 
@@ -126,9 +106,7 @@ async def create_template(body: api.CreateTemplate, request: Request) -> api.Tem
 @router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
 async def get_template(name: str, request: Request) -> api.Template:
     """A template with all its versions."""
-    response = await store(request).GetTemplate(
-        store_pb2.GetTemplateRequest(request_id=request_id_of(request), name=name), **call_options(request)
-    )
+    response = await store(request).get_template(store_pb2.GetTemplateRequest(name=name))
     return _template(response.template)
 
 
@@ -138,9 +116,8 @@ async def get_template(name: str, request: Request) -> api.Template:
 async def add_version(name: str, body: api.CreateVersion, request: Request) -> api.Version:
     """Add a DRAFT version: system prompt, user-prompt template, model options and answer choices."""
     options = body.llm_options
-    response = await store(request).AddVersion(
+    response = await store(request).add_version(
         store_pb2.AddVersionRequest(
-            request_id=request_id_of(request),
             template_name=name,
             system_prompt=body.system_prompt,
             user_prompt_template=body.user_prompt_template,
@@ -155,16 +132,14 @@ async def add_version(name: str, body: api.CreateVersion, request: Request) -> a
                 stop=options.stop or [],
             ),
             options=[store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
-        ),
-        **call_options(request),
+        )
     )
     return _version(response.version)
 
 
 async def _version_of(request: Request, name: str, number: int) -> store_pb2.TemplateVersion:
-    response = await store(request).GetVersion(
-        store_pb2.GetVersionRequest(request_id=request_id_of(request), template_name=name, number=number),
-        **call_options(request),
+    response = await store(request).get_version(
+        store_pb2.GetVersionRequest(template_name=name, number=number)
     )
     return response.version
 
@@ -187,11 +162,8 @@ async def list_options(name: str, number: int, request: Request) -> list[api.Ver
 async def _set_status(
     request: Request, name: str, number: int, status: store_pb2.VersionStatus
 ) -> api.Version:
-    response = await store(request).SetVersionStatus(
-        store_pb2.SetVersionStatusRequest(
-            request_id=request_id_of(request), template_name=name, number=number, status=status
-        ),
-        **call_options(request),
+    response = await store(request).set_version_status(
+        store_pb2.SetVersionStatusRequest(template_name=name, number=number, status=status)
     )
     return _version(response.version)
 
@@ -219,14 +191,12 @@ async def archive_version(name: str, number: int, request: Request) -> api.Versi
 @router.post("/sessions", status_code=201, response_model=api.Session, responses=error_responses(404, 409))
 async def create_session(body: api.CreateSession, request: Request) -> api.Session:
     """Start a session on a template version (the newest published one unless a number is given)."""
-    response = await store(request).CreateSession(
+    response = await store(request).create_session(
         store_pb2.CreateSessionRequest(
-            request_id=request_id_of(request),
             session_code=body.session_code or "",
             template_name=body.template,
             version_number=body.version or 0,
-        ),
-        **call_options(request),
+        )
     )
     return _session(response.session)
 
@@ -234,10 +204,7 @@ async def create_session(body: api.CreateSession, request: Request) -> api.Sessi
 @router.get("/sessions/{session_code}", response_model=api.Session, responses=error_responses(404))
 async def get_session(session_code: str, request: Request) -> api.Session:
     """A session with its answers and latest LLM result."""
-    response = await store(request).GetSession(
-        store_pb2.GetSessionRequest(request_id=request_id_of(request), session_code=session_code),
-        **call_options(request),
-    )
+    response = await store(request).get_session(store_pb2.GetSessionRequest(session_code=session_code))
     return _session(response.session)
 
 
@@ -246,20 +213,18 @@ async def get_session(session_code: str, request: Request) -> api.Session:
 )
 async def put_answers(session_code: str, body: api.PutAnswers, request: Request) -> api.Session:
     """Replace the session's answers; each names one of its version's options."""
-    response = await store(request).PutAnswers(
+    response = await store(request).put_answers(
         store_pb2.PutAnswersRequest(
-            request_id=request_id_of(request),
             session_code=session_code,
             answers=[store_pb2.Answer(option_key=a.option, value=a.value) for a in body.answers],
-        ),
-        **call_options(request),
+        )
     )
     return _session(response.session)
 
 
 @router.post(
     "/sessions/{session_code}/llm",
-    response_model=api.SessionRun,
+    response_model=results.SessionRun,
     dependencies=[Depends(generation_slot)],
     responses={
         **error_responses(404, 409, 502, 504),
@@ -277,33 +242,29 @@ async def run_session(
     generated, then one `done` event carrying the same object as the JSON response. With `async: true`
     the run is queued as a durable job: 202 with its `status_url`."""
     body = body or api.RunSession()
-    request_id = request_id_of(request)
     if body.run_async:
-        submitted = await orchestrator(request).SubmitSessionRun(
+        submitted = await orchestrator(request).submit_session_run(
             orchestrator_pb2.SubmitSessionRunRequest(
-                request_id=request_id,
                 session_code=session_code,
                 force_regenerate=body.force_regenerate,
                 options=job_options(request, body),
-            ),
-            **call_options(request),
+            )
         )
         return accepted(request, submitted.job)
     if not body.stream:
-        response = await orchestrator(request).RunSession(
+        response = await orchestrator(request).run_session(
             orchestrator_pb2.RunSessionRequest(
-                request_id=request_id, session_code=session_code, force_regenerate=body.force_regenerate
-            ),
-            **call_options(request),
+                session_code=session_code, force_regenerate=body.force_regenerate
+            )
         )
         if not response.run.cached:
             charge(request, response.run.usage)
-        return _run(response.run)
-    call = orchestrator(request).StreamSession(
+        return results.SessionRun.from_proto(response.run)
+    stream = orchestrator(request).stream_session(
         orchestrator_pb2.StreamSessionRequest(
-            request_id=request_id, session_code=session_code, force_regenerate=body.force_regenerate
+            session_code=session_code, force_regenerate=body.force_regenerate
         ),
-        **call_options(request),
+        stream_timeout_s(request),
     )
 
     def render(event: orchestrator_pb2.StreamSessionResponse) -> list[ServerSentEvent]:
@@ -311,6 +272,6 @@ async def run_session(
             return [ServerSentEvent(StreamDelta(text=event.delta.text).model_dump_json(), event="delta")]
         if not event.run.cached:
             charge(request, event.run.usage)
-        return [ServerSentEvent(_run(event.run).model_dump_json(), event="done")]
+        return [ServerSentEvent(results.SessionRun.from_proto(event.run).model_dump_json(), event="done")]
 
-    return await sse_from_call(request, call, render)
+    return await sse_from_stream(request, stream, render)

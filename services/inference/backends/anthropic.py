@@ -65,7 +65,7 @@ class AnthropicBackend(CloudBackend[anthropic.AsyncAnthropic]):
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         params = self._params(request)
-        if not request.stream:
+        if request.one_shot:
             try:
                 message = await self.client.messages.create(**params)
             except anthropic.AnthropicError as exc:

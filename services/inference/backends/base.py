@@ -7,8 +7,11 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.common.errors import UnsupportedTask
 from services.common.registry import ModelConfig
-from services.inference.errors import PromptTooLong, UnsupportedTask
+from services.inference.errors import (
+    PromptTooLong,
+)
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter"]
@@ -37,8 +40,8 @@ class GenerationInput:
     sampling: Sampling
     prompt: str | None = None
     messages: Sequence[Message] = field(default_factory=tuple)
-    # False when the caller wants only the whole result: a provider backend may use its one-shot API.
-    stream: bool = True
+    # The caller wants only the whole result: a provider backend may answer in one shot.
+    one_shot: bool = False
 
     def as_messages(self) -> list[Message]:
         """The input as chat turns: a raw prompt is one user turn (for chat-only provider APIs)."""

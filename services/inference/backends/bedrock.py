@@ -114,7 +114,7 @@ class BedrockBackend(CloudBackend[Any]):
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         params = self._params(request)
-        if not request.stream:
+        if request.one_shot:
             try:
                 response = await asyncio.to_thread(self.client.converse, **params)
             except (ClientError, BotoCoreError) as exc:

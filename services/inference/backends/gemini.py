@@ -84,7 +84,7 @@ class GeminiBackend(CloudBackend[genai.Client]):
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         params = self._params(request)
-        if not request.stream:
+        if request.one_shot:
             try:
                 response = await self.models.generate_content(**params)
             except Exception as exc:

@@ -67,7 +67,7 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         params = self._params(request)
-        if not request.stream:
+        if request.one_shot:
             try:
                 completion = await self.client.chat.completions.create(**params)
             except openai.OpenAIError as exc:

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from llmmesh.v1 import store_pb2 as llmmesh_dot_v1_dot_store__pb2
+from llmmesh.store.v1 import store_pb2 as llmmesh_dot_store_dot_v1_dot_store__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in llmmesh/v1/store_pb2_grpc.py depends on'
+        + ' but the generated code in llmmesh/store/v1/store_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -35,159 +35,154 @@ class StoreServiceStub:
             channel: A grpc.Channel.
         """
         self.DescribeStore = channel.unary_unary(
-                '/llmmesh.v1.StoreService/DescribeStore',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
+                '/llmmesh.store.v1.StoreService/DescribeStore',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
                 _registered_method=True)
         self.CreateTemplate = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CreateTemplate',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CreateTemplate',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
                 _registered_method=True)
         self.GetTemplate = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetTemplate',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetTemplate',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
                 _registered_method=True)
         self.GetVersion = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetVersion',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetVersion',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
                 _registered_method=True)
         self.AddVersion = channel.unary_unary(
-                '/llmmesh.v1.StoreService/AddVersion',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
+                '/llmmesh.store.v1.StoreService/AddVersion',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
                 _registered_method=True)
         self.SetVersionStatus = channel.unary_unary(
-                '/llmmesh.v1.StoreService/SetVersionStatus',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
+                '/llmmesh.store.v1.StoreService/SetVersionStatus',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
                 _registered_method=True)
         self.CreateSession = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CreateSession',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CreateSession',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
                 _registered_method=True)
         self.PutAnswers = channel.unary_unary(
-                '/llmmesh.v1.StoreService/PutAnswers',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
+                '/llmmesh.store.v1.StoreService/PutAnswers',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
                 _registered_method=True)
         self.GetSession = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetSession',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetSession',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
                 _registered_method=True)
         self.SaveSessionResult = channel.unary_unary(
-                '/llmmesh.v1.StoreService/SaveSessionResult',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
+                '/llmmesh.store.v1.StoreService/SaveSessionResult',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
                 _registered_method=True)
         self.EnqueueJob = channel.unary_unary(
-                '/llmmesh.v1.StoreService/EnqueueJob',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
+                '/llmmesh.store.v1.StoreService/EnqueueJob',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
                 _registered_method=True)
         self.GetJob = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetJob',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetJobResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetJob',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobResponse.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CancelJob',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CancelJob',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
         self.ClaimJobs = channel.unary_unary(
-                '/llmmesh.v1.StoreService/ClaimJobs',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
+                '/llmmesh.store.v1.StoreService/ClaimJobs',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
                 _registered_method=True)
         self.RenewLeases = channel.unary_unary(
-                '/llmmesh.v1.StoreService/RenewLeases',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
-                _registered_method=True)
-        self.CompleteJob = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CompleteJob',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
+                '/llmmesh.store.v1.StoreService/RenewLeases',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
                 _registered_method=True)
         self.CompleteJobs = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CompleteJobs',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CompleteJobs',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
                 _registered_method=True)
         self.FailJob = channel.unary_unary(
-                '/llmmesh.v1.StoreService/FailJob',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.FailJobResponse.FromString,
+                '/llmmesh.store.v1.StoreService/FailJob',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobResponse.FromString,
                 _registered_method=True)
         self.ReleaseJobs = channel.unary_unary(
-                '/llmmesh.v1.StoreService/ReleaseJobs',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
+                '/llmmesh.store.v1.StoreService/ReleaseJobs',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
                 _registered_method=True)
         self.WatchJobs = channel.unary_stream(
-                '/llmmesh.v1.StoreService/WatchJobs',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
+                '/llmmesh.store.v1.StoreService/WatchJobs',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
                 _registered_method=True)
         self.CreatePipelineRun = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CreatePipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CreatePipelineRun',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
                 _registered_method=True)
         self.GetPipelineRun = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetPipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetPipelineRun',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
                 _registered_method=True)
         self.ResumePipelineRun = channel.unary_unary(
-                '/llmmesh.v1.StoreService/ResumePipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
+                '/llmmesh.store.v1.StoreService/ResumePipelineRun',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
                 _registered_method=True)
         self.CancelPipelineRun = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CancelPipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CancelPipelineRun',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
                 _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
-                '/llmmesh.v1.StoreService/CreateApiKey',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
+                '/llmmesh.store.v1.StoreService/CreateApiKey',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
                 _registered_method=True)
         self.ListApiKeys = channel.unary_unary(
-                '/llmmesh.v1.StoreService/ListApiKeys',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
+                '/llmmesh.store.v1.StoreService/ListApiKeys',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
                 _registered_method=True)
         self.RevokeApiKey = channel.unary_unary(
-                '/llmmesh.v1.StoreService/RevokeApiKey',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
+                '/llmmesh.store.v1.StoreService/RevokeApiKey',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
         self.VerifyApiKey = channel.unary_unary(
-                '/llmmesh.v1.StoreService/VerifyApiKey',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
+                '/llmmesh.store.v1.StoreService/VerifyApiKey',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
         self.GetConversation = channel.unary_unary(
-                '/llmmesh.v1.StoreService/GetConversation',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
+                '/llmmesh.store.v1.StoreService/GetConversation',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
                 _registered_method=True)
         self.AppendConversation = channel.unary_unary(
-                '/llmmesh.v1.StoreService/AppendConversation',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
+                '/llmmesh.store.v1.StoreService/AppendConversation',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
                 _registered_method=True)
         self.DeleteConversation = channel.unary_unary(
-                '/llmmesh.v1.StoreService/DeleteConversation',
-                request_serializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
+                '/llmmesh.store.v1.StoreService/DeleteConversation',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
                 _registered_method=True)
 
 
@@ -202,7 +197,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateTemplate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A new template, without versions yet (ALREADY_EXISTS when the name is taken).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -215,7 +211,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetVersion(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One version of a template, by number.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -235,7 +232,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A session bound to one PUBLISHED version (the newest unless a number is given).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -269,7 +267,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A job as the queue holds it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -296,16 +295,9 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CompleteJob(self, request, context):
-        """Records a job's result. Idempotent: a job that already ended keeps its first outcome.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def CompleteJobs(self, request, context):
-        """Records several jobs' results in one transaction, each as CompleteJob would: how a worker
-        reports its completions, batched while a previous batch is in flight.
+        """Records jobs' results in one transaction: how a worker reports its completions, batched while
+        a previous batch is in flight. Idempotent: a job that already ended keeps its first outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -368,7 +360,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListApiKeys(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every API key, revoked ones included (never their secrets).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -402,7 +395,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteConversation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Forgets a conversation's turns (NOT_FOUND when it has none).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -412,164 +406,159 @@ def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'DescribeStore': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeStore,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreResponse.SerializeToString,
             ),
             'CreateTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTemplate,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateResponse.SerializeToString,
             ),
             'GetTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTemplate,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateResponse.SerializeToString,
             ),
             'GetVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVersion,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionResponse.SerializeToString,
             ),
             'AddVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.AddVersion,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionResponse.SerializeToString,
             ),
             'SetVersionStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetVersionStatus,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusResponse.SerializeToString,
             ),
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionResponse.SerializeToString,
             ),
             'PutAnswers': grpc.unary_unary_rpc_method_handler(
                     servicer.PutAnswers,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersResponse.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSession,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionResponse.SerializeToString,
             ),
             'SaveSessionResult': grpc.unary_unary_rpc_method_handler(
                     servicer.SaveSessionResult,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultResponse.SerializeToString,
             ),
             'EnqueueJob': grpc.unary_unary_rpc_method_handler(
                     servicer.EnqueueJob,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetJobRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetJobResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobResponse.SerializeToString,
             ),
             'ClaimJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimJobs,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsResponse.SerializeToString,
             ),
             'RenewLeases': grpc.unary_unary_rpc_method_handler(
                     servicer.RenewLeases,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.SerializeToString,
-            ),
-            'CompleteJob': grpc.unary_unary_rpc_method_handler(
-                    servicer.CompleteJob,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesResponse.SerializeToString,
             ),
             'CompleteJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteJobs,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsResponse.SerializeToString,
             ),
             'FailJob': grpc.unary_unary_rpc_method_handler(
                     servicer.FailJob,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.FailJobRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.FailJobResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobResponse.SerializeToString,
             ),
             'ReleaseJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseJobs,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsResponse.SerializeToString,
             ),
             'WatchJobs': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJobs,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsResponse.SerializeToString,
             ),
             'CreatePipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunResponse.SerializeToString,
             ),
             'GetPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunResponse.SerializeToString,
             ),
             'ResumePipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumePipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunResponse.SerializeToString,
             ),
             'CancelPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelPipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunResponse.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyResponse.SerializeToString,
             ),
             'ListApiKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListApiKeys,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysResponse.SerializeToString,
             ),
             'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeApiKey,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyResponse.SerializeToString,
             ),
             'VerifyApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyApiKey,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.SerializeToString,
             ),
             'GetConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConversation,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationResponse.SerializeToString,
             ),
             'AppendConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.AppendConversation,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationResponse.SerializeToString,
             ),
             'DeleteConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteConversation,
-                    request_deserializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'llmmesh.v1.StoreService', rpc_method_handlers)
+            'llmmesh.store.v1.StoreService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('llmmesh.v1.StoreService', rpc_method_handlers)
+    server.add_registered_method_handlers('llmmesh.store.v1.StoreService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -590,9 +579,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/DescribeStore',
-            llmmesh_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
+            '/llmmesh.store.v1.StoreService/DescribeStore',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DescribeStoreResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -617,9 +606,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CreateTemplate',
-            llmmesh_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CreateTemplate',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -644,9 +633,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetTemplate',
-            llmmesh_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetTemplate',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -671,9 +660,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetVersion',
-            llmmesh_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetVersion',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -698,9 +687,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/AddVersion',
-            llmmesh_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
+            '/llmmesh.store.v1.StoreService/AddVersion',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AddVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -725,9 +714,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/SetVersionStatus',
-            llmmesh_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
+            '/llmmesh.store.v1.StoreService/SetVersionStatus',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SetVersionStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -752,9 +741,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CreateSession',
-            llmmesh_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CreateSession',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -779,9 +768,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/PutAnswers',
-            llmmesh_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
+            '/llmmesh.store.v1.StoreService/PutAnswers',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.PutAnswersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -806,9 +795,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetSession',
-            llmmesh_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetSession',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -833,9 +822,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/SaveSessionResult',
-            llmmesh_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
+            '/llmmesh.store.v1.StoreService/SaveSessionResult',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SaveSessionResultResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -860,9 +849,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/EnqueueJob',
-            llmmesh_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
+            '/llmmesh.store.v1.StoreService/EnqueueJob',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.EnqueueJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -887,9 +876,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetJob',
-            llmmesh_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetJobResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetJob',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -914,9 +903,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CancelJob',
-            llmmesh_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CancelJob',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -941,9 +930,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/ClaimJobs',
-            llmmesh_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
+            '/llmmesh.store.v1.StoreService/ClaimJobs',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ClaimJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -968,36 +957,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/RenewLeases',
-            llmmesh_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CompleteJob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/llmmesh.v1.StoreService/CompleteJob',
-            llmmesh_dot_v1_dot_store__pb2.CompleteJobRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CompleteJobResponse.FromString,
+            '/llmmesh.store.v1.StoreService/RenewLeases',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.RenewLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1022,9 +984,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CompleteJobs',
-            llmmesh_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CompleteJobs',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CompleteJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1049,9 +1011,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/FailJob',
-            llmmesh_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.FailJobResponse.FromString,
+            '/llmmesh.store.v1.StoreService/FailJob',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FailJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1076,9 +1038,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/ReleaseJobs',
-            llmmesh_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
+            '/llmmesh.store.v1.StoreService/ReleaseJobs',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ReleaseJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1103,9 +1065,9 @@ class StoreService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/llmmesh.v1.StoreService/WatchJobs',
-            llmmesh_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
+            '/llmmesh.store.v1.StoreService/WatchJobs',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1130,9 +1092,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CreatePipelineRun',
-            llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CreatePipelineRun',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreatePipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1157,9 +1119,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetPipelineRun',
-            llmmesh_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetPipelineRun',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1184,9 +1146,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/ResumePipelineRun',
-            llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
+            '/llmmesh.store.v1.StoreService/ResumePipelineRun',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ResumePipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1211,9 +1173,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CancelPipelineRun',
-            llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CancelPipelineRun',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1238,9 +1200,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/CreateApiKey',
-            llmmesh_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
+            '/llmmesh.store.v1.StoreService/CreateApiKey',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1265,9 +1227,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/ListApiKeys',
-            llmmesh_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
+            '/llmmesh.store.v1.StoreService/ListApiKeys',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1292,9 +1254,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/RevokeApiKey',
-            llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
+            '/llmmesh.store.v1.StoreService/RevokeApiKey',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1319,9 +1281,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/VerifyApiKey',
-            llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
+            '/llmmesh.store.v1.StoreService/VerifyApiKey',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1346,9 +1308,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/GetConversation',
-            llmmesh_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
+            '/llmmesh.store.v1.StoreService/GetConversation',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1373,9 +1335,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/AppendConversation',
-            llmmesh_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
+            '/llmmesh.store.v1.StoreService/AppendConversation',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AppendConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1400,9 +1362,9 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.StoreService/DeleteConversation',
-            llmmesh_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
+            '/llmmesh.store.v1.StoreService/DeleteConversation',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

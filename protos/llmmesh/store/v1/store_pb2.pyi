@@ -1,7 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from llmmesh.v1 import common_pb2 as _common_pb2
+from llmmesh.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -17,44 +17,14 @@ class VersionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_STATUS_DRAFT: _ClassVar[VersionStatus]
     VERSION_STATUS_PUBLISHED: _ClassVar[VersionStatus]
     VERSION_STATUS_ARCHIVED: _ClassVar[VersionStatus]
-
-class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
-    JOB_STATUS_QUEUED: _ClassVar[JobStatus]
-    JOB_STATUS_RUNNING: _ClassVar[JobStatus]
-    JOB_STATUS_SUCCEEDED: _ClassVar[JobStatus]
-    JOB_STATUS_FAILED: _ClassVar[JobStatus]
-    JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
-
-class PipelineRunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    PIPELINE_RUN_STATUS_UNSPECIFIED: _ClassVar[PipelineRunStatus]
-    PIPELINE_RUN_STATUS_RUNNING: _ClassVar[PipelineRunStatus]
-    PIPELINE_RUN_STATUS_SUCCEEDED: _ClassVar[PipelineRunStatus]
-    PIPELINE_RUN_STATUS_FAILED: _ClassVar[PipelineRunStatus]
-    PIPELINE_RUN_STATUS_CANCELLED: _ClassVar[PipelineRunStatus]
 VERSION_STATUS_UNSPECIFIED: VersionStatus
 VERSION_STATUS_DRAFT: VersionStatus
 VERSION_STATUS_PUBLISHED: VersionStatus
 VERSION_STATUS_ARCHIVED: VersionStatus
-JOB_STATUS_UNSPECIFIED: JobStatus
-JOB_STATUS_QUEUED: JobStatus
-JOB_STATUS_RUNNING: JobStatus
-JOB_STATUS_SUCCEEDED: JobStatus
-JOB_STATUS_FAILED: JobStatus
-JOB_STATUS_CANCELLED: JobStatus
-PIPELINE_RUN_STATUS_UNSPECIFIED: PipelineRunStatus
-PIPELINE_RUN_STATUS_RUNNING: PipelineRunStatus
-PIPELINE_RUN_STATUS_SUCCEEDED: PipelineRunStatus
-PIPELINE_RUN_STATUS_FAILED: PipelineRunStatus
-PIPELINE_RUN_STATUS_CANCELLED: PipelineRunStatus
 
 class DescribeStoreRequest(_message.Message):
-    __slots__ = ("request_id",)
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class DescribeStoreResponse(_message.Message):
     __slots__ = ("dialect", "server_version", "schema_revision")
@@ -127,14 +97,12 @@ class Template(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[TemplateVersion, _Mapping]]] = ...) -> None: ...
 
 class CreateTemplateRequest(_message.Message):
-    __slots__ = ("request_id", "name", "description")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("name", "description")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     name: str
     description: str
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class CreateTemplateResponse(_message.Message):
     __slots__ = ("template",)
@@ -143,12 +111,10 @@ class CreateTemplateResponse(_message.Message):
     def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
 
 class GetTemplateRequest(_message.Message):
-    __slots__ = ("request_id", "name")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     name: str
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GetTemplateResponse(_message.Message):
     __slots__ = ("template",)
@@ -157,14 +123,12 @@ class GetTemplateResponse(_message.Message):
     def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
 
 class GetVersionRequest(_message.Message):
-    __slots__ = ("request_id", "template_name", "number")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("template_name", "number")
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     template_name: str
     number: int
-    def __init__(self, request_id: _Optional[str] = ..., template_name: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
+    def __init__(self, template_name: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class GetVersionResponse(_message.Message):
     __slots__ = ("version",)
@@ -173,20 +137,18 @@ class GetVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...
 
 class AddVersionRequest(_message.Message):
-    __slots__ = ("request_id", "template_name", "system_prompt", "user_prompt_template", "llm_options", "options")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("template_name", "system_prompt", "user_prompt_template", "llm_options", "options")
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     USER_PROMPT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     LLM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     template_name: str
     system_prompt: str
     user_prompt_template: str
     llm_options: LlmOptions
     options: _containers.RepeatedCompositeFieldContainer[VersionOption]
-    def __init__(self, request_id: _Optional[str] = ..., template_name: _Optional[str] = ..., system_prompt: _Optional[str] = ..., user_prompt_template: _Optional[str] = ..., llm_options: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Iterable[_Union[VersionOption, _Mapping]]] = ...) -> None: ...
+    def __init__(self, template_name: _Optional[str] = ..., system_prompt: _Optional[str] = ..., user_prompt_template: _Optional[str] = ..., llm_options: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Iterable[_Union[VersionOption, _Mapping]]] = ...) -> None: ...
 
 class AddVersionResponse(_message.Message):
     __slots__ = ("version",)
@@ -195,16 +157,14 @@ class AddVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...
 
 class SetVersionStatusRequest(_message.Message):
-    __slots__ = ("request_id", "template_name", "number", "status")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("template_name", "number", "status")
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     template_name: str
     number: int
     status: VersionStatus
-    def __init__(self, request_id: _Optional[str] = ..., template_name: _Optional[str] = ..., number: _Optional[int] = ..., status: _Optional[_Union[VersionStatus, str]] = ...) -> None: ...
+    def __init__(self, template_name: _Optional[str] = ..., number: _Optional[int] = ..., status: _Optional[_Union[VersionStatus, str]] = ...) -> None: ...
 
 class SetVersionStatusResponse(_message.Message):
     __slots__ = ("version",)
@@ -253,16 +213,14 @@ class Session(_message.Message):
     def __init__(self, session_code: _Optional[str] = ..., version: _Optional[_Union[TemplateVersion, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., latest_result: _Optional[_Union[SessionResult, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "template_name", "version_number")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "template_name", "version_number")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_NUMBER_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     template_name: str
     version_number: int
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., template_name: _Optional[str] = ..., version_number: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., template_name: _Optional[str] = ..., version_number: _Optional[int] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -271,14 +229,12 @@ class CreateSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class PutAnswersRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "answers")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "answers")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
 
 class PutAnswersResponse(_message.Message):
     __slots__ = ("session",)
@@ -287,12 +243,10 @@ class PutAnswersResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
-    __slots__ = ("request_id", "session_code")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code",)
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ...) -> None: ...
 
 class GetSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -301,14 +255,12 @@ class GetSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class SaveSessionResultRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "result")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "result")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     result: SessionResult
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., result: _Optional[_Union[SessionResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., result: _Optional[_Union[SessionResult, _Mapping]] = ...) -> None: ...
 
 class SaveSessionResultResponse(_message.Message):
     __slots__ = ("result",)
@@ -316,25 +268,17 @@ class SaveSessionResultResponse(_message.Message):
     result: SessionResult
     def __init__(self, result: _Optional[_Union[SessionResult, _Mapping]] = ...) -> None: ...
 
-class JobError(_message.Message):
-    __slots__ = ("code", "message")
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    code: str
-    message: str
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
-
 class NewJob(_message.Message):
     __slots__ = ("kind", "request_json", "max_attempts", "webhook_url")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
-    kind: str
+    kind: _common_pb2.JobKind
     request_json: str
     max_attempts: int
     webhook_url: str
-    def __init__(self, kind: _Optional[str] = ..., request_json: _Optional[str] = ..., max_attempts: _Optional[int] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., request_json: _Optional[str] = ..., max_attempts: _Optional[int] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "idempotency_key", "request_json", "result_json", "error", "created_at", "started_at", "completed_at", "run_at", "lease_token", "webhook_url", "webhook_job_id", "pipeline_run_id", "step_index")
@@ -357,14 +301,14 @@ class Job(_message.Message):
     PIPELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     id: str
-    kind: str
-    status: JobStatus
+    kind: _common_pb2.JobKind
+    status: _common_pb2.JobStatus
     attempts: int
     max_attempts: int
     idempotency_key: str
     request_json: str
     result_json: str
-    error: JobError
+    error: _common_pb2.JobError
     created_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
@@ -374,19 +318,17 @@ class Job(_message.Message):
     webhook_job_id: str
     pipeline_run_id: str
     step_index: int
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_token: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_token: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ...) -> None: ...
 
 class EnqueueJobRequest(_message.Message):
-    __slots__ = ("request_id", "job", "idempotency_key", "request_fingerprint")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("job", "idempotency_key", "request_fingerprint")
     JOB_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     job: NewJob
     idempotency_key: str
     request_fingerprint: str
-    def __init__(self, request_id: _Optional[str] = ..., job: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ...) -> None: ...
+    def __init__(self, job: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ...) -> None: ...
 
 class EnqueueJobResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -397,12 +339,10 @@ class EnqueueJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
-    __slots__ = ("request_id", "job_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     job_id: str
-    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class GetJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -411,12 +351,10 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
-    __slots__ = ("request_id", "job_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     job_id: str
-    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class CancelJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -425,16 +363,14 @@ class CancelJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ClaimJobsRequest(_message.Message):
-    __slots__ = ("request_id", "worker", "limit", "lease_s")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("worker", "limit", "lease_s")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     worker: str
     limit: int
     lease_s: float
-    def __init__(self, request_id: _Optional[str] = ..., worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ...) -> None: ...
 
 class ClaimJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -451,14 +387,12 @@ class JobLease(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class RenewLeasesRequest(_message.Message):
-    __slots__ = ("request_id", "leases", "lease_s")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("leases", "lease_s")
     LEASES_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     leases: _containers.RepeatedCompositeFieldContainer[JobLease]
     lease_s: float
-    def __init__(self, request_id: _Optional[str] = ..., leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ..., lease_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ..., lease_s: _Optional[float] = ...) -> None: ...
 
 class RenewLeasesResponse(_message.Message):
     __slots__ = ("held_job_ids",)
@@ -466,31 +400,21 @@ class RenewLeasesResponse(_message.Message):
     held_job_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, held_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class CompleteJobRequest(_message.Message):
-    __slots__ = ("request_id", "lease", "result_json", "next_step")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+class JobCompletion(_message.Message):
+    __slots__ = ("lease", "result_json", "next_step")
     LEASE_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     lease: JobLease
     result_json: str
     next_step: NewJob
-    def __init__(self, request_id: _Optional[str] = ..., lease: _Optional[_Union[JobLease, _Mapping]] = ..., result_json: _Optional[str] = ..., next_step: _Optional[_Union[NewJob, _Mapping]] = ...) -> None: ...
-
-class CompleteJobResponse(_message.Message):
-    __slots__ = ("job",)
-    JOB_FIELD_NUMBER: _ClassVar[int]
-    job: Job
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    def __init__(self, lease: _Optional[_Union[JobLease, _Mapping]] = ..., result_json: _Optional[str] = ..., next_step: _Optional[_Union[NewJob, _Mapping]] = ...) -> None: ...
 
 class CompleteJobsRequest(_message.Message):
-    __slots__ = ("request_id", "completions")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("completions",)
     COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    completions: _containers.RepeatedCompositeFieldContainer[CompleteJobRequest]
-    def __init__(self, request_id: _Optional[str] = ..., completions: _Optional[_Iterable[_Union[CompleteJobRequest, _Mapping]]] = ...) -> None: ...
+    completions: _containers.RepeatedCompositeFieldContainer[JobCompletion]
+    def __init__(self, completions: _Optional[_Iterable[_Union[JobCompletion, _Mapping]]] = ...) -> None: ...
 
 class CompleteJobsResponse(_message.Message):
     __slots__ = ("completed", "rejected_job_ids")
@@ -501,16 +425,14 @@ class CompleteJobsResponse(_message.Message):
     def __init__(self, completed: _Optional[int] = ..., rejected_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FailJobRequest(_message.Message):
-    __slots__ = ("request_id", "lease", "error", "retry_after_s")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("lease", "error", "retry_after_s")
     LEASE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     lease: JobLease
-    error: JobError
+    error: _common_pb2.JobError
     retry_after_s: float
-    def __init__(self, request_id: _Optional[str] = ..., lease: _Optional[_Union[JobLease, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, lease: _Optional[_Union[JobLease, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
 
 class FailJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -519,12 +441,10 @@ class FailJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ReleaseJobsRequest(_message.Message):
-    __slots__ = ("request_id", "leases")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("leases",)
     LEASES_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     leases: _containers.RepeatedCompositeFieldContainer[JobLease]
-    def __init__(self, request_id: _Optional[str] = ..., leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ...) -> None: ...
+    def __init__(self, leases: _Optional[_Iterable[_Union[JobLease, _Mapping]]] = ...) -> None: ...
 
 class ReleaseJobsResponse(_message.Message):
     __slots__ = ("released",)
@@ -533,10 +453,8 @@ class ReleaseJobsResponse(_message.Message):
     def __init__(self, released: _Optional[int] = ...) -> None: ...
 
 class WatchJobsRequest(_message.Message):
-    __slots__ = ("request_id",)
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WatchJobsResponse(_message.Message):
     __slots__ = ()
@@ -557,7 +475,7 @@ class PipelineRun(_message.Message):
     WEBHOOK_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     pipeline: str
-    status: PipelineRunStatus
+    status: _common_pb2.PipelineRunStatus
     input_json: str
     current_step: int
     steps: _containers.RepeatedCompositeFieldContainer[Job]
@@ -566,25 +484,23 @@ class PipelineRun(_message.Message):
     completed_at: _timestamp_pb2.Timestamp
     webhook_url: str
     webhook_job_id: str
-    def __init__(self, id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[PipelineRunStatus, str]] = ..., input_json: _Optional[str] = ..., current_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.PipelineRunStatus, str]] = ..., input_json: _Optional[str] = ..., current_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ...) -> None: ...
 
 class CreatePipelineRunRequest(_message.Message):
-    __slots__ = ("request_id", "pipeline", "input_json", "first_step", "idempotency_key", "request_fingerprint", "webhook_url")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("pipeline", "input_json", "first_step", "idempotency_key", "request_fingerprint", "webhook_url")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     FIRST_STEP_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     pipeline: str
     input_json: str
     first_step: NewJob
     idempotency_key: str
     request_fingerprint: str
     webhook_url: str
-    def __init__(self, request_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., first_step: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+    def __init__(self, pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., first_step: _Optional[_Union[NewJob, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class CreatePipelineRunResponse(_message.Message):
     __slots__ = ("run", "created")
@@ -595,12 +511,10 @@ class CreatePipelineRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class GetPipelineRunRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class GetPipelineRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -609,12 +523,10 @@ class GetPipelineRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class ResumePipelineRunRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class ResumePipelineRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -623,12 +535,10 @@ class ResumePipelineRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class CancelPipelineRunRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class CancelPipelineRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -653,16 +563,14 @@ class ApiKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("request_id", "name", "rpm_limit", "tpm_limit")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("name", "rpm_limit", "tpm_limit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     name: str
     rpm_limit: int
     tpm_limit: int
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
 
 class CreateApiKeyResponse(_message.Message):
     __slots__ = ("key", "secret")
@@ -673,10 +581,8 @@ class CreateApiKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
 
 class ListApiKeysRequest(_message.Message):
-    __slots__ = ("request_id",)
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ListApiKeysResponse(_message.Message):
     __slots__ = ("keys",)
@@ -685,12 +591,10 @@ class ListApiKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
-    __slots__ = ("request_id", "key_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("key_id",)
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     key_id: str
-    def __init__(self, request_id: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
 class RevokeApiKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -699,12 +603,10 @@ class RevokeApiKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ...) -> None: ...
 
 class VerifyApiKeyRequest(_message.Message):
-    __slots__ = ("request_id", "secret")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("secret",)
     SECRET_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     secret: str
-    def __init__(self, request_id: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
+    def __init__(self, secret: _Optional[str] = ...) -> None: ...
 
 class VerifyApiKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -727,14 +629,12 @@ class StoredConversation(_message.Message):
     def __init__(self, owner: _Optional[str] = ..., conversation_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetConversationRequest(_message.Message):
-    __slots__ = ("request_id", "owner", "conversation_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("owner", "conversation_id")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     owner: str
     conversation_id: str
-    def __init__(self, request_id: _Optional[str] = ..., owner: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, owner: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class GetConversationResponse(_message.Message):
     __slots__ = ("conversation",)
@@ -743,16 +643,14 @@ class GetConversationResponse(_message.Message):
     def __init__(self, conversation: _Optional[_Union[StoredConversation, _Mapping]] = ...) -> None: ...
 
 class AppendConversationRequest(_message.Message):
-    __slots__ = ("request_id", "owner", "conversation_id", "messages")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("owner", "conversation_id", "messages")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     owner: str
     conversation_id: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
-    def __init__(self, request_id: _Optional[str] = ..., owner: _Optional[str] = ..., conversation_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ...) -> None: ...
+    def __init__(self, owner: _Optional[str] = ..., conversation_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ...) -> None: ...
 
 class AppendConversationResponse(_message.Message):
     __slots__ = ("length",)
@@ -761,14 +659,12 @@ class AppendConversationResponse(_message.Message):
     def __init__(self, length: _Optional[int] = ...) -> None: ...
 
 class DeleteConversationRequest(_message.Message):
-    __slots__ = ("request_id", "owner", "conversation_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("owner", "conversation_id")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     owner: str
     conversation_id: str
-    def __init__(self, request_id: _Optional[str] = ..., owner: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, owner: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class DeleteConversationResponse(_message.Message):
     __slots__ = ()

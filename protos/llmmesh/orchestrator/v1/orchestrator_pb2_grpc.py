@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from llmmesh.v1 import orchestrator_pb2 as llmmesh_dot_v1_dot_orchestrator__pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2 as llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in llmmesh/v1/orchestrator_pb2_grpc.py depends on'
+        + ' but the generated code in llmmesh/orchestrator/v1/orchestrator_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -35,69 +35,79 @@ class OrchestratorServiceStub:
             channel: A grpc.Channel.
         """
         self.RunGeneration = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/RunGeneration',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/RunGeneration',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.FromString,
                 _registered_method=True)
         self.StreamGeneration = channel.unary_stream(
-                '/llmmesh.v1.OrchestratorService/StreamGeneration',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/StreamGeneration',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
                 _registered_method=True)
         self.RunSession = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/RunSession',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/RunSession',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
                 _registered_method=True)
         self.StreamSession = channel.unary_stream(
-                '/llmmesh.v1.OrchestratorService/StreamSession',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/StreamSession',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
                 _registered_method=True)
         self.CreateEmbeddings = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/CreateEmbeddings',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/CreateEmbeddings',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
                 _registered_method=True)
         self.DescribeRouting = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/DescribeRouting',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/DescribeRouting',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
                 _registered_method=True)
         self.SubmitGeneration = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/SubmitGeneration',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/SubmitGeneration',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
                 _registered_method=True)
         self.SubmitSessionRun = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/SubmitSessionRun',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/SubmitSessionRun',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/GetJob',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/CancelJob',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
         self.ListPipelines = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/ListPipelines',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/ListPipelines',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
                 _registered_method=True)
         self.StartPipelineRun = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/StartPipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/StartPipelineRun',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
                 _registered_method=True)
         self.GetPipelineRun = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/GetPipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/GetPipelineRun',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunResponse.FromString,
                 _registered_method=True)
         self.ResumePipelineRun = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/ResumePipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/ResumePipelineRun',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunResponse.FromString,
                 _registered_method=True)
         self.CancelPipelineRun = channel.unary_unary(
-                '/llmmesh.v1.OrchestratorService/CancelPipelineRun',
-                request_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.FromString,
+                '/llmmesh.orchestrator.v1.OrchestratorService/CancelPipelineRun',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.FromString,
                 _registered_method=True)
 
 
@@ -161,6 +171,20 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJob(self, request, context):
+        """A job's status, with its webhook's delivery when it has one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancels a QUEUED or RUNNING job (a running one stops at its worker's next lease renewal).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPipelines(self, request, context):
         """The pipelines of the registry, with their steps.
         """
@@ -176,7 +200,8 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPipelineRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A run with every step's job and whether it is stalled.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -189,7 +214,8 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelPipelineRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels a run and its queued or running step.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -199,74 +225,84 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'RunGeneration': grpc.unary_unary_rpc_method_handler(
                     servicer.RunGeneration,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.SerializeToString,
             ),
             'StreamGeneration': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamGeneration,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.SerializeToString,
             ),
             'RunSession': grpc.unary_unary_rpc_method_handler(
                     servicer.RunSession,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionResponse.SerializeToString,
             ),
             'StreamSession': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamSession,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.SerializeToString,
             ),
             'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEmbeddings,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.SerializeToString,
             ),
             'DescribeRouting': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeRouting,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.SerializeToString,
             ),
             'SubmitGeneration': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitGeneration,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.SerializeToString,
             ),
             'SubmitSessionRun': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitSessionRun,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobResponse.SerializeToString,
             ),
             'ListPipelines': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPipelines,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.SerializeToString,
             ),
             'StartPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.StartPipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.SerializeToString,
             ),
             'GetPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunResponse.SerializeToString,
             ),
             'ResumePipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumePipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunResponse.SerializeToString,
             ),
             'CancelPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelPipelineRun,
-                    request_deserializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'llmmesh.v1.OrchestratorService', rpc_method_handlers)
+            'llmmesh.orchestrator.v1.OrchestratorService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('llmmesh.v1.OrchestratorService', rpc_method_handlers)
+    server.add_registered_method_handlers('llmmesh.orchestrator.v1.OrchestratorService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -287,9 +323,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/RunGeneration',
-            llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/RunGeneration',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunGenerationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -314,9 +350,9 @@ class OrchestratorService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/StreamGeneration',
-            llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/StreamGeneration',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamGenerationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -341,9 +377,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/RunSession',
-            llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/RunSession',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -368,9 +404,9 @@ class OrchestratorService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/StreamSession',
-            llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/StreamSession',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StreamSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -395,9 +431,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/CreateEmbeddings',
-            llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CreateEmbeddings',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -422,9 +458,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/DescribeRouting',
-            llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/DescribeRouting',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -449,9 +485,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/SubmitGeneration',
-            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/SubmitGeneration',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -476,9 +512,63 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/SubmitSessionRun',
-            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/SubmitSessionRun',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitSessionRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/GetJob',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CancelJob',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -503,9 +593,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/ListPipelines',
-            llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/ListPipelines',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelinesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -530,9 +620,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/StartPipelineRun',
-            llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/StartPipelineRun',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -557,9 +647,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/GetPipelineRun',
-            llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.GetPipelineRunViewResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/GetPipelineRun',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -584,9 +674,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/ResumePipelineRun',
-            llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.ResumePipelineRunViewResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/ResumePipelineRun',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ResumePipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -611,9 +701,9 @@ class OrchestratorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.OrchestratorService/CancelPipelineRun',
-            llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewRequest.SerializeToString,
-            llmmesh_dot_v1_dot_orchestrator__pb2.CancelPipelineRunViewResponse.FromString,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CancelPipelineRun',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,8 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from llmmesh.v1 import common_pb2 as _common_pb2
-from llmmesh.v1 import store_pb2 as _store_pb2
+from llmmesh.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -32,12 +31,10 @@ class GenerationSpec(_message.Message):
     def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., conversation_owner: _Optional[str] = ...) -> None: ...
 
 class RunGenerationRequest(_message.Message):
-    __slots__ = ("request_id", "spec")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     spec: GenerationSpec
-    def __init__(self, request_id: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
 
 class RunGenerationResponse(_message.Message):
     __slots__ = ("result",)
@@ -46,12 +43,10 @@ class RunGenerationResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ...) -> None: ...
 
 class StreamGenerationRequest(_message.Message):
-    __slots__ = ("request_id", "spec")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     spec: GenerationSpec
-    def __init__(self, request_id: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
 
 class StreamGenerationResponse(_message.Message):
     __slots__ = ("delta", "result")
@@ -80,14 +75,12 @@ class SessionRun(_message.Message):
     def __init__(self, session_code: _Optional[str] = ..., llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., cached: _Optional[bool] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunSessionRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "force_regenerate")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "force_regenerate")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     force_regenerate: bool
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
 
 class RunSessionResponse(_message.Message):
     __slots__ = ("run",)
@@ -96,14 +89,12 @@ class RunSessionResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...
 
 class StreamSessionRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "force_regenerate")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "force_regenerate")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     force_regenerate: bool
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
 
 class StreamSessionResponse(_message.Message):
     __slots__ = ("delta", "run")
@@ -114,14 +105,12 @@ class StreamSessionResponse(_message.Message):
     def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...
 
 class CreateEmbeddingsRequest(_message.Message):
-    __slots__ = ("request_id", "model", "inputs")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("model", "inputs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateEmbeddingsResponse(_message.Message):
     __slots__ = ("embeddings", "usage", "model")
@@ -134,10 +123,8 @@ class CreateEmbeddingsResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DescribeRoutingRequest(_message.Message):
-    __slots__ = ("request_id",)
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class RouteTier(_message.Message):
     __slots__ = ("canned", "model")
@@ -165,6 +152,72 @@ class DescribeRoutingResponse(_message.Message):
     default_route: str
     def __init__(self, models: _Optional[_Iterable[_Union[_common_pb2.ModelInfo, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteInfo, _Mapping]]] = ..., default_route: _Optional[str] = ...) -> None: ...
 
+class Job(_message.Message):
+    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "result_json", "error", "created_at", "started_at", "completed_at", "webhook", "pipeline_run_id", "step_index")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: _common_pb2.JobKind
+    status: _common_pb2.JobStatus
+    attempts: int
+    max_attempts: int
+    result_json: str
+    error: _common_pb2.JobError
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    webhook: WebhookDelivery
+    pipeline_run_id: str
+    step_index: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("url", "status", "attempts", "error")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    status: _common_pb2.JobStatus
+    attempts: int
+    error: _common_pb2.JobError
+    def __init__(self, url: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class GetJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
 class JobOptions(_message.Message):
     __slots__ = ("idempotency_key", "webhook_url", "max_attempts")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -176,42 +229,38 @@ class JobOptions(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., webhook_url: _Optional[str] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class SubmitGenerationRequest(_message.Message):
-    __slots__ = ("request_id", "spec", "options")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("spec", "options")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     spec: GenerationSpec
     options: JobOptions
-    def __init__(self, request_id: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
 
 class SubmitGenerationResponse(_message.Message):
     __slots__ = ("job", "created")
     JOB_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
-    job: _store_pb2.Job
+    job: Job
     created: bool
-    def __init__(self, job: _Optional[_Union[_store_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class SubmitSessionRunRequest(_message.Message):
-    __slots__ = ("request_id", "session_code", "force_regenerate", "options")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("session_code", "force_regenerate", "options")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     session_code: str
     force_regenerate: bool
     options: JobOptions
-    def __init__(self, request_id: _Optional[str] = ..., session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
 
 class SubmitSessionRunResponse(_message.Message):
     __slots__ = ("job", "created")
     JOB_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
-    job: _store_pb2.Job
+    job: Job
     created: bool
-    def __init__(self, job: _Optional[_Union[_store_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class PipelineStep(_message.Message):
     __slots__ = ("name", "model")
@@ -230,10 +279,8 @@ class Pipeline(_message.Message):
     def __init__(self, name: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PipelineStep, _Mapping]]] = ...) -> None: ...
 
 class ListPipelinesRequest(_message.Message):
-    __slots__ = ("request_id",)
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ListPipelinesResponse(_message.Message):
     __slots__ = ("pipelines",)
@@ -241,74 +288,82 @@ class ListPipelinesResponse(_message.Message):
     pipelines: _containers.RepeatedCompositeFieldContainer[Pipeline]
     def __init__(self, pipelines: _Optional[_Iterable[_Union[Pipeline, _Mapping]]] = ...) -> None: ...
 
-class PipelineRunView(_message.Message):
-    __slots__ = ("run", "step_names", "stalled")
-    RUN_FIELD_NUMBER: _ClassVar[int]
+class PipelineRun(_message.Message):
+    __slots__ = ("id", "pipeline", "status", "input_json", "current_step", "step_names", "steps", "stalled", "created_at", "updated_at", "completed_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
     STEP_NAMES_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     STALLED_FIELD_NUMBER: _ClassVar[int]
-    run: _store_pb2.PipelineRun
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    pipeline: str
+    status: _common_pb2.PipelineRunStatus
+    input_json: str
+    current_step: int
     step_names: _containers.RepeatedScalarFieldContainer[str]
+    steps: _containers.RepeatedCompositeFieldContainer[Job]
     stalled: bool
-    def __init__(self, run: _Optional[_Union[_store_pb2.PipelineRun, _Mapping]] = ..., step_names: _Optional[_Iterable[str]] = ..., stalled: _Optional[bool] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.PipelineRunStatus, str]] = ..., input_json: _Optional[str] = ..., current_step: _Optional[int] = ..., step_names: _Optional[_Iterable[str]] = ..., steps: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., stalled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StartPipelineRunRequest(_message.Message):
-    __slots__ = ("request_id", "pipeline", "input_json", "options")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("pipeline", "input_json", "options")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     pipeline: str
     input_json: str
     options: JobOptions
-    def __init__(self, request_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, pipeline: _Optional[str] = ..., input_json: _Optional[str] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
 
 class StartPipelineRunResponse(_message.Message):
     __slots__ = ("run", "created")
     RUN_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
-    run: PipelineRunView
+    run: PipelineRun
     created: bool
-    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
-class GetPipelineRunViewRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+class GetPipelineRunRequest(_message.Message):
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
-class GetPipelineRunViewResponse(_message.Message):
+class GetPipelineRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
-    run: PipelineRunView
-    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
-class ResumePipelineRunViewRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+class ResumePipelineRunRequest(_message.Message):
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
-class ResumePipelineRunViewResponse(_message.Message):
+class ResumePipelineRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
-    run: PipelineRunView
-    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
-class CancelPipelineRunViewRequest(_message.Message):
-    __slots__ = ("request_id", "run_id")
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+class CancelPipelineRunRequest(_message.Message):
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    request_id: str
     run_id: str
-    def __init__(self, request_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
-class CancelPipelineRunViewResponse(_message.Message):
+class CancelPipelineRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
-    run: PipelineRunView
-    def __init__(self, run: _Optional[_Union[PipelineRunView, _Mapping]] = ...) -> None: ...
+    run: PipelineRun
+    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...

@@ -1,19 +1,23 @@
-"""Conversations the store keeps: a generation naming one gets its stored turns before the new ones,
-and its new user and assistant turns are stored when it succeeds (a failed turn leaves no trace)."""
+"""The entry point of every generation: the router, with the history of a stored conversation when
+the request names one (its stored turns go before the new ones, and its new user and assistant turns
+are stored when it succeeds; a failed turn leaves no trace)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
 import grpc
-from llmmesh.v1 import common_pb2, inference_pb2, orchestrator_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import MeshError
 from services.orchestrator.routing import Router, final_result
-from services.orchestrator.store import StoreClient
+from services.store.client import StoreClient
 
 
-class Conversations:
+class Generations:
     """Runs generations through the router, with stored history when the spec names a conversation."""
 
     def __init__(self, router: Router, store: StoreClient) -> None:
@@ -24,14 +28,15 @@ class Conversations:
         self,
         spec: orchestrator_pb2.GenerationSpec,
         caller_time_remaining: float | None = None,
-        stream: bool = True,
+        one_shot: bool = False,
     ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
+        """The router's events for the spec (see Router.stream), its conversation kept in the store."""
         if not spec.conversation_id:
-            async for event in self._router.stream(spec, caller_time_remaining, stream):
+            async for event in self._router.stream(spec, caller_time_remaining, one_shot):
                 yield event
             return
         full = await self._with_history(spec)
-        async for event in self._router.stream(full, caller_time_remaining, stream):
+        async for event in self._router.stream(full, caller_time_remaining, one_shot):
             if event.HasField("result"):
                 # Stored before the client hears the turn ended, so its next turn sees this one.
                 await self._remember(spec, event.result.text)
@@ -40,13 +45,12 @@ class Conversations:
     async def run(
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
     ) -> common_pb2.GenerationResult:
-        return await final_result(self.stream(spec, caller_time_remaining, stream=False))
+        return await final_result(self.stream(spec, caller_time_remaining, one_shot=True))
 
     async def _with_history(self, spec: orchestrator_pb2.GenerationSpec) -> orchestrator_pb2.GenerationSpec:
         """The spec with the stored turns placed after its system instructions and before its new turns."""
         try:
-            answer = await self._store.call(
-                "GetConversation",
+            answer = await self._store.get_conversation(
                 store_pb2.GetConversationRequest(
                     owner=spec.conversation_owner, conversation_id=spec.conversation_id
                 ),
@@ -69,8 +73,7 @@ class Conversations:
         if spec.prompt:
             turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
         turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content=reply))
-        await self._store.call(
-            "AppendConversation",
+        await self._store.append_conversation(
             store_pb2.AppendConversationRequest(
                 owner=spec.conversation_owner, conversation_id=spec.conversation_id, messages=turns
             ),

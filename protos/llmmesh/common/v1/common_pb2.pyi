@@ -20,6 +20,31 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_STOP: _ClassVar[FinishReason]
     FINISH_REASON_LENGTH: _ClassVar[FinishReason]
     FINISH_REASON_CONTENT_FILTER: _ClassVar[FinishReason]
+
+class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_KIND_UNSPECIFIED: _ClassVar[JobKind]
+    JOB_KIND_GENERATE: _ClassVar[JobKind]
+    JOB_KIND_SESSION: _ClassVar[JobKind]
+    JOB_KIND_PIPELINE_STEP: _ClassVar[JobKind]
+    JOB_KIND_WEBHOOK: _ClassVar[JobKind]
+
+class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
+    JOB_STATUS_QUEUED: _ClassVar[JobStatus]
+    JOB_STATUS_RUNNING: _ClassVar[JobStatus]
+    JOB_STATUS_SUCCEEDED: _ClassVar[JobStatus]
+    JOB_STATUS_FAILED: _ClassVar[JobStatus]
+    JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
+
+class PipelineRunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PIPELINE_RUN_STATUS_UNSPECIFIED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_RUNNING: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_SUCCEEDED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_FAILED: _ClassVar[PipelineRunStatus]
+    PIPELINE_RUN_STATUS_CANCELLED: _ClassVar[PipelineRunStatus]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -28,6 +53,22 @@ FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_CONTENT_FILTER: FinishReason
+JOB_KIND_UNSPECIFIED: JobKind
+JOB_KIND_GENERATE: JobKind
+JOB_KIND_SESSION: JobKind
+JOB_KIND_PIPELINE_STEP: JobKind
+JOB_KIND_WEBHOOK: JobKind
+JOB_STATUS_UNSPECIFIED: JobStatus
+JOB_STATUS_QUEUED: JobStatus
+JOB_STATUS_RUNNING: JobStatus
+JOB_STATUS_SUCCEEDED: JobStatus
+JOB_STATUS_FAILED: JobStatus
+JOB_STATUS_CANCELLED: JobStatus
+PIPELINE_RUN_STATUS_UNSPECIFIED: PipelineRunStatus
+PIPELINE_RUN_STATUS_RUNNING: PipelineRunStatus
+PIPELINE_RUN_STATUS_SUCCEEDED: PipelineRunStatus
+PIPELINE_RUN_STATUS_FAILED: PipelineRunStatus
+PIPELINE_RUN_STATUS_CANCELLED: PipelineRunStatus
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
@@ -114,3 +155,11 @@ class Embedding(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class JobError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

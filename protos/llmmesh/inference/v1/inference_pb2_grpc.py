@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from llmmesh.v1 import inference_pb2 as llmmesh_dot_v1_dot_inference__pb2
+from llmmesh.inference.v1 import inference_pb2 as llmmesh_dot_inference_dot_v1_dot_inference__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in llmmesh/v1/inference_pb2_grpc.py depends on'
+        + ' but the generated code in llmmesh/inference/v1/inference_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -35,19 +35,19 @@ class InferenceServiceStub:
             channel: A grpc.Channel.
         """
         self.Generate = channel.unary_stream(
-                '/llmmesh.v1.InferenceService/Generate',
-                request_serializer=llmmesh_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
+                '/llmmesh.inference.v1.InferenceService/Generate',
+                request_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
-                '/llmmesh.v1.InferenceService/ListModels',
-                request_serializer=llmmesh_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+                '/llmmesh.inference.v1.InferenceService/ListModels',
+                request_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
         self.Embed = channel.unary_unary(
-                '/llmmesh.v1.InferenceService/Embed',
-                request_serializer=llmmesh_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=llmmesh_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+                '/llmmesh.inference.v1.InferenceService/Embed',
+                request_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
                 _registered_method=True)
 
 
@@ -81,24 +81,24 @@ def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Generate': grpc.unary_stream_rpc_method_handler(
                     servicer.Generate,
-                    request_deserializer=llmmesh_dot_v1_dot_inference__pb2.GenerateRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_inference__pb2.GenerateResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateRequest.FromString,
+                    response_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
-                    request_deserializer=llmmesh_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
+                    response_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
             ),
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
-                    request_deserializer=llmmesh_dot_v1_dot_inference__pb2.EmbedRequest.FromString,
-                    response_serializer=llmmesh_dot_v1_dot_inference__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.FromString,
+                    response_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'llmmesh.v1.InferenceService', rpc_method_handlers)
+            'llmmesh.inference.v1.InferenceService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('llmmesh.v1.InferenceService', rpc_method_handlers)
+    server.add_registered_method_handlers('llmmesh.inference.v1.InferenceService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -119,9 +119,9 @@ class InferenceService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/llmmesh.v1.InferenceService/Generate',
-            llmmesh_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
-            llmmesh_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
+            '/llmmesh.inference.v1.InferenceService/Generate',
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -146,9 +146,9 @@ class InferenceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.InferenceService/ListModels',
-            llmmesh_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
-            llmmesh_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+            '/llmmesh.inference.v1.InferenceService/ListModels',
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -173,9 +173,9 @@ class InferenceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/llmmesh.v1.InferenceService/Embed',
-            llmmesh_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
-            llmmesh_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+            '/llmmesh.inference.v1.InferenceService/Embed',
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

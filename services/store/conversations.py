@@ -1,11 +1,8 @@
-"""API keys and stored conversations: who may call the mesh, and the chats it remembers for them."""
+"""Stored conversations: the chats the mesh remembers, per owner (an API key), turn by turn."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -15,12 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from services.store.errors import ApiKeyNotFound, ConversationNotFound, InvalidApiKey, InvalidStoreRequest
-from services.store.models import ApiKey, Conversation, ConversationMessage, utcnow
+from services.store.errors import ConversationNotFound, InvalidStoreRequest
+from services.store.models import Conversation, ConversationMessage, utcnow
 from services.store.repository import unit_of_work
 
-KEY_PREFIX = "lmk"
-_KEY = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,100}})$")
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 STORED_ROLES = frozenset({"user", "assistant"})
 
@@ -31,10 +26,6 @@ class Turn:
     content: str
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def check_conversation_id(conversation_id: str) -> None:
     if not _CONVERSATION_ID.match(conversation_id):
         raise InvalidStoreRequest(
@@ -42,8 +33,8 @@ def check_conversation_id(conversation_id: str) -> None:
         )
 
 
-class Access:
-    """API keys (hashed) and per-owner conversations."""
+class Conversations:
+    """Reads, appends to and deletes per-owner conversations."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -51,46 +42,7 @@ class Access:
     def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         return unit_of_work(self._sessions)
 
-    async def create_key(self, name: str, rpm_limit: int, tpm_limit: int) -> tuple[ApiKey, str]:
-        """A new key and the whole secret to hand out once: `lmk_<id>_<secret>`."""
-        if not name.strip() or len(name) > 100:
-            raise InvalidStoreRequest("an API key needs a name of 1-100 characters")
-        if rpm_limit < 0 or tpm_limit < 0:
-            raise InvalidStoreRequest("rate limits must be 0 (the default) or more")
-        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        key = ApiKey(
-            id=key_id, name=name, secret_hash=_digest(secret), rpm_limit=rpm_limit, tpm_limit=tpm_limit
-        )
-        async with self._transaction() as db:
-            db.add(key)
-        return key, f"{KEY_PREFIX}_{key_id}_{secret}"
-
-    async def list_keys(self) -> Sequence[ApiKey]:
-        async with self._transaction() as db:
-            return (await db.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).all()
-
-    async def revoke_key(self, key_id: str) -> ApiKey:
-        async with self._transaction() as db:
-            key = await db.get(ApiKey, key_id)
-            if key is None:
-                raise ApiKeyNotFound(f"no API key has id {key_id!r}")
-            if key.revoked_at is None:
-                key.revoked_at = utcnow()
-            return key
-
-    async def verify_key(self, presented: str) -> ApiKey:
-        """The live key whose secret was presented. Every failure reads the same to the caller."""
-        match = _KEY.match(presented)
-        async with self._transaction() as db:
-            key = await db.get(ApiKey, match.group(1)) if match else None
-        # Compare against a digest even when there is no such key, so timing says nothing either way.
-        expected = key.secret_hash if key is not None else _digest(secrets.token_urlsafe(32))
-        given = _digest(match.group(2)) if match else ""
-        if not hmac.compare_digest(expected, given) or key is None or key.revoked_at is not None:
-            raise InvalidApiKey("the API key is not valid")
-        return key
-
-    async def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
+    async def get(self, owner: str, conversation_id: str) -> Conversation:
         check_conversation_id(conversation_id)
         async with self._transaction() as db:
             conversation = await db.scalar(
@@ -144,7 +96,7 @@ class Access:
             )
             return last + 1 + len(turns)
 
-    async def delete_conversation(self, owner: str, conversation_id: str) -> None:
+    async def delete(self, owner: str, conversation_id: str) -> None:
         check_conversation_id(conversation_id)
         async with self._transaction() as db:
             deleted = await db.execute(

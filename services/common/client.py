@@ -1,0 +1,71 @@
+"""What every typed service client shares: its channel, its deadline, and failed calls turned back
+into the mesh's errors in one place.
+
+Each service's `client.py` subclasses `ServiceClient` with one async method per RPC. The request id
+and trace context travel in metadata, added by the channel's interceptors (`create_channel`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, ClassVar, Self, TypeVar
+
+import grpc
+
+from services.common.errors import ERROR_CODE_KEY, MeshError, from_rpc_error
+from services.common.grpc_options import create_channel
+
+log = logging.getLogger("llmmesh.client")
+
+Response = TypeVar("Response")
+
+
+def error_of(exc: grpc.aio.AioRpcError) -> MeshError:
+    """The domain error behind a failed call. A failure the peer did not explain (no error code: the
+    connection, the deadline, a crash) is logged with its transport details, which never reach a
+    client."""
+    if not any(key == ERROR_CODE_KEY for key, _ in exc.trailing_metadata() or ()):
+        log.warning("call failed", extra={"status": exc.code().name, "details": exc.details()})
+    return from_rpc_error(exc)
+
+
+class ServiceClient:
+    """A channel to one service and the deadline its unary calls get unless a call says otherwise."""
+
+    # A subclass's default deadline for unary calls; None: no deadline.
+    default_timeout_s: ClassVar[float | None] = None
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s if timeout_s is not None else self.default_timeout_s
+
+    @classmethod
+    def connect(cls, address: str, timeout_s: float | None = None) -> Self:
+        """A client over a new channel to `address` (closed by `close`)."""
+        return cls(create_channel(address), timeout_s)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _unary(
+        self, rpc: Callable[..., Awaitable[Response]], request: Any, timeout_s: float | None = None
+    ) -> Response:
+        try:
+            return await rpc(request, timeout=timeout_s if timeout_s is not None else self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_of(exc) from exc
+
+    async def _stream(
+        self, rpc: Callable[..., Any], request: Any, timeout_s: float | None
+    ) -> AsyncGenerator[Any, None]:
+        """The responses of a server stream (whose deadline the caller sets: None is none); closing
+        the iterator early cancels the call."""
+        call = rpc(request, timeout=timeout_s)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise error_of(exc) from exc
+        finally:
+            call.cancel()

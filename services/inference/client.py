@@ -1,0 +1,44 @@
+"""An inference pool's typed client: one method per InferenceService RPC.
+
+Every service that calls an inference pool uses this client: real request and response types, the deadline,
+the request id and trace context in metadata (from the channel's interceptors), and failures raised
+as the mesh's errors (`services.common.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import grpc
+from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
+
+from services.common.client import ServiceClient
+
+
+class InferenceClient(ServiceClient):
+    """Calls the InferenceService over one channel."""
+
+    # Model calls get the deadline their caller has left; listing models must be quick.
+    default_timeout_s = 30.0
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
+        super().__init__(channel, timeout_s)
+        self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+    def generate(
+        self, request: inference_pb2.GenerateRequest, timeout_s: float | None
+    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
+        """Streams token deltas as the model produces them, then one final result. Closing the stream cancels the generation."""
+        return self._stream(self._stub.Generate, request, timeout_s)
+
+    async def list_models(
+        self, request: inference_pb2.ListModelsRequest, timeout_s: float | None = None
+    ) -> inference_pb2.ListModelsResponse:
+        """The models this process serves and whether each is loaded."""
+        return await self._unary(self._stub.ListModels, request, timeout_s)
+
+    async def embed(
+        self, request: inference_pb2.EmbedRequest, timeout_s: float | None = None
+    ) -> inference_pb2.EmbedResponse:
+        """Embedding vectors of the inputs, one per input, in order."""
+        return await self._unary(self._stub.Embed, request, timeout_s)

@@ -1,0 +1,113 @@
+"""The orchestrator's typed client: one method per OrchestratorService RPC.
+
+Every service that calls the orchestrator uses this client: real request and response types, the deadline,
+the request id and trace context in metadata (from the channel's interceptors), and failures raised
+as the mesh's errors (`services.common.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import grpc
+from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+from services.common.client import ServiceClient
+
+
+class OrchestratorClient(ServiceClient):
+    """Calls the OrchestratorService over one channel."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
+        super().__init__(channel, timeout_s)
+        self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+
+    async def run_generation(
+        self, request: orchestrator_pb2.RunGenerationRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.RunGenerationResponse:
+        """Runs a generation to completion and returns the whole result."""
+        return await self._unary(self._stub.RunGeneration, request, timeout_s)
+
+    def stream_generation(
+        self, request: orchestrator_pb2.StreamGenerationRequest, timeout_s: float | None
+    ) -> AsyncGenerator[orchestrator_pb2.StreamGenerationResponse, None]:
+        """Runs a generation and relays token deltas as they are produced, then the final result."""
+        return self._stream(self._stub.StreamGeneration, request, timeout_s)
+
+    async def run_session(
+        self, request: orchestrator_pb2.RunSessionRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.RunSessionResponse:
+        """Turns a session's answers into its LLM result: rendered from the session's template version, reused from the store when the inputs have not changed, else generated and stored."""
+        return await self._unary(self._stub.RunSession, request, timeout_s)
+
+    def stream_session(
+        self, request: orchestrator_pb2.StreamSessionRequest, timeout_s: float | None
+    ) -> AsyncGenerator[orchestrator_pb2.StreamSessionResponse, None]:
+        """RunSession, relaying token deltas while a new result is generated."""
+        return self._stream(self._stub.StreamSession, request, timeout_s)
+
+    async def create_embeddings(
+        self, request: orchestrator_pb2.CreateEmbeddingsRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CreateEmbeddingsResponse:
+        """Embedding vectors from the named embedding model."""
+        return await self._unary(self._stub.CreateEmbeddings, request, timeout_s)
+
+    async def describe_routing(
+        self, request: orchestrator_pb2.DescribeRoutingRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.DescribeRoutingResponse:
+        """Every model of the registry (with whether it is loaded) and every route."""
+        return await self._unary(self._stub.DescribeRouting, request, timeout_s)
+
+    async def submit_generation(
+        self, request: orchestrator_pb2.SubmitGenerationRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.SubmitGenerationResponse:
+        """Queues a generation as a durable job (checked first, so a bad request fails now, not later)."""
+        return await self._unary(self._stub.SubmitGeneration, request, timeout_s)
+
+    async def submit_session_run(
+        self, request: orchestrator_pb2.SubmitSessionRunRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.SubmitSessionRunResponse:
+        """Queues a session run as a durable job."""
+        return await self._unary(self._stub.SubmitSessionRun, request, timeout_s)
+
+    async def get_job(
+        self, request: orchestrator_pb2.GetJobRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.GetJobResponse:
+        """A job's status, with its webhook's delivery when it has one."""
+        return await self._unary(self._stub.GetJob, request, timeout_s)
+
+    async def cancel_job(
+        self, request: orchestrator_pb2.CancelJobRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CancelJobResponse:
+        """Cancels a QUEUED or RUNNING job (a running one stops at its worker's next lease renewal)."""
+        return await self._unary(self._stub.CancelJob, request, timeout_s)
+
+    async def list_pipelines(
+        self, request: orchestrator_pb2.ListPipelinesRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.ListPipelinesResponse:
+        """The pipelines of the registry, with their steps."""
+        return await self._unary(self._stub.ListPipelines, request, timeout_s)
+
+    async def start_pipeline_run(
+        self, request: orchestrator_pb2.StartPipelineRunRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.StartPipelineRunResponse:
+        """Starts a run of a pipeline: its first step is queued; each finished step queues the next."""
+        return await self._unary(self._stub.StartPipelineRun, request, timeout_s)
+
+    async def get_pipeline_run(
+        self, request: orchestrator_pb2.GetPipelineRunRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.GetPipelineRunResponse:
+        """A run with every step's job and whether it is stalled."""
+        return await self._unary(self._stub.GetPipelineRun, request, timeout_s)
+
+    async def resume_pipeline_run(
+        self, request: orchestrator_pb2.ResumePipelineRunRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.ResumePipelineRunResponse:
+        """Runs a FAILED run again from its failed step."""
+        return await self._unary(self._stub.ResumePipelineRun, request, timeout_s)
+
+    async def cancel_pipeline_run(
+        self, request: orchestrator_pb2.CancelPipelineRunRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CancelPipelineRunResponse:
+        """Cancels a run and its queued or running step."""
+        return await self._unary(self._stub.CancelPipelineRun, request, timeout_s)

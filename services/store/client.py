@@ -1,0 +1,206 @@
+"""The store's typed client: one method per StoreService RPC.
+
+Every service that calls the store uses this client: real request and response types, the deadline,
+the request id and trace context in metadata (from the channel's interceptors), and failures raised
+as the mesh's errors (`services.common.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import grpc
+from llmmesh.store.v1 import store_pb2, store_pb2_grpc
+
+from services.common.client import ServiceClient
+
+
+class StoreClient(ServiceClient):
+    """Calls the StoreService over one channel."""
+
+    # The store answers from its database; anything slower than this is a store in trouble.
+    default_timeout_s = 10.0
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
+        super().__init__(channel, timeout_s)
+        self._stub = store_pb2_grpc.StoreServiceStub(channel)
+
+    async def describe_store(
+        self, request: store_pb2.DescribeStoreRequest, timeout_s: float | None = None
+    ) -> store_pb2.DescribeStoreResponse:
+        """Which database the store runs on and the schema revision it has applied."""
+        return await self._unary(self._stub.DescribeStore, request, timeout_s)
+
+    async def create_template(
+        self, request: store_pb2.CreateTemplateRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateTemplateResponse:
+        """A new template, without versions yet (ALREADY_EXISTS when the name is taken)."""
+        return await self._unary(self._stub.CreateTemplate, request, timeout_s)
+
+    async def get_template(
+        self, request: store_pb2.GetTemplateRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetTemplateResponse:
+        """A template with all its versions."""
+        return await self._unary(self._stub.GetTemplate, request, timeout_s)
+
+    async def get_version(
+        self, request: store_pb2.GetVersionRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetVersionResponse:
+        """One version of a template, by number."""
+        return await self._unary(self._stub.GetVersion, request, timeout_s)
+
+    async def add_version(
+        self, request: store_pb2.AddVersionRequest, timeout_s: float | None = None
+    ) -> store_pb2.AddVersionResponse:
+        """A new DRAFT version, numbered after the template's newest."""
+        return await self._unary(self._stub.AddVersion, request, timeout_s)
+
+    async def set_version_status(
+        self, request: store_pb2.SetVersionStatusRequest, timeout_s: float | None = None
+    ) -> store_pb2.SetVersionStatusResponse:
+        """DRAFT → PUBLISHED → ARCHIVED (or DRAFT → ARCHIVED); never backwards."""
+        return await self._unary(self._stub.SetVersionStatus, request, timeout_s)
+
+    async def create_session(
+        self, request: store_pb2.CreateSessionRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateSessionResponse:
+        """A session bound to one PUBLISHED version (the newest unless a number is given)."""
+        return await self._unary(self._stub.CreateSession, request, timeout_s)
+
+    async def put_answers(
+        self, request: store_pb2.PutAnswersRequest, timeout_s: float | None = None
+    ) -> store_pb2.PutAnswersResponse:
+        """Replaces the session's answers with the given ones."""
+        return await self._unary(self._stub.PutAnswers, request, timeout_s)
+
+    async def get_session(
+        self, request: store_pb2.GetSessionRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetSessionResponse:
+        """The session with its version, answers and latest result: everything a run needs."""
+        return await self._unary(self._stub.GetSession, request, timeout_s)
+
+    async def save_session_result(
+        self, request: store_pb2.SaveSessionResultRequest, timeout_s: float | None = None
+    ) -> store_pb2.SaveSessionResultResponse:
+        """Stores a session's LLM result, replacing the previous one."""
+        return await self._unary(self._stub.SaveSessionResult, request, timeout_s)
+
+    async def enqueue_job(
+        self, request: store_pb2.EnqueueJobRequest, timeout_s: float | None = None
+    ) -> store_pb2.EnqueueJobResponse:
+        """Adds a job to the queue; with an idempotency key already used, returns that job instead."""
+        return await self._unary(self._stub.EnqueueJob, request, timeout_s)
+
+    async def get_job(
+        self, request: store_pb2.GetJobRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetJobResponse:
+        """A job as the queue holds it."""
+        return await self._unary(self._stub.GetJob, request, timeout_s)
+
+    async def cancel_job(
+        self, request: store_pb2.CancelJobRequest, timeout_s: float | None = None
+    ) -> store_pb2.CancelJobResponse:
+        """Cancels a QUEUED or RUNNING job (its worker notices at its next lease renewal)."""
+        return await self._unary(self._stub.CancelJob, request, timeout_s)
+
+    async def claim_jobs(
+        self, request: store_pb2.ClaimJobsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ClaimJobsResponse:
+        """Leases up to `limit` runnable jobs to a worker: QUEUED ones that are due, and RUNNING ones whose lease expired. Each claim counts as an attempt."""
+        return await self._unary(self._stub.ClaimJobs, request, timeout_s)
+
+    async def renew_leases(
+        self, request: store_pb2.RenewLeasesRequest, timeout_s: float | None = None
+    ) -> store_pb2.RenewLeasesResponse:
+        """Extends the leases a worker still holds; the answer lists them, so the worker stops the rest."""
+        return await self._unary(self._stub.RenewLeases, request, timeout_s)
+
+    async def complete_jobs(
+        self, request: store_pb2.CompleteJobsRequest, timeout_s: float | None = None
+    ) -> store_pb2.CompleteJobsResponse:
+        """Records jobs' results in one transaction: how a worker reports its completions, batched while a previous batch is in flight. Idempotent: a job that already ended keeps its first outcome."""
+        return await self._unary(self._stub.CompleteJobs, request, timeout_s)
+
+    async def fail_job(
+        self, request: store_pb2.FailJobRequest, timeout_s: float | None = None
+    ) -> store_pb2.FailJobResponse:
+        """Records a failed attempt: requeued after retry_after_s while attempts remain, else FAILED."""
+        return await self._unary(self._stub.FailJob, request, timeout_s)
+
+    async def release_jobs(
+        self, request: store_pb2.ReleaseJobsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ReleaseJobsResponse:
+        """Gives leased jobs back without counting the attempt (a worker shutting down)."""
+        return await self._unary(self._stub.ReleaseJobs, request, timeout_s)
+
+    def watch_jobs(
+        self, request: store_pb2.WatchJobsRequest, timeout_s: float | None
+    ) -> AsyncGenerator[store_pb2.WatchJobsResponse, None]:
+        """One message now and one each time jobs may have become runnable, so workers need not poll."""
+        return self._stream(self._stub.WatchJobs, request, timeout_s)
+
+    async def create_pipeline_run(
+        self, request: store_pb2.CreatePipelineRunRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreatePipelineRunResponse:
+        """A pipeline run and the job of its first step, in one transaction."""
+        return await self._unary(self._stub.CreatePipelineRun, request, timeout_s)
+
+    async def get_pipeline_run(
+        self, request: store_pb2.GetPipelineRunRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetPipelineRunResponse:
+        """The run with the latest job of each step it has reached."""
+        return await self._unary(self._stub.GetPipelineRun, request, timeout_s)
+
+    async def resume_pipeline_run(
+        self, request: store_pb2.ResumePipelineRunRequest, timeout_s: float | None = None
+    ) -> store_pb2.ResumePipelineRunResponse:
+        """Queues the failed step of a FAILED run again; the steps that succeeded keep their results."""
+        return await self._unary(self._stub.ResumePipelineRun, request, timeout_s)
+
+    async def cancel_pipeline_run(
+        self, request: store_pb2.CancelPipelineRunRequest, timeout_s: float | None = None
+    ) -> store_pb2.CancelPipelineRunResponse:
+        """Cancels a run and its queued or running step."""
+        return await self._unary(self._stub.CancelPipelineRun, request, timeout_s)
+
+    async def create_api_key(
+        self, request: store_pb2.CreateApiKeyRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateApiKeyResponse:
+        """A new API key; its secret is returned once and only its hash is kept."""
+        return await self._unary(self._stub.CreateApiKey, request, timeout_s)
+
+    async def list_api_keys(
+        self, request: store_pb2.ListApiKeysRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListApiKeysResponse:
+        """Every API key, revoked ones included (never their secrets)."""
+        return await self._unary(self._stub.ListApiKeys, request, timeout_s)
+
+    async def revoke_api_key(
+        self, request: store_pb2.RevokeApiKeyRequest, timeout_s: float | None = None
+    ) -> store_pb2.RevokeApiKeyResponse:
+        """Revoked keys stop authenticating; the record stays for audit."""
+        return await self._unary(self._stub.RevokeApiKey, request, timeout_s)
+
+    async def verify_api_key(
+        self, request: store_pb2.VerifyApiKeyRequest, timeout_s: float | None = None
+    ) -> store_pb2.VerifyApiKeyResponse:
+        """The key whose secret this is (constant-time comparison); UNAUTHENTICATED when none is."""
+        return await self._unary(self._stub.VerifyApiKey, request, timeout_s)
+
+    async def get_conversation(
+        self, request: store_pb2.GetConversationRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetConversationResponse:
+        """A conversation's stored turns, oldest first (NOT_FOUND when it has none)."""
+        return await self._unary(self._stub.GetConversation, request, timeout_s)
+
+    async def append_conversation(
+        self, request: store_pb2.AppendConversationRequest, timeout_s: float | None = None
+    ) -> store_pb2.AppendConversationResponse:
+        """Appends turns to a conversation, creating it on first use."""
+        return await self._unary(self._stub.AppendConversation, request, timeout_s)
+
+    async def delete_conversation(
+        self, request: store_pb2.DeleteConversationRequest, timeout_s: float | None = None
+    ) -> store_pb2.DeleteConversationResponse:
+        """Forgets a conversation's turns (NOT_FOUND when it has none)."""
+        return await self._unary(self._stub.DeleteConversation, request, timeout_s)
