@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import botocore.exceptions
@@ -50,6 +52,8 @@ FAILURES = [
     openai.APIConnectionError(request=REQUEST),
     botocore.exceptions.EndpointConnectionError(endpoint_url="https://bedrock.example.test"),
     aiohttp.ServerDisconnectedError(),
+    aiohttp.ClientOSError(104, "Connection reset by peer"),
+    aiohttp.ClientPayloadError("Response payload is not completed"),
     ConnectionRefusedError(),
     ConnectionResetError(),
 ]
@@ -273,3 +277,23 @@ def test_without_a_provider_code_the_log_names_the_exception_class(caplog: pytes
     assert record.__dict__["provider_code"] == "ConnectError"
     assert record.__dict__["http_status"] is None
     assert record.__dict__["provider_message"] == ""
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        aiohttp.ClientPayloadError("Response payload is not completed"),
+    ],
+    ids=["ClientOSError", "ClientPayloadError"],
+)
+def test_gemini_on_aiohttp_reports_a_broken_connection_as_unavailable(exc: Exception) -> None:
+    """google-genai runs on aiohttp when it is installed; its backend re-raises (as INTERNAL) what is
+    neither an APIError nor a transport error, so these must count as transport errors."""
+    pytest.importorskip("google.genai")
+    from services.inference.backends.gemini import GeminiBackend
+
+    backend = cast(Any, SimpleNamespace(provider="gemini", name="flash"))
+    error = GeminiBackend._error(backend, exc)
+    check(error, ProviderUnavailable, "upstream_unavailable", grpc.StatusCode.UNAVAILABLE)
+    assert error.message == "gemini (model flash) could not be reached"

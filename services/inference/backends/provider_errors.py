@@ -48,6 +48,9 @@ def is_transport_failure(exc: BaseException) -> bool:
             "ReadError",
             "ClientConnectorError",
             "ServerDisconnectedError",
+            # aiohttp (google-genai's async stack when installed): a reset socket, a cut-off body.
+            "ClientConnectionError",
+            "ClientPayloadError",
             "APIConnectionError",
             "ProtocolError",
         }
