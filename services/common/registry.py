@@ -283,6 +283,11 @@ class Registry(_Strict):
         first = next(name for name, model in self.models.items() if model.task == "generate")
         return {self.default_route: [Tier(model=first)]}
 
+    def pool_addresses(self, default_address: str) -> dict[str, str]:
+        """Every inference pool by name with its address; the default pool is at `default_address`
+        (INFERENCE_ADDR)."""
+        return {DEFAULT_POOL: default_address, **self.pools}
+
     def models_in_pool(self, pool: str) -> dict[str, ModelConfig]:
         return {name: model for name, model in self.models.items() if model.pool == pool}
 

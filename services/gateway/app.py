@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 
 from services.common import tracing
 from services.common.grpc_options import create_channel
+from services.common.registry import DEFAULT_POOL, load_registry
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
@@ -37,7 +38,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Every call's deadline is the backstop GATEWAY_REQUEST_TIMEOUT_S (see GatewaySettings).
         orchestrator = OrchestratorClient.connect(settings.orchestrator_addr, settings.request_timeout_s)
         store = StoreClient.connect(settings.store_addr, settings.request_timeout_s)
-        inference = create_channel(settings.inference_addr)
+        # Only /readyz talks to the inference pools: each pool of the registry, probed for health.
+        pools = load_registry(settings.registry_path).pool_addresses(settings.inference_addr)
+        pool_channels = {
+            "inference" if pool == DEFAULT_POOL else f"inference:{pool}": create_channel(address)
+            for pool, address in pools.items()
+        }
         app.state.settings = settings
         app.state.orchestrator = orchestrator
         app.state.store = store
@@ -46,7 +52,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             log.warning("auth is on but GATEWAY_ADMIN_TOKEN is unset: no API key can be created here")
         app.state.health_channels = {
             "orchestrator": orchestrator.channel,
-            "inference": inference,
+            **pool_channels,
             "store": store.channel,
         }
         try:
@@ -54,7 +60,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             await orchestrator.close()
             await store.close()
-            await inference.close()
+            for channel in pool_channels.values():
+                await channel.close()
 
     app = FastAPI(
         title="LLM Mesh",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -21,6 +23,10 @@ class GatewaySettings(ServiceSettings):
     # Only /readyz talks to the inference service, to report whether the whole mesh can serve.
     inference_addr: str = Field(
         default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
+    )
+    # The registry the orchestrator reads (unset: the built-in one): /readyz probes each of its pools.
+    registry_path: Path | None = Field(
+        default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")
     )
     # Backstop for a call to the orchestrator or the store that never answers (a stream included);
     # the orchestrator's own generation timeout (60 s by default) normally fires first.

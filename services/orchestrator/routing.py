@@ -38,7 +38,7 @@ from services.common.errors import (
     UnsupportedTask,
     UpstreamError,
 )
-from services.common.registry import DEFAULT_POOL, Registry, Tier
+from services.common.registry import Registry, Tier
 from services.inference.client import InferenceClient
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import (
@@ -433,7 +433,3 @@ class Router:
             log.warning("pool did not answer", extra={"pool": pool, "code": error.code})
             return None
         return list(response.models)
-
-
-def pool_addresses(registry: Registry, default_address: str) -> dict[str, str]:
-    return {DEFAULT_POOL: default_address, **registry.pools}

@@ -12,7 +12,7 @@ from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.generations import Generations
 from services.orchestrator.jobs import Jobs
 from services.orchestrator.pipelines import Pipelines
-from services.orchestrator.routing import Router, pool_addresses
+from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.sessions import SessionRuns
 from services.orchestrator.worker import JobWorker
@@ -26,7 +26,7 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     registry = registry or load_registry(settings.registry_path)
     pools = {
         pool: InferenceClient.connect(address)
-        for pool, address in pool_addresses(registry, settings.inference_addr).items()
+        for pool, address in registry.pool_addresses(settings.inference_addr).items()
     }
     store = StoreClient.connect(settings.store_addr)
     router = Router(registry, pools, settings)

@@ -15,7 +15,7 @@ import pytest
 from services.gateway.config import GatewaySettings
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS
 from tests.support.http import assert_error, sse_events
-from tests.support.mesh import Gateway, eventually, scripted_mesh, serve_app
+from tests.support.mesh import Gateway, eventually, free_port, scripted_mesh, serve_app
 
 URL = "/api/v1/ai/generate"
 
@@ -238,3 +238,27 @@ async def test_mesh_down_is_503_and_not_ready(unused_port: int) -> None:
             assert ready.json()["status"] == "not_ready"
             assert set(ready.json()["services"].values()) == {"UNREACHABLE"}
             assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_readiness_probes_every_pool_of_the_registry(gateway: Gateway, tmp_path: Path) -> None:
+    """A second pool of the registry is probed too: down, the mesh is not ready and says which."""
+    pool_down = f"127.0.0.1:{free_port()}"
+    registry = tmp_path / "models.yaml"
+    registry.write_text(
+        "models:\n  local:\n    backend: tests.support.fakes:ScriptedBackend\n"
+        "  gpu:\n    backend: tests.support.fakes:ScriptedBackend\n    pool: gpu\n"
+        f"pools:\n  gpu: {pool_down}\n"
+    )
+    async for base_url in serve_app(gateway.settings.model_copy(update={"registry_path": registry})):
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            answer = await client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "status": "not_ready",
+        "services": {
+            "orchestrator": "SERVING",
+            "inference": "SERVING",
+            "inference:gpu": "UNREACHABLE",
+            "store": "SERVING",
+        },
+    }

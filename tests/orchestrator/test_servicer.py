@@ -10,6 +10,7 @@ import pytest
 from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
+from services.common.config import ConfigError
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
@@ -143,3 +144,28 @@ async def test_unreachable_inference_is_unavailable(unused_port: int) -> None:
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error_code(caught.value) == "unavailable"
     assert caught.value.details() == "a downstream service is unavailable"
+
+
+async def test_start_fails_when_a_pool_lacks_a_model_the_registry_puts_in_it() -> None:
+    """The orchestrator's registry and the pool's differ: the start fails, naming model and pool."""
+    hosted = scripted_registry("scripted")
+    inference, inference_port = create_inference(InferenceSettings(port=0), hosted, [ScriptedBackend()])
+    expected = scripted_registry("scripted", "missing")
+    orchestrator, _ = create_orchestrator(
+        OrchestratorSettings(port=0, inference_addr=f"127.0.0.1:{inference_port}"), expected
+    )
+    async with running(inference):
+        with pytest.raises(ConfigError, match=r"pool 'default' does not serve missing.*LLM_MESH_REGISTRY"):
+            await orchestrator.start()
+        await orchestrator.stop()
+
+
+async def test_start_goes_on_when_a_pool_does_not_answer_yet(unused_port: int) -> None:
+    """Pools may start after the orchestrator: an unreachable one is a warning, and it serves."""
+    orchestrator, port = create_orchestrator(
+        OrchestratorSettings(port=0, inference_addr=f"127.0.0.1:{unused_port}"), scripted_registry()
+    )
+    async with running(orchestrator), channel_to(port) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        routing = await stub.DescribeRouting(orchestrator_pb2.DescribeRoutingRequest())
+    assert [(m.name, m.pool_reachable) for m in routing.models] == [("scripted", False)]

@@ -102,6 +102,8 @@ def error_code(exc: grpc.aio.AioRpcError) -> str:
 class Gateway:
     client: httpx.AsyncClient
     backend: ScriptedBackend
+    # The settings the gateway runs with (the other services' addresses among them).
+    settings: GatewaySettings
 
 
 async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
@@ -169,4 +171,4 @@ async def scripted_mesh(
     async with running(store), running(inference), running(orchestrator):
         async for base_url in serve_app(settings):
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-                yield Gateway(client, backends[0])
+                yield Gateway(client, backends[0], settings)
