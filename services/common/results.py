@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
+from llmmesh.store.v1 import store_pb2
 from pydantic import BaseModel, Field
 
 from services.common.enums import (
@@ -110,17 +111,28 @@ class SessionRun(BaseModel):
 
     @classmethod
     def from_proto(cls, run: orchestrator_pb2.SessionRun) -> SessionRun:
+        return cls._of(run.session_code, run, run.cached)
+
+    @classmethod
+    def from_stored(cls, session_code: str, stored: store_pb2.SessionResult) -> SessionRun:
+        """A session's stored result, as a run that reused it returns it."""
+        return cls._of(session_code, stored, cached=True)
+
+    @classmethod
+    def _of(
+        cls, session_code: str, result: orchestrator_pb2.SessionRun | store_pb2.SessionResult, cached: bool
+    ) -> SessionRun:
         return cls(
-            session_code=run.session_code,
-            llm_result=run.llm_result,
+            session_code=session_code,
+            llm_result=result.llm_result,
             messages=[
                 Message(role=ROLE_NAMES[m.role], content=m.content)  # type: ignore[arg-type]
-                for m in run.messages
+                for m in result.messages
             ],
-            cached=run.cached,
-            model=run.model,
-            usage=Usage.from_proto(run.usage),
-            created_at=timestamp(run.created_at) or datetime.now(UTC),
+            cached=cached,
+            model=result.model,
+            usage=Usage.from_proto(result.usage),
+            created_at=timestamp(result.created_at) or datetime.now(UTC),
         )
 
 

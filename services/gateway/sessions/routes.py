@@ -24,8 +24,9 @@ from services.gateway.streaming import sse_from_stream
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 
-def _time(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+def _created(stamp: Timestamp) -> datetime:
+    """A creation time, always set by the store."""
+    return results.timestamp(stamp) or datetime.now(UTC)
 
 
 def _options(options: store_pb2.LlmOptions) -> api.LlmOptions:
@@ -50,8 +51,8 @@ def _version(version: store_pb2.TemplateVersion) -> api.Version:
         else None,
         llm_options=_options(version.llm_options) if version.HasField("llm_options") else None,
         options=[api.VersionOption(key=o.key, label=o.label) for o in version.options],
-        created_at=_time(version.created_at),
-        published_at=_time(version.published_at) if version.HasField("published_at") else None,
+        created_at=_created(version.created_at),
+        published_at=results.timestamp(version.published_at, version.HasField("published_at")),
     )
 
 
@@ -59,7 +60,7 @@ def _template(template: store_pb2.Template) -> api.Template:
     return api.Template(
         name=template.name,
         description=template.description,
-        created_at=_time(template.created_at),
+        created_at=_created(template.created_at),
         versions=[_version(v) for v in template.versions],
     )
 
@@ -68,18 +69,7 @@ def _latest_result(session: store_pb2.Session) -> results.SessionRun | None:
     """The session's stored result, as a run that reused it would return it."""
     if not session.HasField("latest_result"):
         return None
-    stored = session.latest_result
-    return results.SessionRun.from_proto(
-        orchestrator_pb2.SessionRun(
-            session_code=session.session_code,
-            llm_result=stored.llm_result,
-            messages=stored.messages,
-            cached=True,
-            model=stored.model,
-            usage=stored.usage,
-            created_at=stored.created_at,
-        )
-    )
+    return results.SessionRun.from_stored(session.session_code, session.latest_result)
 
 
 def _session(session: store_pb2.Session) -> api.Session:
@@ -90,7 +80,7 @@ def _session(session: store_pb2.Session) -> api.Session:
         version_status=cast(api.VersionStatus, VERSION_STATUS_NAMES[session.version.status]),
         answers=[api.Answer(option=a.option_key, label=a.label, value=a.value) for a in session.answers],
         latest_result=_latest_result(session),
-        created_at=_time(session.created_at),
+        created_at=_created(session.created_at),
     )
 
 
