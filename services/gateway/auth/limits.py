@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.gateway.errors import Overloaded, RateLimited
@@ -56,16 +57,23 @@ class _KeyBuckets:
 
 
 class RateLimits:
-    """Requests-per-minute and tokens-per-minute buckets per key (a limit of 0 has no bucket)."""
+    """Requests-per-minute and tokens-per-minute buckets per key (a limit of 0 has no bucket).
 
-    def __init__(self) -> None:
+    `clock` (monotonic seconds) is injectable so tests can stand at a refill's exact edge.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._buckets: OrderedDict[str, _KeyBuckets] = OrderedDict()
+        self._clock = clock
 
     def _for(self, key_id: str, rpm: int, tpm: int) -> _KeyBuckets:
         buckets = self._buckets.get(key_id)
         if buckets is None or buckets.limits != (rpm, tpm):
+            now = self._clock()
             buckets = _KeyBuckets(
-                (rpm, tpm), TokenBucket(rpm) if rpm else None, TokenBucket(tpm) if tpm else None
+                (rpm, tpm),
+                TokenBucket(rpm, stamp=now) if rpm else None,
+                TokenBucket(tpm, stamp=now) if tpm else None,
             )
             self._buckets[key_id] = buckets
             while len(self._buckets) > MAX_TRACKED_KEYS:
@@ -76,7 +84,7 @@ class RateLimits:
     def admit(self, key_id: str, rpm: int, tpm: int) -> None:
         """Count one request, or raise RateLimited with the seconds until one would be admitted."""
         buckets = self._for(key_id, rpm, tpm)
-        now = time.monotonic()
+        now = self._clock()
         if buckets.tokens is not None:
             # Any token left admits a request: its cost is known only once it has run.
             wait = buckets.tokens.wait_s(1, now)
@@ -95,7 +103,7 @@ class RateLimits:
     def charge_tokens(self, key_id: str, tokens: int) -> None:
         buckets = self._buckets.get(key_id)
         if buckets is not None and buckets.tokens is not None and tokens > 0:
-            buckets.tokens.take(tokens, time.monotonic())
+            buckets.tokens.take(tokens, self._clock())
 
 
 class ConcurrencyLimit:
