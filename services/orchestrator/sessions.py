@@ -96,6 +96,17 @@ def plan_run(session: store_pb2.Session) -> RunPlan:
     return RunPlan(spec=spec, messages=messages, input_hash=input_hash)
 
 
+def reusable_result(
+    session: store_pb2.Session, plan: RunPlan, force_regenerate: bool
+) -> store_pb2.SessionResult | None:
+    """The session's stored result when it was made from exactly the plan's inputs and the caller did
+    not ask for a new one; None means generate."""
+    if force_regenerate or not session.HasField("latest_result"):
+        return None
+    cached = session.latest_result
+    return cached if cached.input_hash == plan.input_hash else None
+
+
 class SessionRuns:
     """Loads a session from the store, reuses or generates its result, and stores what it generated."""
 
@@ -126,8 +137,8 @@ class SessionRuns:
         )
         session = response.session
         plan = plan_run(session)
-        cached = session.latest_result if session.HasField("latest_result") else None
-        if cached is not None and cached.input_hash == plan.input_hash and not force_regenerate:
+        cached = reusable_result(session, plan, force_regenerate)
+        if cached is not None:
             log.info("session result reused", extra={"cached": True})
             CACHE_HIT.inc()
             yield _run(session_code, cached, cached=True)

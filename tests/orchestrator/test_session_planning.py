@@ -1,0 +1,271 @@
+"""Session run planning: the checks before a run, the messages it sends, its input hash, and cache reuse."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from llmmesh.v1 import common_pb2, store_pb2
+
+from services.orchestrator.errors import (
+    InvalidUserPromptTemplate,
+    MissingLlmOptions,
+    MissingSystemPrompt,
+    NoAnswers,
+    VersionNotPublished,
+)
+from services.orchestrator.sessions import plan_run, render_user_prompt, reusable_result
+
+SYSTEM = "You are a careful travel agent."
+
+
+def session(
+    *,
+    answers: list[tuple[str, str, str]] | None = None,
+    template: str | None = None,
+    llm_options: dict[str, Any] | None = None,
+    **version: Any,
+) -> store_pb2.Session:
+    """A runnable session (published, with a system prompt, options and two answers) unless told otherwise."""
+    fields: dict[str, Any] = {
+        "id": 7,
+        "template_name": "trip",
+        "number": 3,
+        "status": store_pb2.VERSION_STATUS_PUBLISHED,
+        "system_prompt": SYSTEM,
+        "llm_options": store_pb2.LlmOptions(
+            **(llm_options if llm_options is not None else {"model": "local", "max_tokens": 64})
+        ),
+        **version,
+    }
+    if template is not None:
+        fields["user_prompt_template"] = template
+    fields = {key: value for key, value in fields.items() if value is not None}
+    pairs = [("city", "City", "Lisbon"), ("days", "Days", "3")] if answers is None else answers
+    return store_pb2.Session(
+        session_code="S-1",
+        version=store_pb2.TemplateVersion(**fields),
+        answers=[store_pb2.Answer(option_key=k, label=label, value=v) for k, label, v in pairs],
+    )
+
+
+# --- preconditions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [(store_pb2.VERSION_STATUS_DRAFT, "DRAFT"), (store_pb2.VERSION_STATUS_ARCHIVED, "ARCHIVED")],
+)
+def test_only_a_published_version_runs(status: store_pb2.VersionStatus, name: str) -> None:
+    with pytest.raises(VersionNotPublished) as caught:
+        plan_run(session(status=status))
+    assert caught.value.message == f"version 3 of template 'trip' is {name}; only a PUBLISHED version can run"
+
+
+@pytest.mark.parametrize("system_prompt", [None, "", "  \n\t"])
+def test_a_missing_or_blank_system_prompt_is_refused(system_prompt: str | None) -> None:
+    with pytest.raises(MissingSystemPrompt) as caught:
+        plan_run(session(system_prompt=system_prompt))
+    assert caught.value.message == "version 3 of template 'trip' has no system_prompt"
+
+
+def test_missing_llm_options_are_refused() -> None:
+    bare = session()
+    bare.version.ClearField("llm_options")
+    with pytest.raises(MissingLlmOptions) as caught:
+        plan_run(bare)
+    assert caught.value.message == "version 3 of template 'trip' has no llm_options"
+
+
+def test_llm_options_without_a_model_are_refused() -> None:
+    with pytest.raises(MissingLlmOptions) as caught:
+        plan_run(session(llm_options={"max_tokens": 64}))
+    assert caught.value.message == "version 3 of template 'trip' has no llm_options.model"
+
+
+def test_a_session_without_answers_is_refused() -> None:
+    with pytest.raises(NoAnswers) as caught:
+        plan_run(session(answers=[]))
+    assert caught.value.message == "session 'S-1' has no answers yet"
+
+
+def test_the_version_is_checked_before_the_answers() -> None:
+    with pytest.raises(VersionNotPublished):
+        plan_run(session(answers=[], status=store_pb2.VERSION_STATUS_DRAFT, system_prompt=None))
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def test_without_a_template_each_answer_is_one_line_and_a_blank_value_shows_the_label_alone() -> None:
+    version = store_pb2.TemplateVersion()
+    answers = [
+        store_pb2.Answer(option_key="city", label="City", value="Zürich"),
+        store_pb2.Answer(option_key="vegan", label="Vegan meals", value=""),
+        store_pb2.Answer(option_key="days", label="Days", value="3"),
+    ]
+    assert render_user_prompt(version, answers) == "- City: Zürich\n- Vegan meals\n- Days: 3"
+
+
+def test_a_template_sees_each_answers_key_label_and_value() -> None:
+    version = store_pb2.TemplateVersion(
+        user_prompt_template="{% for a in answers %}{{ a.key }}={{ a.value }} ({{ a.label }}){{ '; ' if not loop.last }}{% endfor %}"
+    )
+    answers = [
+        store_pb2.Answer(option_key="city", label="City", value="東京"),
+        store_pb2.Answer(option_key="days", label="Days", value="3"),
+    ]
+    assert render_user_prompt(version, answers) == "city=東京 (City); days=3 (Days)"
+
+
+def test_a_template_without_variables_replaces_the_default_lines() -> None:
+    version = store_pb2.TemplateVersion(user_prompt_template="Plan a trip.")
+    assert render_user_prompt(version, [store_pb2.Answer(label="City", value="Rome")]) == "Plan a trip."
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ answers[0].missing_field }}",  # StrictUndefined: a misspelt name is an error
+        "{{ nobody }}",
+        "{{ answers.__class__.__mro__ }}",  # the sandbox refuses internals
+        "{% for a in answers %}",  # syntax
+    ],
+)
+def test_a_template_that_cannot_render_is_a_precondition_failure(template: str) -> None:
+    with pytest.raises(InvalidUserPromptTemplate) as caught:
+        plan_run(session(template=template))
+    assert caught.value.message.startswith(
+        "the user_prompt_template of version 3 of 'trip' cannot be rendered: "
+    )
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+
+def test_the_plan_sends_the_system_prompt_then_the_rendered_answers() -> None:
+    plan = plan_run(session())
+    assert [(m.role, m.content) for m in plan.messages] == [
+        (common_pb2.ROLE_SYSTEM, SYSTEM),
+        (common_pb2.ROLE_USER, "- City: Lisbon\n- Days: 3"),
+    ]
+    assert (plan.spec.model, plan.spec.system, plan.spec.prompt) == (
+        "local",
+        SYSTEM,
+        "- City: Lisbon\n- Days: 3",
+    )
+    assert list(plan.spec.messages) == []
+    assert not plan.spec.raw
+
+
+def test_sampling_options_are_carried_and_unset_ones_stay_unset() -> None:
+    params = plan_run(session()).spec.params
+    assert params.max_tokens == 64
+    assert not params.HasField("temperature")
+    assert not params.HasField("top_p")
+    assert not params.HasField("seed")
+    assert list(params.stop) == []
+
+    options = {
+        "model": "m",
+        "max_tokens": 10,
+        "temperature": 0.0,
+        "top_p": 0.5,
+        "seed": 42,
+        "stop": ["\n\n", "END"],
+    }
+    params = plan_run(session(llm_options=options)).spec.params
+    assert params.max_tokens == 10
+    assert params.HasField("temperature") and params.temperature == 0.0
+    assert params.top_p == 0.5
+    assert params.HasField("seed") and params.seed == 42
+    assert list(params.stop) == ["\n\n", "END"]
+
+
+# --- the input hash ---------------------------------------------------------------------------------
+
+
+def test_the_input_hash_is_a_sha256_hex_digest() -> None:
+    assert re.fullmatch(r"[0-9a-f]{64}", plan_run(session()).input_hash)
+
+
+def test_the_input_hash_is_stable_across_releases() -> None:
+    # Every stored result is keyed by this hash: a change here silently invalidates all of them.
+    # It is sha256 of the sorted-key JSON of {version_id, messages as [role, content], llm_options}.
+    assert plan_run(session()).input_hash == (
+        "dd7ef7ed655f8c4b510a0081e301bd16173bd0afabf2519eec5dbfadac1022bb"
+    )
+
+
+def test_the_same_inputs_give_the_same_hash() -> None:
+    assert plan_run(session()).input_hash == plan_run(session()).input_hash
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"answers": [("city", "City", "Porto"), ("days", "Days", "3")]},  # a value
+        {"answers": [("city", "Town", "Lisbon"), ("days", "Days", "3")]},  # a label, rendered into the prompt
+        {"answers": [("days", "Days", "3"), ("city", "City", "Lisbon")]},  # their order
+        {"answers": [("city", "City", "Lisbon")]},  # one fewer
+        {"system_prompt": SYSTEM + " "},
+        {"id": 8},  # another version, even with the same text
+        {"template": "City: {{ answers[0].value }}"},
+        {"llm_options": {"model": "cloud", "max_tokens": 64}},
+        {"llm_options": {"model": "local", "max_tokens": 65}},
+        {"llm_options": {"model": "local", "max_tokens": 64, "temperature": 0.0}},  # 0.0 is not unset
+        {"llm_options": {"model": "local", "max_tokens": 64, "stop": ["END"]}},
+        {"llm_options": {"model": "local", "max_tokens": 64, "seed": 1}},
+    ],
+    ids=lambda changed: ",".join(f"{k}={v}" for k, v in changed.items())[:60],
+)
+def test_any_input_that_reaches_the_model_changes_the_hash(changed: dict[str, Any]) -> None:
+    assert plan_run(session(**changed)).input_hash != plan_run(session()).input_hash
+
+
+def test_what_does_not_reach_the_model_leaves_the_hash_alone() -> None:
+    base = plan_run(session()).input_hash
+    other = session(template_name="renamed", number=9)
+    other.session_code = "S-2"
+    other.created_at.FromSeconds(1_700_000_000)
+    other.latest_result.input_hash = "old"
+    # Without a template the option keys are not rendered: same prompt, same hash.
+    other.answers[0].option_key = "town"
+    assert plan_run(other).input_hash == base
+
+
+# --- cache reuse ------------------------------------------------------------------------------------
+
+
+def with_result(input_hash: str) -> store_pb2.Session:
+    stored = session()
+    stored.latest_result.CopyFrom(store_pb2.SessionResult(llm_result="Go to Belém.", input_hash=input_hash))
+    return stored
+
+
+def test_a_stored_result_of_the_same_inputs_is_reused() -> None:
+    stored = with_result(plan_run(session()).input_hash)
+    reused = reusable_result(stored, plan_run(stored), force_regenerate=False)
+    assert reused is not None
+    assert reused.llm_result == "Go to Belém."
+
+
+def test_force_regenerate_never_reuses() -> None:
+    stored = with_result(plan_run(session()).input_hash)
+    assert reusable_result(stored, plan_run(stored), force_regenerate=True) is None
+
+
+def test_a_result_of_other_inputs_is_not_reused() -> None:
+    stored = with_result(plan_run(session(answers=[("city", "City", "Porto")])).input_hash)
+    assert reusable_result(stored, plan_run(stored), force_regenerate=False) is None
+
+
+def test_without_a_stored_result_there_is_nothing_to_reuse() -> None:
+    fresh = session()
+    assert reusable_result(fresh, plan_run(fresh), force_regenerate=False) is None
+
+
+def test_a_stored_result_without_a_hash_is_not_reused() -> None:
+    stored = with_result("")
+    assert reusable_result(stored, plan_run(stored), force_regenerate=False) is None
