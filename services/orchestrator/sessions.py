@@ -46,13 +46,16 @@ def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_p
         return "\n".join(
             f"- {a['label']}: {a['value']}" if a["value"] else f"- {a['label']}" for a in context
         )
+    where = f"the user_prompt_template of version {version.number} of {version.template_name!r}"
     try:
-        return compiled(version.user_prompt_template).render(answers=context)
+        prompt = compiled(version.user_prompt_template).render(answers=context)
     except TemplateError as exc:
-        raise InvalidUserPromptTemplate(
-            f"the user_prompt_template of version {version.number} of {version.template_name!r} "
-            f"cannot be rendered: {exc}"
-        ) from exc
+        raise InvalidUserPromptTemplate(f"{where} cannot be rendered: {exc}") from exc
+    if not prompt.strip():
+        # Caught here, a session check (and a job submission) fails at once, as FAILED_PRECONDITION;
+        # the router would refuse it only at run time, as a malformed conversation of the caller's.
+        raise InvalidUserPromptTemplate(f"{where} rendered an empty prompt")
+    return prompt
 
 
 def plan_run(session: store_pb2.Session) -> RunPlan:

@@ -141,6 +141,17 @@ def test_a_template_that_cannot_render_is_a_precondition_failure(template: str) 
     )
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["", "   \n", "{% for a in answers if a.value %}{{ a.value }}{% endfor %}"],
+    ids=["empty", "blank", "only-blank-answers"],
+)
+def test_a_template_that_renders_no_text_is_a_precondition_failure(template: str) -> None:
+    with pytest.raises(InvalidUserPromptTemplate) as caught:
+        plan_run(session(template=template, answers=[("notes", "Notes", "")]))
+    assert caught.value.message == "the user_prompt_template of version 3 of 'trip' rendered an empty prompt"
+
+
 # --- the plan ---------------------------------------------------------------------------------------
 
 
