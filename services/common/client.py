@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import grpc
 
-from services.common.errors import ERROR_CODE_KEY, MeshError, from_rpc_error
+from services.common.errors import ERROR_CODE_KEY, RemoteError, from_rpc_error
 from services.common.grpc_options import create_channel
 
 log = logging.getLogger("llmmesh.client")
@@ -21,7 +21,7 @@ log = logging.getLogger("llmmesh.client")
 Response = TypeVar("Response")
 
 
-def error_of(exc: grpc.aio.AioRpcError) -> MeshError:
+def error_of(exc: grpc.aio.AioRpcError) -> RemoteError:
     """The domain error behind a failed call. A failure the peer did not explain (no error code: the
     connection, the deadline, a crash) is logged with its transport details, which never reach a
     client."""

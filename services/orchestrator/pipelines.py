@@ -39,6 +39,37 @@ def render_step(step: PipelineStep, run_input: dict[str, Any], outputs: dict[str
     return system, prompt
 
 
+def run_input_of(input_json: str) -> dict[str, Any]:
+    """The run's input as its templates see it: a JSON object (empty text is an empty object)."""
+    try:
+        run_input = json.loads(input_json) if input_json else {}
+    except ValueError:
+        run_input = None
+    if not isinstance(run_input, dict):
+        raise InvalidPipelineInput("a pipeline's input must be a JSON object")
+    return run_input
+
+
+def step_spec(
+    pipeline: Pipeline, run: store_pb2.PipelineRun, step_index: int
+) -> orchestrator_pb2.GenerationSpec:
+    """The generation of step `step_index`, rendered from the run's input and the outputs of the
+    earlier steps that succeeded (by step name)."""
+    outputs = {
+        pipeline.steps[done.step_index].name: json.loads(done.result_json)["text"]
+        for done in run.steps
+        if done.step_index < step_index and done.status == common_pb2.JOB_STATUS_SUCCEEDED
+    }
+    step = pipeline.steps[step_index]
+    system, prompt = render_step(step, json.loads(run.input_json or "{}"), outputs)
+    return orchestrator_pb2.GenerationSpec(
+        model=step.model or "",
+        system=system,
+        prompt=prompt,
+        params=common_pb2.SamplingParams(max_tokens=step.max_tokens or 0, temperature=step.temperature),
+    )
+
+
 class Pipelines:
     """Starts, reports on, resumes and cancels pipeline runs, and runs their steps as jobs."""
 
@@ -96,12 +127,7 @@ class Pipelines:
         self, name: str, input_json: str, options: orchestrator_pb2.JobOptions
     ) -> tuple[orchestrator_pb2.PipelineRun, bool]:
         pipeline = self._pipeline(name)
-        try:
-            run_input = json.loads(input_json) if input_json else {}
-        except ValueError:
-            run_input = None
-        if not isinstance(run_input, dict):
-            raise InvalidPipelineInput("a pipeline's input must be a JSON object")
+        run_input = run_input_of(input_json)
         render_step(pipeline.steps[0], run_input, {})  # a missing input variable fails now, not later
         first = store_pb2.NewJob(
             kind=common_pb2.JOB_KIND_PIPELINE_STEP, request_json="{}", max_attempts=options.max_attempts
@@ -152,20 +178,7 @@ class Pipelines:
         pipeline = self._pipeline(run.pipeline)
         if job.step_index >= len(pipeline.steps):
             raise PipelineTemplateError(f"pipeline {run.pipeline!r} has no step {job.step_index} any more")
-        outputs = {
-            pipeline.steps[done.step_index].name: json.loads(done.result_json)["text"]
-            for done in run.steps
-            if done.step_index < job.step_index and done.status == common_pb2.JOB_STATUS_SUCCEEDED
-        }
-        step = pipeline.steps[job.step_index]
-        system, prompt = render_step(step, json.loads(run.input_json or "{}"), outputs)
-        spec = orchestrator_pb2.GenerationSpec(
-            model=step.model or "",
-            system=system,
-            prompt=prompt,
-            params=common_pb2.SamplingParams(max_tokens=step.max_tokens or 0, temperature=step.temperature),
-        )
-        result = await self._router.run(spec)
+        result = await self._router.run(step_spec(pipeline, run, job.step_index))
         last = job.step_index + 1 >= len(pipeline.steps)
         next_step = (
             None

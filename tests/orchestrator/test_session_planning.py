@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 import pytest
-from llmmesh.v1 import common_pb2, store_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.store.v1 import store_pb2
 
 from services.orchestrator.errors import (
     InvalidUserPromptTemplate,

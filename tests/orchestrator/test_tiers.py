@@ -14,14 +14,19 @@ from typing import Any, TypeAlias
 
 import grpc
 import pytest
-from llmmesh.v1 import common_pb2, inference_pb2, orchestrator_pb2
+from llmmesh.common.v1 import common_pb2
+from llmmesh.inference.v1 import inference_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 
+from services.common.client import error_of
 from services.common.errors import (
     ERROR_CODE_KEY,
     DeadlineExceeded,
     IncompleteGeneration,
     InvalidArgument,
+    InvalidGenerationRequest,
     MeshError,
+    ModelNotFound,
     RemoteError,
     UpstreamError,
 )
@@ -65,8 +70,8 @@ def remote(kind: type[MeshError]) -> RemoteError:
         (remote(inference_errors.ProviderRejected), Outcome.FAIL),
         (remote(inference_errors.ContentFiltered), Outcome.FAIL),
         (remote(inference_errors.PromptTooLong), Outcome.FAIL),
-        (remote(inference_errors.ModelNotFound), Outcome.FAIL),
-        (remote(inference_errors.InvalidGenerationRequest), Outcome.FAIL),
+        (remote(ModelNotFound), Outcome.FAIL),
+        (remote(InvalidGenerationRequest), Outcome.FAIL),
         (InvalidArgument("bad field"), Outcome.FAIL),
         # our own deadline is spent: no retry, no fallback
         (GenerationTimeout("too slow"), Outcome.FAIL),
@@ -94,9 +99,10 @@ def test_deadline_is_retried_only_when_the_provider_timed_out() -> None:
 # --- an inference RPC error read as a tier failure --------------------------------------------------
 
 
-def rpc_error(status: grpc.StatusCode, code: str = "", details: str = "details") -> grpc.aio.AioRpcError:
+def rpc_error(status: grpc.StatusCode, code: str = "", details: str = "details") -> RemoteError:
+    """A failed inference call as the typed client raises it, from the gRPC error it received."""
     trailing = grpc.aio.Metadata((ERROR_CODE_KEY, code)) if code else grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(status, grpc.aio.Metadata(), trailing, details)
+    return error_of(grpc.aio.AioRpcError(status, grpc.aio.Metadata(), trailing, details))
 
 
 def test_our_deadline_passing_is_a_generation_timeout() -> None:
@@ -194,9 +200,7 @@ def test_several_failures_of_our_own_pools_only_are_no_tier_available() -> None:
 
 # --- the route, tier by tier ------------------------------------------------------------------------
 
-Attempt: TypeAlias = (
-    list[inference_pb2.GenerateResponse] | grpc.aio.AioRpcError | tuple[str, grpc.aio.AioRpcError]
-)
+Attempt: TypeAlias = list[inference_pb2.GenerateResponse] | RemoteError | tuple[str, RemoteError]
 
 
 def reply(text: str, model: str = "") -> list[inference_pb2.GenerateResponse]:
@@ -220,31 +224,6 @@ EMPTY = [
 ]
 
 
-class ScriptedCall:
-    """What a Generate call on a stub gives: an async iterator of responses that can be cancelled."""
-
-    def __init__(self, attempt: Attempt) -> None:
-        self._attempt = attempt
-        self.cancelled = False
-
-    def __aiter__(self) -> AsyncIterator[inference_pb2.GenerateResponse]:
-        return self._responses()
-
-    async def _responses(self) -> AsyncIterator[inference_pb2.GenerateResponse]:
-        if isinstance(self._attempt, grpc.aio.AioRpcError):
-            raise self._attempt
-        if isinstance(self._attempt, tuple):  # text first, then the failure
-            for response in reply(self._attempt[0])[:1]:
-                yield response
-            raise self._attempt[1]
-        for response in self._attempt:
-            yield response
-
-    def cancel(self) -> bool:
-        self.cancelled = True
-        return True
-
-
 @dataclass
 class ScriptedPool:
     """An inference pool whose models answer each call with the next attempt of their script."""
@@ -252,10 +231,21 @@ class ScriptedPool:
     scripts: dict[str, list[Attempt]]
     calls: list[str] = field(default_factory=list)
 
-    def Generate(self, request: inference_pb2.GenerateRequest, timeout: float) -> ScriptedCall:
-        assert timeout > 0
+    async def generate(
+        self, request: inference_pb2.GenerateRequest, timeout_s: float | None
+    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        """As InferenceClient.generate: the responses, or the error the client raises."""
+        assert timeout_s is not None and timeout_s > 0
         self.calls.append(request.model)
-        return ScriptedCall(self.scripts[request.model].pop(0))
+        attempt = self.scripts[request.model].pop(0)
+        if isinstance(attempt, RemoteError):
+            raise attempt
+        if isinstance(attempt, tuple):  # text first, then the failure
+            for response in reply(attempt[0])[:1]:
+                yield response
+            raise attempt[1]
+        for response in attempt:
+            yield response
 
 
 @dataclass
@@ -356,7 +346,7 @@ async def test_a_tier_that_keeps_failing_transiently_falls_back_after_its_attemp
 
 @pytest.mark.parametrize("error", [BUSY, CRASHED], ids=["busy", "crashed"])
 async def test_a_busy_or_crashed_tier_falls_back_at_once(
-    monkeypatch: pytest.MonkeyPatch, error: grpc.aio.AioRpcError
+    monkeypatch: pytest.MonkeyPatch, error: RemoteError
 ) -> None:
     mesh = routed(monkeypatch, local=[error], cloud=[reply("from cloud")])
     _, result = await collect(mesh.router)
