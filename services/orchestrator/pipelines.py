@@ -29,10 +29,12 @@ from services.store.client import StoreClient
 
 def render_step(step: PipelineStep, run_input: dict[str, Any], outputs: dict[str, str]) -> tuple[str, str]:
     """The step's (system, prompt), rendered from the run's input and the earlier steps' outputs."""
+    # Besides Jinja's own errors, an expression fails with Python's on input it cannot handle
+    # ("{{ input.a + input.b }}" on text and a number): the step's fault, never an internal error.
     try:
         system = compiled(step.system).render(input=run_input, steps=outputs) if step.system else ""
         prompt = compiled(step.prompt).render(input=run_input, steps=outputs)
-    except TemplateError as exc:
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         raise PipelineTemplateError(f"step {step.name!r} cannot be rendered: {exc}") from exc
     if not prompt.strip():
         raise PipelineTemplateError(f"step {step.name!r} rendered an empty prompt")

@@ -47,9 +47,11 @@ def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_p
             f"- {a['label']}: {a['value']}" if a["value"] else f"- {a['label']}" for a in context
         )
     where = f"the user_prompt_template of version {version.number} of {version.template_name!r}"
+    # Besides Jinja's own errors, an expression fails with Python's on answers it cannot handle
+    # ("{{ a.value + 1 }}" on text): the template's fault, never an internal error.
     try:
         prompt = compiled(version.user_prompt_template).render(answers=context)
-    except TemplateError as exc:
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         raise InvalidUserPromptTemplate(f"{where} cannot be rendered: {exc}") from exc
     if not prompt.strip():
         # Caught here, a session check (and a job submission) fails at once, as FAILED_PRECONDITION;

@@ -114,6 +114,21 @@ def test_the_sandbox_refuses_python_internals() -> None:
 
 
 @pytest.mark.parametrize(
+    ("source", "run_input", "why"),
+    [
+        ("{{ input.a + input.b }}", {"a": "x", "b": 1}, 'can only concatenate str (not "int") to str'),
+        ("{{ input.n / input.d }}", {"n": 1, "d": 0}, "division by zero"),
+        ("{% for t in input.tags %}{{ t }}{% endfor %}", {"tags": 3}, "'int' object is not iterable"),
+    ],
+    ids=["type", "zero-division", "not-iterable"],
+)
+def test_input_the_template_cannot_handle_is_the_steps_error_not_an_internal_one(
+    source: str, run_input: dict[str, Any], why: str
+) -> None:
+    assert template_error(step(source), run_input, {}) == f"step 'outline' cannot be rendered: {why}"
+
+
+@pytest.mark.parametrize(
     ("source", "run_input"),
     [("{{ input.text }}", {"text": "  \n\t"}), ("{% if input.x %}x{% endif %}", {"x": False})],
 )

@@ -143,6 +143,24 @@ def test_a_template_that_cannot_render_is_a_precondition_failure(template: str) 
 
 
 @pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("{{ answers[1].value + 1 }}", 'can only concatenate str (not "int") to str'),
+        ("{{ (answers[1].value | int) / 0 }}", "division by zero"),
+    ],
+    ids=["type", "zero-division"],
+)
+def test_answers_the_template_cannot_handle_are_a_precondition_failure_not_an_internal_error(
+    template: str, why: str
+) -> None:
+    with pytest.raises(InvalidUserPromptTemplate) as caught:
+        plan_run(session(template=template))
+    assert caught.value.message == (
+        f"the user_prompt_template of version 3 of 'trip' cannot be rendered: {why}"
+    )
+
+
+@pytest.mark.parametrize(
     "template",
     ["", "   \n", "{% for a in answers if a.value %}{{ a.value }}{% endfor %}"],
     ids=["empty", "blank", "only-blank-answers"],
