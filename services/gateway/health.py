@@ -28,16 +28,27 @@ async def healthz() -> Liveness:
     return Liveness(status="ok")
 
 
+# What the mesh cannot serve without. Another pool of the registry is probed and reported too, but
+# one that is down only makes its routes fall back: taking every gateway out of rotation for it
+# would turn a fallback into an outage.
+REQUIRED = ("orchestrator", "inference", "store")
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Some service of the mesh is not SERVING"}},
-    summary="Every service of the mesh is SERVING",
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "The orchestrator, the store or the default pool is not SERVING",
+        }
+    },
+    summary="The mesh can serve: orchestrator, store and default pool SERVING (every pool is reported)",
 )
 async def readyz(request: Request) -> JSONResponse:
     channels = request.app.state.health_channels
     statuses = await asyncio.gather(*(probe(channel) for channel in channels.values()))
     services = dict(zip(channels, statuses, strict=True))
-    ready = all(status == "SERVING" for status in statuses)
+    ready = all(services[name] == "SERVING" for name in REQUIRED)
     body = Readiness(status="ready" if ready else "not_ready", services=services)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

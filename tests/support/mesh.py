@@ -103,7 +103,7 @@ class Gateway:
     client: httpx.AsyncClient
     backend: ScriptedBackend
     # The settings the gateway runs with (the other services' addresses among them).
-    settings: GatewaySettings
+    settings: GatewaySettings | None = None
 
 
 async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
