@@ -53,3 +53,12 @@ class ServiceSettings(BaseSettings):
     @property
     def bind_address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets `field` (e.g. STORE_PORT), for messages that tell an
+        operator what to change."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+            return alias.choices[0]
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()

@@ -18,6 +18,9 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     # Let connections be pinged while no stream is open (channels sit idle between requests).
     ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a taken port binds silently
+    # and the kernel splits connections between the two; off, a taken port fails at start.
+    ("grpc.so_reuseport", 0),
 ]
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [

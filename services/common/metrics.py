@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from services.common.config import ConfigError
+from services.common.ports import port_unavailable
 
 log = logging.getLogger("llmmesh.metrics")
 
@@ -99,15 +99,14 @@ server_rpc = _cached(lambda method: RpcMetrics(method, GRPC_SERVER))
 client_rpc = _cached(lambda method: RpcMetrics(method, GRPC_CLIENT))
 
 
-def serve_metrics(host: str, port: int) -> WSGIServer | None:
-    """Serve the default registry on http://host:port/metrics in a daemon thread; port 0 turns it off."""
+def serve_metrics(host: str, port: int, setting: str) -> WSGIServer | None:
+    """Serve the default registry on http://host:port/metrics in a daemon thread; port 0 turns it off.
+    A taken port is a ConfigError naming `setting`, the variable that moves it (e.g. STORE_METRICS_PORT)."""
     if not port:
         return None
     try:
         server, _ = start_http_server(port, addr=host)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot serve metrics on {host}:{port} ({exc.strerror}); set <SERVICE>_METRICS_PORT"
-        ) from exc
+        raise port_unavailable("metrics", host, port, setting, exc.strerror) from exc
     log.info("metrics on http://%s:%d/metrics", host, server.server_port, extra={"port": server.server_port})
     return server

@@ -24,6 +24,7 @@ from services.common.grpc_options import SERVER_OPTIONS
 from services.common.interceptor import MeshServerInterceptor
 from services.common.logs import configure_logging
 from services.common.metrics import serve_metrics
+from services.common.ports import port_unavailable
 from services.common.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("llmmesh.server")
@@ -64,12 +65,15 @@ class MeshServer:
         self._cleanup.append(hook)
 
     def bind(self) -> int:
-        """Listen on the configured address; returns the port (useful when it was 0)."""
+        """Listen on the configured address; returns the port (useful when it was 0). A port another
+        process holds is a ConfigError naming the setting to change (SO_REUSEPORT is off)."""
         names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.grpc)
-        self.port = self.grpc.add_insecure_port(self.settings.bind_address)
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.bind_address}")
+        settings = self.settings
+        try:
+            self.port = self.grpc.add_insecure_port(settings.bind_address)
+        except RuntimeError as exc:  # grpc says only "Failed to bind"; port_unavailable finds out why
+            raise port_unavailable("gRPC", settings.host, settings.port, settings.env_name("port")) from exc
         return self.port
 
     async def start(self) -> None:
@@ -134,7 +138,7 @@ def observed_process(name: str, settings: ServiceSettings) -> Iterator[None]:
     the last spans are flushed on the way out."""
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name)
-    metrics = serve_metrics(settings.host, settings.metrics_port)
+    metrics = serve_metrics(settings.host, settings.metrics_port, settings.env_name("metrics_port"))
     try:
         yield
     finally:

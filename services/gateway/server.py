@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from services.common.config import ConfigError
+from services.common.ports import bound_socket, port_unavailable
 from services.common.server import observed_process
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
@@ -34,12 +35,20 @@ def serve() -> int:
     try:
         with observed_process("gateway", settings):
             return _serve(settings)
-    except ConfigError as exc:  # the metrics port is taken
+    except ConfigError as exc:  # the HTTP or the metrics port is taken
         logging.getLogger("llmmesh.gateway").error("gateway cannot start: %s", exc)
         return 2
 
 
 def _serve(settings: GatewaySettings) -> int:
+    # Bound here rather than by uvicorn, which logs a taken port and exits 1 like any other failure;
+    # it listens on this socket only once the app's startup is done.
+    try:
+        sock = bound_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise port_unavailable(
+            "HTTP", settings.host, settings.port, settings.env_name("port"), exc.strerror
+        ) from exc
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -54,5 +63,6 @@ def _serve(settings: GatewaySettings) -> int:
         ws_max_size=settings.max_body_bytes,
     )
     server = _GracefulServer(config)
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     return 0 if server.started else 1
