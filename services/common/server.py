@@ -25,6 +25,7 @@ from services.common.interceptor import MeshServerInterceptor
 from services.common.logs import configure_logging
 from services.common.metrics import serve_metrics
 from services.common.ports import port_unavailable
+from services.common.readiness import notify_ready
 from services.common.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("llmmesh.server")
@@ -119,6 +120,7 @@ async def serve_until_signalled(server: MeshServer, name: str) -> int:
     exit_code = 0
     if starting.done() and starting.exception() is None:
         log.info("%s serving", name, extra={"port": server.port})
+        notify_ready()
         await stopping
     elif starting.done():
         log.error("%s failed to start", name, exc_info=starting.exception())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from services.common.config import ConfigError
 from services.common.ports import bound_socket, port_unavailable
+from services.common.readiness import notify_ready
 from services.common.server import observed_process
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
@@ -18,7 +20,13 @@ from services.gateway.config import GatewaySettings
 
 class _GracefulServer(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so a clean stop would end the
-    process with -15; like the other services, the gateway exits 0 after a graceful stop."""
+    process with -15; like the other services, the gateway exits 0 after a graceful stop. It reports
+    readiness to `llm-mesh up` once it listens (after the app's startup)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            notify_ready()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
