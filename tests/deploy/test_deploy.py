@@ -1,6 +1,7 @@
 """Deployment files: every kustomize overlay renders (`kubectl kustomize`) and validates against the
 Kubernetes schemas (kubernetes-validate, offline, strict), with the hardening and probes operators rely
-on; docker-compose.yml validates (`docker-compose config`, Debian's package: no Docker engine needed);
+on; docker-compose.yml, interpolated as Compose does, validates against the Compose Specification's
+JSON schema (vendored in tests/deploy/: no Docker engine or docker-compose needed);
 the model registries both ship parse as the mesh parses them; the Grafana dashboard and Prometheus
 config name only metrics and ports the services really have. Nothing here builds an image or starts a
 cluster: README "Deploying" says what was and was not run."""
@@ -15,6 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -39,11 +41,13 @@ SETTINGS = {
 GRPC_PORTS = {name: cls.model_fields["port"].default for name, cls in SETTINGS.items() if name != "gateway"}
 METRICS_PORTS = {name: cls.model_fields["metrics_port"].default for name, cls in SETTINGS.items()}
 KUBERNETES_VERSION = "1.33.0"
+# The Compose Specification's JSON schema; where it comes from: tests/deploy/README.md.
+COMPOSE_SCHEMA = ROOT / "tests" / "deploy" / "compose-spec.json"
 
 
 def tool(name: str) -> str:
     path = shutil.which(name)
-    assert path, f"{name} is needed to check the deployment files (.ci/run installs it)"
+    assert path, f"{name} is needed to check the deployment files"
     return path
 
 
@@ -176,26 +180,99 @@ def test_network_policies_admit_only_the_mesh_edges() -> None:
     assert sources("store-from-mesh") == {"orchestrator", "gateway"}
 
 
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """A Compose file value with its variables substituted as the Compose Specification says
+    (12-interpolation.md): $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error},
+    ${VAR:+other}, ${VAR+other}, nested in the default; $$ is a literal $. Anything else is refused,
+    so a construct Compose would read differently fails the test rather than passing unread."""
+    out = []
+    i = 0
+    while i < len(text):
+        if text[i] != "$":
+            out.append(text[i])
+            i += 1
+        elif text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            depth, end = 1, i + 2
+            while end < len(text) and depth:
+                depth += {"{": 1, "}": -1}.get(text[end], 0)
+                end += 1
+            if depth:
+                raise ValueError(f"unclosed ${{ in {text!r}")
+            out.append(_substitute(text[i + 2 : end - 1], env))
+            i = end
+        elif name := re.match(r"[_a-zA-Z][_a-zA-Z0-9]*", text[i + 1 :]):
+            out.append(env.get(name[0], ""))
+            i += 1 + name.end()
+        else:  # not a variable: Compose keeps the $
+            out.append("$")
+            i += 1
+    return "".join(out)
+
+
+def _substitute(expression: str, env: dict[str, str]) -> str:
+    parsed = re.fullmatch(r"([_a-zA-Z][_a-zA-Z0-9]*)(?:(:?[-?+])(.*))?", expression, re.DOTALL)
+    if parsed is None:
+        raise ValueError(f"Compose does not interpolate ${{{expression}}}")
+    name, operator, argument = parsed.groups()
+    value = env.get(name)
+    if operator is None:
+        return value or ""
+    unset = value is None or (operator.startswith(":") and value == "")
+    if operator.endswith("-"):
+        return interpolate(argument, env) if unset else str(value)
+    if operator.endswith("?"):
+        if unset:
+            raise ValueError(f"required variable {name} is missing: {interpolate(argument, env)}")
+        return str(value)
+    return "" if unset else interpolate(argument, env)
+
+
+def interpolated(node: Any, env: dict[str, str]) -> Any:
+    """Every string value of a parsed Compose file interpolated (keys are not, as in Compose)."""
+    if isinstance(node, dict):
+        return {key: interpolated(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolated(value, env) for value in node]
+    return interpolate(node, env) if isinstance(node, str) else node
+
+
+def compose_config(models: str, text: str | None = None) -> dict[str, Any]:
+    """docker-compose.yml (or text) as Compose reads it: YAML anchors and merge keys resolved, then
+    variables interpolated with only LLM_MESH_MODELS set."""
+    document = yaml.safe_load(text if text is not None else (ROOT / "docker-compose.yml").read_text())
+    config: dict[str, Any] = interpolated(document, {"LLM_MESH_MODELS": models})
+    return config
+
+
+def validate_compose(config: dict[str, Any]) -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    # The schema names draft 7 by a URL jsonschema does not recognise (https, no trailing #).
+    assert "draft-07" in schema["$schema"]
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER).validate(
+        config
+    )
+
+
+def test_interpolation_follows_the_compose_specification() -> None:
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("a-${SET}-$SET-${UNSET}-$$SET", env) == "a-x-x--$SET"
+    assert interpolate("${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d}", env) == "d d  d"
+    assert interpolate("${UNSET:-${SET:-no}} ${SET:+alt} ${EMPTY:+alt} ${EMPTY+alt}", env) == "x alt  alt"
+    assert interpolate("${SET:?needed} cost $5", env) == "x cost $5"
+    with pytest.raises(ValueError, match="required variable UNSET is missing: set it"):
+        interpolate("${UNSET:?set it}", env)
+    with pytest.raises(ValueError, match="does not interpolate"):
+        interpolate("${SET/x/y}", env)
+
+
 @pytest.mark.parametrize("models", ["cpu", "gpu"])
 def test_compose_file_validates(models: str) -> None:
-    result = subprocess.run(
-        [
-            tool("docker-compose"),
-            "--profile",
-            "gpu",
-            "--profile",
-            "tracing",
-            "-f",
-            "docker-compose.yml",
-            "config",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "LLM_MESH_MODELS": models},
-    )
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
+    config = compose_config(models)
+    validate_compose(config)
     services = config["services"]
     assert {
         "postgres",
@@ -211,14 +288,45 @@ def test_compose_file_validates(models: str) -> None:
     for name in ("store", "inference", "orchestrator", "gateway"):
         assert services[name]["command"] == ["serve", name]
         assert services[name]["read_only"] is True
-        volume = services[name]["volumes"][0]  # docker-compose 1.x prints the short form src:dst:mode
-        mounted = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
-        assert Path(mounted) == KUSTOMIZE / "overlays" / models / "models.yaml"
-        parse_registry(yaml.safe_load(Path(mounted).read_text()))
+        mounted = ROOT / services[name]["volumes"][0].split(":")[0]
+        assert mounted.resolve() == KUSTOMIZE / "overlays" / models / "models.yaml"
+        parse_registry(yaml.safe_load(mounted.read_text()))
     assert services["inference-gpu"]["environment"]["INFERENCE_POOL"] == "gpu"
     assert (
         services["inference-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     )
+
+
+# What a typo or a wrong shape looks like, and where the schema must report it.
+BROKEN_COMPOSE: dict[str, tuple[str, str, list[str]]] = {
+    "a misspelled service key": (
+        '    command: ["serve", "gateway"]',
+        '    comand: ["serve", "gateway"]',
+        ["services", "gateway"],
+    ),
+    "a misspelled top-level key": ("\nvolumes:\n", "\nvolume:\n", []),
+    "ports as one string": ('      - "8080:8080"', '      "8080:8080"', ["services", "gateway", "ports"]),
+    "an unknown depends_on condition": (
+        "      orchestrator:\n        condition: service_healthy",
+        "      orchestrator:\n        condition: service_ready",
+        ["services", "gateway", "depends_on"],
+    ),
+    "a health check interval as a number": (
+        "      interval: 5s",
+        "      interval: 5",
+        ["services", "postgres", "healthcheck", "interval"],
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_COMPOSE)
+def test_the_compose_check_catches_a_broken_file(broken: str) -> None:
+    original, replacement, where = BROKEN_COMPOSE[broken]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert original in text, f"the mutation no longer applies to docker-compose.yml: {original!r}"
+    with pytest.raises(jsonschema.ValidationError) as invalid:
+        validate_compose(compose_config("cpu", text.replace(original, replacement, 1)))
+    assert list(invalid.value.absolute_path) == where, invalid.value.message
 
 
 def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
