@@ -1,7 +1,9 @@
-"""Run every benchmark side by side in one run and write docs/benchmarks/: one report per part, a summary
-with the targets and the measured figure beside each, and a plot.
+"""Run every benchmark side by side in one run and write one report per part, a summary with the
+targets and the measured figure beside each, and a plot: to docs/benchmarks/ with --publish, else to
+--out DIR or a fresh temporary folder (printed), so a trial run never rewrites the committed figures.
 
-Usage: .venv/bin/python -m bench [--quick] [--only overhead,peer,...] [--postgres-url URL] [--out DIR]
+Usage: .venv/bin/python -m bench [--quick] [--only overhead,peer,...] [--postgres-url URL]
+       [--publish | --out DIR]
 (`scripts/bench` installs the `bench` extra first, then runs this.)
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cached_session, overhead, peer, queue, streaming
-from bench.report import Part, machine, write_report
+from bench.report import Part, add_output_options, machine, output_dir, write_report
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -117,7 +119,7 @@ def _summary(parts: list[Part], skipped: dict[str, str], command: str, started: 
         "",
         f"Machine: {machine()}.",
         "",
-        f"Command: `{command}` (from a fresh clone: `scripts/bench`). Run took "
+        f"Command: `{command}` (from a fresh clone: `scripts/bench --publish`). Run took "
         f"{(time.monotonic() - started) / 60:.1f} min; every part runs its contenders side by side, in "
         "alternation, after warm-up. The plot is [summary.png](summary.png).",
         "",
@@ -205,9 +207,11 @@ def main() -> int:
         default=os.environ.get("LLM_MESH_TEST_POSTGRES_URL", DEFAULT_POSTGRES),
         help="a PostgreSQL server to make scratch databases on (default: %(default)s)",
     )
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    add_output_options(parser)
     args = parser.parse_args()
     quick = args.quick
+    if quick and args.publish:
+        parser.error("--quick figures are a smoke run, not for publishing: drop one of them")
     runs: dict[str, Callable[[], Part]] = {
         "overhead": lambda: overhead.measure(
             reps=8 if quick else 30, decode_reps=2 if quick else 5, decode_tokens=32 if quick else 128
@@ -228,24 +232,29 @@ def main() -> int:
     unknown = set(chosen) - set(runs)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}; choose from {', '.join(runs)}")
+    out = output_dir(args)
     started = time.monotonic()
     Path(".llm-mesh").mkdir(exist_ok=True)
     parts: list[Part] = []
     for name in chosen:
         print(f"== {name}", file=sys.stderr, flush=True)
         part = runs[name]()
-        write_report(args.out / f"{part.name}.md", part.lines)
+        write_report(out / f"{part.name}.md", part.lines)
         parts.append(part)
     skipped = {"vllm": VLLM_NOT_RUN}
     command = (
-        "python -m bench" + (" --quick" if quick else "") + (f" --only {args.only}" if args.only else "")
+        "python -m bench"
+        + (" --quick" if quick else "")
+        + (f" --only {args.only}" if args.only else "")
+        + (" --publish" if args.publish else "")
     )
     summary = _summary(parts, skipped, command, started)
     if set(chosen) == set(runs):
-        write_report(args.out / "README.md", summary)
-        _plot(parts, args.out / "summary.png")
+        write_report(out / "README.md", summary)
+        _plot(parts, out / "summary.png")
     else:  # a partial run does not replace the published summary
         print("\n".join(summary))
+    print(f"bench: reports in {out}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -6,6 +6,7 @@ from a fixed number of concurrent clients, each sending its next request when th
 (a closed loop), for a bounded time and count. Every answer is checked: 200 and `cached: true`.
 
 Usage: .venv/bin/python -m bench.cached_session [--seconds 4] [--rounds 3] [--postgres-url postgresql+asyncpg://...]
+       [--publish | --out DIR]
 Needs the `bench` extra (aiohttp, the load generator).
 """
 
@@ -25,7 +26,7 @@ import aiohttp
 import httpx
 
 from bench.mesh import MeshProcess, scratch_database
-from bench.report import Part, machine, percentile, write_report
+from bench.report import Part, add_output_options, machine, output_dir, percentile, write_report
 
 CONCURRENCY = (1, 10, 50)
 MAX_REQUESTS = 20_000  # per round: with the time limit, bounds a round whatever the speed
@@ -157,9 +158,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres-url", default=os.environ.get("LLM_MESH_TEST_POSTGRES_URL"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/cached-session.md"))
+    add_output_options(parser)
     args = parser.parse_args()
-    write_report(args.out, measure(args.postgres_url, args.seconds, args.rounds).lines)
+    write_report(
+        output_dir(args) / "cached-session.md", measure(args.postgres_url, args.seconds, args.rounds).lines
+    )
     return 0
 
 

@@ -5,7 +5,9 @@ processor), on real sockets in one process, rounds alternating so drift hits eve
 Two RPC shapes: a unary call (the store's reads, a non-streamed generation) and a server stream of
 32 messages (a streamed generation: one message per token).
 
-    .venv/bin/python -m bench.instrumentation      # writes docs/benchmarks/instrumentation.md
+    .venv/bin/python -m bench.instrumentation --publish   # writes docs/benchmarks/instrumentation.md
+
+Without --publish (or --out DIR) the report goes to a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from bench.report import percentile, write_report
+from bench.report import add_output_options, output_dir, percentile, write_report
 from services.common import tracing
 from services.common.grpc_options import CHANNEL_OPTIONS, SERVER_OPTIONS
 from services.common.interceptor import MeshServerInterceptor, client_interceptors
@@ -155,7 +156,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=100, help="calls of each shape per variant per round")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/instrumentation.md"))
+    add_output_options(parser)
     args = parser.parse_args()
     _enable_tracing()
     results = asyncio.run(measure(args.rounds, args.calls))
@@ -203,7 +204,7 @@ def main() -> int:
         "cached children) and per-token work (one branch per delta) are not either; they are below "
         "what this harness resolves.",
     ]
-    write_report(args.out, lines)
+    write_report(output_dir(args) / "instrumentation.md", lines)
     return 0
 
 

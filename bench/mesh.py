@@ -70,6 +70,8 @@ class MeshProcess:
         self.ports = {name: free_port() for name in SERVICES}
         child_env = dict(os.environ, LOG_LEVEL="WARNING", STORE_DATABASE_URL=database_url, **env)
         child_env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
+        # metrics too: llm-mesh up refuses to start while another mesh holds the defaults (9400-9403)
+        child_env.update({f"{n.upper()}_METRICS_PORT": str(free_port()) for n in SERVICES})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--port", str(self.ports["gateway"])],
             env=child_env,

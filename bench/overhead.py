@@ -5,7 +5,7 @@ Measures, side by side in one run, alternating the two so neither gets a warmer 
   - decode throughput (tokens/s) for a long generation: in-process vs gateway vs inference gRPC;
   - latency of a 1-token generation: in-process vs inference gRPC vs gateway (the mesh's added ms).
 
-Usage: .venv/bin/python -m bench.overhead [--reps N] [--out docs/benchmarks/overhead.md]
+Usage: .venv/bin/python -m bench.overhead [--reps N] [--publish | --out DIR]
 The mesh is started with `llm-mesh up` on free loopback ports and stopped at the end.
 """
 
@@ -27,7 +27,7 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.inference.v1 import inference_pb2
 
 from bench.mesh import MeshProcess
-from bench.report import Part, machine, spread, write_report
+from bench.report import Part, add_output_options, machine, output_dir, spread, write_report
 from services.inference.backends.base import Message
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.client import InferenceClient
@@ -232,9 +232,11 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=30, help="rounds of the 1-token latency test")
     parser.add_argument("--decode-reps", type=int, default=5, help="rounds of the throughput test")
     parser.add_argument("--decode-tokens", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/overhead.md"))
+    add_output_options(parser)
     args = parser.parse_args()
-    write_report(args.out, measure(args.reps, args.decode_reps, args.decode_tokens).lines)
+    write_report(
+        output_dir(args) / "overhead.md", measure(args.reps, args.decode_reps, args.decode_tokens).lines
+    )
     return 0
 
 

@@ -5,7 +5,7 @@ sent to the gateway's `POST /api/v1/ai/generate` and to the peer's `POST /v1/com
 prompt already in Gemma's turn template, at concurrency 1 and 4. The two servers take turns, one
 round each, after a warm-up round: a round at concurrency c is c requests sent at once.
 
-Usage: .venv/bin/python -m bench.peer [--rounds N] [--tokens N]
+Usage: .venv/bin/python -m bench.peer [--rounds N] [--tokens N] [--publish | --out DIR]
 Needs the `bench` extra (llama-cpp-python[server]).
 """
 
@@ -26,7 +26,7 @@ import httpx
 
 from bench.mesh import MeshProcess, free_port, wait_http
 from bench.overhead import CONTEXT, PROMPT, REPEAT_PENALTY, rendered_prompt
-from bench.report import Part, machine, percentile, write_report
+from bench.report import Part, add_output_options, machine, output_dir, percentile, write_report
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.config import usable_cpus
 
@@ -197,10 +197,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/peer.md"))
+    add_output_options(parser)
     args = parser.parse_args()
     os.makedirs(".llm-mesh", exist_ok=True)
-    write_report(args.out, measure(args.rounds, args.tokens).lines)
+    write_report(output_dir(args) / "peer.md", measure(args.rounds, args.tokens).lines)
     return 0
 
 

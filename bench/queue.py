@@ -14,7 +14,6 @@ import signal
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,7 +22,16 @@ from llmmesh.store.v1 import store_pb2
 from sqlalchemy.engine import make_url
 
 from bench.mesh import free_port, scratch_database
-from bench.report import SPREAD_HEADER, Part, machine, percentile, spread, write_report
+from bench.report import (
+    SPREAD_HEADER,
+    Part,
+    add_output_options,
+    machine,
+    output_dir,
+    percentile,
+    spread,
+    write_report,
+)
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.worker import JobOutcome, JobWorker
 from services.store.client import StoreClient
@@ -202,14 +210,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/queue.md"))
+    add_output_options(parser)
     args = parser.parse_args()
     if not args.postgres_url:
         parser.error(
             "give --postgres-url (or set LLM_MESH_TEST_POSTGRES_URL): the queue benchmark runs on PostgreSQL"
         )
     part = measure(args.postgres_url, args.jobs, args.repeats, args.concurrency, args.samples)
-    write_report(args.out, part.lines)
+    write_report(output_dir(args) / "queue.md", part.lines)
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
+import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -70,6 +73,33 @@ class Part:
     name: str
     lines: list[str]
     figures: dict[str, float] = field(default_factory=dict)
+
+
+# The committed figures: written only when a run is asked to publish.
+PUBLISHED = Path("docs/benchmarks")
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """--publish or --out: where a benchmark command writes its reports."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--publish", action="store_true", help=f"write the reports to {PUBLISHED}/ (the committed figures)"
+    )
+    where.add_argument(
+        "--out", type=Path, metavar="DIR", help="write the reports to DIR (default: a fresh temporary folder)"
+    )
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """docs/benchmarks/ only with --publish; else --out; else a fresh temporary folder, said on stderr
+    so a trial run never rewrites the committed figures."""
+    if args.publish:
+        return PUBLISHED
+    if args.out is not None:
+        return Path(args.out)
+    folder = Path(tempfile.mkdtemp(prefix="llm-mesh-bench-"))
+    print(f"bench: reports go to {folder} (--publish writes {PUBLISHED}/)", file=sys.stderr, flush=True)
+    return folder
 
 
 def write_report(path: Path, lines: list[str]) -> None:

@@ -3,7 +3,7 @@ in-process (llama-cpp-python), through the inference service's gRPC stream, thro
 SSE endpoint and through the gateway's OpenAI-compatible streaming endpoint.
 
 Contenders run in alternation, one call each per round, after warm-up rounds.
-Usage: .venv/bin/python -m bench.streaming [--reps N] [--tokens N] [--out docs/benchmarks/streaming.md]
+Usage: .venv/bin/python -m bench.streaming [--reps N] [--tokens N] [--publish | --out DIR]
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from llmmesh.common.v1 import common_pb2
 from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from bench.overhead import CONTEXT, MODEL, PROMPT, REPEAT_PENALTY, InProcess, Mesh, alternate
-from bench.report import Part, machine, spread, write_report
+from bench.report import Part, add_output_options, machine, output_dir, spread, write_report
 from services.inference.config import usable_cpus
 
 
@@ -184,9 +183,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/streaming.md"))
+    add_output_options(parser)
     args = parser.parse_args()
-    write_report(args.out, measure(args.reps, args.tokens).lines)
+    write_report(output_dir(args) / "streaming.md", measure(args.reps, args.tokens).lines)
     return 0
 
 
