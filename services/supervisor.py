@@ -150,7 +150,9 @@ def _say(message: str) -> None:
 
 def _die_with_supervisor() -> Callable[[], None] | None:
     """A preexec_fn that has the kernel send the child SIGTERM when the supervisor dies, however it
-    dies. Linux only: elsewhere (or without a usable libc) the children outlive a killed supervisor."""
+    dies. Linux only: elsewhere (or without a usable libc) the children outlive a killed supervisor.
+    The signal follows the thread that forked, so children are only ever started from the event
+    loop's thread, which lives as long as the process."""
     if not sys.platform.startswith("linux"):
         return None
     try:
