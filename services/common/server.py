@@ -122,6 +122,9 @@ async def serve_until_signalled(server: MeshServer, name: str) -> int:
         log.info("%s serving", name, extra={"port": server.port})
         notify_ready()
         await stopping
+    elif starting.done() and isinstance(starting.exception(), ConfigError):  # what to fix: exit 2
+        log.error("%s cannot start: %s", name, starting.exception())
+        exit_code = 2
     elif starting.done():
         log.error("%s failed to start", name, exc_info=starting.exception())
         exit_code = 1

@@ -23,7 +23,7 @@ import pytest
 
 from services.common.ports import bind_failure
 from services.supervisor import Ports, RestartPolicy
-from tests.conftest import ROOT
+from tests.support.mesh import ROOT
 
 MESH_PREFIXES = ("STORE_", "INFERENCE_", "ORCHESTRATOR_", "GATEWAY_", "LLM_MESH_")
 READY = re.compile(r"llm-mesh: (\w+) ready on [\d.]+:\d+ \(pid (\d+)")
@@ -80,7 +80,9 @@ class Up:
 
     def __init__(self, tmp: Path, *args: str) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "models.yaml").write_text("models:\n  scripted:\n    backend: tests.fakes:ScriptedBackend\n")
+        (tmp / "models.yaml").write_text(
+            "models:\n  scripted:\n    backend: tests.support.fakes:ScriptedBackend\n"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(MESH_PREFIXES)}
         env.update(
             PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "protos")]),

@@ -18,7 +18,7 @@ from services.common.grpc_options import SERVER_OPTIONS
 from services.common.metrics import serve_metrics
 from services.common.server import MeshServer
 from services.store.config import StoreSettings
-from tests.conftest import ROOT, free_port
+from tests.support.mesh import ROOT, free_port
 
 MESH_PREFIXES = ("STORE_", "INFERENCE_", "ORCHESTRATOR_", "GATEWAY_", "LLM_MESH_")
 
