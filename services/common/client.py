@@ -33,12 +33,14 @@ def error_of(exc: grpc.aio.AioRpcError) -> RemoteError:
 class ServiceClient:
     """A channel to one service and the deadline its unary calls get unless a call says otherwise."""
 
-    # A subclass's default deadline for unary calls; None: no deadline.
+    # A subclass's service stub, and its default deadline for unary calls (None: no deadline).
+    stub_class: ClassVar[type[Any]]
     default_timeout_s: ClassVar[float | None] = None
 
     def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
         self.channel = channel
         self.timeout_s = timeout_s if timeout_s is not None else self.default_timeout_s
+        self._stub = self.stub_class(channel)
 
     @classmethod
     def connect(cls, address: str, timeout_s: float | None = None) -> Self:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,23 @@ def env_alias(name: str, field: str, *more: str) -> AliasChoices:
     further names given."""
     return AliasChoices(name, field, *more)
 
+
+# Where the other services are, and the registry: one unprefixed variable each, the same in every
+# service that needs it (the defaults are `llm-mesh up`'s ports).
+OrchestratorAddr = Annotated[
+    str,
+    Field(default="127.0.0.1:50051", validation_alias=env_alias("ORCHESTRATOR_ADDR", "orchestrator_addr")),
+]
+InferenceAddr = Annotated[
+    str, Field(default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr"))
+]
+StoreAddr = Annotated[
+    str, Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
+]
+# The model registry (YAML); unset means the built-in one: Gemma 3 270M on llama.cpp.
+RegistryPath = Annotated[
+    Path | None, Field(default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path"))
+]
 
 # Shared by the orchestrator (the stalled flag of a run's view) and the store (the stalled-runs gauge).
 PIPELINE_STALL_S = 600.0

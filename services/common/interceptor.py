@@ -31,11 +31,12 @@ log = logging.getLogger("llmmesh.rpc")
 _PASS_THROUGH_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
-def _request_id_of(context: grpc.aio.ServicerContext, request: Any) -> str:
+def _request_id_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's request id from metadata (the only place it travels), else a fresh one."""
     for key, value in context.invocation_metadata() or ():
         if key == METADATA_KEY:
             return accept_request_id(value if isinstance(value, str) else value.decode())
-    return accept_request_id(getattr(request, "request_id", None))
+    return accept_request_id(None)
 
 
 def _status_of(exc: BaseException) -> grpc.StatusCode:
@@ -122,7 +123,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with bound_request_id(_request_id_of(context, request)):
+            with bound_request_id(_request_id_of(context)):
                 call = _ServerCall(method, context)
                 try:
                     response = await behavior(request, context)
@@ -142,7 +143,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with bound_request_id(_request_id_of(context, request)):
+            with bound_request_id(_request_id_of(context)):
                 call = _ServerCall(method, context)
                 try:
                     async for response in behavior(request, context):

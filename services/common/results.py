@@ -88,7 +88,7 @@ class Generation(BaseModel):
             model=result.model,
             route=result.route,
             tier=result.tier,
-            finish_reason=FINISH_REASON_NAMES[result.finish_reason],  # type: ignore[arg-type]
+            finish_reason=FINISH_REASON_NAMES[result.finish_reason],
             usage=Usage.from_proto(result.usage),
         )
 
@@ -125,10 +125,7 @@ class SessionRun(BaseModel):
         return cls(
             session_code=session_code,
             llm_result=result.llm_result,
-            messages=[
-                Message(role=ROLE_NAMES[m.role], content=m.content)  # type: ignore[arg-type]
-                for m in result.messages
-            ],
+            messages=[Message(role=ROLE_NAMES[m.role], content=m.content) for m in result.messages],
             cached=cached,
             model=result.model,
             usage=Usage.from_proto(result.usage),
@@ -177,14 +174,14 @@ class JobStatus(BaseModel):
             delivery = job.webhook
             webhook = WebhookState(
                 url=delivery.url,
-                status=JOB_STATUS_NAMES.get(delivery.status, "PENDING"),  # type: ignore[arg-type]
+                status=JOB_STATUS_NAMES.get(delivery.status, "PENDING"),
                 attempts=delivery.attempts,
                 error=delivery.error.message if delivery.HasField("error") else None,
             )
         return cls(
             job_id=job.id,
-            kind=JOB_KIND_NAMES[job.kind],  # type: ignore[arg-type]
-            status=JOB_STATUS_NAMES[job.status],  # type: ignore[arg-type]
+            kind=JOB_KIND_NAMES[job.kind],
+            status=JOB_STATUS_NAMES[job.status],
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             result=_loads(job.result_json) if job.HasField("result_json") else None,
@@ -237,7 +234,7 @@ class PipelineRunStatus(BaseModel):
             steps.append(
                 PipelineStepStatus(
                     name=name,
-                    status=JOB_STATUS_NAMES[job.status],  # type: ignore[arg-type]
+                    status=JOB_STATUS_NAMES[job.status],
                     job_id=job.id,
                     attempts=job.attempts,
                     output=result["text"] if result else None,
@@ -248,7 +245,7 @@ class PipelineRunStatus(BaseModel):
         return cls(
             run_id=run.id,
             pipeline=run.pipeline,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             stalled=run.stalled,
             input=_loads(run.input_json) or {},
             current_step=run.step_names[run.current_step] if run.current_step < len(run.step_names) else None,

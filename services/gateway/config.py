@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import ServiceSettings, env_alias
+from services.common.config import (
+    InferenceAddr,
+    OrchestratorAddr,
+    RegistryPath,
+    ServiceSettings,
+    StoreAddr,
+)
 
 
 class GatewaySettings(ServiceSettings):
@@ -15,19 +19,13 @@ class GatewaySettings(ServiceSettings):
 
     port: int = Field(default=8080, ge=0, le=65535)
     metrics_port: int = Field(default=9400, ge=0, le=65535)
-    orchestrator_addr: str = Field(
-        default="127.0.0.1:50051", validation_alias=env_alias("ORCHESTRATOR_ADDR", "orchestrator_addr")
-    )
+    orchestrator_addr: OrchestratorAddr
     # Templates and sessions are managed on the store directly; /readyz checks it too.
-    store_addr: str = Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
+    store_addr: StoreAddr
     # Only /readyz talks to the inference service, to report whether the whole mesh can serve.
-    inference_addr: str = Field(
-        default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
-    )
+    inference_addr: InferenceAddr
     # The registry the orchestrator reads (unset: the built-in one): /readyz probes each of its pools.
-    registry_path: Path | None = Field(
-        default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")
-    )
+    registry_path: RegistryPath
     # Backstop for a call to the orchestrator or the store that never answers (a stream included);
     # the orchestrator's own generation timeout (60 s by default) normally fires first.
     request_timeout_s: float = Field(default=300.0, gt=0)

@@ -1,29 +1,21 @@
-"""An inference pool's typed client: one method per InferenceService RPC.
-
-Every service that calls an inference pool uses this client: real request and response types, the deadline,
-the request id and trace context in metadata (from the channel's interceptors), and failures raised
-as the mesh's errors (`services.common.client`).
-"""
+"""An inference pool's typed client: one method per InferenceService RPC (see services/common/client.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import grpc
 from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.client import ServiceClient
 
 
 class InferenceClient(ServiceClient):
-    """Calls the InferenceService over one channel."""
+    """Calls the InferenceService over one channel: the request id and trace context travel in
+    metadata, and every failure arrives as the mesh's own error."""
 
+    stub_class = inference_pb2_grpc.InferenceServiceStub
     # Model calls get the deadline their caller has left; listing models must be quick.
     default_timeout_s = 30.0
-
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
-        super().__init__(channel, timeout_s)
-        self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
     def generate(
         self, request: inference_pb2.GenerateRequest, timeout_s: float | None

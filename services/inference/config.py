@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import ServiceSettings, env_alias
+from services.common.config import RegistryPath, ServiceSettings
 
 
 def usable_cpus() -> int:
@@ -24,9 +23,7 @@ class InferenceSettings(ServiceSettings):
     port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9402, ge=0, le=65535)
     # The model registry (YAML); unset means the built-in one: Gemma 3 270M on llama.cpp.
-    registry_path: Path | None = Field(
-        default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")
-    )
+    registry_path: RegistryPath
     # Which pool of the registry this process is: it serves the models whose `pool` is this name.
     pool: str = "default"
     # Local models (llama.cpp, vLLM) loaded at once; loading another unloads the least recently used.

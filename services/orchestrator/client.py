@@ -1,26 +1,19 @@
-"""The orchestrator's typed client: one method per OrchestratorService RPC.
-
-Every service that calls the orchestrator uses this client: real request and response types, the deadline,
-the request id and trace context in metadata (from the channel's interceptors), and failures raised
-as the mesh's errors (`services.common.client`).
-"""
+"""The orchestrator's typed client: one method per OrchestratorService RPC (see services/common/client.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import grpc
 from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.client import ServiceClient
 
 
 class OrchestratorClient(ServiceClient):
-    """Calls the OrchestratorService over one channel."""
+    """Calls the OrchestratorService over one channel: the request id and trace context travel in
+    metadata, and every failure arrives as the mesh's own error."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
-        super().__init__(channel, timeout_s)
-        self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+    stub_class = orchestrator_pb2_grpc.OrchestratorServiceStub
 
     async def run_generation(
         self, request: orchestrator_pb2.RunGenerationRequest, timeout_s: float | None = None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import PIPELINE_STALL_S, ServiceSettings, env_alias
+from services.common.config import (
+    PIPELINE_STALL_S,
+    InferenceAddr,
+    RegistryPath,
+    ServiceSettings,
+    StoreAddr,
+    env_alias,
+)
 
 
 class OrchestratorSettings(ServiceSettings):
@@ -15,14 +20,10 @@ class OrchestratorSettings(ServiceSettings):
 
     port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9401, ge=0, le=65535)
-    inference_addr: str = Field(
-        default="127.0.0.1:50052", validation_alias=env_alias("INFERENCE_ADDR", "inference_addr")
-    )
-    store_addr: str = Field(default="127.0.0.1:50053", validation_alias=env_alias("STORE_ADDR", "store_addr"))
-    # The model registry (YAML) with the routes; unset means the built-in one (Gemma 3 270M).
-    registry_path: Path | None = Field(
-        default=None, validation_alias=env_alias("LLM_MESH_REGISTRY", "registry_path")
-    )
+    inference_addr: InferenceAddr
+    store_addr: StoreAddr
+    # The model registry with the routes.
+    registry_path: RegistryPath
     # A generation that has not finished after this many seconds, all tiers and retries together,
     # fails with DEADLINE_EXCEEDED.
     generation_timeout_s: float = Field(default=60.0, gt=0)

@@ -21,7 +21,7 @@ from services.common.prompts import compiled
 from services.common.registry import Pipeline, PipelineStep, Registry
 from services.common.results import Generation
 from services.orchestrator.errors import InvalidPipelineInput, PipelineTemplateError, UnknownPipeline
-from services.orchestrator.queueing import job_view, request_fingerprint
+from services.orchestrator.queueing import request_fingerprint, run_view
 from services.orchestrator.routing import Router
 from services.orchestrator.worker import JobOutcome
 from services.store.client import StoreClient
@@ -109,21 +109,7 @@ class Pipelines:
         )
         idle_s = (datetime.now(UTC) - run.updated_at.ToDatetime(tzinfo=UTC)).total_seconds()
         stalled = run.status == common_pb2.PIPELINE_RUN_STATUS_RUNNING and idle_s > self._stall_s
-        view = orchestrator_pb2.PipelineRun(
-            id=run.id,
-            pipeline=run.pipeline,
-            status=run.status,
-            input_json=run.input_json,
-            current_step=run.current_step,
-            step_names=names,
-            steps=[job_view(job) for job in run.steps],
-            stalled=stalled,
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-        )
-        if run.HasField("completed_at"):
-            view.completed_at.CopyFrom(run.completed_at)
-        return view
+        return run_view(run, names, stalled)
 
     async def start(
         self, name: str, input_json: str, options: orchestrator_pb2.JobOptions

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
@@ -20,31 +21,61 @@ def request_fingerprint(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+_JOB_FIELDS = (
+    "id",
+    "kind",
+    "status",
+    "attempts",
+    "max_attempts",
+    "result_json",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "pipeline_run_id",
+    "step_index",
+)
+_RUN_FIELDS = (
+    "id",
+    "pipeline",
+    "status",
+    "input_json",
+    "current_step",
+    "created_at",
+    "updated_at",
+    "completed_at",
+)
+
+View = TypeVar("View", bound=Message)
+
+
+def _copied(source: Message, view: View, names: tuple[str, ...]) -> View:
+    """The view with the named fields of source (named alike in both), unset ones left unset."""
+    for name in names:
+        field = source.DESCRIPTOR.fields_by_name[name]
+        if field.has_presence and not source.HasField(name):
+            continue
+        if field.message_type is not None:
+            getattr(view, name).CopyFrom(getattr(source, name))
+        else:
+            setattr(view, name, getattr(source, name))
+    return view
+
+
 def job_view(job: store_pb2.Job, webhook: store_pb2.Job | None = None) -> orchestrator_pb2.Job:
     """A job as clients see it; `webhook` is the job delivering its webhook, once it has one."""
-    view = orchestrator_pb2.Job(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        created_at=job.created_at,
-        pipeline_run_id=job.pipeline_run_id,
-        step_index=job.step_index,
-    )
-    if job.HasField("result_json"):
-        view.result_json = job.result_json
-    if job.HasField("error"):
-        view.error.CopyFrom(job.error)
-    if job.HasField("started_at"):
-        view.started_at.CopyFrom(job.started_at)
-    if job.HasField("completed_at"):
-        view.completed_at.CopyFrom(job.completed_at)
+    view = _copied(job, orchestrator_pb2.Job(), _JOB_FIELDS)
     if job.webhook_url:
         view.webhook.url = job.webhook_url
         if webhook is not None:
-            view.webhook.status = webhook.status
-            view.webhook.attempts = webhook.attempts
-            if webhook.HasField("error"):
-                view.webhook.error.CopyFrom(webhook.error)
+            _copied(webhook, view.webhook, ("status", "attempts", "error"))
+    return view
+
+
+def run_view(
+    run: store_pb2.PipelineRun, step_names: list[str], stalled: bool
+) -> orchestrator_pb2.PipelineRun:
+    """A pipeline run as clients see it, with its pipeline's step names and its steps' jobs."""
+    view = _copied(run, orchestrator_pb2.PipelineRun(step_names=step_names, stalled=stalled), _RUN_FIELDS)
+    view.steps.extend(job_view(job) for job in run.steps)
     return view

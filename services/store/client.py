@@ -1,29 +1,21 @@
-"""The store's typed client: one method per StoreService RPC.
-
-Every service that calls the store uses this client: real request and response types, the deadline,
-the request id and trace context in metadata (from the channel's interceptors), and failures raised
-as the mesh's errors (`services.common.client`).
-"""
+"""The store's typed client: one method per StoreService RPC (see services/common/client.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import grpc
 from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
 from services.common.client import ServiceClient
 
 
 class StoreClient(ServiceClient):
-    """Calls the StoreService over one channel."""
+    """Calls the StoreService over one channel: the request id and trace context travel in
+    metadata, and every failure arrives as the mesh's own error."""
 
+    stub_class = store_pb2_grpc.StoreServiceStub
     # The store answers from its database; anything slower than this is a store in trouble.
     default_timeout_s = 10.0
-
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
-        super().__init__(channel, timeout_s)
-        self._stub = store_pb2_grpc.StoreServiceStub(channel)
 
     async def describe_store(
         self, request: store_pb2.DescribeStoreRequest, timeout_s: float | None = None

@@ -27,7 +27,7 @@ class Conversation(BaseModel):
     def from_proto(cls, conversation: store_pb2.StoredConversation, request_id: str) -> Conversation:
         return cls(
             conversation_id=conversation.conversation_id,
-            messages=[Turn(role=ROLE_NAMES[m.role], content=m.content) for m in conversation.messages],  # type: ignore[arg-type]
+            messages=[Turn(role=ROLE_NAMES[m.role], content=m.content) for m in conversation.messages],
             created_at=conversation.created_at.ToDatetime(tzinfo=UTC),
             updated_at=conversation.updated_at.ToDatetime(tzinfo=UTC),
             request_id=request_id,

@@ -42,7 +42,7 @@ def accepted(request: Request, job: orchestrator_pb2.Job) -> JSONResponse:
     request_id = request_id_of(request)
     body = JobAccepted(
         job_id=job.id,
-        status=JOB_STATUS_NAMES[job.status],  # type: ignore[arg-type]
+        status=JOB_STATUS_NAMES[job.status],
         status_url=status_url,
         request_id=request_id,
     )
