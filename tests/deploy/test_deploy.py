@@ -46,8 +46,10 @@ COMPOSE_SCHEMA = ROOT / "tests" / "deploy" / "compose-spec.json"
 
 
 def tool(name: str) -> str:
+    """The tool on PATH; without it the check is skipped, saying so (CI's .ci/run insists on it)."""
     path = shutil.which(name)
-    assert path, f"{name} is needed to check the deployment files"
+    if path is None:
+        pytest.skip(f"{name} is not installed: the kustomize overlays are not rendered here")
     return path
 
 
