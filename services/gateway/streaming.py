@@ -24,15 +24,14 @@ def error_event(error: MeshError, request_id: str) -> list[ServerSentEvent]:
     return [ServerSentEvent(json.dumps(body, separators=(",", ":")), event="error")]
 
 
-async def close_stream(stream: AsyncIterator[Any]) -> None:
+async def close_stream(stream: AsyncGenerator[Any, None]) -> None:
     """Stop a client's stream before its end, which cancels the call (and so the model's work)."""
-    if isinstance(stream, AsyncGenerator):
-        await stream.aclose()
+    await stream.aclose()
 
 
 async def sse_from_stream(
     request: Request,
-    stream: AsyncIterator[Any],
+    stream: AsyncGenerator[Any, None],
     render: Render,
     render_error: RenderError = error_event,
     closing: Sequence[ServerSentEvent] = (),
@@ -61,7 +60,7 @@ async def sse_from_stream(
 
 async def _relay(
     first: Any,
-    stream: AsyncIterator[Any],
+    stream: AsyncGenerator[Any, None],
     render: Render,
     render_error: RenderError,
     closing: Sequence[ServerSentEvent],
