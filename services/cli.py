@@ -11,6 +11,7 @@ import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import ValidationError
 
 from services import SERVICES
 
@@ -20,7 +21,13 @@ def _serve(name: str) -> int:
 
     claim_ready_fd()  # before anything could spawn a process that inherits it
     server_module = importlib.import_module(f"services.{name}.server")
-    exit_code: int = server_module.serve()
+    try:
+        exit_code: int = server_module.serve()
+    except ValidationError as exc:  # a setting's value is refused: say which, and exit 2 as for a ConfigError
+        from services.supervisor import SETTINGS
+
+        print(f"llm-mesh: {name} cannot start: {SETTINGS[name].problem(exc)}", file=sys.stderr)
+        return 2
     return exit_code
 
 

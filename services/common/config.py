@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -71,6 +71,16 @@ class ServiceSettings(BaseSettings):
     @property
     def bind_address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @classmethod
+    def problem(cls, exc: ValidationError) -> str:
+        """What is wrong with these settings, named by the environment variables that set them."""
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = cls.env_name(field) if field in cls.model_fields else field
+            problems.append(f"{name}: {error['msg']}")
+        return "; ".join(problems)
 
     @classmethod
     def env_name(cls, field: str) -> str:
