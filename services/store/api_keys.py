@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.errors import InvalidApiKey
 from services.store.errors import ApiKeyNotFound, InvalidStoreRequest
-from services.store.models import ApiKey, utcnow
 from services.store.repository import unit_of_work
+from services.store.tables import ApiKey, utcnow
 
 KEY_PREFIX = "lmk"
 _KEY = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,100}})$")

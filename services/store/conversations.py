@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from services.store.errors import ConversationNotFound, InvalidStoreRequest
-from services.store.models import Conversation, ConversationMessage, utcnow
 from services.store.repository import unit_of_work
+from services.store.tables import Conversation, ConversationMessage, utcnow
 
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 STORED_ROLES = frozenset({"user", "assistant"})

@@ -36,8 +36,8 @@ from services.store.errors import (
     PipelineRunNotFound,
     PipelineRunNotResumable,
 )
-from services.store.models import Job, PipelineRun, utcnow
 from services.store.repository import unit_of_work
+from services.store.tables import Job, PipelineRun, utcnow
 
 log = logging.getLogger("llmmesh.store.queue")
 

@@ -29,7 +29,7 @@ from services.store.errors import (
     VersionNotFound,
 )
 from services.store.migrate import current_revision
-from services.store.models import (
+from services.store.tables import (
     PromptTemplate,
     Session,
     SessionAnswer,

@@ -23,7 +23,7 @@ from services.common.enums import (
     VERSION_STATUS_NAMES,
     VERSION_STATUS_VALUES,
 )
-from services.store import models
+from services.store import tables
 from services.store.api_keys import ApiKeys
 from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
@@ -67,7 +67,7 @@ def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
     )
 
 
-def version_to_proto(version: models.TemplateVersion) -> store_pb2.TemplateVersion:
+def version_to_proto(version: tables.TemplateVersion) -> store_pb2.TemplateVersion:
     return store_pb2.TemplateVersion(
         id=version.id,
         template_name=version.template.name,
@@ -82,7 +82,7 @@ def version_to_proto(version: models.TemplateVersion) -> store_pb2.TemplateVersi
     )
 
 
-def result_to_proto(result: models.SessionResult) -> store_pb2.SessionResult:
+def result_to_proto(result: tables.SessionResult) -> store_pb2.SessionResult:
     return store_pb2.SessionResult(
         llm_result=result.llm_result,
         messages=[
@@ -95,7 +95,7 @@ def result_to_proto(result: models.SessionResult) -> store_pb2.SessionResult:
     )
 
 
-def session_to_proto(session: models.Session) -> store_pb2.Session:
+def session_to_proto(session: tables.Session) -> store_pb2.Session:
     return store_pb2.Session(
         session_code=session.session_code,
         version=version_to_proto(session.version),
@@ -108,7 +108,7 @@ def session_to_proto(session: models.Session) -> store_pb2.Session:
     )
 
 
-def template_to_proto(template: models.PromptTemplate) -> store_pb2.Template:
+def template_to_proto(template: tables.PromptTemplate) -> store_pb2.Template:
     return store_pb2.Template(
         name=template.name,
         description=template.description,
@@ -134,7 +134,7 @@ def _object(text: str, what: str) -> dict[str, Any]:
     return data
 
 
-def job_to_proto(job: models.Job) -> store_pb2.Job:
+def job_to_proto(job: tables.Job) -> store_pb2.Job:
     return store_pb2.Job(
         id=job.id,
         kind=JOB_KIND_VALUES.get(job.kind, common_pb2.JOB_KIND_UNSPECIFIED),
@@ -190,7 +190,7 @@ def _leases(leases: Any) -> list[Lease]:
     return [Lease(lease.job_id, lease.lease_token) for lease in leases]
 
 
-def key_to_proto(key: models.ApiKey) -> store_pb2.ApiKey:
+def key_to_proto(key: tables.ApiKey) -> store_pb2.ApiKey:
     return store_pb2.ApiKey(
         id=key.id,
         name=key.name,
@@ -201,7 +201,7 @@ def key_to_proto(key: models.ApiKey) -> store_pb2.ApiKey:
     )
 
 
-def conversation_to_proto(conversation: models.Conversation) -> store_pb2.StoredConversation:
+def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.StoredConversation:
     return store_pb2.StoredConversation(
         owner=conversation.owner,
         conversation_id=conversation.conversation_id,

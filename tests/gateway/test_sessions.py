@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 
 from services.store.db import create_engine
 from services.store.migrate import upgrade_to_head
-from services.store.models import metadata
+from services.store.tables import metadata
 from tests.support.http import assert_error, sse_events
 from tests.support.mesh import Gateway, scripted_mesh
 from tests.support.sessions import ANSWERS, OPTIONS, RENDERED, SYSTEM, make_session, make_version

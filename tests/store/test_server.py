@@ -78,7 +78,7 @@ async def test_migrations_build_exactly_the_models_schema(database_url: str) -> 
 
     from services.store.db import create_engine
     from services.store.migrate import upgrade_to_head
-    from services.store.models import metadata
+    from services.store.tables import metadata
 
     engine = create_engine(database_url)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from services.store.models import metadata
+from services.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
