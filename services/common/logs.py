@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -28,6 +29,34 @@ class _RequestIdFilter(logging.Filter):
         if ids is not None:
             record.trace_id, record.span_id = ids
         return True
+
+
+# A credential in a query string (browsers cannot set headers on a WebSocket, so a key may come as
+# ?api_key=): its value, up to the next parameter.
+_SECRET_IN_QUERY = re.compile(r"(?i)([?&](?:api_key|access_token|token|key|password)=)[^&\s\"']*")
+
+
+class RedactSecrets(logging.Filter):
+    """Blanks credentials out of the URLs a record carries: uvicorn logs a WebSocket handshake with
+    its whole query string, and secrets go nowhere, logs included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _SECRET_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_secrets(*logger_names: str) -> None:
+    """Install RedactSecrets on the named loggers (once each)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 class _TextFormatter(logging.Formatter):

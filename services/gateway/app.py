@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 
 from services.common import tracing
 from services.common.grpc_options import create_channel
+from services.common.logs import redact_secrets
 from services.common.registry import DEFAULT_POOL, load_registry
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
@@ -32,6 +33,8 @@ log = logging.getLogger("llmmesh.gateway")
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    # uvicorn logs each WebSocket handshake with its URL, where a browser's API key may be.
+    redact_secrets("uvicorn.error", "uvicorn.access")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,23 @@ async def test_the_handshake_needs_a_key_when_auth_is_on(tmp_path: Path) -> None
         async with connect(ws_url(gateway, f"?api_key={key}")) as socket:  # browsers cannot set headers
             await send(socket, {"type": "ping"})
             assert await receive(socket) == {"type": "pong"}
+
+
+async def test_an_api_key_in_the_url_never_reaches_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn logs each handshake with its URL; a browser's ?api_key= is blanked there, valid or not."""
+    settings = {"auth_enabled": True, "admin_token": "admin-secret-token"}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings=settings) as gateway:
+        key = await create_key(gateway)
+        wrong = "lmk_000000000000_" + "x" * 40
+        with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+            for presented in (key, wrong):
+                async with connect(ws_url(gateway, f"?api_key={presented}&lang=ja")) as socket:
+                    await send(socket, {"type": "ping"})
+                    await receive(socket)
+    handshakes = [r.getMessage() for r in caplog.records if "WebSocket" in r.getMessage()]
+    assert len(handshakes) == 2, handshakes
+    assert all("?api_key=[redacted]&lang=ja" in line for line in handshakes), handshakes
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert key not in logged and wrong not in logged
