@@ -261,3 +261,12 @@ async def test_a_tokens_limit_holds_when_requests_are_unlimited(tmp_path: Path) 
         limited = await gateway.client.post(CHAT, json=chat("hi"), headers=bearer(key))
     assert limited.status_code == 429
     assert "12 tokens per minute" in limited.json()["error"]["message"]
+
+
+async def test_a_rate_limit_outside_int32_is_a_bad_field_not_a_500(secured: Gateway) -> None:
+    for field in ("rpm_limit", "tpm_limit"):
+        response = await secured.client.post(
+            "/admin/v1/api-keys", json={"name": "big", field: 2**31}, headers=ADMIN
+        )
+        error = assert_error(response, 422, "invalid_request")
+        assert error["details"][0]["field"] == field

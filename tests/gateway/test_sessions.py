@@ -317,3 +317,18 @@ async def test_migrations_build_exactly_the_models_schema(database_url: str) -> 
     finally:
         await engine.dispose()
     assert diff == []
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63, 0])
+async def test_a_version_number_outside_int32_is_a_bad_field_not_a_500(mesh: Gateway, number: int) -> None:
+    await make_version(mesh)
+    base = "/api/v1/templates/triage/versions"
+    for response in (
+        await mesh.client.get(f"{base}/{number}"),
+        await mesh.client.get(f"{base}/{number}/options"),
+        await mesh.client.post(f"{base}/{number}/publish"),
+        await mesh.client.post(f"{base}/{number}/archive"),
+        await mesh.client.post("/api/v1/sessions", json={"template": "triage", "version": number}),
+    ):
+        error = assert_error(response, 422, "invalid_request")
+        assert error["details"][0]["field"] in ("path.number", "version"), error

@@ -12,8 +12,12 @@ class CreateKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, description="Who or what the key is for.")
-    rpm_limit: int = Field(default=0, ge=0, description="Requests per minute; 0 means the gateway's default.")
-    tpm_limit: int = Field(default=0, ge=0, description="Tokens per minute; 0 means the gateway's default.")
+    rpm_limit: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="Requests per minute; 0: the gateway's default."
+    )
+    tpm_limit: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="Tokens per minute; 0: the gateway's default."
+    )
 
 
 class KeyView(BaseModel):

@@ -71,10 +71,14 @@ class Template(BaseModel):
     versions: list[Version]
 
 
+# Version numbers are int32 on the wire; a larger one cannot exist and is refused as a bad field.
+MAX_VERSION = 2**31 - 1
+
+
 class CreateSession(StrictModel):
     template: Name
     version: int | None = Field(
-        default=None, ge=1, description="Version number; the newest PUBLISHED one if omitted."
+        default=None, ge=1, le=MAX_VERSION, description="Version number; the newest PUBLISHED one if omitted."
     )
     session_code: SessionCode | None = Field(default=None, description="Made up by the mesh if omitted.")
 

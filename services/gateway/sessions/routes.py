@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
@@ -20,6 +20,9 @@ from services.gateway.generate.protocol import StreamDelta
 from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_stream
+
+# A version number in a path: int32 on the wire, so a larger one is refused as a bad field (not a 500).
+VersionNumber = Annotated[int, Path(ge=1, le=api.MAX_VERSION, description="The version's number, from 1.")]
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
@@ -135,7 +138,7 @@ async def _version_of(request: Request, name: str, number: int) -> store_pb2.Tem
 
 
 @router.get("/templates/{name}/versions/{number}", response_model=api.Version, responses=error_responses(404))
-async def get_version(name: str, number: int, request: Request) -> api.Version:
+async def get_version(name: str, number: VersionNumber, request: Request) -> api.Version:
     return _version(await _version_of(request, name, number))
 
 
@@ -144,7 +147,7 @@ async def get_version(name: str, number: int, request: Request) -> api.Version:
     response_model=list[api.VersionOption],
     responses=error_responses(404),
 )
-async def list_options(name: str, number: int, request: Request) -> list[api.VersionOption]:
+async def list_options(name: str, number: VersionNumber, request: Request) -> list[api.VersionOption]:
     """The answer choices a version offers."""
     return _version(await _version_of(request, name, number)).options
 
@@ -163,7 +166,7 @@ async def _set_status(
     response_model=api.Version,
     responses=error_responses(404, 409),
 )
-async def publish_version(name: str, number: int, request: Request) -> api.Version:
+async def publish_version(name: str, number: VersionNumber, request: Request) -> api.Version:
     """DRAFT → PUBLISHED: sessions can now run on it; its content is final."""
     return await _set_status(request, name, number, store_pb2.VERSION_STATUS_PUBLISHED)
 
@@ -173,7 +176,7 @@ async def publish_version(name: str, number: int, request: Request) -> api.Versi
     response_model=api.Version,
     responses=error_responses(404, 409),
 )
-async def archive_version(name: str, number: int, request: Request) -> api.Version:
+async def archive_version(name: str, number: VersionNumber, request: Request) -> api.Version:
     """Retire a version: its sessions can no longer run."""
     return await _set_status(request, name, number, store_pb2.VERSION_STATUS_ARCHIVED)
 
