@@ -12,9 +12,15 @@ from llmmesh.inference.v1 import inference_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import MeshError
+from services.common.errors import InvalidGenerationRequest, MeshError
 from services.orchestrator.routing import Router, final_result
 from services.store.client import StoreClient
+
+
+def _check_storable(spec: orchestrator_pb2.GenerationSpec) -> None:
+    """Turns the store could not keep are refused before the model runs, not after it generated."""
+    if "\x00" in spec.prompt or any("\x00" in m.content for m in spec.messages):
+        raise InvalidGenerationRequest("a turn of a stored conversation cannot contain a NUL character")
 
 
 class Generations:
@@ -35,6 +41,7 @@ class Generations:
             async for event in self._router.stream(spec, caller_time_remaining, one_shot):
                 yield event
             return
+        _check_storable(spec)
         full = await self._with_history(spec)
         async for event in self._router.stream(full, caller_time_remaining, one_shot):
             if event.HasField("result"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import sqlite3
@@ -74,14 +75,36 @@ def _check_name(name: str) -> None:
         )
 
 
+log = logging.getLogger("llmmesh.store")
+
+# SQLSTATE class 22, "data exception": the database refused a value (a NUL character in text, a
+# number out of range), not the connection.
+_DATA_EXCEPTION_CLASS = "22"
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 @contextmanager
 def unavailable_on_connection_errors() -> Iterator[None]:
-    """Database errors other than constraint violations mean the database cannot serve: UNAVAILABLE."""
+    """Database errors other than constraint violations and refused values mean the database cannot
+    serve: UNAVAILABLE. A refused value is the caller's data error (INVALID_ARGUMENT), logged with the
+    database's own words (never the values)."""
     try:
         yield
     except IntegrityError:
         raise
-    except (DBAPIError, OSError) as exc:
+    except DBAPIError as exc:
+        state = _sqlstate(exc)
+        if state.startswith(_DATA_EXCEPTION_CLASS):
+            log.warning("database refused a value", extra={"sqlstate": state, "reason": str(exc.orig)})
+            raise InvalidStoreRequest(
+                "a field holds a value the database cannot store (text with a NUL character, say)"
+            ) from exc
+        log.error("database error", extra={"sqlstate": state, "reason": str(exc.orig)})
+        raise StoreUnavailable("the database is unreachable") from exc
+    except OSError as exc:
         raise StoreUnavailable("the database is unreachable") from exc
 
 

@@ -379,3 +379,22 @@ async def test_sdk_timeout_and_client_disconnect_cancel_the_model(gateway: Gatew
             )
     await eventually(lambda: gateway.backend.calls and gateway.backend.calls[-1].cancelled)
     assert gateway.backend.calls[-1].cancelled
+
+
+async def test_a_nul_character_in_a_stored_conversation_is_refused_before_the_model_runs(
+    gateway: Gateway,
+) -> None:
+    """PostgreSQL cannot store it: refused at once (on every database), not after the model generated."""
+    response = await gateway.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "scripted",
+            "messages": [{"role": "user", "content": "a\x00b"}],
+            "conversation_id": "chat-nul",
+        },
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_generation_request" and "NUL" in error["message"]
+    assert gateway.backend.calls == []
+    assert (await gateway.client.get("/api/v1/conversations/chat-nul")).status_code == 404

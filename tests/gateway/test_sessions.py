@@ -7,6 +7,7 @@ messages reached the model and what the store kept.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -332,3 +333,24 @@ async def test_a_version_number_outside_int32_is_a_bad_field_not_a_500(mesh: Gat
     ):
         error = assert_error(response, 422, "invalid_request")
         assert error["details"][0]["field"] in ("path.number", "version"), error
+
+
+async def test_a_value_postgresql_cannot_store_is_a_400_and_logged(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NUL character in text is the caller's data error, never "the database is unreachable"."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite stores a NUL character; only PostgreSQL refuses it")
+    async with scripted_mesh(database_url) as mesh:
+        await make_version(mesh)
+        code = await make_session(mesh, None)
+        with caplog.at_level(logging.WARNING, logger="llmmesh.store"):
+            response = await mesh.client.put(
+                f"/api/v1/sessions/{code}/answers", json={"answers": [{"option": "fever", "value": "3\x009"}]}
+            )
+        error = assert_error(response, 400, "invalid_store_request")
+        assert "NUL" in error["message"]
+        (refused,) = [r for r in caplog.records if r.getMessage() == "database refused a value"]
+        assert getattr(refused, "sqlstate", "") == "22021"
+        # Nothing was half-written: the session still has no answers.
+        assert (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["answers"] == []
