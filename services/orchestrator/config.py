@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import (
@@ -57,6 +57,9 @@ class OrchestratorSettings(ServiceSettings):
     )
     # Webhook deliveries time out after this long (and are retried as jobs).
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Networks webhooks may be posted to although they are not public (loopback, private, ...), e.g.
+    # '["10.20.0.0/16"]' for receivers inside the cluster; empty: public addresses only.
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     # Signs webhook bodies (X-LLM-Mesh-Signature: sha256=<hex HMAC>) when set.
     webhook_secret: SecretStr | None = None
 

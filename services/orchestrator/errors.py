@@ -71,6 +71,13 @@ class PipelineTemplateError(InvalidArgument):
     code = "pipeline_template_error"
 
 
+class WebhookTargetRefused(InvalidArgument):
+    """A webhook URL whose host does not resolve, or resolves to an address the mesh must not post to
+    (loopback, private, link-local, ...); not retried."""
+
+    code = "webhook_url_refused"
+
+
 class WebhookFailed(Unavailable):
     """The webhook receiver was unreachable or answered with an error; the delivery is retried."""
 

@@ -7,13 +7,9 @@ session code as a synchronous request, so a job behaves exactly like the call it
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-from urllib.parse import urlsplit
 
-import httpx
 from google.protobuf import json_format
 from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
@@ -22,29 +18,18 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import InvalidGenerationRequest
 from services.common.results import Generation, JobStatus, PipelineRunStatus, SessionRun
-from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.errors import (
     InvalidJob,
-    WebhookFailed,
 )
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.queueing import job_view, request_fingerprint
 from services.orchestrator.routing import Router, user_text
 from services.orchestrator.sessions import SessionRuns
+from services.orchestrator.webhooks import WebhookGuard, WebhookSender
 from services.orchestrator.worker import JobOutcome
 from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.jobs")
-
-SIGNATURE_HEADER = "X-LLM-Mesh-Signature"
-
-
-def check_webhook_url(url: str) -> None:
-    if not url:
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
-        raise InvalidJob("webhook_url must be an absolute http:// or https:// URL of at most 2048 characters")
 
 
 class Jobs:
@@ -56,15 +41,15 @@ class Jobs:
         router: Router,
         sessions: SessionRuns,
         pipelines: Pipelines,
-        settings: OrchestratorSettings,
-        http: httpx.AsyncClient,
+        webhooks: WebhookGuard,
+        sender: WebhookSender,
     ) -> None:
         self._store = store
         self._router = router
         self._sessions = sessions
         self._pipelines = pipelines
-        self._settings = settings
-        self._http = http
+        self._webhooks = webhooks
+        self._sender = sender
 
     async def submit_generation(
         self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
@@ -102,7 +87,8 @@ class Jobs:
         request: dict[str, object],
         options: orchestrator_pb2.JobOptions,
     ) -> tuple[orchestrator_pb2.Job, bool]:
-        check_webhook_url(options.webhook_url)
+        if options.webhook_url:
+            await self._webhooks.check(options.webhook_url)
         fingerprint = request_fingerprint(
             {
                 "kind": JOB_KIND_NAMES[kind],
@@ -158,18 +144,5 @@ class Jobs:
                 "event": "pipeline_run.finished",
                 "run": PipelineRunStatus.from_proto(run).model_dump(mode="json"),
             }
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "X-LLM-Mesh-Delivery": delivery_id}
-        if self._settings.webhook_secret is not None:
-            secret = self._settings.webhook_secret.get_secret_value().encode()
-            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-        host = urlsplit(request["url"]).hostname
-        try:
-            response = await self._http.post(
-                request["url"], content=body, headers=headers, timeout=self._settings.webhook_timeout_s
-            )
-        except httpx.HTTPError as exc:
-            raise WebhookFailed(f"webhook receiver {host} unreachable ({type(exc).__name__})") from exc
-        if not 200 <= response.status_code < 300:
-            raise WebhookFailed(f"webhook receiver {host} answered HTTP {response.status_code}")
-        return JobOutcome({"status_code": response.status_code})
+        status_code = await self._sender.post(request["url"], json.dumps(payload).encode(), delivery_id)
+        return JobOutcome({"status_code": status_code})

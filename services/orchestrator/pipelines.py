@@ -23,6 +23,7 @@ from services.common.results import Generation
 from services.orchestrator.errors import InvalidPipelineInput, PipelineTemplateError, UnknownPipeline
 from services.orchestrator.queueing import request_fingerprint, run_view
 from services.orchestrator.routing import Router
+from services.orchestrator.webhooks import WebhookGuard
 from services.orchestrator.worker import JobOutcome
 from services.store.client import StoreClient
 
@@ -75,7 +76,10 @@ def step_spec(
 class Pipelines:
     """Starts, reports on, resumes and cancels pipeline runs, and runs their steps as jobs."""
 
-    def __init__(self, store: StoreClient, router: Router, registry: Registry, stall_s: float) -> None:
+    def __init__(
+        self, store: StoreClient, router: Router, registry: Registry, stall_s: float, webhooks: WebhookGuard
+    ) -> None:
+        self._webhooks = webhooks
         self._store = store
         self._router = router
         self._pipelines = registry.pipelines
@@ -116,6 +120,8 @@ class Pipelines:
     ) -> tuple[orchestrator_pb2.PipelineRun, bool]:
         pipeline = self._pipeline(name)
         run_input = run_input_of(input_json)
+        if options.webhook_url:
+            await self._webhooks.check(options.webhook_url)
         render_step(pipeline.steps[0], run_input, {})  # a missing input variable fails now, not later
         first = store_pb2.NewJob(
             kind=common_pb2.JOB_KIND_PIPELINE_STEP, request_json="{}", max_attempts=options.max_attempts

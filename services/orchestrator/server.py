@@ -15,6 +15,7 @@ from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.sessions import SessionRuns
+from services.orchestrator.webhooks import WebhookGuard, WebhookSender
 from services.orchestrator.worker import JobWorker
 from services.store.client import StoreClient
 
@@ -31,9 +32,13 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     store = StoreClient.connect(settings.store_addr)
     router = Router(registry, pools, settings)
     sessions = SessionRuns(store, router)
-    pipelines = Pipelines(store, router, registry, settings.pipeline_stall_s)
+    webhooks = WebhookGuard(settings.webhook_allowed_networks)
+    pipelines = Pipelines(store, router, registry, settings.pipeline_stall_s, webhooks)
+    # A redirect could lead a delivery to an address the guard refused: none is followed.
     http = httpx.AsyncClient(follow_redirects=False)
-    jobs = Jobs(store, router, sessions, pipelines, settings, http)
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    sender = WebhookSender(webhooks, http, settings.webhook_timeout_s, secret)
+    jobs = Jobs(store, router, sessions, pipelines, webhooks, sender)
     worker = JobWorker(store, jobs.execute, settings)
     server = MeshServer(settings)
     server.add_service(
