@@ -118,6 +118,13 @@ class NoTurn(FailedPrecondition):
     code = "no_turn_in_progress"
 
 
+class ClientClosedRequest(MeshError):
+    """The client left before its answer (logged as 499; nobody receives the body)."""
+
+    code = "client_closed_request"
+    status = grpc.StatusCode.CANCELLED
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised from receive() when a body passes the size limit; an HTTPException so FastAPI's body
     parsing passes it on unchanged."""

@@ -264,3 +264,22 @@ async def test_readiness_probes_every_pool_of_the_registry(gateway: Gateway, tmp
             "store": "SERVING",
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (URL, {"prompt": "slow 60"}),
+        ("/v1/chat/completions", {"model": "scripted", "messages": [{"role": "user", "content": "slow 60"}]}),
+    ],
+)
+async def test_a_client_that_gives_up_on_an_unstreamed_generation_stops_the_model(
+    tmp_path: Path, path: str, body: dict[str, Any]
+) -> None:
+    """Streams stop when their client leaves; an answer nobody waits for must stop too, not run on."""
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=30) as mesh:
+        with pytest.raises(httpx.ReadTimeout):
+            await mesh.client.post(path, json=body, timeout=0.3)
+        await eventually(lambda: bool(mesh.backend.calls) and mesh.backend.calls[-1].cancelled, timeout_s=1.5)
+        (call,) = mesh.backend.calls
+        assert call.cancelled, "the model stopped well before its 3 s of output"

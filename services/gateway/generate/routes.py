@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common import results
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s
+from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s, while_connected
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.generate.protocol import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
 from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
@@ -65,8 +65,8 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
             orchestrator_pb2.SubmitGenerationRequest(spec=_spec(body), options=job_options(request, body))
         )
         return accepted(request, submitted.job)
-    response = await orchestrator(request).run_generation(
-        orchestrator_pb2.RunGenerationRequest(spec=_spec(body))
+    response = await while_connected(
+        request, orchestrator(request).run_generation(orchestrator_pb2.RunGenerationRequest(spec=_spec(body)))
     )
     charge(request, response.result.usage)
     generation = results.Generation.from_proto(response.result)

@@ -19,7 +19,7 @@ from services.common.enums import FINISH_REASON_NAMES
 from services.common.errors import MeshError, ModelNotFound
 from services.common.results import FinishReason, Usage
 from services.gateway.auth.admission import caller_of, charge, generation_slot
-from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s
+from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s, while_connected
 from services.gateway.errors import (
     InvalidConversationId,
     error_responses,
@@ -159,7 +159,9 @@ async def _stream(
 
 
 async def _run(request: Request, spec: orchestrator_pb2.GenerationSpec) -> common_pb2.GenerationResult:
-    response = await orchestrator(request).run_generation(orchestrator_pb2.RunGenerationRequest(spec=spec))
+    response = await while_connected(
+        request, orchestrator(request).run_generation(orchestrator_pb2.RunGenerationRequest(spec=spec))
+    )
     charge(request, response.result.usage)
     return response.result
 
