@@ -7,12 +7,20 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi import WebSocketDisconnect
+from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from services.gateway.auth.admission import Caller
+from services.gateway.auth.limits import ConcurrencyLimit
+from services.gateway.config import GatewaySettings
+from services.gateway.realtime.routes import _Socket
 from tests.support.auth import ADMIN, create_key
 from tests.support.mesh import Gateway, eventually, scripted_mesh
 
@@ -173,3 +181,75 @@ async def test_an_api_key_in_the_url_never_reaches_the_log(
     assert all("?api_key=[redacted]&lang=ja" in line for line in handshakes), handshakes
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert key not in logged and wrong not in logged
+
+
+class FakeWebSocket:
+    """What _Socket uses of a WebSocket: frames in from a queue, frames out to a list."""
+
+    def __init__(self, state: SimpleNamespace) -> None:
+        self.app = SimpleNamespace(state=state)
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive_text(self) -> str:
+        text = await self.inbox.get()
+        if text == "":
+            raise WebSocketDisconnect()
+        return text
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+class LingeringOrchestrator:
+    """Each stream answers at once, then lingers until released before it ends (as a gRPC stream's
+    trailers can arrive after the client already saw the result)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def stream_generation(
+        self, request: orchestrator_pb2.StreamGenerationRequest, timeout_s: float
+    ) -> AsyncIterator[orchestrator_pb2.StreamGenerationResponse]:
+        text = request.spec.messages[-1].content
+        if text == "long":
+            await asyncio.Event().wait()  # runs until cancelled
+        yield orchestrator_pb2.StreamGenerationResponse(
+            result=common_pb2.GenerationResult(
+                text=text, model="scripted", finish_reason=common_pb2.FINISH_REASON_STOP
+            )
+        )
+        await self.release.wait()
+
+
+async def test_a_turn_started_right_after_done_keeps_its_own_bookkeeping() -> None:
+    """Turn 1's cleanup runs after turn 2 began: it must not end turn 2 (which let a third turn in,
+    refused turn 2's cancel, and freed a slot twice)."""
+    admission = SimpleNamespace(
+        admit=lambda caller: None, charge=lambda caller, usage: None, concurrency=ConcurrencyLimit(4)
+    )
+    orchestrator = LingeringOrchestrator()
+    state = SimpleNamespace(admission=admission, settings=GatewaySettings(), orchestrator=orchestrator)
+    socket = FakeWebSocket(state)
+    serving = asyncio.create_task(_Socket(socket, Caller("", "", 0, 0)).serve())  # type: ignore[arg-type]
+
+    async def frames(count: int) -> list[dict[str, Any]]:
+        await eventually(lambda: len(socket.sent) >= count)
+        return socket.sent[:count]
+
+    await socket.inbox.put(json.dumps({"type": "chat", "id": "t1", "content": "short"}))
+    assert (await frames(1))[-1]["type"] == "done"  # turn 1 answered; its stream still lingers
+    await socket.inbox.put(json.dumps({"type": "chat", "id": "t2", "content": "long"}))
+    await eventually(lambda: admission.concurrency.in_flight == 1)
+    orchestrator.release.set()  # now turn 1's cleanup runs, while turn 2 is in progress
+    await asyncio.sleep(0.05)
+    assert admission.concurrency.in_flight == 1, "turn 2 still holds its slot"
+    await socket.inbox.put(json.dumps({"type": "chat", "id": "t3", "content": "short"}))
+    refused = (await frames(2))[-1]
+    assert (refused["type"], refused["id"], refused["error"]["code"]) == ("error", "t3", "turn_in_progress")
+    await socket.inbox.put(json.dumps({"type": "cancel", "id": "t2"}))
+    cancelled = (await frames(3))[-1]
+    assert (cancelled["type"], cancelled["id"]) == ("cancelled", "t2")
+    assert admission.concurrency.in_flight == 0
+    await socket.inbox.put("")  # the client leaves
+    await asyncio.wait_for(serving, 5)

@@ -120,31 +120,34 @@ class _Socket:
             self.turn = asyncio.create_task(self.run_turn(frame, request_id))
 
     async def run_turn(self, frame: ChatFrame, request_id: str) -> None:
+        this = asyncio.current_task()
         try:
             with bound_request_id(request_id):
-                await self._generate(frame, request_id)
+                await self._generate(frame, request_id, this)
         except asyncio.CancelledError:
-            self._end_turn()
+            self._end_turn(this)
             with contextlib.suppress(Exception):
                 await self.send({"type": "cancelled", "id": frame.id, "request_id": request_id})
         except MeshError as error:
-            self._end_turn()
+            self._end_turn(this)
             with contextlib.suppress(Exception):
                 await self.send_error(error, request_id, frame.id)
         except Exception:  # the connection went away mid-send, or a bug: never leave the slot held
             log.exception("realtime turn failed", extra={"request_id": request_id})
         finally:
-            self._end_turn()
+            self._end_turn(this)
 
-    def _end_turn(self) -> None:
+    def _end_turn(self, turn: asyncio.Task[Any] | None) -> None:
         """Free the slot and the socket for the next turn: before the turn's last frame is sent, so
-        a client that answers that frame at once is never told a turn is still in progress."""
-        if self.turn is not None:
+        a client that answers that frame at once is never told a turn is still in progress. Only
+        `turn` itself, once: by the time a turn's own cleanup runs, the client may have started the
+        next one, whose bookkeeping and slot are not this turn's to end."""
+        if turn is not None and self.turn is turn:
             self.turn = None
             self.turn_id = None
             self.admission.concurrency.release()
 
-    async def _generate(self, frame: ChatFrame, request_id: str) -> None:
+    async def _generate(self, frame: ChatFrame, request_id: str, this: asyncio.Task[Any] | None) -> None:
         messages = (
             [m.to_proto() for m in frame.messages]
             if frame.messages is not None
@@ -168,7 +171,7 @@ class _Socket:
                     self.admission.charge(self.caller, event.result.usage)
                     generation = results.Generation.from_proto(event.result)
                     done = DoneFrame(**generation.model_dump(), id=frame.id, request_id=request_id)
-                    self._end_turn()
+                    self._end_turn(this)
                     await self.send(done.model_dump())
         finally:
             await close_stream(stream)
