@@ -16,6 +16,12 @@ ERROR_CODE_KEY = "x-error-code"
 UPSTREAM_CODE_PREFIX = "upstream_"
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A caller's value quoted in an error message, cut to `limit` characters: a message names what
+    was asked for, it does not echo a 5,000-character id back."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} characters)"
+
+
 class MeshError(Exception):
     """An error a client may see: `message` is human and safe to show; `code` is stable."""
 

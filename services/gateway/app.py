@@ -16,7 +16,7 @@ from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
 from services.gateway.conversations.routes import router as conversations_router
-from services.gateway.errors import install_error_handlers
+from services.gateway.errors import document_body_errors, install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
@@ -76,6 +76,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    document_body_errors(app)
     app.include_router(health_router)
     app.include_router(admin_router)
     # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).

@@ -58,6 +58,7 @@ OPENAI_ERROR_TYPES = {
     429: "rate_limit_error",
 }
 OPENAI_PREFIX = "/v1/"
+INVALID_JSON = "the request body is not valid JSON (UTF-8 text, not compressed)"
 
 
 class GatewayError(MeshError):
@@ -165,6 +166,35 @@ def error_responses(
     return responses
 
 
+def document_body_errors(app: FastAPI) -> None:
+    """Every operation that reads a body can answer 400 `invalid_json` and 413 `request_too_large`
+    (the body is read before any route runs): say so in the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if "requestBody" not in operation:
+                    continue
+                for status, what in (("400", "The body is not valid JSON"), ("413", "The body is too large")):
+                    operation["responses"].setdefault(
+                        status,
+                        {
+                            "description": what,
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            },
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
@@ -224,7 +254,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
+        return error_response(request, 400, "invalid_json", INVALID_JSON)
     # OpenAI's API answers a malformed request with 400, and its SDKs expect that.
     status = 400 if request.url.path.startswith(OPENAI_PREFIX) else 422
     # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
@@ -243,6 +273,8 @@ async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not read the body: not UTF-8, nested too deep, compressed
+        return error_response(request, 400, "invalid_json", INVALID_JSON)
     codes = {404: "route_not_found", 405: "method_not_allowed", 413: BodyTooLarge.code}
     return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 

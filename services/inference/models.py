@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from services.common.errors import InvalidGenerationRequest, MeshError, ModelNotFound, UnsupportedTask
+from services.common.errors import InvalidGenerationRequest, MeshError, ModelNotFound, UnsupportedTask, shown
 from services.inference.backends.base import Backend
 from services.inference.errors import (
     ModelLoadFailed,
@@ -62,7 +62,7 @@ class ModelHost:
         backend = self.backends.get(name)
         if backend is None:
             known = ", ".join(sorted(self.backends))
-            raise ModelNotFound(f"model {name!r} is not served here; known models: {known}")
+            raise ModelNotFound(f"model {shown(name)} is not served here; known models: {known}")
         return backend
 
     @asynccontextmanager

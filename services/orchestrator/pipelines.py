@@ -17,6 +17,7 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
+from services.common.errors import shown
 from services.common.prompts import compiled
 from services.common.registry import Pipeline, PipelineStep, Registry
 from services.common.results import Generation
@@ -100,7 +101,7 @@ class Pipelines:
         pipeline = self._pipelines.get(name)
         if pipeline is None:
             known = ", ".join(sorted(self._pipelines)) or "none configured"
-            raise UnknownPipeline(f"no pipeline is named {name!r}; known: {known}")
+            raise UnknownPipeline(f"no pipeline is named {shown(name)}; known: {known}")
         return pipeline
 
     def view(self, run: store_pb2.PipelineRun) -> orchestrator_pb2.PipelineRun:

@@ -37,6 +37,7 @@ from services.common.errors import (
     RemoteError,
     UnsupportedTask,
     UpstreamError,
+    shown,
 )
 from services.common.registry import Registry, Tier
 from services.inference.client import InferenceClient
@@ -141,7 +142,7 @@ class Router:
         model = self.registry.models.get(name)
         if model is None:
             known = ", ".join(sorted({*self.routes, *self.registry.models}))
-            raise ModelNotFound(f"no model or route is named {name!r}; known: {known}")
+            raise ModelNotFound(f"no model or route is named {shown(name)}; known: {known}")
         if model.task != "generate":
             raise UnsupportedTask(f"model {name} is an embedding model; it cannot generate")
         return Route(name, (Tier(model=name),))

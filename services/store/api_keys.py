@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.common.errors import InvalidApiKey
+from services.common.errors import InvalidApiKey, shown
 from services.store.errors import ApiKeyNotFound, InvalidStoreRequest
 from services.store.repository import unit_of_work
 from services.store.tables import ApiKey, utcnow
@@ -56,7 +56,7 @@ class ApiKeys:
         async with self._transaction() as db:
             key = await db.get(ApiKey, key_id)
             if key is None:
-                raise ApiKeyNotFound(f"no API key has id {key_id!r}")
+                raise ApiKeyNotFound(f"no API key has id {shown(key_id)}")
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
             return key

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from services.common.errors import shown
 from services.store.errors import ConversationNotFound, InvalidStoreRequest
 from services.store.repository import unit_of_work
 from services.store.tables import Conversation, ConversationMessage, utcnow
@@ -51,7 +52,7 @@ class Conversations:
                 .options(selectinload(Conversation.messages))
             )
         if conversation is None:
-            raise ConversationNotFound(f"no conversation has id {conversation_id!r}")
+            raise ConversationNotFound(f"no conversation has id {shown(conversation_id)}")
         return conversation
 
     async def append(self, owner: str, conversation_id: str, turns: Sequence[Turn]) -> int:
@@ -105,4 +106,4 @@ class Conversations:
                 )
             )
         if not deleted.rowcount:  # type: ignore[attr-defined]
-            raise ConversationNotFound(f"no conversation has id {conversation_id!r}")
+            raise ConversationNotFound(f"no conversation has id {shown(conversation_id)}")

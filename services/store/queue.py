@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.enums import JOB_KIND_NAMES
+from services.common.errors import shown
 from services.store.errors import (
     IdempotencyKeyReused,
     InvalidStoreRequest,
@@ -241,13 +242,13 @@ class JobQueue:
         async with self._transaction() as db:
             job = await db.get(Job, job_id)
         if job is None:
-            raise JobNotFound(f"no job with id {job_id!r}")
+            raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
 
     async def _locked(self, db: AsyncSession, job_id: str) -> Job:
         job = await db.get(Job, job_id, with_for_update=True)
         if job is None:
-            raise JobNotFound(f"no job with id {job_id!r}")
+            raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
 
     async def cancel(self, job_id: str) -> Job:
@@ -560,7 +561,7 @@ class JobQueue:
     async def _locked_run(self, db: AsyncSession, run_id: str) -> PipelineRun:
         run = await db.get(PipelineRun, run_id, with_for_update=True)
         if run is None:
-            raise PipelineRunNotFound(f"no pipeline run with id {run_id!r}")
+            raise PipelineRunNotFound(f"no pipeline run with id {shown(run_id)}")
         return run
 
     async def _view(self, db: AsyncSession, run: PipelineRun) -> RunView:
@@ -576,7 +577,7 @@ class JobQueue:
         async with self._transaction() as db:
             run = await db.get(PipelineRun, run_id)
             if run is None:
-                raise PipelineRunNotFound(f"no pipeline run with id {run_id!r}")
+                raise PipelineRunNotFound(f"no pipeline run with id {shown(run_id)}")
             return await self._view(db, run)
 
     async def resume_run(self, run_id: str) -> RunView:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload, selectinload
 
+from services.common.errors import shown
 from services.store.errors import (
     InvalidStatusTransition,
     InvalidStoreRequest,
@@ -168,7 +169,7 @@ class Repository:
             query = query.options(selectinload(PromptTemplate.versions).selectinload(TemplateVersion.options))
         template = (await db.execute(query)).scalar_one_or_none()
         if template is None:
-            raise TemplateNotFound(f"no template named {name!r}")
+            raise TemplateNotFound(f"no template named {shown(name)}")
         return template
 
     async def add_version(
@@ -234,7 +235,7 @@ class Repository:
         )
         version = (await db.execute(query)).scalar_one_or_none()
         if version is None:
-            raise VersionNotFound(f"template {template_name!r} has no version {number}")
+            raise VersionNotFound(f"template {shown(template_name)} has no version {number}")
         return version
 
     # Sessions
@@ -301,7 +302,7 @@ class Repository:
         )
         session = (await db.execute(query)).scalar_one_or_none()
         if session is None:
-            raise SessionNotFound(f"no session with code {session_code!r}")
+            raise SessionNotFound(f"no session with code {shown(session_code)}")
         return session
 
     async def save_result(self, session_code: str, new: NewResult) -> SessionResult:

@@ -5,6 +5,7 @@ The model is the scripted backend; the real model runs through the gateway in te
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,40 @@ async def test_a_client_that_gives_up_on_an_unstreamed_generation_stops_the_mode
         await eventually(lambda: bool(mesh.backend.calls) and mesh.backend.calls[-1].cancelled, timeout_s=1.5)
         (call,) = mesh.backend.calls
         assert call.cancelled, "the model stopped well before its 3 s of output"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"prompt": "\xff\xfe"}',  # not UTF-8
+        ("[" * 100_000 + "]" * 100_000).encode(),  # nested deeper than the parser goes
+        gzip.compress(b'{"prompt": "hi"}'),  # compressed (no Content-Encoding is accepted)
+    ],
+    ids=["not-utf8", "too-deep", "gzip"],
+)
+@pytest.mark.parametrize("path", [URL, "/v1/chat/completions"])
+async def test_a_body_that_cannot_be_read_is_invalid_json(
+    gateway: Gateway, path: str, content: bytes
+) -> None:
+    response = await gateway.client.post(path, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.json()["error"]["message"].startswith("the request body is not valid JSON")
+
+
+async def test_every_operation_with_a_body_documents_400_and_413(gateway: Gateway) -> None:
+    spec = (await gateway.client.get("/openapi.json")).json()
+    with_body = [
+        (path, method)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert (URL, "post") in with_body and ("/v1/chat/completions", "post") in with_body
+    for path, method in with_body:
+        assert {"400", "413"} <= set(spec["paths"][path][method]["responses"]), (path, method)
+
+
+async def test_a_not_found_message_does_not_echo_a_huge_id(gateway: Gateway) -> None:
+    error = assert_error(await gateway.client.get(f"/api/v1/ai/status/{'j' * 5000}"), 404, "job_not_found")
+    assert len(error["message"]) < 150 and "5000 characters" in error["message"]

@@ -268,6 +268,22 @@ async def test_models_lists_models_and_routes(gateway: Gateway) -> None:
             "invalid_request",
             "max_tokens",
         ),
+        # Types are strict, as OpenAI's API: a boolean or a string is not a number.
+        (
+            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": True},
+            "invalid_request",
+            "max_tokens: Input should be a valid integer",
+        ),
+        (
+            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"},
+            "invalid_request",
+            "max_tokens: Input should be a valid integer",
+        ),
+        (
+            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
+            "invalid_request",
+            "stream: Input should be a valid boolean",
+        ),
     ],
 )
 async def test_bad_requests_get_openai_shaped_400s(

@@ -53,8 +53,9 @@ class StreamOptions(BaseModel):
 class _Sampling(BaseModel):
     """What chat completions and completions share."""
 
-    # Unknown fields are ignored (see the module docstring); the ones below are checked.
-    model_config = ConfigDict(extra="allow")
+    # Unknown fields are ignored (see the module docstring); the ones below are checked, strictly:
+    # "max_tokens": true or "8" is a bad field, as OpenAI's API answers, not a silently read number.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1, max_length=128, description="A model or route name (GET /v1/models).")
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)

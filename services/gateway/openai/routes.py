@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.enums import FINISH_REASON_NAMES
-from services.common.errors import MeshError, ModelNotFound
+from services.common.errors import MeshError, ModelNotFound, shown
 from services.common.results import FinishReason, Usage
 from services.gateway.auth.admission import caller_of, charge, generation_slot
 from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s, while_connected
@@ -274,4 +274,4 @@ async def get_model(model: str, request: Request) -> Model:
     for entry in await _models(request):
         if entry.id == model:
             return entry
-    raise ModelNotFound(f"no model or route is named {model!r}")
+    raise ModelNotFound(f"no model or route is named {shown(model)}")
