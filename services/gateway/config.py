@@ -42,6 +42,9 @@ class GatewaySettings(ServiceSettings):
     # Limits of a key whose own are 0; 0 here means unlimited.
     default_rpm: int = Field(default=600, ge=0)
     default_tpm: int = Field(default=200_000, ge=0)
+    # Invalid API keys one client address may present per minute; past that it waits (429), and the
+    # store is not asked. 0: unlimited.
+    invalid_key_rpm: int = Field(default=30, ge=0)
     # Generations (requests and WebSocket turns) in flight at once; more are refused with 503.
     max_concurrent_requests: int = Field(default=64, ge=1)
     # Larger request bodies are refused with 413 before they are read.

@@ -270,3 +270,31 @@ async def test_a_rate_limit_outside_int32_is_a_bad_field_not_a_500(secured: Gate
         )
         error = assert_error(response, 422, "invalid_request")
         assert error["details"][0]["field"] == field
+
+
+async def test_invalid_keys_are_throttled_per_address_and_a_repeated_one_costs_no_store_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {"invalid_key_rpm": 3, "api_key_cache_s": 60}
+    async with mesh(tmp_path, **settings) as gateway:
+        key = await create_key(gateway)
+        assert (await gateway.client.post(CHAT, json=chat("hi"), headers=bearer(key))).status_code == 200
+        with caplog.at_level(logging.INFO, logger="llmmesh.rpc"):
+            repeated = [
+                await gateway.client.post(CHAT, json=chat("hi"), headers=bearer("lmk_0_bad"))
+                for _ in range(2)
+            ]
+            guesses = [
+                await gateway.client.post(CHAT, json=chat("hi"), headers=bearer(f"lmk_{n:012x}_" + "x" * 40))
+                for n in range(2)
+            ]
+        for response in [*repeated, guesses[0]]:
+            assert_error(response, 401, "invalid_api_key")
+        # Those were this address's 3 failures a minute; the next guess is refused unchecked.
+        limited = assert_error(guesses[1], 429, "rate_limited")
+        assert "invalid API keys from this address" in limited["message"]
+        assert int(guesses[1].headers["Retry-After"]) >= 1
+        reads = [r for r in caplog.records if "VerifyApiKey" in str(getattr(r, "method", ""))]
+        assert len(reads) == 2, "one for the repeated key (then remembered as bad), one for the first guess"
+        # A key this gateway already verified is still served from its cache.
+        assert (await gateway.client.post(CHAT, json=chat("hi"), headers=bearer(key))).status_code == 200

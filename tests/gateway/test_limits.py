@@ -8,6 +8,7 @@ import pytest
 from services.gateway.auth import limits
 from services.gateway.auth.limits import (
     ConcurrencyLimit,
+    FailureLimit,
     Overloaded,
     RateLimited,
     RateLimits,
@@ -247,3 +248,24 @@ def test_a_released_slot_can_be_taken_again() -> None:
     assert limit.in_flight == 1
     with pytest.raises(Overloaded):
         limit.acquire()
+
+
+def test_failed_attempts_are_counted_per_client_and_refill_with_time() -> None:
+    now = [0.0]
+    failures = FailureLimit(2, clock=lambda: now[0])
+    failures.check("10.0.0.1")  # no failure yet: never refused
+    failures.failed("10.0.0.1")
+    failures.failed("10.0.0.1")
+    with pytest.raises(RateLimited) as refused:
+        failures.check("10.0.0.1")
+    assert refused.value.headers == {"Retry-After": "30"}  # one attempt back in 60 s / 2
+    failures.check("10.0.0.2")  # another address is not affected
+    now[0] = 30.0
+    failures.check("10.0.0.1")
+
+
+def test_no_limit_on_failed_attempts_when_it_is_zero() -> None:
+    failures = FailureLimit(0, clock=lambda: 0.0)
+    for _ in range(100):
+        failures.failed("10.0.0.1")
+    failures.check("10.0.0.1")

@@ -19,7 +19,7 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import MeshError
-from services.gateway.auth.limits import ConcurrencyLimit, RateLimits
+from services.gateway.auth.limits import ConcurrencyLimit, FailureLimit, RateLimits
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import AdminDisabled, InvalidAdminToken, InvalidApiKey, Unauthenticated
 from services.store.client import StoreClient
@@ -61,34 +61,47 @@ class Admission:
         self._settings = settings
         self._store = store
         self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        # Keys the store refused, by digest, until when: the same bad key again costs no store read.
+        self._refused: OrderedDict[str, float] = OrderedDict()
+        self.failures = FailureLimit(settings.invalid_key_rpm)
         self.rates = RateLimits()
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
 
-    async def identify(self, token: str | None) -> Caller:
-        """The caller whose API key this is (anonymous when auth is off)."""
+    async def identify(self, token: str | None, client: str) -> Caller:
+        """The caller whose API key this is (anonymous when auth is off); `client` (its address) is
+        throttled after too many invalid keys."""
         if not self._settings.auth_enabled:
             return ANONYMOUS
         if token is None:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'", _CHALLENGE)
-        return await self._verify(token)
+        return await self._verify(token, client)
 
     def admit(self, caller: Caller) -> None:
         """Count one request against the caller's limits, or raise RateLimited."""
         if caller.key_id:
             self.rates.admit(caller.key_id, caller.rpm, caller.tpm)
 
-    async def _verify(self, token: str) -> Caller:
+    async def _verify(self, token: str, client: str) -> Caller:
         digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
         cached = self._verified.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
+        if cached is not None and cached[1] > now:
             self._verified.move_to_end(digest)
             return cached[0]
+        if self._refused.get(digest, 0.0) > now:
+            self.failures.failed(client)
+            raise InvalidApiKey("the API key is not valid (unknown or revoked)", _CHALLENGE)
+        self.failures.check(client)
         try:
             answer = await self._store.verify_api_key(
                 store_pb2.VerifyApiKeyRequest(secret=token), timeout_s=_VERIFY_TIMEOUT_S
             )
         except MeshError as error:
             if error.status == grpc.StatusCode.UNAUTHENTICATED:
+                self.failures.failed(client)
+                self._refused[digest] = now + self._settings.api_key_cache_s
+                while len(self._refused) > _MAX_CACHED_KEYS:
+                    self._refused.popitem(last=False)
                 raise InvalidApiKey("the API key is not valid (unknown or revoked)", _CHALLENGE) from error
             raise
         key = answer.key
@@ -130,7 +143,8 @@ def admission_of(request: Request) -> Admission:
 async def authenticate(request: Request) -> Caller:
     """Dependency of every API route: the caller, admitted under its rate limits."""
     admission = admission_of(request)
-    caller = await admission.identify(bearer_token(request.headers.get("authorization")))
+    client = request.client.host if request.client else "unknown"
+    caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
     admission.admit(caller)
     request.state.caller = caller
     return caller

@@ -1,4 +1,5 @@
-"""Per-key rate limits (token buckets) and the gateway's global limit on generations in flight.
+"""Per-key rate limits (token buckets), failed key attempts per client, and the gateway's global
+limit on generations in flight.
 
 Limits are kept in this gateway process: with several gateway replicas each enforces a key's limits
 on its own share of the traffic (see README "API keys and limits").
@@ -54,6 +55,40 @@ class _KeyBuckets:
     limits: tuple[int, int]
     requests: TokenBucket | None
     tokens: TokenBucket | None
+
+
+class FailureLimit:
+    """Failed attempts per client address, `per_minute` at most (0: unlimited): past that, the
+    client's next attempts are refused unchecked until its bucket refills, so guessing keys costs the
+    store nothing and the guesser a wait."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._clock = clock
+
+    def check(self, client: str) -> None:
+        """Raise RateLimited while `client` has no failed attempt left."""
+        bucket = self._buckets.get(client)
+        if bucket is not None:
+            wait = bucket.wait_s(1, self._clock())
+            if wait:
+                raise RateLimited(
+                    f"too many invalid API keys from this address (at most {self.per_minute} a minute)",
+                    retry_after(wait),
+                )
+
+    def failed(self, client: str) -> None:
+        """Count one failed attempt of `client`."""
+        if not self.per_minute:
+            return
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.per_minute, stamp=self._clock())
+            while len(self._buckets) > MAX_TRACKED_KEYS:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(client)
+        bucket.take(1, self._clock())
 
 
 class RateLimits:

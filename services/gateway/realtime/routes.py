@@ -185,7 +185,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     request_id = new_request_id()
     try:
-        caller = await admission.identify(token)
+        caller = await admission.identify(token, websocket.client.host if websocket.client else "unknown")
     except MeshError as error:
         body = {"type": "error", "id": None, **error_body(error.code, error.message, request_id)}
         await websocket.send_text(json.dumps(body))
