@@ -48,6 +48,11 @@ _PERMANENT_STATUSES = frozenset(
     }
 )
 _PERMANENT_CODES = frozenset({"upstream_auth_failed", "upstream_bad_request"})
+# Recording a job's outcome while the store is unreachable: retried from RECORD_BACKOFF_S, doubling up
+# to RECORD_MAX_BACKOFF_S, so it lands within a couple of seconds of the store's return.
+RECORD_BACKOFF_S = 0.1
+RECORD_MAX_BACKOFF_S = 2.0
+RECORD_WARN_AFTER = 5
 
 
 @dataclass(frozen=True)
@@ -312,18 +317,29 @@ class JobWorker:
         return ceiling * random.uniform(0.5, 1.0)
 
     async def _record(self, send: Callable[[], Awaitable[Any]], what: str) -> Any:
-        """Tell the store how jobs ended, retrying while it is unreachable: its answer, or None if it
-        refused or never answered; then the leases lapse and the jobs run again (at least once, never lost)."""
-        for attempt in range(1, 6):
+        """Tell the store how jobs ended, retrying for as long as it is unreachable (the jobs stay
+        this worker's, their leases renewed once it answers, so an outage of minutes does not run them
+        again); its answer, or None if it refused. Only a worker that is stopping gives up, after its
+        grace period: then the leases lapse and the jobs run again (at least once, never lost)."""
+        attempt = 0
+        gave_up_at: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            attempt += 1
             try:
                 return await send()
             except MeshError as error:
                 if error.status not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error(
                         "store refused a job outcome",
-                        extra={"what": what, "code": error.code, "message": error.message},
+                        extra={"what": what, "code": error.code, "reason": error.message},
                     )
                     return None
-                await asyncio.sleep(0.2 * 2**attempt)
-        log.error("could not record a job outcome; the job will run again", extra={"what": what})
-        return None
+                if attempt == RECORD_WARN_AFTER:
+                    log.warning("store unreachable; still recording", extra={"what": what})
+            if self._stopping.is_set():
+                gave_up_at = gave_up_at or loop.time() + self._settings.job_shutdown_grace_s
+                if loop.time() >= gave_up_at:
+                    log.error("could not record a job outcome; the job will run again", extra={"what": what})
+                    return None
+            await asyncio.sleep(min(RECORD_MAX_BACKOFF_S, RECORD_BACKOFF_S * 2**attempt))
