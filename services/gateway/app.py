@@ -61,6 +61,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.admission.limiter.close()
             await orchestrator.close()
             await store.close()
             for channel in pool_channels.values():

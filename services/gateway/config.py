@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -42,6 +44,15 @@ class GatewaySettings(ServiceSettings):
     # Limits of a key whose own are 0; 0 here means unlimited.
     default_rpm: int = Field(default=600, ge=0)
     default_tpm: int = Field(default=200_000, ge=0)
+    # Shared limits: with a Redis URL (e.g. redis://redis:6379/0; it may hold a password, so it is
+    # a secret) every replica's keys, tokens and generation slots count together; unset, each gateway
+    # keeps its own. Keys start with redis_prefix, so meshes can share one Redis.
+    redis_url: SecretStr | None = None
+    redis_prefix: str = Field(default="llmmesh", min_length=1, max_length=64)
+    # What a limit decision does when Redis does not answer within redis_timeout_s: "open" admits
+    # (limits then hold per replica only), "closed" refuses with 503 limiter_unavailable.
+    redis_failure: Literal["open", "closed"] = "open"
+    redis_timeout_s: float = Field(default=0.5, gt=0)
     # Invalid API keys one client address may present per minute; past that it waits (429), and the
     # store is not asked. 0: unlimited.
     invalid_key_rpm: int = Field(default=30, ge=0)

@@ -97,6 +97,12 @@ class Overloaded(GatewayError, Unavailable):
     code = "overloaded"
 
 
+class LimiterUnavailable(GatewayError, Unavailable):
+    """The shared limiter (Redis) did not answer and GATEWAY_REDIS_FAILURE is "closed"."""
+
+    code = "limiter_unavailable"
+
+
 class InvalidIdempotencyKey(InvalidArgument):
     code = "invalid_idempotency_key"
 

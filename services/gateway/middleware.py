@@ -94,9 +94,18 @@ class RequestLimitsMiddleware:
                     raise BodyTooLarge(self.max_body_bytes)
             return message
 
+        async def release_slot() -> None:
+            slot = scope.get("state", {}).pop(SLOT_STATE, None)
+            if slot is not None:
+                await scope["app"].state.admission.limiter.release(slot)
+
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # The slot is free before the client can see the end of its answer, so the
+                # client's next request never finds it still taken (on any replica).
+                await release_slot()
             await send(message)
 
         try:
@@ -105,8 +114,7 @@ class RequestLimitsMiddleware:
             if not started:
                 await self._too_large(scope, send)
         finally:
-            if scope.get("state", {}).pop(SLOT_STATE, False):
-                scope["app"].state.admission.concurrency.release()
+            await release_slot()  # an answer that ended without its last body message
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id", "")

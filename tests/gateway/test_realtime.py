@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from services.gateway.auth.admission import Caller
-from services.gateway.auth.limits import ConcurrencyLimit
+from services.gateway.auth.limiter import LocalLimiter
 from services.gateway.config import GatewaySettings
 from services.gateway.realtime.routes import _Socket
 from tests.support.auth import ADMIN, create_key
@@ -225,9 +225,12 @@ class LingeringOrchestrator:
 async def test_a_turn_started_right_after_done_keeps_its_own_bookkeeping() -> None:
     """Turn 1's cleanup runs after turn 2 began: it must not end turn 2 (which let a third turn in,
     refused turn 2's cancel, and freed a slot twice)."""
-    admission = SimpleNamespace(
-        admit=lambda caller: None, charge=lambda caller, usage: None, concurrency=ConcurrencyLimit(4)
-    )
+
+    async def admit(caller: Caller) -> None:
+        return None
+
+    limiter = LocalLimiter(GatewaySettings(max_concurrent_requests=4))
+    admission = SimpleNamespace(admit=admit, charge=lambda caller, usage: None, limiter=limiter)
     orchestrator = LingeringOrchestrator()
     state = SimpleNamespace(admission=admission, settings=GatewaySettings(), orchestrator=orchestrator)
     socket = FakeWebSocket(state)
@@ -240,16 +243,16 @@ async def test_a_turn_started_right_after_done_keeps_its_own_bookkeeping() -> No
     await socket.inbox.put(json.dumps({"type": "chat", "id": "t1", "content": "short"}))
     assert (await frames(1))[-1]["type"] == "done"  # turn 1 answered; its stream still lingers
     await socket.inbox.put(json.dumps({"type": "chat", "id": "t2", "content": "long"}))
-    await eventually(lambda: admission.concurrency.in_flight == 1)
+    await eventually(lambda: limiter.concurrency.in_flight == 1)
     orchestrator.release.set()  # now turn 1's cleanup runs, while turn 2 is in progress
     await asyncio.sleep(0.05)
-    assert admission.concurrency.in_flight == 1, "turn 2 still holds its slot"
+    assert limiter.concurrency.in_flight == 1, "turn 2 still holds its slot"
     await socket.inbox.put(json.dumps({"type": "chat", "id": "t3", "content": "short"}))
     refused = (await frames(2))[-1]
     assert (refused["type"], refused["id"], refused["error"]["code"]) == ("error", "t3", "turn_in_progress")
     await socket.inbox.put(json.dumps({"type": "cancel", "id": "t2"}))
     cancelled = (await frames(3))[-1]
     assert (cancelled["type"], cancelled["id"]) == ("cancelled", "t2")
-    assert admission.concurrency.in_flight == 0
+    assert limiter.concurrency.in_flight == 0
     await socket.inbox.put("")  # the client leaves
     await asyncio.wait_for(serving, 5)

@@ -19,7 +19,8 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import MeshError
-from services.gateway.auth.limits import ConcurrencyLimit, FailureLimit, RateLimits
+from services.gateway.auth.limiter import Limiter, create_limiter
+from services.gateway.auth.limits import FailureLimit
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import AdminDisabled, InvalidAdminToken, InvalidApiKey, Unauthenticated
 from services.store.client import StoreClient
@@ -64,8 +65,7 @@ class Admission:
         # Keys the store refused, by digest, until when: the same bad key again costs no store read.
         self._refused: OrderedDict[str, float] = OrderedDict()
         self.failures = FailureLimit(settings.invalid_key_rpm)
-        self.rates = RateLimits()
-        self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
+        self.limiter: Limiter = create_limiter(settings)
 
     async def identify(self, token: str | None, client: str) -> Caller:
         """The caller whose API key this is (anonymous when auth is off); `client` (its address) is
@@ -76,10 +76,10 @@ class Admission:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'", _CHALLENGE)
         return await self._verify(token, client)
 
-    def admit(self, caller: Caller) -> None:
+    async def admit(self, caller: Caller) -> None:
         """Count one request against the caller's limits, or raise RateLimited."""
         if caller.key_id:
-            self.rates.admit(caller.key_id, caller.rpm, caller.tpm)
+            await self.limiter.admit(caller.key_id, caller.rpm, caller.tpm)
 
     async def _verify(self, token: str, client: str) -> Caller:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -124,7 +124,8 @@ class Admission:
     def charge(self, caller: Caller, usage: common_pb2.Usage) -> None:
         """Count a finished generation's tokens against its caller's tokens-per-minute."""
         if caller.key_id:
-            self.rates.charge_tokens(caller.key_id, usage.prompt_tokens + usage.completion_tokens)
+            tokens = usage.prompt_tokens + usage.completion_tokens
+            self.limiter.charge_tokens(caller.key_id, caller.rpm, caller.tpm, tokens)
 
     def check_admin(self, authorization: str | None) -> None:
         expected = self._settings.admin_token
@@ -145,7 +146,7 @@ async def authenticate(request: Request) -> Caller:
     admission = admission_of(request)
     client = request.client.host if request.client else "unknown"
     caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
-    admission.admit(caller)
+    await admission.admit(caller)
     request.state.caller = caller
     return caller
 
@@ -159,10 +160,11 @@ def charge(request: Request, usage: common_pb2.Usage) -> None:
     admission_of(request).charge(caller_of(request), usage)
 
 
-def generation_slot(request: Request) -> None:
-    """Dependency of routes that run a model: one of the gateway's slots, or 503 at once."""
-    admission_of(request).concurrency.acquire()
-    request.scope.setdefault("state", {})[SLOT_STATE] = True
+async def generation_slot(request: Request) -> None:
+    """Dependency of routes that run a model: one of the mesh's generation slots, or 503 at once
+    (given back by RequestLimitsMiddleware when the response ends)."""
+    slot = await admission_of(request).limiter.acquire()
+    request.scope.setdefault("state", {})[SLOT_STATE] = slot
 
 
 async def require_admin(request: Request) -> None:

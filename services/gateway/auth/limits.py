@@ -1,8 +1,8 @@
 """Per-key rate limits (token buckets), failed key attempts per client, and the gateway's global
 limit on generations in flight.
 
-Limits are kept in this gateway process: with several gateway replicas each enforces a key's limits
-on its own share of the traffic (see README "API keys and limits").
+These are the rules, kept in this gateway process; services/gateway/auth/limiter.py keeps the same
+ones on Redis when GATEWAY_REDIS_URL is set, so that they hold across every replica.
 """
 
 from __future__ import annotations

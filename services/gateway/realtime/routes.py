@@ -60,6 +60,7 @@ class _Socket:
         self._send_lock = asyncio.Lock()
         self.turn: asyncio.Task[None] | None = None
         self.turn_id: str | None = None
+        self.slot = ""
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -111,8 +112,8 @@ class _Socket:
             )
         else:
             try:
-                self.admission.admit(self.caller)
-                self.admission.concurrency.acquire()
+                await self.admission.admit(self.caller)
+                self.slot = await self.admission.limiter.acquire()
             except MeshError as error:
                 await self.send_error(error, request_id, frame.id)
                 return
@@ -145,7 +146,7 @@ class _Socket:
         if turn is not None and self.turn is turn:
             self.turn = None
             self.turn_id = None
-            self.admission.concurrency.release()
+            self.admission.limiter.release_soon(self.slot)
 
     async def _generate(self, frame: ChatFrame, request_id: str, this: asyncio.Task[Any] | None) -> None:
         messages = (
