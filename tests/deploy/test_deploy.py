@@ -94,9 +94,11 @@ def test_every_service_is_hardened_probed_and_named(overlay: str) -> None:
     expected = {"gateway", "orchestrator", "inference", "store"} | (
         {"inference-gpu"} if overlay == "gpu" else set()
     )
-    assert set(deployments) == expected
+    assert set(deployments) == expected | {"redis"}
     accounts = of_kind(resources, "ServiceAccount")
     for name, deployment in deployments.items():
+        if name == "redis":  # not ours: hardened and probed all the same, below
+            continue
         pod = deployment["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == name and name in accounts
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -118,6 +120,13 @@ def test_every_service_is_hardened_probed_and_named(overlay: str) -> None:
             "metrics",
         }
         assert name in of_kind(resources, "PodDisruptionBudget")
+    redis = deployments["redis"]["spec"]["template"]["spec"]
+    (container,) = redis["containers"]
+    assert redis["securityContext"]["runAsNonRoot"] is True and redis["serviceAccountName"] in accounts
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["limits"] and "readinessProbe" in container and "livenessProbe" in container
+    assert {p["port"] for p in services["redis"]["spec"]["ports"]} == {6379}
     autoscaled = of_kind(resources, "HorizontalPodAutoscaler")
     assert autoscaled["gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert autoscaled["orchestrator"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
@@ -180,6 +189,7 @@ def test_network_policies_admit_only_the_mesh_edges() -> None:
     assert sources("orchestrator-from-gateway") == {"gateway"}
     assert sources("inference-from-orchestrator") == {"orchestrator", "gateway"}
     assert sources("store-from-mesh") == {"orchestrator", "gateway"}
+    assert sources("redis-from-gateway") == {"gateway"}
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
