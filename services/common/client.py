@@ -12,8 +12,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import grpc
+from pydantic import SecretStr
 
-from services.common.errors import ERROR_CODE_KEY, RemoteError, from_rpc_error
+from services.common.errors import ERROR_CODE_KEY, InvalidServiceToken, RemoteError, from_rpc_error
 from services.common.grpc_options import create_channel
 
 log = logging.getLogger("llmmesh.client")
@@ -24,10 +25,15 @@ Response = TypeVar("Response")
 def error_of(exc: grpc.aio.AioRpcError) -> RemoteError:
     """The domain error behind a failed call. A failure the peer did not explain (no error code: the
     connection, the deadline, a crash) is logged with its transport details, which never reach a
-    client."""
+    client. A peer that refused this service's token is the mesh misconfigured, not the client's
+    fault: it is logged as such and reported as unavailable."""
     if not any(key == ERROR_CODE_KEY for key, _ in exc.trailing_metadata() or ()):
         log.warning("call failed", extra={"status": exc.code().name, "details": exc.details()})
-    return from_rpc_error(exc)
+    error = from_rpc_error(exc)
+    if error.code == InvalidServiceToken.code:
+        log.error("a mesh service refused this one's service token: set the same MESH_SERVICE_TOKEN on all")
+        return RemoteError(grpc.StatusCode.UNAVAILABLE, "unavailable", "a downstream service is unavailable")
+    return error
 
 
 class ServiceClient:
@@ -43,9 +49,12 @@ class ServiceClient:
         self._stub = self.stub_class(channel)
 
     @classmethod
-    def connect(cls, address: str, timeout_s: float | None = None) -> Self:
-        """A client over a new channel to `address` (closed by `close`)."""
-        return cls(create_channel(address), timeout_s)
+    def connect(
+        cls, address: str, timeout_s: float | None = None, service_token: SecretStr | None = None
+    ) -> Self:
+        """A client over a new channel to `address` (closed by `close`), presenting the mesh's service
+        token when one is set."""
+        return cls(create_channel(address, service_token), timeout_s)
 
     async def close(self) -> None:
         await self.channel.close()

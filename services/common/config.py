@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -62,6 +62,13 @@ class ServiceSettings(BaseSettings):
     # Seconds in-flight RPCs get to finish after SIGTERM before they are cancelled.
     shutdown_grace_s: float = Field(
         default=10.0, gt=0, validation_alias=env_alias("SHUTDOWN_GRACE_S", "shutdown_grace_s")
+    )
+
+    # A secret every mesh service presents to the others and requires of them (gRPC metadata), so a
+    # process that can reach a service's port cannot call it (mint API keys at the store, say).
+    # Unset: no check (the laptop default); the Kubernetes manifests set it from a Secret.
+    service_token: SecretStr | None = Field(
+        default=None, validation_alias=env_alias("MESH_SERVICE_TOKEN", "service_token")
     )
 
     # Prometheus metrics on http://host:metrics_port/metrics; 0 turns the endpoint off. Each service

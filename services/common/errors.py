@@ -104,6 +104,13 @@ class InvalidApiKey(MeshError):
     status = grpc.StatusCode.UNAUTHENTICATED
 
 
+class InvalidServiceToken(MeshError):
+    """A call between mesh services without the mesh's service token (MESH_SERVICE_TOKEN)."""
+
+    code = "invalid_service_token"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
 class RemoteError(MeshError):
     """An error received from another service, keeping its status and code as they were."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from pydantic import SecretStr
 
 from services.common.interceptor import client_interceptors
 
@@ -40,7 +41,11 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def create_channel(address: str) -> grpc.aio.Channel:
+def create_channel(address: str, service_token: SecretStr | None = None) -> grpc.aio.Channel:
     """An insecure channel to another mesh service (TLS terminates at the cluster's mesh/ingress),
-    through the shared client interceptors (request id, trace context, client metrics)."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=client_interceptors())
+    through the shared client interceptors (request id, trace context, client metrics, and the
+    mesh's service token when one is set)."""
+    token = service_token.get_secret_value() if service_token else None
+    return grpc.aio.insecure_channel(
+        address, options=CHANNEL_OPTIONS, interceptors=client_interceptors(token)
+    )

@@ -11,6 +11,7 @@ the call in the client metrics.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,12 +22,14 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common import tracing
-from services.common.errors import ERROR_CODE_KEY, MeshError
+from services.common.errors import ERROR_CODE_KEY, InvalidServiceToken, MeshError
 from services.common.metrics import client_rpc, server_rpc
 from services.common.request_id import METADATA_KEY, accept_request_id, bound_request_id, current_request_id
 
 log = logging.getLogger("llmmesh.rpc")
 
+# Where one mesh service presents the service token to another.
+SERVICE_TOKEN_KEY = "x-mesh-service-token"
 # Probes and tooling: no request id, no access log, and they must never be slowed by ours.
 _PASS_THROUGH_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
@@ -102,8 +105,36 @@ class _ServerCall:
             self._span.end()
 
 
+def _refused(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same kind that answers UNAUTHENTICATED: a caller without the service token."""
+
+    async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
+        error = InvalidServiceToken("this service answers only the mesh's own services (MESH_SERVICE_TOKEN)")
+        await context.abort(error.status, error.message, trailing_metadata=((ERROR_CODE_KEY, error.code),))
+
+    async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await deny(request, context)
+        yield  # pragma: no cover - abort raised
+
+    if handler.unary_stream is not None:
+        return handler._replace(unary_stream=deny_stream)
+    return handler._replace(unary_unary=deny)
+
+
 class MeshServerInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every unary and server-streaming handler of our services."""
+    """Wraps every unary and server-streaming handler of our services; with a service token, refuses
+    callers that do not present it (health and reflection stay open, for probes and tooling)."""
+
+    def __init__(self, service_token: str | None = None) -> None:
+        self._token = service_token.encode() if service_token else None
+
+    def _presented(self, details: grpc.HandlerCallDetails) -> bool:
+        assert self._token is not None
+        for key, value in details.invocation_metadata or ():
+            if key == SERVICE_TOKEN_KEY:
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._token)
+        return False
 
     async def intercept_service(
         self,
@@ -114,6 +145,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_PASS_THROUGH_PREFIXES):
             return handler
+        if self._token is not None and not self._presented(handler_call_details):
+            log.warning("call without the service token refused", extra={"method": method})
+            return _refused(handler)
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))
         if handler.unary_stream is not None:
@@ -159,9 +193,14 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
-def _outgoing(details: grpc.aio.ClientCallDetails, span: trace.Span | None) -> grpc.aio.ClientCallDetails:
-    """The call's details with the request id and, when tracing, the trace context added to its metadata."""
+def _outgoing(
+    details: grpc.aio.ClientCallDetails, span: trace.Span | None, service_token: str | None
+) -> grpc.aio.ClientCallDetails:
+    """The call's details with the request id, the service token and, when tracing, the trace context
+    added to its metadata."""
     extra: dict[str, str] = {}
+    if service_token:
+        extra[SERVICE_TOKEN_KEY] = service_token
     request_id = current_request_id()
     if request_id:
         extra[METADATA_KEY] = request_id
@@ -178,9 +217,10 @@ def _outgoing(details: grpc.aio.ClientCallDetails, span: trace.Span | None) -> g
 class _ClientCall:
     """One outgoing RPC's bookkeeping: metrics and its client span, closed when the call is done."""
 
-    __slots__ = ("_metrics", "_span", "started")
+    __slots__ = ("_metrics", "_span", "_token", "started")
 
-    def __init__(self, method: str | bytes) -> None:
+    def __init__(self, method: str | bytes, service_token: str | None) -> None:
+        self._token = service_token
         if isinstance(method, bytes):  # how grpc.aio hands it to client interceptors
             method = method.decode()
         self._metrics = client_rpc(method)
@@ -191,7 +231,7 @@ class _ClientCall:
         self.started = time.perf_counter()
 
     def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        return _outgoing(details, self._span)
+        return _outgoing(details, self._span, self._token)
 
     def watch(self, call: grpc.aio.Call) -> None:
         """Record the stream's end when it comes (its status is only readable by awaiting code())."""
@@ -214,10 +254,13 @@ class _ClientCall:
 
 
 class MeshUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, service_token: str | None = None) -> None:
+        self._token = service_token
+
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        bookkeeping = _ClientCall(client_call_details.method)
+        bookkeeping = _ClientCall(client_call_details.method, self._token)
         call = await continuation(bookkeeping.details(client_call_details), request)
         # Awaiting the response here (the caller's await then returns it at once) gives the status
         # without the task a done-callback would need.
@@ -234,14 +277,17 @@ class MeshUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 class MeshStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, service_token: str | None = None) -> None:
+        self._token = service_token
+
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        bookkeeping = _ClientCall(client_call_details.method)
+        bookkeeping = _ClientCall(client_call_details.method, self._token)
         call = await continuation(bookkeeping.details(client_call_details), request)
         bookkeeping.watch(call)
         return call
 
 
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    return [MeshUnaryClientInterceptor(), MeshStreamClientInterceptor()]
+def client_interceptors(service_token: str | None = None) -> list[grpc.aio.ClientInterceptor]:
+    return [MeshUnaryClientInterceptor(service_token), MeshStreamClientInterceptor(service_token)]

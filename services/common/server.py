@@ -38,7 +38,8 @@ class MeshServer:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.grpc = grpc.aio.server(interceptors=[MeshServerInterceptor()], options=SERVER_OPTIONS)
+        token = settings.service_token.get_secret_value() if settings.service_token else None
+        self.grpc = grpc.aio.server(interceptors=[MeshServerInterceptor(token)], options=SERVER_OPTIONS)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         self._service_names: list[str] = []

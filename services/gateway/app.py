@@ -39,12 +39,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Every call's deadline is the backstop GATEWAY_REQUEST_TIMEOUT_S (see GatewaySettings).
-        orchestrator = OrchestratorClient.connect(settings.orchestrator_addr, settings.request_timeout_s)
-        store = StoreClient.connect(settings.store_addr, settings.request_timeout_s)
+        orchestrator = OrchestratorClient.connect(
+            settings.orchestrator_addr, settings.request_timeout_s, settings.service_token
+        )
+        store = StoreClient.connect(settings.store_addr, settings.request_timeout_s, settings.service_token)
         # Only /readyz talks to the inference pools: each pool of the registry, probed for health.
         pools = load_registry(settings.registry_path).pool_addresses(settings.inference_addr)
         pool_channels = {
-            "inference" if pool == DEFAULT_POOL else f"inference:{pool}": create_channel(address)
+            "inference" if pool == DEFAULT_POOL else f"inference:{pool}": create_channel(
+                address, settings.service_token
+            )
             for pool, address in pools.items()
         }
         app.state.settings = settings

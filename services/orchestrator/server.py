@@ -26,10 +26,10 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     """Build the orchestrator bound to its port, with channels to every inference pool and the store."""
     registry = registry or load_registry(settings.registry_path)
     pools = {
-        pool: InferenceClient.connect(address)
+        pool: InferenceClient.connect(address, service_token=settings.service_token)
         for pool, address in registry.pool_addresses(settings.inference_addr).items()
     }
-    store = StoreClient.connect(settings.store_addr)
+    store = StoreClient.connect(settings.store_addr, service_token=settings.service_token)
     router = Router(registry, pools, settings)
     sessions = SessionRuns(store, router)
     webhooks = WebhookGuard(settings.webhook_allowed_networks)

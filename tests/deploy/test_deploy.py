@@ -153,6 +153,12 @@ def test_auth_is_on_and_secrets_come_from_secrets(overlay: str) -> None:
     (migrate,) = of_kind(resources, "Job").values()
     assert migrate["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
     text = yaml.safe_dump_all(resources)
+    for name, deployment in deployments.items():
+        if name == "redis":
+            continue
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        secret = env["MESH_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert (secret["name"], secret["key"]) == ("llm-mesh-secrets", "MESH_SERVICE_TOKEN"), name
     assert "kind: Secret" not in text, "secrets are referenced, never shipped"
 
 

@@ -141,15 +141,18 @@ async def scripted_mesh(
     registry: Registry | None = None,
     backends: list[ScriptedBackend] | None = None,
     gateway_settings: dict[str, Any] | None = None,
+    service_token: str | None = None,
     **orchestrator_settings: Any,
 ) -> AsyncIterator[Gateway]:
     """All four services in-process on real sockets, the models replaced by scripted backends
     (by default one, named "scripted", on the default route); `orchestrator_settings` override
-    the orchestrator's (job worker timings, say), `gateway_settings` the gateway's (auth, limits)."""
+    the orchestrator's (job worker timings, say), `gateway_settings` the gateway's (auth, limits);
+    `service_token` is the mesh's MESH_SERVICE_TOKEN, for every service."""
+    token = {"service_token": service_token} if service_token else {}
     backends = backends or [ScriptedBackend()]
     registry = registry or scripted_registry(*(b.name for b in backends))
-    inference, inference_port = create_inference(InferenceSettings(port=0), registry, backends)
-    store, store_port = create_store(StoreSettings(port=0, database_url=database_url))
+    inference, inference_port = create_inference(InferenceSettings(port=0, **token), registry, backends)
+    store, store_port = create_store(StoreSettings(port=0, database_url=database_url, **token))
     orchestrator, orchestrator_port = create_orchestrator(
         OrchestratorSettings(
             port=0,
@@ -157,6 +160,7 @@ async def scripted_mesh(
             store_addr=f"127.0.0.1:{store_port}",
             generation_timeout_s=generation_timeout_s,
             retry_backoff_s=0.01,
+            **token,
             **orchestrator_settings,
         ),
         registry,
@@ -166,6 +170,7 @@ async def scripted_mesh(
         orchestrator_addr=f"127.0.0.1:{orchestrator_port}",
         inference_addr=f"127.0.0.1:{inference_port}",
         store_addr=f"127.0.0.1:{store_port}",
+        **token,
         **(gateway_settings or {}),
     )
     async with running(store), running(inference), running(orchestrator):
