@@ -60,5 +60,11 @@ class GatewaySettings(ServiceSettings):
     max_concurrent_requests: int = Field(default=64, ge=1)
     # Larger request bodies are refused with 413 before they are read.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request's headers: at most this many bytes (431 beyond), all in within header_timeout_s of its
+    # first byte (408 otherwise, as for a connection that sends nothing); each read of its body within
+    # body_timeout_s (408). Slow or endless requests cannot tie the gateway up.
+    max_header_bytes: int = Field(default=32_768, ge=1024)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds between WebSocket ping frames (the client's pongs show the connection is alive).
     ws_ping_s: float = Field(default=20.0, gt=0)

@@ -142,6 +142,15 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
+class BodyTimeout(StarletteHTTPException):
+    """Raised from receive() when a body stops arriving; answered 408 by RequestLimitsMiddleware."""
+
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {timeout_s:g} s")
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -281,8 +290,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # FastAPI could not read the body: not UTF-8, nested too deep, compressed
         return error_response(request, 400, "invalid_json", INVALID_JSON)
-    codes = {404: "route_not_found", 405: "method_not_allowed", 413: BodyTooLarge.code}
-    return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    codes = {404: "route_not_found", 405: "method_not_allowed", 408: BodyTimeout.code, 413: BodyTooLarge.code}
+    # A body that stalled is left half-read: the connection cannot serve another request.
+    close = {"Connection": "close"} if exc.status_code == 408 else None
+    code = codes.get(exc.status_code, "http_error")
+    return error_response(request, exc.status_code, code, str(exc.detail), headers=close)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@ responses pass untouched)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.request_id import HTTP_HEADER, accept_request_id, bound_request_id
 from services.gateway.auth.admission import SLOT_STATE
-from services.gateway.errors import BodyTooLarge, error_payload
+from services.gateway.errors import BodyTimeout, BodyTooLarge, error_payload
 from services.gateway.metrics import HTTP_IN_FLIGHT, KNOWN_METHODS, UNMATCHED, request_children
 
 log = logging.getLogger("llmmesh.gateway.access")
@@ -68,11 +69,13 @@ class RequestIdMiddleware:
 
 class RequestLimitsMiddleware:
     """Refuses bodies over the size limit with 413 (by Content-Length before reading, or as soon as
-    a chunked body passes it), and gives back a generation slot once its response has been sent."""
+    a chunked body passes it) and bodies that stall with 408 (each read must arrive within
+    body_timeout_s), and gives back a generation slot once its response has been sent."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,13 +88,21 @@ class RequestLimitsMiddleware:
         received = 0
         started = False
 
+        body_done = False
+
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() waits for the client to leave: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
+                body_done = not message.get("more_body", False)
             return message
 
         async def release_slot() -> None:
@@ -113,12 +124,18 @@ class RequestLimitsMiddleware:
         except BodyTooLarge:
             if not started:
                 await self._too_large(scope, send)
+        except BodyTimeout as exc:
+            if not started:
+                await self._refuse(scope, send, exc)
         finally:
             await release_slot()  # an answer that ended without its last body message
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
+        await self._refuse(scope, send, BodyTooLarge(self.max_body_bytes))
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, error: BodyTooLarge | BodyTimeout) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
-        error = BodyTooLarge(self.max_body_bytes)
         body = error_payload(scope["path"], error.status_code, error.code, error.detail, request_id)
         await JSONResponse(body, status_code=error.status_code)(scope, _ignore_receive, send)
 

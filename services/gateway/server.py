@@ -16,6 +16,7 @@ from services.common.readiness import notify_ready
 from services.common.server import observed_process
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.connections import protocol_options
 
 
 class _GracefulServer(uvicorn.Server):
@@ -69,6 +70,8 @@ def _serve(settings: GatewaySettings) -> int:
         ws_ping_timeout=settings.ws_ping_s,
         # A WebSocket frame is held to the same size limit as a request body.
         ws_max_size=settings.max_body_bytes,
+        # Header size limit and deadline (services/gateway/connections.py).
+        **protocol_options(settings),
     )
     server = _GracefulServer(config)
     with sock:

@@ -23,6 +23,7 @@ from services.common.registry import Registry, parse_registry
 from services.common.server import MeshServer
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.connections import protocol_options
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
@@ -107,14 +108,16 @@ class Gateway:
 
 
 async def serve_app(settings: GatewaySettings) -> AsyncIterator[str]:
-    """The gateway app under uvicorn on a free port, in this event loop; yields its base URL."""
-    async for base_url in serve_asgi(create_app(settings)):
+    """The gateway app under uvicorn on a free port, in this event loop, with the gateway's own
+    connection limits; yields its base URL."""
+    async for base_url in serve_asgi(create_app(settings), **protocol_options(settings)):
         yield base_url
 
 
-async def serve_asgi(app: Any, lifespan: str = "auto") -> AsyncIterator[str]:
+async def serve_asgi(app: Any, lifespan: str = "auto", **options: Any) -> AsyncIterator[str]:
     """An ASGI app under uvicorn on a free port, in this event loop; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan, **options)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "listening"
         await asyncio.sleep(0.01)
