@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,14 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from services.common.ports import unused_port
+
 SERVICES = ("store", "inference", "orchestrator", "gateway")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port outside the kernel's ephemeral range (see unused_port)."""
+    return unused_port()
 
 
 async def _admin(server_url: str, statement: str) -> None:

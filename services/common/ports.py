@@ -3,6 +3,7 @@ names the address and the setting to change."""
 
 from __future__ import annotations
 
+import random
 import socket
 
 from services.common.config import ConfigError
@@ -38,3 +39,26 @@ def port_unavailable(what: str, host: str, port: int, setting: str, reason: str 
     """The error a service starts with when it cannot listen: where, why, and which setting moves it."""
     why = reason or bind_failure(host, port) or "bind failed"
     return ConfigError(f"cannot listen for {what} on {host}:{port} ({why}); set {setting} to a free port")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections (Linux: ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            low, high = (int(part) for part in ranges.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def unused_port(host: str = "127.0.0.1") -> int:
+    """A port free to listen on now, chosen below the kernel's ephemeral range: a port picked by
+    binding to 0 comes from that range, where an outgoing connection made meanwhile (a gRPC channel
+    between the services being started) can take it before its service listens."""
+    low, _ = _ephemeral_range()
+    ceiling = min(low, 65536) - 1
+    for _ in range(200):
+        port = random.randint(max(1024, ceiling - 12_000), ceiling)
+        if bind_failure(host, port) is None:
+            return port
+    raise ConfigError(f"no free port found on {host} below {low}")

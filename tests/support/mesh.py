@@ -4,7 +4,6 @@ port 0 and the whole mesh in-process with scripted models behind a real gateway.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from services.common.errors import ERROR_CODE_KEY
+from services.common.ports import unused_port
 from services.common.registry import Registry, parse_registry
 from services.common.server import MeshServer
 from services.gateway.app import create_app
@@ -39,9 +39,8 @@ POSTGRES_URL_ENV = "LLM_MESH_TEST_POSTGRES_URL"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port outside the kernel's ephemeral range (see unused_port)."""
+    return unused_port()
 
 
 class fresh_postgres_database:
