@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from services.common.request_id import HTTP_HEADER, new_request_id
 from services.gateway.config import GatewaySettings
+
+log = logging.getLogger("llmmesh.gateway.connections")
 
 
 class _HeadersTooLarge(Exception):
@@ -28,10 +32,14 @@ class _HeadersTooLarge(Exception):
 
 
 def _answer(status: int, reason: str, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message, "request_id": ""}}).encode()
+    """The error body every answer has (code, message, a request id of its own, also logged),
+    written before any request could reach the app."""
+    request_id = new_request_id()
+    log.warning("connection refused", extra={"request_id": request_id, "code": code, "status": status})
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{HTTP_HEADER}: {request_id}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 

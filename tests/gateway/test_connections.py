@@ -46,7 +46,7 @@ async def test_headers_over_the_limit_are_431(address: tuple[str, int]) -> None:
     big = b"GET /healthz HTTP/1.1\r\nHost: mesh\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
     status, body, _ = await exchange(address, big[:8192], big[8192:])
     assert status == 431
-    assert body["error"]["code"] == "request_headers_too_large"
+    assert body["error"]["code"] == "request_headers_too_large" and len(body["error"]["request_id"]) == 32
 
 
 async def test_headers_that_never_finish_are_408_within_the_deadline(address: tuple[str, int]) -> None:
