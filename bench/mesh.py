@@ -16,14 +16,8 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from services.common.ports import unused_port
-
-SERVICES = ("store", "inference", "orchestrator", "gateway")
-
-
-def free_port() -> int:
-    """A free loopback port outside the kernel's ephemeral range (see unused_port)."""
-    return unused_port()
+from services import SERVICES
+from services.common.ports import unused_port as free_port
 
 
 async def _admin(server_url: str, statement: str) -> None:

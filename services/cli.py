@@ -24,9 +24,9 @@ def _serve(name: str) -> int:
     try:
         exit_code: int = server_module.serve()
     except ValidationError as exc:  # a setting's value is refused: say which, and exit 2 as for a ConfigError
-        from services.supervisor import SETTINGS
+        from services.supervisor import settings_problem
 
-        print(f"llm-mesh: {name} cannot start: {SETTINGS[name].problem(exc)}", file=sys.stderr)
+        print(f"llm-mesh: {name} cannot start: {settings_problem(exc)}", file=sys.stderr)
         return 2
     return exit_code
 
@@ -70,9 +70,7 @@ def _up(
     host: str, port: int | None, port_base: int | None, max_restarts: int, parser: argparse.ArgumentParser
 ) -> int:
     """Run the local mesh under the supervisor until Ctrl-C; exit 2 when its ports cannot be used."""
-    from pydantic import ValidationError
-
-    from services.supervisor import Ports, Supervisor
+    from services.supervisor import Ports, Supervisor, settings_problem
 
     if max_restarts < 0:
         parser.error("--max-restarts must be 0 or more")
@@ -85,7 +83,7 @@ def _up(
         try:
             ports = Ports.from_settings(port)
         except ValidationError as exc:
-            print(f"llm-mesh: cannot start: {exc}", file=sys.stderr)
+            print(f"llm-mesh: cannot start: {settings_problem(exc)}", file=sys.stderr)
             return 2
     return asyncio.run(Supervisor(host, ports, max_restarts).run())
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from services import SERVICES
 from services.common.config import ServiceSettings
 from services.common.ports import bind_failure
@@ -35,6 +37,16 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "orchestrator": OrchestratorSettings,
     "gateway": GatewaySettings,
 }
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A service's refused settings, named by their environment variables (see ServiceSettings.problem)."""
+    for cls in SETTINGS.values():
+        if cls.__name__ == exc.title:
+            return cls.problem(exc)
+    return str(exc)
+
+
 # --port-base N: the gateway's HTTP port is N, each gRPC port N + its offset, each metrics port
 # N + 10 + its offset (the order of the defaults 8080, 50051-50053 and 9400-9403).
 PORT_OFFSETS = {"gateway": 0, "orchestrator": 1, "inference": 2, "store": 3}

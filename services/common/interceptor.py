@@ -110,7 +110,7 @@ def _refused(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
         error = InvalidServiceToken("this service answers only the mesh's own services (MESH_SERVICE_TOKEN)")
-        await context.abort(error.status, error.message, trailing_metadata=((ERROR_CODE_KEY, error.code),))
+        await _abort_for(error, context, "")
 
     async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await deny(request, context)

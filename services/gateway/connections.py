@@ -18,11 +18,11 @@ import json
 import logging
 from typing import Any
 
-import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services.common.request_id import HTTP_HEADER, new_request_id
 from services.gateway.config import GatewaySettings
+from services.gateway.errors import error_body
 
 log = logging.getLogger("llmmesh.gateway.connections")
 
@@ -36,7 +36,7 @@ def _answer(status: int, reason: str, code: str, message: str) -> bytes:
     written before any request could reach the app."""
     request_id = new_request_id()
     log.warning("connection refused", extra={"request_id": request_id, "code": code, "status": status})
-    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
+    body = json.dumps(error_body(code, message, request_id)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n{HTTP_HEADER}: {request_id}\r\nconnection: close\r\n\r\n"
@@ -89,31 +89,20 @@ def guarded_protocol(settings: GatewaySettings) -> type[HttpToolsProtocol]:
                     )
                 )
 
-        def data_received(self, data: bytes) -> None:
-            # uvicorn's own, but for headers over the limit, which stop the parser (in on_url /
-            # on_header) before the request reaches the app, and are answered 431.
-            self._unset_keepalive_if_required()
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                if self._should_upgrade():
-                    self.handle_websocket_upgrade()
-                else:
-                    self._unsupported_upgrade_warning()
-            except httptools.HttpParserError:
-                if self._header_bytes > max_bytes:
-                    self._refuse(
-                        _answer(
-                            431,
-                            "Request Header Fields Too Large",
-                            "request_headers_too_large",
-                            f"the request's headers are larger than {max_bytes} bytes",
-                        )
-                    )
-                    return
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to a request it cannot parse; headers over the limit stopped the
+            parser (in on_url / on_header) before the request reached the app, and get 431."""
+            if self._header_bytes <= max_bytes:
+                super().send_400_response(msg)
+                return
+            self._refuse(
+                _answer(
+                    431,
+                    "Request Header Fields Too Large",
+                    "request_headers_too_large",
+                    f"the request's headers are larger than {max_bytes} bytes",
+                )
+            )
 
         def _count(self, size: int) -> None:
             self._header_bytes += size

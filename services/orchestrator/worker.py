@@ -271,10 +271,10 @@ class JobWorker:
                     JOB_ATTEMPTS.labels(kind, "interrupted").inc()
                     raise
                 except MeshError as error:
-                    await self._fail(job, lease, error)
+                    await self._fail(job, kind, lease, error)
                 except Exception:
                     log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": kind})
-                    await self._fail(job, lease, MeshError("internal error"))
+                    await self._fail(job, kind, lease, MeshError("internal error"))
                 else:
                     JOB_ATTEMPTS.labels(kind, "succeeded").inc()
                     JOB_ATTEMPTS_USED.labels(kind).observe(job.attempts)
@@ -288,9 +288,8 @@ class JobWorker:
             self._running.pop(job.id, None)
             self._nudge.set()
 
-    async def _fail(self, job: store_pb2.Job, lease: store_pb2.JobLease, error: MeshError) -> None:
+    async def _fail(self, job: store_pb2.Job, kind: str, lease: store_pb2.JobLease, error: MeshError) -> None:
         again = retryable(error) and job.attempts < job.max_attempts
-        kind = JOB_KIND_NAMES.get(job.kind, "unknown")
         JOB_ATTEMPTS.labels(kind, "retried" if again else "failed").inc()
         if not again:
             JOB_ATTEMPTS_USED.labels(kind).observe(job.attempts)

@@ -146,10 +146,15 @@ class RedisLimiter:
     def _bucket(self, key_id: str, rpm: int, tpm: int, kind: str) -> str:
         return f"{self._prefix}:limits:{key_id}:{rpm}:{tpm}:{kind}"
 
-    def _unreachable(self, operation: str, exc: Exception) -> None:
-        """Count and log a failed decision; raise LimiterUnavailable when failing closed."""
+    @staticmethod
+    def _failed(operation: str, exc: Exception) -> None:
+        """Count and log an operation Redis did not answer."""
         LIMITER_ERRORS.labels(operation).inc()
         log.warning("limiter unreachable", extra={"operation": operation, "error": type(exc).__name__})
+
+    def _unreachable(self, operation: str, exc: Exception) -> None:
+        """A decision Redis did not answer: counted; LimiterUnavailable when failing closed."""
+        self._failed(operation, exc)
         if self._settings.redis_failure == "closed":
             raise LimiterUnavailable("the shared rate limiter is unreachable; retry shortly", retry_after(1))
 
@@ -199,12 +204,11 @@ class RedisLimiter:
         try:
             await self._redis.zrem(self._slots, slot)
         except RedisError as exc:  # the slot lapses by itself after the request timeout
-            LIMITER_ERRORS.labels("release").inc()
-            log.warning("limiter unreachable", extra={"operation": "release", "error": type(exc).__name__})
+            self._failed("release", exc)
 
     def release_soon(self, slot: str) -> None:
         if slot:
-            self._later("release", self._redis.zrem(self._slots, slot))
+            self._later("release", self.release(slot))
 
     def _later(self, operation: str, call: Any) -> None:
         """Run a write that nobody waits for; a failure is counted, never raised into a response."""
@@ -213,10 +217,7 @@ class RedisLimiter:
             try:
                 await call
             except RedisError as exc:
-                LIMITER_ERRORS.labels(operation).inc()
-                log.warning(
-                    "limiter unreachable", extra={"operation": operation, "error": type(exc).__name__}
-                )
+                self._failed(operation, exc)
 
         task = asyncio.get_running_loop().create_task(run())
         self._pending.add(task)
