@@ -387,14 +387,17 @@ async def test_prompt_over_the_models_limit_is_400_naming_the_limit(tmp_path: Pa
     assert (ours.status_code, ours.json()["error"]["code"]) == (400, "prompt_too_long")
 
 
-async def test_sdk_timeout_and_client_disconnect_cancel_the_model(gateway: Gateway) -> None:
-    async with async_client(gateway, timeout=httpx.Timeout(0.3)) as client:
-        with pytest.raises(openai.APITimeoutError):
-            await client.chat.completions.create(
-                model="scripted", messages=[{"role": "user", "content": "stall"}]
-            )
-    await eventually(lambda: gateway.backend.calls and gateway.backend.calls[-1].cancelled)
-    assert gateway.backend.calls[-1].cancelled
+async def test_sdk_timeout_and_client_disconnect_cancel_the_model(tmp_path: Path) -> None:
+    # The mesh's own deadline is far off, so only the client's leaving can stop the model; the SDK
+    # waits long enough (1 s, one attempt) for the call to reach the model even on a busy machine.
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=30) as mesh:
+        async with async_client(mesh, timeout=httpx.Timeout(1.0)) as client:
+            with pytest.raises(openai.APITimeoutError):
+                await client.chat.completions.create(
+                    model="scripted", messages=[{"role": "user", "content": "stall"}]
+                )
+        await eventually(lambda: bool(mesh.backend.calls) and mesh.backend.calls[-1].cancelled)
+        assert mesh.backend.calls[-1].cancelled
 
 
 async def test_a_nul_character_in_a_stored_conversation_is_refused_before_the_model_runs(
