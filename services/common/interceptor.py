@@ -25,6 +25,8 @@ from services.common import tracing
 from services.common.errors import ERROR_CODE_KEY, InvalidServiceToken, MeshError
 from services.common.metrics import client_rpc, server_rpc
 from services.common.request_id import METADATA_KEY, accept_request_id, bound_request_id, current_request_id
+from services.common.tenancy import METADATA_KEY as PROJECT_KEY
+from services.common.tenancy import accept_project, bound_project, current_project
 
 log = logging.getLogger("llmmesh.rpc")
 
@@ -40,6 +42,14 @@ def _request_id_of(context: grpc.aio.ServicerContext) -> str:
         if key == METADATA_KEY:
             return accept_request_id(value if isinstance(value, str) else value.decode())
     return accept_request_id(None)
+
+
+def _project_of(context: grpc.aio.ServicerContext) -> str:
+    """The project the caller acts for, from metadata; none named is the default project."""
+    for key, value in context.invocation_metadata() or ():
+        if key == PROJECT_KEY:
+            return accept_project(value if isinstance(value, str) else value.decode())
+    return accept_project(None)
 
 
 def _status_of(exc: BaseException) -> grpc.StatusCode:
@@ -157,7 +167,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with bound_request_id(_request_id_of(context)):
+            with bound_request_id(_request_id_of(context)), bound_project(_project_of(context)):
                 call = _ServerCall(method, context)
                 try:
                     response = await behavior(request, context)
@@ -177,7 +187,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with bound_request_id(_request_id_of(context)):
+            with bound_request_id(_request_id_of(context)), bound_project(_project_of(context)):
                 call = _ServerCall(method, context)
                 try:
                     async for response in behavior(request, context):
@@ -196,18 +206,17 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
 def _outgoing(
     details: grpc.aio.ClientCallDetails, span: trace.Span | None, service_token: str | None
 ) -> grpc.aio.ClientCallDetails:
-    """The call's details with the request id, the service token and, when tracing, the trace context
-    added to its metadata."""
+    """The call's details with the request id, the project, the service token and, when tracing, the
+    trace context added to its metadata."""
     extra: dict[str, str] = {}
     if service_token:
         extra[SERVICE_TOKEN_KEY] = service_token
     request_id = current_request_id()
     if request_id:
         extra[METADATA_KEY] = request_id
+    extra[PROJECT_KEY] = current_project()
     if span is not None:
         propagate.inject(extra, context=trace.set_span_in_context(span))
-    if not extra:
-        return details
     metadata = grpc.aio.Metadata(*(details.metadata or ()), *extra.items())
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready

@@ -25,6 +25,7 @@ from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.sessions.routes import router as sessions_router
+from services.gateway.sessions.routes import template_reads_router, templates_router
 from services.orchestrator.client import OrchestratorClient
 from services.store.client import StoreClient
 
@@ -90,15 +91,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin_router)
     # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).
     app.include_router(realtime_router)
-    for router in (
-        generate_router,
-        models_router,
-        sessions_router,
-        jobs_router,
-        openai_router,
-        conversations_router,
+    # Each router with the scopes a key needs for it (any one of them).
+    for router, scopes in (
+        (generate_router, ("generate",)),
+        (models_router, ("generate",)),
+        (templates_router, ("templates",)),
+        (template_reads_router, ("templates", "sessions")),
+        (sessions_router, ("sessions",)),
+        (jobs_router, ("jobs",)),
+        (openai_router, ("generate",)),
+        (conversations_router, ("generate",)),
     ):
-        app.include_router(router, dependencies=[Depends(authenticate)])
+        app.include_router(router, dependencies=[Depends(authenticate(*scopes))])
     if tracing.enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

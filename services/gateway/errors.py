@@ -89,6 +89,20 @@ class InvalidAdminToken(Unauthenticated):
     code = "invalid_admin_token"
 
 
+class OperatorOnly(GatewayError):
+    """An admin call only the operator's admin token may make."""
+
+    code = "operator_only"
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class MissingScope(GatewayError):
+    """A valid key asked for something its scopes do not allow."""
+
+    code = "insufficient_scope"
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
 class RateLimited(GatewayError, ResourceExhausted):
     code = "rate_limited"
 

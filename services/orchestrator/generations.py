@@ -58,9 +58,7 @@ class Generations:
         """The spec with the stored turns placed after its system instructions and before its new turns."""
         try:
             answer = await self._store.get_conversation(
-                store_pb2.GetConversationRequest(
-                    owner=spec.conversation_owner, conversation_id=spec.conversation_id
-                ),
+                store_pb2.GetConversationRequest(conversation_id=spec.conversation_id),
             )
             history = list(answer.conversation.messages)
         except MeshError as error:
@@ -81,7 +79,5 @@ class Generations:
             turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
         turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content=reply))
         await self._store.append_conversation(
-            store_pb2.AppendConversationRequest(
-                owner=spec.conversation_owner, conversation_id=spec.conversation_id, messages=turns
-            ),
+            store_pb2.AppendConversationRequest(conversation_id=spec.conversation_id, messages=turns),
         )

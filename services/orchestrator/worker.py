@@ -28,6 +28,7 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import MeshError
 from services.common.request_id import bound_request_id
+from services.common.tenancy import accept_project, bound_project
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.metrics import JOB_ATTEMPTS, JOB_ATTEMPTS_USED, JOBS_RUNNING
 from services.store.client import StoreClient
@@ -264,7 +265,8 @@ class JobWorker:
         running = JOBS_RUNNING.labels(kind)
         running.inc()
         try:
-            with bound_request_id(f"job-{job.id}"):
+            # The job acts for the project it was submitted in: what it reads and queues is that project's.
+            with bound_request_id(f"job-{job.id}"), bound_project(accept_project(job.project_id)):
                 try:
                     outcome = await self._execute(job)
                 except asyncio.CancelledError:

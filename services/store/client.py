@@ -164,7 +164,7 @@ class StoreClient(ServiceClient):
     async def list_api_keys(
         self, request: store_pb2.ListApiKeysRequest, timeout_s: float | None = None
     ) -> store_pb2.ListApiKeysResponse:
-        """Every API key, revoked ones included (never their secrets)."""
+        """The API keys of one project or of all, revoked ones included (never their secrets)."""
         return await self._unary(self._stub.ListApiKeys, request, timeout_s)
 
     async def revoke_api_key(
@@ -178,6 +178,18 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.VerifyApiKeyResponse:
         """The key whose secret this is (constant-time comparison); UNAUTHENTICATED when none is."""
         return await self._unary(self._stub.VerifyApiKey, request, timeout_s)
+
+    async def create_project(
+        self, request: store_pb2.CreateProjectRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateProjectResponse:
+        """A new project (tenant) for API keys to belong to."""
+        return await self._unary(self._stub.CreateProject, request, timeout_s)
+
+    async def list_projects(
+        self, request: store_pb2.ListProjectsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListProjectsResponse:
+        """Every project, oldest first."""
+        return await self._unary(self._stub.ListProjects, request, timeout_s)
 
     async def get_conversation(
         self, request: store_pb2.GetConversationRequest, timeout_s: float | None = None

@@ -1,4 +1,4 @@
-"""Stored conversations: the chats the mesh remembers, per owner (an API key), turn by turn."""
+"""Stored conversations: the chats the mesh remembers, per project, turn by turn."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def check_conversation_id(conversation_id: str) -> None:
 
 
 class Conversations:
-    """Reads, appends to and deletes per-owner conversations."""
+    """Reads, appends to and deletes conversations, per project."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -43,19 +43,19 @@ class Conversations:
     def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         return unit_of_work(self._sessions)
 
-    async def get(self, owner: str, conversation_id: str) -> Conversation:
+    async def get(self, project: str, conversation_id: str) -> Conversation:
         check_conversation_id(conversation_id)
         async with self._transaction() as db:
             conversation = await db.scalar(
                 select(Conversation)
-                .where(Conversation.owner == owner, Conversation.conversation_id == conversation_id)
+                .where(Conversation.project_id == project, Conversation.conversation_id == conversation_id)
                 .options(selectinload(Conversation.messages))
             )
         if conversation is None:
             raise ConversationNotFound(f"no conversation has id {shown(conversation_id)}")
         return conversation
 
-    async def append(self, owner: str, conversation_id: str, turns: Sequence[Turn]) -> int:
+    async def append(self, project: str, conversation_id: str, turns: Sequence[Turn]) -> int:
         """Append turns (creating the conversation on first use); the number of turns it now holds."""
         check_conversation_id(conversation_id)
         if not turns:
@@ -64,21 +64,21 @@ class Conversations:
             raise InvalidStoreRequest("a conversation stores user and assistant turns only")
         for attempt in range(2):
             try:
-                return await self._append(owner, conversation_id, turns)
+                return await self._append(project, conversation_id, turns)
             except IntegrityError:
                 if attempt:  # a concurrent append took the same positions twice in a row
                     raise
         raise AssertionError("unreachable")
 
-    async def _append(self, owner: str, conversation_id: str, turns: Sequence[Turn]) -> int:
+    async def _append(self, project: str, conversation_id: str, turns: Sequence[Turn]) -> int:
         async with self._transaction() as db:
             conversation = await db.scalar(
                 select(Conversation).where(
-                    Conversation.owner == owner, Conversation.conversation_id == conversation_id
+                    Conversation.project_id == project, Conversation.conversation_id == conversation_id
                 )
             )
             if conversation is None:
-                conversation = Conversation(owner=owner, conversation_id=conversation_id)
+                conversation = Conversation(project_id=project, conversation_id=conversation_id)
                 db.add(conversation)
                 await db.flush()
                 last = -1
@@ -97,12 +97,12 @@ class Conversations:
             )
             return last + 1 + len(turns)
 
-    async def delete(self, owner: str, conversation_id: str) -> None:
+    async def delete(self, project: str, conversation_id: str) -> None:
         check_conversation_id(conversation_id)
         async with self._transaction() as db:
             deleted = await db.execute(
                 delete(Conversation).where(
-                    Conversation.owner == owner, Conversation.conversation_id == conversation_id
+                    Conversation.project_id == project, Conversation.conversation_id == conversation_id
                 )
             )
         if not deleted.rowcount:  # type: ignore[attr-defined]

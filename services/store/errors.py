@@ -82,3 +82,11 @@ class ApiKeyNotFound(NotFound):
 
 class ConversationNotFound(NotFound):
     code = "conversation_not_found"
+
+
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+
+
+class ProjectExists(AlreadyExists):
+    code = "project_exists"

@@ -27,13 +27,32 @@ def head_revision() -> str:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is already there)."""
+    """Bring the schema to the newest revision (a no-op when it is already there).
+
+    On SQLite, a migration that changes a table's constraints copies it into a new table and drops the
+    old one; with foreign keys enforced, dropping a table that other rows reference fails. So foreign
+    keys are off while migrating (SQLite's own advice for schema changes: the pragma only takes effect
+    outside a transaction), checked once at the end, and on again before the connection is reused.
+    """
 
     def _upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), "head")
 
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            await connection.run_sync(_upgrade)
+            if sqlite:
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    raise RuntimeError(f"a migration left rows with broken references: {broken[:5]}")
+            await connection.commit()
+        finally:
+            if sqlite:
+                await connection.rollback()
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def current_revision(connection: Connection) -> str:

@@ -162,12 +162,13 @@ class JobQueue:
     # Jobs
 
     @staticmethod
-    def _job(new: NewJob, pipeline_run_id: str | None = None, step_index: int = 0) -> Job:
+    def _job(new: NewJob, project: str, pipeline_run_id: str | None = None, step_index: int = 0) -> Job:
         # One instant for both: a claim picks a job up only once `now >= run_at`, so its
         # started_at can never precede created_at (a default stamped at flush time could).
         now = utcnow()
         return Job(
             id=_new_id(),
+            project_id=project,
             kind=new.kind,
             status="QUEUED",
             attempts=0,
@@ -207,53 +208,57 @@ class JobQueue:
         )
 
     async def enqueue(
-        self, new: NewJob, idempotency_key: str = "", fingerprint: str = ""
+        self, project: str, new: NewJob, idempotency_key: str = "", fingerprint: str = ""
     ) -> tuple[Job, bool]:
-        """Queue a job; an idempotency key seen before returns that job (and False) instead."""
+        """Queue a job of `project`; an idempotency key the project used before returns that job (and
+        False) instead."""
         _check(new, idempotency_key)
         if idempotency_key:
-            existing = await self._job_by_key(idempotency_key, fingerprint)
+            existing = await self._job_by_key(project, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
         try:
             async with self._transaction() as db:
-                job = self._job(new)
+                job = self._job(new, project)
                 job.idempotency_key = idempotency_key or None
                 job.request_fingerprint = fingerprint
                 db.add(job)
                 await self._announce(db)
         except IntegrityError:  # the same key, submitted at the same moment
-            existing = await self._job_by_key(idempotency_key, fingerprint)
+            existing = await self._job_by_key(project, idempotency_key, fingerprint)
             if existing is None:
                 raise
             return existing, False
         return job, True
 
-    async def _job_by_key(self, key: str, fingerprint: str) -> Job | None:
+    async def _job_by_key(self, project: str, key: str, fingerprint: str) -> Job | None:
         async with self._transaction() as db:
-            job = await db.scalar(select(Job).where(Job.idempotency_key == key))
+            job = await db.scalar(select(Job).where(Job.project_id == project, Job.idempotency_key == key))
         if job is not None and job.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused(
                 f"idempotency key {key!r} was used for a different request (job {job.id})"
             )
         return job
 
-    async def get(self, job_id: str) -> Job:
+    async def get(self, project: str, job_id: str) -> Job:
+        """A job of `project`; another project's reads as no job at all."""
         async with self._transaction() as db:
             job = await db.get(Job, job_id)
-        if job is None:
+        if job is None or job.project_id != project:
             raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
 
-    async def _locked(self, db: AsyncSession, job_id: str) -> Job:
+    async def _locked(self, db: AsyncSession, job_id: str, project: str | None = None) -> Job:
+        """The job, locked for this transaction; only if it is `project`'s when one is named (the
+        queue's own bookkeeping names none)."""
         job = await db.get(Job, job_id, with_for_update=True)
-        if job is None:
+        if job is None or (project is not None and job.project_id != project):
             raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, project: str, job_id: str) -> Job:
         async with self._transaction() as db:
-            job = await self._locked(db, job_id)
+            job = await self._locked(db, job_id, project)
             if job.status in TERMINAL:
                 raise JobFinished(f"job {job_id} already ended: it is {job.status}")
             await self._end(
@@ -421,7 +426,14 @@ class JobQueue:
             run = await self._locked_run(db, job.pipeline_run_id)
             run.updated_at = utcnow()
             if completion.next_step is not None:
-                db.add(self._job(completion.next_step, pipeline_run_id=run.id, step_index=job.step_index + 1))
+                db.add(
+                    self._job(
+                        completion.next_step,
+                        run.project_id,
+                        pipeline_run_id=run.id,
+                        step_index=job.step_index + 1,
+                    )
+                )
                 run.current_step = job.step_index + 1
                 await self._announce(db)
             else:
@@ -485,7 +497,9 @@ class JobQueue:
         if error is not None:
             job.error = error
         if job.webhook_url:
-            job.webhook_job_id = await self._queue_webhook(db, job.webhook_url, {"job_id": job.id})
+            job.webhook_job_id = await self._queue_webhook(
+                db, job.project_id, job.webhook_url, {"job_id": job.id}
+            )
         if job.pipeline_run_id is not None and status != "SUCCEEDED":
             run = await self._locked_run(db, job.pipeline_run_id)
             if run.status not in TERMINAL:
@@ -496,10 +510,13 @@ class JobQueue:
         run.status = status
         run.completed_at = utcnow()
         if run.webhook_url:
-            run.webhook_job_id = await self._queue_webhook(db, run.webhook_url, {"pipeline_run_id": run.id})
+            run.webhook_job_id = await self._queue_webhook(
+                db, run.project_id, run.webhook_url, {"pipeline_run_id": run.id}
+            )
 
-    async def _queue_webhook(self, db: AsyncSession, url: str, target: dict[str, str]) -> str:
-        webhook = self._job(NewJob(WEBHOOK_KIND, {"url": url, **target}))
+    async def _queue_webhook(self, db: AsyncSession, project: str, url: str, target: dict[str, str]) -> str:
+        """A delivery job of the project whose job or run it reports on."""
+        webhook = self._job(NewJob(WEBHOOK_KIND, {"url": url, **target}), project)
         db.add(webhook)
         await self._announce(db)
         return webhook.id
@@ -508,6 +525,7 @@ class JobQueue:
 
     async def create_run(
         self,
+        project: str,
         pipeline: str,
         run_input: dict[str, Any],
         first_step: NewJob,
@@ -517,7 +535,7 @@ class JobQueue:
     ) -> tuple[RunView, bool]:
         _check(first_step, idempotency_key)
         if idempotency_key:
-            existing = await self._run_by_key(idempotency_key, fingerprint)
+            existing = await self._run_by_key(project, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
         now = utcnow()
@@ -525,6 +543,7 @@ class JobQueue:
             async with self._transaction() as db:
                 run = PipelineRun(
                     id=_new_id(),
+                    project_id=project,
                     pipeline=pipeline,
                     status="RUNNING",
                     input=run_input,
@@ -537,19 +556,23 @@ class JobQueue:
                 )
                 db.add(run)
                 await db.flush()
-                step = self._job(first_step, pipeline_run_id=run.id)
+                step = self._job(first_step, project, pipeline_run_id=run.id)
                 db.add(step)
                 await self._announce(db)
         except IntegrityError:
-            existing = await self._run_by_key(idempotency_key, fingerprint)
+            existing = await self._run_by_key(project, idempotency_key, fingerprint)
             if existing is None:
                 raise
             return existing, False
         return RunView(run, [step]), True
 
-    async def _run_by_key(self, key: str, fingerprint: str) -> RunView | None:
+    async def _run_by_key(self, project: str, key: str, fingerprint: str) -> RunView | None:
         async with self._transaction() as db:
-            run = await db.scalar(select(PipelineRun).where(PipelineRun.idempotency_key == key))
+            run = await db.scalar(
+                select(PipelineRun).where(
+                    PipelineRun.project_id == project, PipelineRun.idempotency_key == key
+                )
+            )
             if run is None:
                 return None
             if run.request_fingerprint != fingerprint:
@@ -558,9 +581,10 @@ class JobQueue:
                 )
             return await self._view(db, run)
 
-    async def _locked_run(self, db: AsyncSession, run_id: str) -> PipelineRun:
+    async def _locked_run(self, db: AsyncSession, run_id: str, project: str | None = None) -> PipelineRun:
+        """The run, locked; only if it is `project`'s when one is named (as `_locked`)."""
         run = await db.get(PipelineRun, run_id, with_for_update=True)
-        if run is None:
+        if run is None or (project is not None and run.project_id != project):
             raise PipelineRunNotFound(f"no pipeline run with id {shown(run_id)}")
         return run
 
@@ -573,17 +597,17 @@ class JobQueue:
             latest[job.step_index] = job
         return RunView(run, [latest[index] for index in sorted(latest)])
 
-    async def get_run(self, run_id: str) -> RunView:
+    async def get_run(self, project: str, run_id: str) -> RunView:
         async with self._transaction() as db:
             run = await db.get(PipelineRun, run_id)
-            if run is None:
+            if run is None or run.project_id != project:
                 raise PipelineRunNotFound(f"no pipeline run with id {shown(run_id)}")
             return await self._view(db, run)
 
-    async def resume_run(self, run_id: str) -> RunView:
+    async def resume_run(self, project: str, run_id: str) -> RunView:
         """Queue the failed (or cancelled) step of a run again; earlier steps keep their results."""
         async with self._transaction() as db:
-            run = await self._locked_run(db, run_id)
+            run = await self._locked_run(db, run_id, project)
             if run.status not in ("FAILED", "CANCELLED"):
                 raise PipelineRunNotResumable(
                     f"pipeline run {run_id} is {run.status}; only a FAILED or CANCELLED run can be resumed"
@@ -593,6 +617,7 @@ class JobQueue:
             db.add(
                 self._job(
                     NewJob(failed.kind, failed.request, failed.max_attempts),
+                    run.project_id,
                     pipeline_run_id=run.id,
                     step_index=failed.step_index,
                 )
@@ -604,15 +629,16 @@ class JobQueue:
             view = await self._view(db, run)
         return view
 
-    async def cancel_run(self, run_id: str) -> RunView:
+    async def cancel_run(self, project: str, run_id: str) -> RunView:
         async with self._transaction() as db:
+            # Jobs before their run, the order completions lock them in, so the two cannot deadlock.
             active = await db.scalars(
                 select(Job)
                 .where(Job.pipeline_run_id == run_id, Job.status.in_(("QUEUED", "RUNNING")))
                 .with_for_update()
             )
             jobs = list(active)
-            run = await self._locked_run(db, run_id)
+            run = await self._locked_run(db, run_id, project)
             if run.status in TERMINAL:
                 raise PipelineRunFinished(f"pipeline run {run_id} already ended: it is {run.status}")
             cancelled = {"code": "cancelled", "message": "the pipeline run was cancelled by request"}

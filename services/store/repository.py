@@ -149,22 +149,26 @@ class Repository:
 
     # Templates and versions
 
-    async def create_template(self, name: str, description: str) -> PromptTemplate:
+    async def create_template(self, project: str, name: str, description: str) -> PromptTemplate:
         _check_name(name)
         try:
             async with self._transaction() as db:
-                template = PromptTemplate(name=name, description=description, versions=[])
+                template = PromptTemplate(project_id=project, name=name, description=description, versions=[])
                 db.add(template)
         except IntegrityError as exc:
             raise TemplateExists(f"a template named {name!r} already exists") from exc
         return template
 
-    async def get_template(self, name: str) -> PromptTemplate:
+    async def get_template(self, project: str, name: str) -> PromptTemplate:
         async with self._transaction() as db:
-            return await self._template(db, name, with_versions=True)
+            return await self._template(db, project, name, with_versions=True)
 
-    async def _template(self, db: AsyncSession, name: str, with_versions: bool = False) -> PromptTemplate:
-        query = select(PromptTemplate).where(PromptTemplate.name == name)
+    async def _template(
+        self, db: AsyncSession, project: str, name: str, with_versions: bool = False
+    ) -> PromptTemplate:
+        query = select(PromptTemplate).where(
+            PromptTemplate.project_id == project, PromptTemplate.name == name
+        )
         if with_versions:
             query = query.options(selectinload(PromptTemplate.versions).selectinload(TemplateVersion.options))
         template = (await db.execute(query)).scalar_one_or_none()
@@ -174,6 +178,7 @@ class Repository:
 
     async def add_version(
         self,
+        project: str,
         template_name: str,
         system_prompt: str | None,
         user_prompt_template: str | None,
@@ -187,7 +192,7 @@ class Repository:
             raise InvalidStoreRequest("option keys must be 1-100 characters")
         try:
             async with self._transaction() as db:
-                template = await self._template(db, template_name)
+                template = await self._template(db, project, template_name)
                 newest = await db.scalar(
                     select(func.max(TemplateVersion.number)).where(TemplateVersion.template_id == template.id)
                 )
@@ -208,9 +213,11 @@ class Repository:
             raise StoreUnavailable("the version could not be numbered; retry") from exc
         return version
 
-    async def set_version_status(self, template_name: str, number: int, status: str) -> TemplateVersion:
+    async def set_version_status(
+        self, project: str, template_name: str, number: int, status: str
+    ) -> TemplateVersion:
         async with self._transaction() as db:
-            version = await self._version(db, template_name, number)
+            version = await self._version(db, project, template_name, number)
             if version.status == status:
                 return version
             if (version.status, status) not in _TRANSITIONS:
@@ -222,12 +229,14 @@ class Repository:
                 version.published_at = utcnow()
         return version
 
-    async def get_version(self, template_name: str, number: int) -> TemplateVersion:
+    async def get_version(self, project: str, template_name: str, number: int) -> TemplateVersion:
         async with self._transaction() as db:
-            return await self._version(db, template_name, number)
+            return await self._version(db, project, template_name, number)
 
-    async def _version(self, db: AsyncSession, template_name: str, number: int) -> TemplateVersion:
-        template = await self._template(db, template_name)
+    async def _version(
+        self, db: AsyncSession, project: str, template_name: str, number: int
+    ) -> TemplateVersion:
+        template = await self._template(db, project, template_name)
         query = (
             select(TemplateVersion)
             .where(TemplateVersion.template_id == template.id, TemplateVersion.number == number)
@@ -240,24 +249,28 @@ class Repository:
 
     # Sessions
 
-    async def create_session(self, session_code: str, template_name: str, version_number: int) -> Session:
+    async def create_session(
+        self, project: str, session_code: str, template_name: str, version_number: int
+    ) -> Session:
         if session_code and not _SESSION_CODE.match(session_code):
             raise InvalidStoreRequest("session_code must be 4-64 characters of letters, digits, '_' or '-'")
         code = session_code or secrets.token_urlsafe(12)
         try:
             async with self._transaction() as db:
                 if version_number:
-                    version = await self._version(db, template_name, version_number)
+                    version = await self._version(db, project, template_name, version_number)
                 else:
-                    version = await self._newest_published(db, template_name)
-                session = Session(session_code=code, version=version, answers=[], result=None)
+                    version = await self._newest_published(db, project, template_name)
+                session = Session(
+                    project_id=project, session_code=code, version=version, answers=[], result=None
+                )
                 db.add(session)
         except IntegrityError as exc:
             raise SessionExists(f"a session with code {code!r} already exists") from exc
         return session
 
-    async def _newest_published(self, db: AsyncSession, template_name: str) -> TemplateVersion:
-        template = await self._template(db, template_name)
+    async def _newest_published(self, db: AsyncSession, project: str, template_name: str) -> TemplateVersion:
+        template = await self._template(db, project, template_name)
         number = await db.scalar(
             select(func.max(TemplateVersion.number)).where(
                 TemplateVersion.template_id == template.id, TemplateVersion.status == "PUBLISHED"
@@ -265,11 +278,11 @@ class Repository:
         )
         if number is None:
             raise NoPublishedVersion(f"template {template_name!r} has no published version")
-        return await self._version(db, template_name, number)
+        return await self._version(db, project, template_name, number)
 
-    async def put_answers(self, session_code: str, answers: Sequence[NewAnswer]) -> Session:
+    async def put_answers(self, project: str, session_code: str, answers: Sequence[NewAnswer]) -> Session:
         async with self._transaction() as db:
-            session = await self._session(db, session_code)
+            session = await self._session(db, project, session_code)
             options = {option.key: option for option in session.version.options}
             unknown = [a.option_key for a in answers if a.option_key not in options]
             if unknown:
@@ -285,14 +298,14 @@ class Repository:
             ]
         return session
 
-    async def get_session(self, session_code: str) -> Session:
+    async def get_session(self, project: str, session_code: str) -> Session:
         async with self._transaction() as db:
-            return await self._session(db, session_code)
+            return await self._session(db, project, session_code)
 
-    async def _session(self, db: AsyncSession, session_code: str) -> Session:
+    async def _session(self, db: AsyncSession, project: str, session_code: str) -> Session:
         query = (
             select(Session)
-            .where(Session.session_code == session_code)
+            .where(Session.project_id == project, Session.session_code == session_code)
             .options(
                 # one row per session for the one-to-one parts, one query per list: three in all
                 joinedload(Session.version).selectinload(TemplateVersion.options),
@@ -305,16 +318,16 @@ class Repository:
             raise SessionNotFound(f"no session with code {shown(session_code)}")
         return session
 
-    async def save_result(self, session_code: str, new: NewResult) -> SessionResult:
+    async def save_result(self, project: str, session_code: str, new: NewResult) -> SessionResult:
         """Store the session's result, replacing the previous one in the same transaction."""
         try:
-            return await self._save_result(session_code, new)
+            return await self._save_result(project, session_code, new)
         except IntegrityError:  # a concurrent run stored the session's first result; replace it
-            return await self._save_result(session_code, new)
+            return await self._save_result(project, session_code, new)
 
-    async def _save_result(self, session_code: str, new: NewResult) -> SessionResult:
+    async def _save_result(self, project: str, session_code: str, new: NewResult) -> SessionResult:
         async with self._transaction() as db:
-            session = await self._session(db, session_code)
+            session = await self._session(db, project, session_code)
             if session.result is None:
                 session.result = SessionResult(session_id=session.id)
             result = session.result

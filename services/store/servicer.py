@@ -23,6 +23,7 @@ from services.common.enums import (
     VERSION_STATUS_NAMES,
     VERSION_STATUS_VALUES,
 )
+from services.common.tenancy import DEFAULT_PROJECT, current_project
 from services.store import tables
 from services.store.api_keys import ApiKeys
 from services.store.conversations import Conversations, Turn
@@ -154,6 +155,7 @@ def job_to_proto(job: tables.Job) -> store_pb2.Job:
         webhook_job_id=job.webhook_job_id or "",
         pipeline_run_id=job.pipeline_run_id or "",
         step_index=job.step_index,
+        project_id=job.project_id,
     )
 
 
@@ -198,12 +200,17 @@ def key_to_proto(key: tables.ApiKey) -> store_pb2.ApiKey:
         tpm_limit=key.tpm_limit,
         created_at=_timestamp(key.created_at),
         revoked_at=_timestamp(key.revoked_at),
+        project_id=key.project_id,
+        scopes=key.scopes,
     )
+
+
+def project_to_proto(project: tables.Project) -> store_pb2.Project:
+    return store_pb2.Project(id=project.id, name=project.name, created_at=_timestamp(project.created_at))
 
 
 def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.StoredConversation:
     return store_pb2.StoredConversation(
-        owner=conversation.owner,
         conversation_id=conversation.conversation_id,
         messages=[
             common_pb2.ChatMessage(role=ROLE_VALUES[m.role], content=m.content) for m in conversation.messages
@@ -215,8 +222,10 @@ def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.Stored
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     """DescribeStore; templates, versions, sessions and results (repository); the job queue and
-    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); API keys
-    (api_keys); stored conversations (conversations)."""
+    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); projects and
+    API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
+    (conversations). Calls on a project's objects act for the project the call names
+    (services/common/tenancy); keys and projects are managed across projects by the admin API."""
 
     def __init__(
         self, repository: Repository, queue: JobQueue, api_keys: ApiKeys, conversations: Conversations
@@ -239,25 +248,26 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def CreateTemplate(
         self, request: store_pb2.CreateTemplateRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CreateTemplateResponse:
-        template = await self.repository.create_template(request.name, request.description)
+        template = await self.repository.create_template(current_project(), request.name, request.description)
         return store_pb2.CreateTemplateResponse(template=template_to_proto(template))
 
     async def GetTemplate(
         self, request: store_pb2.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetTemplateResponse:
-        template = await self.repository.get_template(request.name)
+        template = await self.repository.get_template(current_project(), request.name)
         return store_pb2.GetTemplateResponse(template=template_to_proto(template))
 
     async def GetVersion(
         self, request: store_pb2.GetVersionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetVersionResponse:
-        version = await self.repository.get_version(request.template_name, request.number)
+        version = await self.repository.get_version(current_project(), request.template_name, request.number)
         return store_pb2.GetVersionResponse(version=version_to_proto(version))
 
     async def AddVersion(
         self, request: store_pb2.AddVersionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AddVersionResponse:
         version = await self.repository.add_version(
+            current_project(),
             request.template_name,
             system_prompt=request.system_prompt if request.HasField("system_prompt") else None,
             user_prompt_template=request.user_prompt_template
@@ -274,14 +284,16 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         status = VERSION_STATUS_NAMES.get(request.status)
         if status is None:
             raise InvalidStoreRequest("status must be DRAFT, PUBLISHED or ARCHIVED")
-        version = await self.repository.set_version_status(request.template_name, request.number, status)
+        version = await self.repository.set_version_status(
+            current_project(), request.template_name, request.number, status
+        )
         return store_pb2.SetVersionStatusResponse(version=version_to_proto(version))
 
     async def CreateSession(
         self, request: store_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CreateSessionResponse:
         session = await self.repository.create_session(
-            request.session_code, request.template_name, request.version_number
+            current_project(), request.session_code, request.template_name, request.version_number
         )
         return store_pb2.CreateSessionResponse(session=session_to_proto(session))
 
@@ -289,13 +301,13 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.PutAnswersRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.PutAnswersResponse:
         answers = [NewAnswer(a.option_key, a.value) for a in request.answers]
-        session = await self.repository.put_answers(request.session_code, answers)
+        session = await self.repository.put_answers(current_project(), request.session_code, answers)
         return store_pb2.PutAnswersResponse(session=session_to_proto(session))
 
     async def GetSession(
         self, request: store_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetSessionResponse:
-        session = await self.repository.get_session(request.session_code)
+        session = await self.repository.get_session(current_project(), request.session_code)
         return store_pb2.GetSessionResponse(session=session_to_proto(session))
 
     async def SaveSessionResult(
@@ -303,6 +315,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.SaveSessionResultResponse:
         result = request.result
         saved = await self.repository.save_result(
+            current_project(),
             request.session_code,
             NewResult(
                 llm_result=result.llm_result,
@@ -324,19 +337,21 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.EnqueueJobRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.EnqueueJobResponse:
         job, created = await self.queue.enqueue(
-            _new_job(request.job), request.idempotency_key, request.request_fingerprint
+            current_project(), _new_job(request.job), request.idempotency_key, request.request_fingerprint
         )
         return store_pb2.EnqueueJobResponse(job=job_to_proto(job), created=created)
 
     async def GetJob(
         self, request: store_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetJobResponse:
-        return store_pb2.GetJobResponse(job=job_to_proto(await self.queue.get(request.job_id)))
+        job = await self.queue.get(current_project(), request.job_id)
+        return store_pb2.GetJobResponse(job=job_to_proto(job))
 
     async def CancelJob(
         self, request: store_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CancelJobResponse:
-        return store_pb2.CancelJobResponse(job=job_to_proto(await self.queue.cancel(request.job_id)))
+        job = await self.queue.cancel(current_project(), request.job_id)
+        return store_pb2.CancelJobResponse(job=job_to_proto(job))
 
     async def ClaimJobs(
         self, request: store_pb2.ClaimJobsRequest, context: grpc.aio.ServicerContext
@@ -405,6 +420,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.CreatePipelineRunRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CreatePipelineRunResponse:
         view, created = await self.queue.create_run(
+            current_project(),
             request.pipeline,
             _object(request.input_json, "input_json"),
             _new_job(request.first_step),
@@ -417,37 +433,46 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def GetPipelineRun(
         self, request: store_pb2.GetPipelineRunRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetPipelineRunResponse:
-        return store_pb2.GetPipelineRunResponse(run=run_to_proto(await self.queue.get_run(request.run_id)))
+        view = await self.queue.get_run(current_project(), request.run_id)
+        return store_pb2.GetPipelineRunResponse(run=run_to_proto(view))
 
     async def ResumePipelineRun(
         self, request: store_pb2.ResumePipelineRunRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.ResumePipelineRunResponse:
-        view = await self.queue.resume_run(request.run_id)
+        view = await self.queue.resume_run(current_project(), request.run_id)
         return store_pb2.ResumePipelineRunResponse(run=run_to_proto(view))
 
     async def CancelPipelineRun(
         self, request: store_pb2.CancelPipelineRunRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CancelPipelineRunResponse:
-        view = await self.queue.cancel_run(request.run_id)
+        view = await self.queue.cancel_run(current_project(), request.run_id)
         return store_pb2.CancelPipelineRunResponse(run=run_to_proto(view))
 
     async def CreateApiKey(
         self, request: store_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.CreateApiKeyResponse:
-        key, secret = await self.api_keys.create_key(request.name, request.rpm_limit, request.tpm_limit)
+        key, secret = await self.api_keys.create_key(
+            request.project_id or DEFAULT_PROJECT,
+            request.name,
+            request.scopes,
+            request.rpm_limit,
+            request.tpm_limit,
+        )
         return store_pb2.CreateApiKeyResponse(key=key_to_proto(key), secret=secret)
 
     async def ListApiKeys(
         self, request: store_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.ListApiKeysResponse:
-        return store_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in await self.api_keys.list_keys()])
+        project = request.project_id if request.HasField("project_id") else None
+        keys = await self.api_keys.list_keys(project)
+        return store_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: store_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.RevokeApiKeyResponse:
-        return store_pb2.RevokeApiKeyResponse(
-            key=key_to_proto(await self.api_keys.revoke_key(request.key_id))
-        )
+        project = request.project_id if request.HasField("project_id") else None
+        key = await self.api_keys.revoke_key(request.key_id, project)
+        return store_pb2.RevokeApiKeyResponse(key=key_to_proto(key))
 
     async def VerifyApiKey(
         self, request: store_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
@@ -456,21 +481,33 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             key=key_to_proto(await self.api_keys.verify_key(request.secret))
         )
 
+    async def CreateProject(
+        self, request: store_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateProjectResponse:
+        project = await self.api_keys.create_project(request.id, request.name)
+        return store_pb2.CreateProjectResponse(project=project_to_proto(project))
+
+    async def ListProjects(
+        self, request: store_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListProjectsResponse:
+        projects = await self.api_keys.list_projects()
+        return store_pb2.ListProjectsResponse(projects=[project_to_proto(p) for p in projects])
+
     async def GetConversation(
         self, request: store_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.GetConversationResponse:
-        conversation = await self.conversations.get(request.owner, request.conversation_id)
+        conversation = await self.conversations.get(current_project(), request.conversation_id)
         return store_pb2.GetConversationResponse(conversation=conversation_to_proto(conversation))
 
     async def AppendConversation(
         self, request: store_pb2.AppendConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AppendConversationResponse:
         turns = [Turn(_role_name(m.role), m.content) for m in request.messages]
-        length = await self.conversations.append(request.owner, request.conversation_id, turns)
+        length = await self.conversations.append(current_project(), request.conversation_id, turns)
         return store_pb2.AppendConversationResponse(length=length)
 
     async def DeleteConversation(
         self, request: store_pb2.DeleteConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.DeleteConversationResponse:
-        await self.conversations.delete(request.owner, request.conversation_id)
+        await self.conversations.delete(current_project(), request.conversation_id)
         return store_pb2.DeleteConversationResponse()

@@ -28,11 +28,27 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+class Project(Base):
+    """A tenant: every key belongs to one, and every object a caller creates belongs to its key's."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def _project_column() -> Mapped[str]:
+    return mapped_column(ForeignKey("projects.id"), index=True)
+
+
 class PromptTemplate(Base):
     __tablename__ = "prompt_templates"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    project_id: Mapped[str] = _project_column()
+    name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     versions: Mapped[list[TemplateVersion]] = relationship(
@@ -71,9 +87,11 @@ class VersionOption(Base):
 
 class Session(Base):
     __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("project_id", "session_code"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    session_code: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = _project_column()
+    session_code: Mapped[str] = mapped_column(String(64))
     version_id: Mapped[int] = mapped_column(ForeignKey("template_versions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     version: Mapped[TemplateVersion] = relationship()
@@ -113,14 +131,16 @@ class PipelineRun(Base):
     """One run of a configured pipeline; its steps are jobs that point back at it."""
 
     __tablename__ = "pipeline_runs"
+    __table_args__ = (UniqueConstraint("project_id", "idempotency_key"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = _project_column()
     pipeline: Mapped[str] = mapped_column(String(100))
     # RUNNING, SUCCEEDED, FAILED or CANCELLED
     status: Mapped[str] = mapped_column(String(16), default="RUNNING")
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     current_step: Mapped[int] = mapped_column(Integer, default=0)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_fingerprint: Mapped[str] = mapped_column(String(64), default="")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_job_id: Mapped[str | None] = mapped_column(String(32))
@@ -133,9 +153,13 @@ class Job(Base):
     """A durable unit of background work, leased to one worker at a time."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claimable", "status", "run_at"),)
+    __table_args__ = (
+        Index("ix_jobs_claimable", "status", "run_at"),
+        UniqueConstraint("project_id", "idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = _project_column()
     # generate, session, pipeline_step or webhook
     kind: Mapped[str] = mapped_column(String(32))
     # QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED
@@ -147,7 +171,7 @@ class Job(Base):
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker: Mapped[str | None] = mapped_column(String(200))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_fingerprint: Mapped[str] = mapped_column(String(64), default="")
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -169,7 +193,10 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = _project_column()
     name: Mapped[str] = mapped_column(String(100))
+    # What the key may do (services/common/tenancy.SCOPES), e.g. ["generate", "sessions"].
+    scopes: Mapped[list[str]] = mapped_column(JSON)
     # SHA-256 of the secret part (hex): the secret is random, so a slow hash would buy nothing.
     secret_hash: Mapped[str] = mapped_column(String(64))
     # 0: the gateway's default limit.
@@ -183,11 +210,10 @@ class Conversation(Base):
     """A chat whose turns the mesh keeps, so clients send only the new one."""
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("owner", "conversation_id"),)
+    __table_args__ = (UniqueConstraint("project_id", "conversation_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # The API key's id ("" when auth is off): one caller cannot read another's conversation.
-    owner: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = _project_column()
     conversation_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -17,7 +17,7 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from services.gateway.auth.admission import Caller
+from services.gateway.auth.admission import ANONYMOUS, Caller
 from services.gateway.auth.limiter import LocalLimiter
 from services.gateway.config import GatewaySettings
 from services.gateway.realtime.routes import _Socket
@@ -234,7 +234,7 @@ async def test_a_turn_started_right_after_done_keeps_its_own_bookkeeping() -> No
     orchestrator = LingeringOrchestrator()
     state = SimpleNamespace(admission=admission, settings=GatewaySettings(), orchestrator=orchestrator)
     socket = FakeWebSocket(state)
-    serving = asyncio.create_task(_Socket(socket, Caller("", "", 0, 0)).serve())  # type: ignore[arg-type]
+    serving = asyncio.create_task(_Socket(socket, ANONYMOUS).serve())  # type: ignore[arg-type]
 
     async def frames(count: int) -> list[dict[str, Any]]:
         await eventually(lambda: len(socket.sent) >= count)

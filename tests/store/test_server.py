@@ -24,7 +24,7 @@ async def test_migrates_at_start_and_describes_its_database(database_url: str) -
             health_pb2.HealthCheckRequest(service="llmmesh.store.v1.StoreService")
         )
     assert description.dialect == database_url.split("+")[0]
-    assert description.schema_revision == head_revision() == "0004_access"
+    assert description.schema_revision == head_revision() == "0005_projects"
     assert description.server_version[0].isdigit()
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -90,3 +90,53 @@ async def test_migrations_build_exactly_the_models_schema(database_url: str) -> 
     finally:
         await engine.dispose()
     assert differences == []
+
+
+async def test_upgrading_carries_existing_rows_into_the_default_project(database_url: str) -> None:
+    """A store that ran before projects existed: its keys, templates, sessions, jobs and conversations
+    move into the default project (keys with the scopes they effectively had), and are served there."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from services.store.db import create_engine
+    from services.store.migrate import alembic_config
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0004_access"))
+            now = "2026-11-30 12:00:00+00:00"
+            for statement in (
+                f"INSERT INTO api_keys (id, name, secret_hash, rpm_limit, tpm_limit, created_at) "
+                f"VALUES ('0123456789ab', 'old', '{'0' * 64}', 0, 0, '{now}')",
+                f"INSERT INTO prompt_templates (id, name, description, created_at) VALUES (1, 'old', '', '{now}')",
+                "INSERT INTO template_versions (id, template_id, number, status, created_at) "
+                f"VALUES (1, 1, 1, 'PUBLISHED', '{now}')",
+                f"INSERT INTO sessions (id, session_code, version_id, created_at) VALUES (1, 'old-session', 1, '{now}')",
+                "INSERT INTO jobs (id, kind, status, attempts, max_attempts, run_at, idempotency_key, "
+                "request_fingerprint, request, step_index, created_at) "
+                f"VALUES ('j1', 'generate', 'SUCCEEDED', 1, 5, '{now}', 'k', '', '{{}}', 0, '{now}')",
+                f"INSERT INTO conversations (id, owner, conversation_id, created_at, updated_at) "
+                f"VALUES (1, '0123456789ab', 'chat', '{now}', '{now}')",
+            ):
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+    server, port = create_server(StoreSettings(port=0, database_url=database_url))
+    async with running(server), channel_to(port) as channel:
+        stub = store_pb2_grpc.StoreServiceStub(channel)
+        keys = (await stub.ListApiKeys(store_pb2.ListApiKeysRequest())).keys
+        template = (await stub.GetTemplate(store_pb2.GetTemplateRequest(name="old"))).template
+        session = (await stub.GetSession(store_pb2.GetSessionRequest(session_code="old-session"))).session
+        job = (await stub.GetJob(store_pb2.GetJobRequest(job_id="j1"))).job
+        conversation = await stub.GetConversation(store_pb2.GetConversationRequest(conversation_id="chat"))
+        with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+            await stub.GetJob(store_pb2.GetJobRequest(job_id="j1"), metadata=(("x-mesh-project", "other"),))
+    assert [(k.project_id, list(k.scopes)) for k in keys] == [
+        ("default", ["generate", "sessions", "templates", "jobs"])
+    ]
+    assert template.name == "old" and session.version.number == 1
+    assert job.project_id == "default" and job.idempotency_key == "k"
+    assert conversation.conversation.conversation_id == "chat"
+    assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND

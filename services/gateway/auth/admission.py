@@ -1,7 +1,8 @@
 """Who is calling and whether to serve them now: API key, rate limits, generations in flight.
 
-`authenticate` runs on every API route (a dependency added where the routers are included);
-`generation_slot` on routes that run a model. The slot is given back by RequestLimitsMiddleware
+`authenticate` runs on every API route (a dependency added where the routers are included, with the
+scope the routes need); it makes the key's project the one every call of the request acts for.
+`generation_slot` runs on routes that run a model. The slot is given back by RequestLimitsMiddleware
 when the response (a whole stream included) has been sent.
 """
 
@@ -11,6 +12,7 @@ import hashlib
 import hmac
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -19,10 +21,17 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import MeshError
+from services.common.tenancy import API_KEY_PREFIX, DEFAULT_PROJECT, SCOPES, set_project
 from services.gateway.auth.limiter import Limiter, create_limiter
 from services.gateway.auth.limits import FailureLimit
 from services.gateway.config import GatewaySettings
-from services.gateway.errors import AdminDisabled, InvalidAdminToken, InvalidApiKey, Unauthenticated
+from services.gateway.errors import (
+    AdminDisabled,
+    InvalidAdminToken,
+    InvalidApiKey,
+    MissingScope,
+    Unauthenticated,
+)
 from services.store.client import StoreClient
 
 _BEARER = "bearer "
@@ -37,16 +46,21 @@ _VERIFY_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Caller:
-    """The key a request was made with; limits of 0 are unlimited."""
+    """The key a request was made with: its project, what it may do, its limits (0: unlimited)."""
 
     key_id: str
     name: str
     rpm: int
     tpm: int
+    project_id: str
+    scopes: frozenset[str]
 
 
-# Every request when auth is off: one anonymous caller, no per-key limits, conversations shared.
-ANONYMOUS = Caller(key_id="", name="anonymous", rpm=0, tpm=0)
+# Every request when auth is off: one anonymous caller in the default project, allowed everything
+# the API offers, no per-key limits.
+ANONYMOUS = Caller(
+    key_id="", name="anonymous", rpm=0, tpm=0, project_id=DEFAULT_PROJECT, scopes=frozenset(SCOPES)
+)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -110,6 +124,8 @@ class Admission:
             name=key.name,
             rpm=key.rpm_limit or self._settings.default_rpm,
             tpm=key.tpm_limit or self._settings.default_tpm,
+            project_id=key.project_id,
+            scopes=frozenset(key.scopes),
         )
         self._verified[digest] = (caller, time.monotonic() + self._settings.api_key_cache_s)
         while len(self._verified) > _MAX_CACHED_KEYS:
@@ -127,13 +143,36 @@ class Admission:
             tokens = usage.prompt_tokens + usage.completion_tokens
             self.limiter.charge_tokens(caller.key_id, caller.rpm, caller.tpm, tokens)
 
-    def check_admin(self, authorization: str | None) -> None:
-        expected = self._settings.admin_token
-        if expected is None:
-            raise AdminDisabled("the admin API is disabled: set GATEWAY_ADMIN_TOKEN to use it")
+    async def admin(self, authorization: str | None, client: str) -> Administrator:
+        """Who is using the admin API: the operator (GATEWAY_ADMIN_TOKEN, every project) or, when auth
+        is on, an API key with the admin scope (its own project only)."""
         token = bearer_token(authorization) or ""
-        if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
-            raise InvalidAdminToken("the admin token is missing or wrong", _CHALLENGE)
+        expected = self._settings.admin_token
+        if expected is not None and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            return Administrator(project_id=None)
+        if self._settings.auth_enabled and token and token.startswith(API_KEY_PREFIX):
+            caller = await self._verify(token, client)
+            check_scope(caller, ("admin",))
+            return Administrator(project_id=caller.project_id)
+        if expected is None:
+            raise AdminDisabled(
+                "the admin API is disabled: set GATEWAY_ADMIN_TOKEN (or use a key with the admin scope)"
+            )
+        raise InvalidAdminToken("the admin token is missing or wrong", _CHALLENGE)
+
+
+@dataclass(frozen=True)
+class Administrator:
+    """A caller of the admin API: the operator (project_id None: every project) or a project's admin."""
+
+    project_id: str | None
+
+    def project_for(self, asked: str | None) -> str | None:
+        """The project an admin call may act on: a project admin's own, whatever it asked for (another
+        project reads as not found to it, as everywhere); the operator's choice (None: all)."""
+        if self.project_id is None:
+            return asked
+        return self.project_id
 
 
 def admission_of(request: Request) -> Admission:
@@ -141,14 +180,32 @@ def admission_of(request: Request) -> Admission:
     return admission
 
 
-async def authenticate(request: Request) -> Caller:
-    """Dependency of every API route: the caller, admitted under its rate limits."""
-    admission = admission_of(request)
-    client = request.client.host if request.client else "unknown"
-    caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
-    await admission.admit(caller)
-    request.state.caller = caller
-    return caller
+def check_scope(caller: Caller, scopes: tuple[str, ...]) -> None:
+    """Refuse a caller whose key has none of `scopes`."""
+    if caller.scopes.isdisjoint(scopes):
+        needed = " or ".join(repr(scope) for scope in scopes)
+        raise MissingScope(
+            f"this API key may not do this: it needs the {needed} scope "
+            f"(it has: {', '.join(sorted(caller.scopes)) or 'none'})"
+        )
+
+
+def authenticate(*scopes: str) -> Callable[[Request], Awaitable[Caller]]:
+    """The dependency of API routes that need one of `scopes`: the caller, admitted under its rate
+    limits, with its project made the one every call of this request acts for."""
+
+    async def authenticated(request: Request) -> Caller:
+        admission = admission_of(request)
+        client = request.client.host if request.client else "unknown"
+        caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
+        check_scope(caller, scopes)
+        await admission.admit(caller)
+        request.state.caller = caller
+        # The request runs in its own task (and its context): the project stays with this request.
+        set_project(caller.project_id)
+        return caller
+
+    return authenticated
 
 
 def caller_of(request: Request) -> Caller:
@@ -167,5 +224,7 @@ async def generation_slot(request: Request) -> None:
     request.scope.setdefault("state", {})[SLOT_STATE] = slot
 
 
-async def require_admin(request: Request) -> None:
-    admission_of(request).check_admin(request.headers.get("authorization"))
+async def administrator(request: Request) -> Administrator:
+    """Dependency of the admin API: who is calling it."""
+    client = request.client.host if request.client else "unknown"
+    return await admission_of(request).admin(request.headers.get("authorization"), client)

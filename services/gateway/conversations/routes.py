@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from llmmesh.store.v1 import store_pb2
 
-from services.gateway.auth.admission import caller_of
 from services.gateway.calls import store
 from services.gateway.conversations.protocol import Conversation
 from services.gateway.errors import error_responses, request_id_of
@@ -18,7 +17,6 @@ async def get_conversation(conversation_id: str, request: Request) -> Conversati
     """The stored turns of one of the caller's conversations, oldest first."""
     answer = await store(request).get_conversation(
         store_pb2.GetConversationRequest(
-            owner=caller_of(request).key_id,
             conversation_id=conversation_id,
         )
     )
@@ -30,7 +28,6 @@ async def delete_conversation(conversation_id: str, request: Request) -> Respons
     """Forget a conversation; the next turn with its id starts a new one."""
     await store(request).delete_conversation(
         store_pb2.DeleteConversationRequest(
-            owner=caller_of(request).key_id,
             conversation_id=conversation_id,
         )
     )

@@ -3,7 +3,6 @@ fields) and the 202 answer that says where to follow the job."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -13,7 +12,6 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.common.enums import JOB_STATUS_NAMES
 from services.common.request_id import HTTP_HEADER
-from services.gateway.auth.admission import caller_of
 from services.gateway.errors import InvalidIdempotencyKey, request_id_of
 from services.gateway.jobs.protocol import JobAccepted, JobFields
 
@@ -28,9 +26,7 @@ def job_options(request: Request, fields: JobFields) -> orchestrator_pb2.JobOpti
         raise InvalidIdempotencyKey(
             f"{IDEMPOTENCY_HEADER} must be 1-200 printable ASCII characters without spaces"
         )
-    caller = caller_of(request)
-    if key and caller.key_id:  # keys are per caller: another key's same key is another request
-        key = f"{caller.key_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+    # Idempotency keys are per project, as every object is: the store looks them up in the caller's.
     return orchestrator_pb2.JobOptions(
         idempotency_key=key, webhook_url=fields.webhook_url or "", max_attempts=fields.max_attempts or 0
     )

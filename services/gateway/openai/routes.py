@@ -18,7 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.common.enums import FINISH_REASON_NAMES
 from services.common.errors import MeshError, ModelNotFound, shown
 from services.common.results import FinishReason, Usage
-from services.gateway.auth.admission import caller_of, charge, generation_slot
+from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s, while_connected
 from services.gateway.errors import (
     InvalidConversationId,
@@ -83,7 +83,6 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
         messages=[m.to_proto() for m in body.messages],
         params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
-        conversation_owner=caller_of(request).key_id,
     )
 
 

@@ -24,7 +24,8 @@ from pydantic import TypeAdapter, ValidationError
 from services.common import results
 from services.common.errors import MeshError
 from services.common.request_id import bound_request_id, new_request_id
-from services.gateway.auth.admission import Admission, Caller, bearer_token
+from services.common.tenancy import set_project
+from services.gateway.auth.admission import Admission, Caller, bearer_token, check_scope
 from services.gateway.calls import sampling_params
 from services.gateway.errors import GatewayError, InvalidFrame, NoTurn, TurnInProgress, error_body
 from services.gateway.metrics import WEBSOCKETS_OPEN
@@ -159,7 +160,6 @@ class _Socket:
             messages=messages,
             params=sampling_params(frame, frame.max_tokens, frame.stop),
             conversation_id=frame.conversation_id or "",
-            conversation_owner=self.caller.key_id,
         )
         stream = self.orchestrator.stream_generation(
             orchestrator_pb2.StreamGenerationRequest(spec=spec), self.settings.request_timeout_s
@@ -187,6 +187,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     request_id = new_request_id()
     try:
         caller = await admission.identify(token, websocket.client.host if websocket.client else "unknown")
+        check_scope(caller, ("generate",))
     except MeshError as error:
         body = {"type": "error", "id": None, **error_body(error.code, error.message, request_id)}
         await websocket.send_text(json.dumps(body))
@@ -195,5 +196,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             code=_POLICY_VIOLATION if unauthenticated else _TRY_AGAIN_LATER, reason=error.code
         )
         return
+    # Every turn of this socket acts for the key's project (its tasks start in this context).
+    set_project(caller.project_id)
     with WEBSOCKETS_OPEN.track_inprogress():
         await _Socket(websocket, caller).serve()

@@ -24,6 +24,11 @@ from services.gateway.streaming import sse_from_stream
 # A version number in a path: int32 on the wire, so a larger one is refused as a bad field (not a 500).
 VersionNumber = Annotated[int, Path(ge=1, le=api.MAX_VERSION, description="The version's number, from 1.")]
 
+# Templates and versions are edited by operators (the templates scope) and read by them and by the
+# applications that run sessions on them (the sessions scope, e.g. to show a version's options), so a
+# front end's key need not be able to edit templates.
+templates_router = APIRouter(prefix="/api/v1", tags=["templates"])
+template_reads_router = APIRouter(prefix="/api/v1", tags=["templates"])
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 
@@ -87,7 +92,9 @@ def _session(session: store_pb2.Session) -> api.Session:
     )
 
 
-@router.post("/templates", status_code=201, response_model=api.Template, responses=error_responses(409))
+@templates_router.post(
+    "/templates", status_code=201, response_model=api.Template, responses=error_responses(409)
+)
 async def create_template(body: api.CreateTemplate, request: Request) -> api.Template:
     """Create a prompt template; its versions are added next."""
     response = await store(request).create_template(
@@ -96,14 +103,14 @@ async def create_template(body: api.CreateTemplate, request: Request) -> api.Tem
     return _template(response.template)
 
 
-@router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
+@template_reads_router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
 async def get_template(name: str, request: Request) -> api.Template:
     """A template with all its versions."""
     response = await store(request).get_template(store_pb2.GetTemplateRequest(name=name))
     return _template(response.template)
 
 
-@router.post(
+@templates_router.post(
     "/templates/{name}/versions", status_code=201, response_model=api.Version, responses=error_responses(404)
 )
 async def add_version(name: str, body: api.CreateVersion, request: Request) -> api.Version:
@@ -137,12 +144,14 @@ async def _version_of(request: Request, name: str, number: int) -> store_pb2.Tem
     return response.version
 
 
-@router.get("/templates/{name}/versions/{number}", response_model=api.Version, responses=error_responses(404))
+@template_reads_router.get(
+    "/templates/{name}/versions/{number}", response_model=api.Version, responses=error_responses(404)
+)
 async def get_version(name: str, number: VersionNumber, request: Request) -> api.Version:
     return _version(await _version_of(request, name, number))
 
 
-@router.get(
+@template_reads_router.get(
     "/templates/{name}/versions/{number}/options",
     response_model=list[api.VersionOption],
     responses=error_responses(404),
@@ -161,7 +170,7 @@ async def _set_status(
     return _version(response.version)
 
 
-@router.post(
+@templates_router.post(
     "/templates/{name}/versions/{number}/publish",
     response_model=api.Version,
     responses=error_responses(404, 409),
@@ -171,7 +180,7 @@ async def publish_version(name: str, number: VersionNumber, request: Request) ->
     return await _set_status(request, name, number, store_pb2.VERSION_STATUS_PUBLISHED)
 
 
-@router.post(
+@templates_router.post(
     "/templates/{name}/versions/{number}/archive",
     response_model=api.Version,
     responses=error_responses(404, 409),

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "conversation_owner")
+    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -19,7 +19,6 @@ class GenerationSpec(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
-    CONVERSATION_OWNER_FIELD_NUMBER: _ClassVar[int]
     model: str
     system: str
     prompt: str
@@ -27,8 +26,7 @@ class GenerationSpec(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     raw: bool
     conversation_id: str
-    conversation_owner: str
-    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., conversation_owner: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class RunGenerationRequest(_message.Message):
     __slots__ = ("spec",)

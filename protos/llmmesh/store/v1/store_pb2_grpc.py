@@ -169,6 +169,16 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
+        self.CreateProject = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateProject',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListProjects',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
         self.GetConversation = channel.unary_unary(
                 '/llmmesh.store.v1.StoreService/GetConversation',
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetConversationRequest.SerializeToString,
@@ -360,7 +370,7 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListApiKeys(self, request, context):
-        """Every API key, revoked ones included (never their secrets).
+        """The API keys of one project or of all, revoked ones included (never their secrets).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -376,6 +386,19 @@ class StoreServiceServicer:
     def VerifyApiKey(self, request, context):
         """The key whose secret this is (constant-time comparison); UNAUTHENTICATED when none is.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProject(self, request, context):
+        """Projects (tenants): every API key belongs to one, and so does everything its callers create.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -538,6 +561,16 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.VerifyApiKey,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsResponse.SerializeToString,
             ),
             'GetConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConversation,
@@ -1284,6 +1317,60 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/VerifyApiKey',
             llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateProject',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListProjects',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListProjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,
