@@ -25,6 +25,7 @@ from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.sessions.routes import router as sessions_router
+from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
 from services.orchestrator.client import OrchestratorClient
 from services.store.client import StoreClient
 
@@ -88,17 +89,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     document_body_errors(app)
     app.include_router(health_router)
     app.include_router(admin_router)
+    prefix = settings.api_prefix
     # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).
-    app.include_router(realtime_router)
-    for router in (
-        generate_router,
-        models_router,
-        sessions_router,
-        jobs_router,
-        openai_router,
-        conversations_router,
-    ):
-        app.include_router(router, dependencies=[Depends(authenticate)])
+    app.include_router(realtime_router, prefix=prefix)
+    for router in (generate_router, models_router, sessions_router, jobs_router, conversations_router):
+        app.include_router(router, prefix=prefix, dependencies=[Depends(authenticate)])
+    app.include_router(openai_router, dependencies=[Depends(authenticate)])
+    if prefix:  # with no prefix the API's own path is this one already
+        app.include_router(unprefixed_sessions_router, dependencies=[Depends(authenticate)])
     if tracing.enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

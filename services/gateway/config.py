@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import (
@@ -68,3 +68,15 @@ class GatewaySettings(ServiceSettings):
     body_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds between WebSocket ping frames (the client's pongs show the connection is alive).
     ws_ping_s: float = Field(default=20.0, gt=0)
+    # Where the mesh's own REST API (and its WebSocket) is served: /api/v1/ai/generate by default,
+    # e.g. /custom/ai/generate with "/custom"; "" serves it at the root. The OpenAI API stays at /v1,
+    # the admin API at /admin/v1.
+    api_prefix: str = Field(default="/api/v1", max_length=64, pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _prefix_of_our_own(cls, prefix: str) -> str:
+        for taken in ("/v1", "/admin", "/socket.io"):
+            if prefix == taken or prefix.startswith(f"{taken}/"):
+                raise ValueError(f"{taken} belongs to another API of the gateway: choose another prefix")
+        return prefix

@@ -33,7 +33,7 @@ def _text(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
-@router.websocket("/api/v1/chat/ws")
+@router.websocket("/chat/ws")
 async def chat_socket(websocket: WebSocket) -> None:
     """Realtime chat; see the module docstring and README "Realtime chat (WebSocket)"."""
     admission: Admission = websocket.app.state.admission

@@ -24,7 +24,11 @@ from services.gateway.streaming import sse_from_stream
 # A version number in a path: int32 on the wire, so a larger one is refused as a bad field (not a 500).
 VersionNumber = Annotated[int, Path(ge=1, le=api.MAX_VERSION, description="The version's number, from 1.")]
 
-router = APIRouter(prefix="/api/v1", tags=["sessions"])
+# Included under the REST API's prefix (GATEWAY_API_PREFIX, /api/v1 by default).
+router = APIRouter(tags=["sessions"])
+# Included at the root: the path the first users' diagnostic front end calls for a session run,
+# POST /sessions/{session_code}/llm, answered by the same handler as the prefixed one.
+unprefixed_router = APIRouter(tags=["sessions"])
 
 
 def _created(stamp: Timestamp) -> datetime:
@@ -215,16 +219,6 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     return _session(response.session)
 
 
-@router.post(
-    "/sessions/{session_code}/llm",
-    response_model=results.SessionRun,
-    dependencies=[Depends(generation_slot)],
-    responses={
-        **error_responses(404, 409, 502, 504),
-        **ACCEPTED,
-        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
-    },
-)
 async def run_session(
     session_code: str, request: Request, body: Annotated[api.RunSession | None, Body()] = None
 ) -> Any:
@@ -268,3 +262,17 @@ async def run_session(
         return [ServerSentEvent(results.SessionRun.from_proto(event.run).model_dump_json(), event="done")]
 
     return await sse_from_stream(request, stream, render)
+
+
+# One handler, one description, two paths.
+for _router in (router, unprefixed_router):
+    _router.post(
+        "/sessions/{session_code}/llm",
+        response_model=results.SessionRun,
+        dependencies=[Depends(generation_slot)],
+        responses={
+            **error_responses(404, 409, 502, 504),
+            **ACCEPTED,
+            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
+        },
+    )(run_session)
