@@ -24,6 +24,7 @@ from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddle
 from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
+from services.gateway.realtime.socketio_app import mount_socketio
 from services.gateway.sessions.routes import router as sessions_router
 from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
 from services.orchestrator.client import OrchestratorClient
@@ -90,8 +91,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(admin_router)
     prefix = settings.api_prefix
-    # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).
+    # The WebSocket and Socket.IO authenticate their connections themselves (a dependency cannot
+    # answer a socket).
     app.include_router(realtime_router, prefix=prefix)
+    mount_socketio(app, settings)
     for router in (generate_router, models_router, sessions_router, jobs_router, conversations_router):
         app.include_router(router, prefix=prefix, dependencies=[Depends(authenticate)])
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
