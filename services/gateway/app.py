@@ -24,8 +24,10 @@ from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddle
 from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
+from services.gateway.realtime.socketio_app import mount_socketio
 from services.gateway.sessions.routes import router as sessions_router
 from services.gateway.sessions.routes import template_reads_router, templates_router
+from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
 from services.orchestrator.client import OrchestratorClient
 from services.store.client import StoreClient
 
@@ -89,20 +91,25 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     document_body_errors(app)
     app.include_router(health_router)
     app.include_router(admin_router)
-    # The WebSocket authenticates its handshake itself (a dependency cannot answer a socket).
-    app.include_router(realtime_router)
-    # Each router with the scopes a key needs for it (any one of them).
-    for router, scopes in (
-        (generate_router, ("generate",)),
-        (models_router, ("generate",)),
-        (templates_router, ("templates",)),
-        (template_reads_router, ("templates", "sessions")),
-        (sessions_router, ("sessions",)),
-        (jobs_router, ("jobs",)),
-        (openai_router, ("generate",)),
-        (conversations_router, ("generate",)),
+    prefix = settings.api_prefix
+    # The WebSocket and Socket.IO authenticate their connections themselves (a dependency cannot
+    # answer a socket).
+    app.include_router(realtime_router, prefix=prefix)
+    mount_socketio(app, settings)
+    # Each router with its prefix and the scopes a key needs for it (any one of them).
+    for router, router_prefix, scopes in (
+        (generate_router, prefix, ("generate",)),
+        (models_router, prefix, ("generate",)),
+        (templates_router, prefix, ("templates",)),
+        (template_reads_router, prefix, ("templates", "sessions")),
+        (sessions_router, prefix, ("sessions",)),
+        (jobs_router, prefix, ("jobs",)),
+        (conversations_router, prefix, ("generate",)),
+        (openai_router, "", ("generate",)),
+        # with no prefix the API's own path is this one already
+        *([(unprefixed_sessions_router, "", ("sessions",))] if prefix else []),
     ):
-        app.include_router(router, dependencies=[Depends(authenticate(*scopes))])
+        app.include_router(router, prefix=router_prefix, dependencies=[Depends(authenticate(*scopes))])
     if tracing.enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

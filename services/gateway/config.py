@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import (
@@ -66,5 +66,21 @@ class GatewaySettings(ServiceSettings):
     max_header_bytes: int = Field(default=32_768, ge=1024)
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
-    # Seconds between WebSocket ping frames (the client's pongs show the connection is alive).
+    # Seconds between WebSocket ping frames (the client's pongs show the connection is alive); also
+    # Socket.IO's ping interval.
     ws_ping_s: float = Field(default=20.0, gt=0)
+    # Where the mesh's own REST API (and its WebSocket) is served: /api/v1/ai/generate by default,
+    # e.g. /custom/ai/generate with "/custom"; "" serves it at the root. The OpenAI API stays at /v1,
+    # the admin API at /admin/v1, Socket.IO at /socket.io.
+    api_prefix: str = Field(default="/api/v1", max_length=64, pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    # Web origins (e.g. ["https://app.example.com"], or ["*"]) whose pages may open a Socket.IO
+    # connection; empty: the gateway's own origin only.
+    socketio_cors_origins: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _prefix_of_our_own(cls, prefix: str) -> str:
+        for taken in ("/v1", "/admin", "/socket.io"):
+            if prefix == taken or prefix.startswith(f"{taken}/"):
+                raise ValueError(f"{taken} belongs to another API of the gateway: choose another prefix")
+        return prefix

@@ -58,6 +58,8 @@ OPENAI_ERROR_TYPES = {
     429: "rate_limit_error",
 }
 OPENAI_PREFIX = "/v1/"
+# How much of a caller's path an error message quotes.
+QUOTED_PATH_CHARS = 80
 INVALID_JSON = "the request body is not valid JSON (UTF-8 text, not compressed)"
 
 
@@ -300,8 +302,28 @@ async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, http_status_of(exc), exc.code, exc.message, headers=headers)
 
 
+def _unsupported_endpoint(request: Request) -> JSONResponse:
+    """A path under /v1 that no route serves: OpenAI's answer to an invalid URL (404,
+    invalid_request_error), naming it, so an OpenAI client calling an API this server lacks says which."""
+    path = request.url.path
+    shown = path if len(path) <= QUOTED_PATH_CHARS else f"{path[:QUOTED_PATH_CHARS]}…"
+    message = f"{request.method} {shown} is not supported by this server"
+    request_id = request_id_of(request)
+    body = openai_error_body(404, "unsupported_endpoint", message, request_id)
+    body["error"]["type"] = "invalid_request_error"
+    return JSONResponse(body, status_code=404, headers={HTTP_HEADER: request_id})
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # No route matched (a matched route's scope names its endpoint): whatever routes are added later,
+    # this is only ever the answer for a path none of them serves.
+    if (
+        exc.status_code == 404
+        and request.url.path.startswith(OPENAI_PREFIX)
+        and "endpoint" not in request.scope
+    ):
+        return _unsupported_endpoint(request)
     if exc.status_code == 400:  # FastAPI could not read the body: not UTF-8, nested too deep, compressed
         return error_response(request, 400, "invalid_json", INVALID_JSON)
     codes = {404: "route_not_found", 405: "method_not_allowed", 408: BodyTimeout.code, 413: BodyTooLarge.code}

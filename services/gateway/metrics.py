@@ -22,6 +22,7 @@ HTTP_SECONDS = Histogram(
 )
 HTTP_IN_FLIGHT = Gauge("llmmesh_http_requests_in_flight", "HTTP requests being answered now.")
 WEBSOCKETS_OPEN = Gauge("llmmesh_websocket_connections", "Realtime chat WebSockets open now.")
+SOCKETIO_OPEN = Gauge("llmmesh_socketio_connections", "Realtime chat Socket.IO connections open now.")
 LIMITER_ERRORS = Counter(
     "llmmesh_gateway_limiter_errors_total",
     "Limit decisions and counts the shared limiter (Redis) could not make, by operation.",

@@ -15,6 +15,8 @@ import openai
 import pytest
 
 from services.common.registry import CustomConfig, parse_registry
+from services.gateway.app import create_app
+from services.gateway.config import GatewaySettings
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.mesh import Gateway, eventually, scripted_mesh
 
@@ -306,6 +308,53 @@ async def test_sdk_raises_typed_errors(gateway: Gateway) -> None:
             await client.embeddings.create(model="scripted", input="not an embedder")
     assert unknown.value.status_code == 404
     assert unknown.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+async def test_an_endpoint_this_server_lacks_is_a_404_naming_it(gateway: Gateway) -> None:
+    """OpenAI clients calling an API the mesh does not serve learn which one, in OpenAI's shape."""
+    async with async_client(gateway) as client:
+        with pytest.raises(openai.NotFoundError) as unsupported:
+            await client.post("/audio/speech", body={"model": "tts-1", "input": "hi"}, cast_to=httpx.Response)
+        with pytest.raises(openai.NotFoundError) as listed:
+            await client.get("/vector_stores", cast_to=httpx.Response)
+    assert unsupported.value.status_code == 404
+    assert unsupported.value.body == {  # the SDK keeps the body's `error` object
+        "message": "POST /v1/audio/speech is not supported by this server",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unsupported_endpoint",
+        "request_id": unsupported.value.response.headers["x-request-id"],
+    }
+    assert unsupported.value.code == "unsupported_endpoint"
+    assert listed.value.body["message"] == "GET /v1/vector_stores is not supported by this server"  # type: ignore[index]
+    long = await gateway.client.post(f"/v1/{'x' * 500}", json={})
+    assert long.status_code == 404 and long.json()["error"]["code"] == "unsupported_endpoint"
+    assert len(long.json()["error"]["message"]) < 150  # a caller's long path is not echoed whole
+    # Served routes keep their own answers: a wrong method is 405, an unknown model is the model's 404.
+    wrong_method = await gateway.client.get("/v1/chat/completions")
+    assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (405, "method_not_allowed")
+    missing_model = await gateway.client.get("/v1/models/nope")
+    assert missing_model.json()["error"]["code"] == "model_not_found"
+    # Outside /v1 an unknown path is still our own 404.
+    ours = await gateway.client.get("/api/v1/nothing-here")
+    assert (ours.status_code, ours.json()["error"]["code"]) == (404, "route_not_found")
+
+
+async def test_a_route_added_after_the_app_is_built_is_served_not_refused() -> None:
+    """The unsupported-endpoint answer is for paths no route serves, so a door added later (an API
+    under /v1 of its own) is never shadowed by it."""
+    app = create_app(GatewaySettings())
+
+    async def late() -> dict[str, bool]:
+        return {"served": True}
+
+    app.add_api_route("/v1/late", late, methods=["POST"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        served = await client.post("/v1/late")
+        other = await client.post("/v1/later")
+    assert (served.status_code, served.json()) == (200, {"served": True})
+    assert (other.status_code, other.json()["error"]["code"]) == (404, "unsupported_endpoint")
 
 
 async def test_conversation_keeps_history_so_clients_send_only_the_new_turn(gateway: Gateway) -> None:

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fastapi import WebSocketDisconnect
 from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from websockets.asyncio.client import ClientConnection, connect
@@ -20,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from services.gateway.auth.admission import ANONYMOUS, Caller
 from services.gateway.auth.limiter import LocalLimiter
 from services.gateway.config import GatewaySettings
-from services.gateway.realtime.routes import _Socket
+from services.gateway.realtime.session import ChatSession
 from tests.support.auth import ADMIN, create_key
 from tests.support.mesh import Gateway, eventually, scripted_mesh
 
@@ -183,24 +182,6 @@ async def test_an_api_key_in_the_url_never_reaches_the_log(
     assert key not in logged and wrong not in logged
 
 
-class FakeWebSocket:
-    """What _Socket uses of a WebSocket: frames in from a queue, frames out to a list."""
-
-    def __init__(self, state: SimpleNamespace) -> None:
-        self.app = SimpleNamespace(state=state)
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-
-    async def receive_text(self) -> str:
-        text = await self.inbox.get()
-        if text == "":
-            raise WebSocketDisconnect()
-        return text
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-
 class LingeringOrchestrator:
     """Each stream answers at once, then lingers until released before it ends (as a gRPC stream's
     trailers can arrive after the client already saw the result)."""
@@ -232,27 +213,35 @@ async def test_a_turn_started_right_after_done_keeps_its_own_bookkeeping() -> No
     limiter = LocalLimiter(GatewaySettings(max_concurrent_requests=4))
     admission = SimpleNamespace(admit=admit, charge=lambda caller, usage: None, limiter=limiter)
     orchestrator = LingeringOrchestrator()
-    state = SimpleNamespace(admission=admission, settings=GatewaySettings(), orchestrator=orchestrator)
-    socket = FakeWebSocket(state)
-    serving = asyncio.create_task(_Socket(socket, ANONYMOUS).serve())  # type: ignore[arg-type]
+    sent: list[dict[str, Any]] = []
+
+    async def send(frame: dict[str, Any]) -> None:
+        sent.append(frame)
+
+    session = ChatSession(
+        ANONYMOUS,
+        admission,  # type: ignore[arg-type]
+        GatewaySettings(),
+        orchestrator,  # type: ignore[arg-type]
+        send,
+    )
 
     async def frames(count: int) -> list[dict[str, Any]]:
-        await eventually(lambda: len(socket.sent) >= count)
-        return socket.sent[:count]
+        await eventually(lambda: len(sent) >= count)
+        return sent[:count]
 
-    await socket.inbox.put(json.dumps({"type": "chat", "id": "t1", "content": "short"}))
+    await session.receive_text(json.dumps({"type": "chat", "id": "t1", "content": "short"}))
     assert (await frames(1))[-1]["type"] == "done"  # turn 1 answered; its stream still lingers
-    await socket.inbox.put(json.dumps({"type": "chat", "id": "t2", "content": "long"}))
+    await session.receive_text(json.dumps({"type": "chat", "id": "t2", "content": "long"}))
     await eventually(lambda: limiter.concurrency.in_flight == 1)
     orchestrator.release.set()  # now turn 1's cleanup runs, while turn 2 is in progress
     await asyncio.sleep(0.05)
     assert limiter.concurrency.in_flight == 1, "turn 2 still holds its slot"
-    await socket.inbox.put(json.dumps({"type": "chat", "id": "t3", "content": "short"}))
+    await session.receive_text(json.dumps({"type": "chat", "id": "t3", "content": "short"}))
     refused = (await frames(2))[-1]
     assert (refused["type"], refused["id"], refused["error"]["code"]) == ("error", "t3", "turn_in_progress")
-    await socket.inbox.put(json.dumps({"type": "cancel", "id": "t2"}))
+    await session.receive_text(json.dumps({"type": "cancel", "id": "t2"}))
     cancelled = (await frames(3))[-1]
     assert (cancelled["type"], cancelled["id"]) == ("cancelled", "t2")
     assert limiter.concurrency.in_flight == 0
-    await socket.inbox.put("")  # the client leaves
-    await asyncio.wait_for(serving, 5)
+    await asyncio.wait_for(session.close(), 5)  # the client leaves

@@ -7,17 +7,23 @@ messages reached the model and what the store kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
+from websockets.asyncio.client import connect
 
+from services.gateway.config import GatewaySettings
 from services.store.db import create_engine
 from services.store.migrate import upgrade_to_head
 from services.store.tables import metadata
+from tests.support.auth import ADMIN_TOKEN, create_key
 from tests.support.http import assert_error, sse_events
 from tests.support.mesh import Gateway, scripted_mesh
 from tests.support.sessions import ANSWERS, OPTIONS, RENDERED, SYSTEM, make_session, make_version
@@ -354,3 +360,99 @@ async def test_a_value_postgresql_cannot_store_is_a_400_and_logged(
         assert getattr(refused, "sqlstate", "") == "22021"
         # Nothing was half-written: the session still has no answers.
         assert (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["answers"] == []
+
+
+# The first users' diagnostic front end calls POST /sessions/{code}/llm, without the API's prefix.
+FIRST_USERS_RUN = "/sessions/{code}/llm"
+
+
+async def run_unprefixed(mesh: Gateway, code: str, **body: Any) -> Any:
+    return await mesh.client.post(FIRST_USERS_RUN.format(code=code), json=body or None)
+
+
+async def test_the_unprefixed_run_answers_as_the_api_does(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    first = await run_unprefixed(mesh, code)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["session_code"], body["llm_result"], body["cached"]) == (code, f"echo: {RENDERED}", False)
+    assert first.headers["x-request-id"]
+    again = await run_unprefixed(mesh, code)
+    assert (again.status_code, again.json()) == (200, {**body, "cached": True})
+    assert (await run(mesh, code)).json() == {**body, "cached": True}  # the same stored result
+    assert len(mesh.backend.calls) == 1
+    await asyncio.sleep(0.01)
+    fresh = (await run_unprefixed(mesh, code, force_regenerate=True)).json()
+    assert fresh["cached"] is False and fresh["created_at"] > body["created_at"]
+    assert len(mesh.backend.calls) == 2
+    stored = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"]
+    assert stored["created_at"] == fresh["created_at"]
+    streamed = sse_events((await run_unprefixed(mesh, code, stream=True)).text)
+    assert [kind for kind, _ in streamed] == ["done"] and streamed[0][1]["cached"] is True
+
+
+async def test_the_unprefixed_run_refuses_as_the_api_does(mesh: Gateway) -> None:
+    error = assert_error(await run_unprefixed(mesh, "no-such-session"), 404, "session_not_found")
+    assert "no-such-session" in error["message"]
+    draft = await make_version(mesh, publish=False)
+    on_draft = await make_session(mesh, ANSWERS, version=draft["number"])
+    assert (
+        "DRAFT" in assert_error(await run_unprefixed(mesh, on_draft), 409, "version_not_published")["message"]
+    )
+    await make_version(mesh)
+    unanswered = await make_session(mesh, [])
+    assert_error(await run_unprefixed(mesh, unanswered), 409, "no_answers")
+    assert_error(await run_unprefixed(mesh, unanswered, force_regenerate="yes"), 422, "invalid_request")
+    assert mesh.backend.calls == []
+    # Only the run has an unprefixed path: the rest of the API keeps its prefix.
+    assert_error(await mesh.client.get(f"/sessions/{unanswered}"), 404, "route_not_found")
+
+
+async def test_the_unprefixed_run_needs_a_key_when_auth_is_on(tmp_path: Path) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN_TOKEN}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings=settings) as mesh:
+        assert_error(await run_unprefixed(mesh, "any"), 401, "missing_api_key")
+        mesh.client.headers["Authorization"] = f"Bearer {await create_key(mesh)}"
+        await make_version(mesh)
+        code = await make_session(mesh, ANSWERS)
+        assert (await run_unprefixed(mesh, code)).json()["llm_result"] == f"echo: {RENDERED}"
+
+
+async def test_the_api_prefix_is_a_setting(tmp_path: Path) -> None:
+    """GATEWAY_API_PREFIX moves the mesh's own REST API (and its WebSocket); the OpenAI API, the
+    unprefixed session run and the URLs the API hands out follow."""
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings={"api_prefix": "/custom"}
+    ) as mesh:
+        await make_version(mesh)  # made under /custom (tests/support/sessions.py follows the setting)
+        code = await make_session(mesh, ANSWERS)
+        ran = await mesh.client.post(f"/custom/sessions/{code}/llm")
+        assert (ran.status_code, ran.json()["llm_result"]) == (200, f"echo: {RENDERED}")
+        assert (await run_unprefixed(mesh, code)).json()["cached"] is True
+        assert_error(await mesh.client.post(f"/api/v1/sessions/{code}/llm"), 404, "route_not_found")
+        assert_error(await mesh.client.get("/api/v1/models"), 404, "route_not_found")
+        assert (await mesh.client.get("/custom/models")).status_code == 200
+        assert (await mesh.client.post("/custom/ai/generate", json={"prompt": "hi"})).json()[
+            "text"
+        ] == "echo: hi"
+        assert (await mesh.client.get("/v1/models")).status_code == 200
+        queued = await mesh.client.post(
+            f"/custom/sessions/{code}/llm", json={"async": True, "force_regenerate": True}
+        )
+        assert queued.status_code == 202, queued.text
+        status_url = queued.json()["status_url"]
+        assert status_url.startswith("/custom/ai/status/") and queued.headers["location"] == status_url
+        assert (await mesh.client.get(status_url)).status_code == 200
+        async with connect(f"{str(mesh.client.base_url).replace('http', 'ws')}/custom/chat/ws") as socket:
+            await socket.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 5)) == {"type": "pong"}
+        paths = (await mesh.client.get("/openapi.json")).json()["paths"]
+        assert "/custom/sessions/{session_code}/llm" in paths and "/sessions/{session_code}/llm" in paths
+        assert not [path for path in paths if path.startswith("/api/v1")]
+
+
+@pytest.mark.parametrize("prefix", ["custom", "/custom/", "/v1", "/v1/x", "/admin", "/socket.io", "/a b"])
+def test_an_api_prefix_that_cannot_work_is_refused_at_startup(prefix: str) -> None:
+    with pytest.raises(ValidationError):
+        GatewaySettings(api_prefix=prefix)

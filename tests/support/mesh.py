@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from services.common.server import MeshServer
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.connections import protocol_options
+from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
 from services.orchestrator.config import OrchestratorSettings
@@ -144,16 +145,20 @@ async def scripted_mesh(
     backends: list[ScriptedBackend] | None = None,
     gateway_settings: dict[str, Any] | None = None,
     service_token: str | None = None,
+    models: Sequence[Backend] = (),
     **orchestrator_settings: Any,
 ) -> AsyncIterator[Gateway]:
     """All four services in-process on real sockets, the models replaced by scripted backends
-    (by default one, named "scripted", on the default route); `orchestrator_settings` override
-    the orchestrator's (job worker timings, say), `gateway_settings` the gateway's (auth, limits);
+    (by default one, named "scripted", on the default route); `models` are hosted beside them (the
+    real local model, which `registry` then names); `orchestrator_settings` override the
+    orchestrator's (job worker timings, say), `gateway_settings` the gateway's (auth, limits);
     `service_token` is the mesh's MESH_SERVICE_TOKEN, for every service."""
     token = {"service_token": service_token} if service_token else {}
     backends = backends or [ScriptedBackend()]
     registry = registry or scripted_registry(*(b.name for b in backends))
-    inference, inference_port = create_inference(InferenceSettings(port=0, **token), registry, backends)
+    inference, inference_port = create_inference(
+        InferenceSettings(port=0, **token), registry, [*backends, *models]
+    )
     store, store_port = create_store(StoreSettings(port=0, database_url=database_url, **token))
     orchestrator, orchestrator_port = create_orchestrator(
         OrchestratorSettings(

@@ -9,7 +9,7 @@ from services.gateway.calls import store
 from services.gateway.conversations.protocol import Conversation
 from services.gateway.errors import error_responses, request_id_of
 
-router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 
 @router.get("/{conversation_id}", response_model=Conversation, responses=error_responses(400, 404))

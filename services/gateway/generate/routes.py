@@ -16,7 +16,7 @@ from services.gateway.generate.protocol import GenerateRequest, GenerateResponse
 from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
 from services.gateway.streaming import sse_from_stream
 
-router = APIRouter(prefix="/api/v1/ai", tags=["generate"])
+router = APIRouter(prefix="/ai", tags=["generate"])
 
 _ERRORS = error_responses(
     descriptions={

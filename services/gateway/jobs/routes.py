@@ -13,9 +13,9 @@ from services.common.request_id import HTTP_HEADER
 from services.gateway.calls import orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.jobs import protocol as api
-from services.gateway.jobs.submission import job_options
+from services.gateway.jobs.submission import api_path, job_options
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(tags=["jobs"])
 
 
 def _job_status(request: Request, job: orchestrator_pb2.Job) -> api.JobStatus:
@@ -84,7 +84,7 @@ async def start_pipeline_run(name: str, body: api.StartPipelineRun, request: Req
         )
     )
     status = _run_status(request, response.run)
-    location = f"/api/v1/pipelines/runs/{status.run_id}"
+    location = api_path(request, f"/pipelines/runs/{status.run_id}")
     return JSONResponse(
         status.model_dump(mode="json"),
         status_code=202,

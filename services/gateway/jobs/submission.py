@@ -32,9 +32,15 @@ def job_options(request: Request, fields: JobFields) -> orchestrator_pb2.JobOpti
     )
 
 
+def api_path(request: Request, path: str) -> str:
+    """`path` of the mesh's REST API, under its prefix (GATEWAY_API_PREFIX)."""
+    prefix: str = request.app.state.settings.api_prefix
+    return f"{prefix}{path}"
+
+
 def accepted(request: Request, job: orchestrator_pb2.Job) -> JSONResponse:
     """202 with where to follow the job; the same answer when an idempotency key found an existing job."""
-    status_url = f"/api/v1/ai/status/{job.id}"
+    status_url = api_path(request, f"/ai/status/{job.id}")
     request_id = request_id_of(request)
     body = JobAccepted(
         job_id=job.id,

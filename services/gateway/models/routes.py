@@ -18,7 +18,7 @@ from services.gateway.models.protocol import (
     TierEntry,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(tags=["models"])
 
 
 @router.get(

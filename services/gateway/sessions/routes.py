@@ -24,12 +24,16 @@ from services.gateway.streaming import sse_from_stream
 # A version number in a path: int32 on the wire, so a larger one is refused as a bad field (not a 500).
 VersionNumber = Annotated[int, Path(ge=1, le=api.MAX_VERSION, description="The version's number, from 1.")]
 
-# Templates and versions are edited by operators (the templates scope) and read by them and by the
-# applications that run sessions on them (the sessions scope, e.g. to show a version's options), so a
-# front end's key need not be able to edit templates.
-templates_router = APIRouter(prefix="/api/v1", tags=["templates"])
-template_reads_router = APIRouter(prefix="/api/v1", tags=["templates"])
-router = APIRouter(prefix="/api/v1", tags=["sessions"])
+# Included under the REST API's prefix (GATEWAY_API_PREFIX, /api/v1 by default). Templates and
+# versions are edited by operators (the templates scope) and read by them and by the applications that
+# run sessions on them (the sessions scope, e.g. to show a version's options), so a front end's key
+# need not be able to edit templates.
+templates_router = APIRouter(tags=["templates"])
+template_reads_router = APIRouter(tags=["templates"])
+router = APIRouter(tags=["sessions"])
+# Included at the root: the path the first users' diagnostic front end calls for a session run,
+# POST /sessions/{session_code}/llm, answered by the same handler as the prefixed one.
+unprefixed_router = APIRouter(tags=["sessions"])
 
 
 def _created(stamp: Timestamp) -> datetime:
@@ -224,16 +228,6 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     return _session(response.session)
 
 
-@router.post(
-    "/sessions/{session_code}/llm",
-    response_model=results.SessionRun,
-    dependencies=[Depends(generation_slot)],
-    responses={
-        **error_responses(404, 409, 502, 504),
-        **ACCEPTED,
-        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
-    },
-)
 async def run_session(
     session_code: str, request: Request, body: Annotated[api.RunSession | None, Body()] = None
 ) -> Any:
@@ -277,3 +271,17 @@ async def run_session(
         return [ServerSentEvent(results.SessionRun.from_proto(event.run).model_dump_json(), event="done")]
 
     return await sse_from_stream(request, stream, render)
+
+
+# One handler, one description, two paths.
+for _router in (router, unprefixed_router):
+    _router.post(
+        "/sessions/{session_code}/llm",
+        response_model=results.SessionRun,
+        dependencies=[Depends(generation_slot)],
+        responses={
+            **error_responses(404, 409, 502, 504),
+            **ACCEPTED,
+            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"},
+        },
+    )(run_session)
