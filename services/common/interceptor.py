@@ -11,10 +11,11 @@ the call in the client metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -184,15 +185,25 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _wrap_stream(
-        behavior: Callable[..., AsyncIterator[Any]], method: str
-    ) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        behavior: Callable[..., AsyncGenerator[Any, None]], method: str
+    ) -> Callable[..., Awaitable[None]]:
+        """A coroutine that writes the servicer's responses itself, not an async generator for grpc
+        to drive: grpc iterates a generator handler with `async for` and, when the call is cancelled
+        while it writes a response (the caller left and stopped reading), never closes it; the garbage
+        collector then closes it in another task, where resetting the request id or the project (or
+        detaching the span's context) fails with "Token was created in a different Context", logged
+        as an ERROR. Here the cancellation arrives in this coroutine, the servicer's generator is
+        closed at once (which stops the work under it), and the request id, project and span are
+        unbound in the task that bound them."""
+
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> None:
             with bound_request_id(_request_id_of(context)), bound_project(_project_of(context)):
                 call = _ServerCall(method, context)
                 try:
-                    async for response in behavior(request, context):
-                        yield response
-                except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit) as exc:
+                    async with contextlib.aclosing(behavior(request, context)) as responses:
+                        async for response in responses:
+                            await context.write(response)
+                except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
                     call.done(grpc.StatusCode.CANCELLED, exc)
                     raise
                 except Exception as exc:

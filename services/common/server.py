@@ -2,8 +2,11 @@
 
 A `MeshServer` is a grpc.aio server with the shared interceptor, standard health and reflection.
 It listens before its startup hook runs (loading a model, migrating a schema), answering health
-checks with NOT_SERVING until the hook is done. Shutdown follows vLLM: a signal sets an event,
-health goes NOT_SERVING, in-flight RPCs get the grace period, then engines and channels close.
+checks with NOT_SERVING until the hook is done. Its overall status ("") then says the process serves,
+what a liveness check asks; each of its RPC services' statuses (a readiness check's question) is
+SERVING only while the channels to the services it depends on can reach them. Shutdown follows
+vLLM: a signal sets an event, health goes NOT_SERVING, in-flight RPCs get the grace period, then
+engines and channels close.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.config import ConfigError, ServiceSettings
 from services.common.grpc_options import SERVER_OPTIONS
+from services.common.health import reachability
 from services.common.interceptor import MeshServerInterceptor
 from services.common.logs import configure_logging
 from services.common.metrics import serve_metrics
@@ -46,12 +50,24 @@ class MeshServer:
         self._startup: list[Hook] = []
         self._stopping: list[Hook] = []
         self._cleanup: list[Hook] = []
+        self._dependencies: dict[str, grpc.aio.Channel] = {}
+        self._reachable: dict[str, bool] = {}
+        self._lost: set[str] = set()
+        self._following: list[asyncio.Task[None]] = []
+        self._started = False
         self.port = 0
 
     def add_service(self, full_name: str, register: Callable[[grpc.aio.Server], None]) -> None:
         """Register a servicer; `full_name` (e.g. llmmesh.store.v1.StoreService) gets its own health status."""
         register(self.grpc)
         self._service_names.append(full_name)
+
+    def depends_on(self, name: str, channel: grpc.aio.Channel) -> None:
+        """Report this server's RPC services NOT_SERVING whenever `channel` cannot reach `name`: a
+        caller that sees them SERVING can expect a call to get through to it now, not only once the
+        channel has waited out its reconnect backoff. The overall status ("") does not follow, so a
+        liveness check never restarts this process for a dependency that is down."""
+        self._dependencies[name] = channel
 
     def on_startup(self, hook: Hook) -> None:
         """Run hook after the server listens and before it reports SERVING."""
@@ -84,14 +100,27 @@ class MeshServer:
             self.bind()
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
-        for hook in self._startup:
-            await hook()
-        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+        # Followed from the start, so the channels are connecting while the hooks run.
+        self._reachable = dict.fromkeys(self._dependencies, False)
+        self._following = [
+            asyncio.create_task(self._follow(name, channel), name=f"reach {name}")
+            for name, channel in self._dependencies.items()
+        ]
+        try:
+            for hook in self._startup:
+                await hook()
+        except BaseException:
+            await self._stop_following()
+            raise
+        self._started = True
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._set_services()
 
     async def stop(self) -> None:
         """Graceful shutdown: NOT_SERVING, stopping hooks, drain in-flight RPCs within the grace period,
         clean up."""
         await self.health.enter_graceful_shutdown()
+        await self._stop_following()
         await self._run_all(self._stopping)
         await self.grpc.stop(self.settings.shutdown_grace_s)
         await self._run_all(reversed(self._cleanup))
@@ -107,6 +136,32 @@ class MeshServer:
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *self._service_names):
             await self.health.set(name, status)
+
+    async def _set_services(self) -> None:
+        """The RPC services' status: SERVING once started while every dependency is reachable."""
+        serving = self._started and all(self._reachable.values())
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self._service_names:
+            await self.health.set(name, status)
+
+    async def _follow(self, name: str, channel: grpc.aio.Channel) -> None:
+        async for reachable in reachability(channel):
+            self._reachable[name] = reachable
+            if not reachable and self._started and name not in self._lost:
+                self._lost.add(name)
+                log.warning("cannot reach %s: not serving until it is back", name, extra={"dependency": name})
+            elif reachable and name in self._lost:
+                self._lost.discard(name)
+                log.info("reached %s again: serving", name, extra={"dependency": name})
+            await self._set_services()
+
+    async def _stop_following(self) -> None:
+        for task in self._following:
+            task.cancel()
+        await asyncio.gather(*self._following, return_exceptions=True)
+        self._following = []
 
 
 async def serve_until_signalled(server: MeshServer, name: str) -> int:

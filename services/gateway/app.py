@@ -28,6 +28,7 @@ from services.gateway.realtime.socketio_app import mount_socketio
 from services.gateway.sessions.routes import router as sessions_router
 from services.gateway.sessions.routes import template_reads_router, templates_router
 from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
+from services.orchestrator.client import SERVICE_NAME as ORCHESTRATOR_SERVICE
 from services.orchestrator.client import OrchestratorClient
 from services.store.client import StoreClient
 
@@ -60,10 +61,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.admission = Admission(settings, store)
         if settings.auth_enabled and settings.admin_token is None:
             log.warning("auth is on but GATEWAY_ADMIN_TOKEN is unset: no API key can be created here")
-        app.state.health_channels = {
-            "orchestrator": orchestrator.channel,
-            **pool_channels,
-            "store": store.channel,
+        # What /readyz asks each service: the orchestrator's own service status, which is SERVING only
+        # while its channels reach the store and the default pool (the gateway's reaching them says
+        # nothing of the orchestrator's), and the others' overall status.
+        app.state.health_checks = {
+            "orchestrator": (orchestrator.channel, ORCHESTRATOR_SERVICE),
+            **{name: (channel, "") for name, channel in pool_channels.items()},
+            "store": (store.channel, ""),
         }
         try:
             yield

@@ -8,6 +8,9 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.client import ServiceClient
 
+# Its health status says whether the orchestrator can serve a request now, its dependencies included.
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
 
 class OrchestratorClient(ServiceClient):
     """Calls the OrchestratorService over one channel: the request id and trace context travel in

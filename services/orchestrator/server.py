@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import httpx
-from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmmesh.orchestrator.v1 import orchestrator_pb2_grpc
 
-from services.common.registry import Registry, load_registry
+from services.common.registry import DEFAULT_POOL, Registry, load_registry
 from services.common.server import MeshServer, run_service
 from services.inference.client import InferenceClient
+from services.orchestrator.client import SERVICE_NAME
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.generations import Generations
 from services.orchestrator.jobs import Jobs
@@ -18,8 +19,6 @@ from services.orchestrator.sessions import SessionRuns
 from services.orchestrator.webhooks import WebhookGuard, WebhookSender
 from services.orchestrator.worker import JobWorker
 from services.store.client import StoreClient
-
-SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
 
 def create_server(settings: OrchestratorSettings, registry: Registry | None = None) -> tuple[MeshServer, int]:
@@ -41,6 +40,10 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     jobs = Jobs(store, router, sessions, pipelines, webhooks, sender)
     worker = JobWorker(store, jobs.execute, settings)
     server = MeshServer(settings)
+    # What every request may need, as the gateway's readiness does: while this orchestrator's own
+    # channel cannot reach one, it is not ready even if the gateway's channel already can.
+    server.depends_on("store", store.channel)
+    server.depends_on("inference", pools[DEFAULT_POOL].channel)
     server.add_service(
         SERVICE_NAME,
         lambda s: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(

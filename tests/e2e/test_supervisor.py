@@ -1,7 +1,8 @@
 """`llm-mesh up`, the local supervisor: where --port-base puts every port, when a service that exited
 is started again, and, as processes on the scripted model, that a killed service comes back, a crash
-loop stops the mesh, two meshes run side by side, a third on their ports fails at once, and killing
-the supervisor with SIGKILL takes its services with it."""
+loop stops the mesh, the gateway is not ready again before the orchestrator reaches a restarted store,
+two meshes run side by side, a third on their ports fails at once, and killing the supervisor with
+SIGKILL takes its services with it."""
 
 from __future__ import annotations
 
@@ -199,6 +200,53 @@ def test_a_killed_service_is_restarted_and_a_crash_loop_stops_the_mesh(
     assert stopped == ["gateway", "orchestrator", "store"], "callers first; inference was already gone"
     assert up.lines[-1] == "llm-mesh: stopped"
     assert wait_gone(list(up.pids.values()), timeout_s=5) == []
+
+
+def test_ready_again_after_a_store_restart_means_a_session_run_works(
+    tmp_path: Path, meshes: list[Up]
+) -> None:
+    """/readyz says ready only once a request through the orchestrator would reach the restarted store:
+    the gateway's own channel to the store reconnects at once, the orchestrator's may still be waiting
+    out its reconnect backoff."""
+    base = free_port_base()
+    up = Up(tmp_path, "--port-base", str(base))
+    meshes.append(up)
+    up.expect("LLM Mesh is up")
+    api = f"http://127.0.0.1:{base}/api/v1"
+    assert httpx.post(f"{api}/templates", json={"name": "restart"}).status_code == 201
+    version = httpx.post(
+        f"{api}/templates/restart/versions",
+        json={
+            "system_prompt": "Be brief.",
+            "llm_options": {"model": "scripted"},
+            "options": [{"key": "sea", "label": "Sea"}],
+        },
+    )
+    assert version.status_code == 201, version.text
+    published = httpx.post(f"{api}/templates/restart/versions/{version.json()['number']}/publish")
+    assert published.status_code == 200, published.text
+    code = httpx.post(f"{api}/sessions", json={"template": "restart"}).json()["session_code"]
+    answers = {"answers": [{"option": "sea", "value": "calm"}]}
+    assert httpx.put(f"{api}/sessions/{code}/answers", json=answers).status_code == 200
+    before = httpx.post(f"{api}/sessions/{code}/llm", timeout=10)
+    assert before.status_code == 200, before.text
+
+    for restart in (1, 2):
+        os.kill(up.pids["store"], signal.SIGKILL)
+        # /readyz is not asked while the store is down, so the gateway's channel to it stays idle and
+        # reconnects the moment it is asked again: only the orchestrator's backs off meanwhile.
+        up.expect(
+            rf"llm-mesh: store ready on 127.0.0.1:{base + 3} \(pid \d+, restart {restart}\)", timeout_s=30
+        )
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"http://127.0.0.1:{base}/readyz", timeout=5)).status_code != 200:
+            assert time.monotonic() < deadline, f"not ready 30 s after the store came back: {ready.text}"
+            time.sleep(0.01)
+        run = httpx.post(f"{api}/sessions/{code}/llm", timeout=10)
+        assert run.status_code == 200, f"ready, yet a session run failed: {run.text}"
+        assert run.json() == {**before.json(), "cached": True}, (
+            "the stored result, read through the orchestrator"
+        )
 
 
 def test_two_meshes_side_by_side_a_third_on_their_ports_fails_and_sigkill_takes_the_services(

@@ -6,6 +6,8 @@ The model is the scripted backend; the real model runs through the gateway in te
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,13 @@ import pytest
 from services.gateway.config import GatewaySettings
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS
 from tests.support.http import assert_error, sse_events
+from tests.support.logs import errors_once_cancelled
 from tests.support.mesh import Gateway, eventually, free_port, scripted_mesh, serve_app
 
 URL = "/api/v1/ai/generate"
+# One delta per word, relayed as fast as the services can write them: a client that leaves after the
+# first finds the streams busy writing, not waiting for the model.
+FAST_STREAM = " ".join(["word"] * 5000)
 
 
 @pytest.fixture
@@ -125,6 +131,19 @@ async def test_client_leaving_a_stream_cancels_the_generation(gateway: Gateway) 
                 break
     await eventually(lambda: gateway.backend.calls[0].cancelled)
     assert gateway.backend.calls[0].cancelled
+
+
+async def test_a_stream_the_client_leaves_ends_without_an_error_in_any_service(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with gateway.client.stream("POST", URL, json={"prompt": FAST_STREAM, "stream": True}) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data"):
+                assert json.loads(line.removeprefix("data:")) == {"text": "echo: "}
+                break
+    assert await errors_once_cancelled(caplog) == []
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from services.common.registry import CustomConfig, parse_registry
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
+from tests.support.logs import errors_once_cancelled
 from tests.support.mesh import Gateway, eventually, scripted_mesh
 
 FAKE = "tests.support.fakes:ScriptedBackend"
@@ -134,6 +136,25 @@ async def test_async_sdk_streams_chunks_with_usage(gateway: Gateway) -> None:
     assert [c.choices[0].finish_reason for c in finishing] == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (3, 4)
+
+
+async def test_sdk_leaving_a_stream_logs_no_error_in_any_service(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client closes the stream after its first text: the model's many fast deltas are still being
+    relayed, and every service ends its stream as cancelled, with nothing logged as an error."""
+    caplog.set_level(logging.INFO)
+    words = " ".join(["word"] * 5000)
+    async with async_client(gateway) as client:
+        stream = await client.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": words}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                assert chunk.choices[0].delta.content == "echo: "
+                break
+        await stream.close()
+    assert await errors_once_cancelled(caplog) == []
 
 
 async def test_sync_sdk_streams(gateway: Gateway) -> None:

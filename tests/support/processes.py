@@ -26,7 +26,8 @@ def mesh_env(tmp: Path, database_url: str) -> dict[str, str]:
     env.update({f"{name.upper()}_METRICS_PORT": str(free_port()) for name in ports})
     env.update({f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
     env["STORE_DATABASE_URL"] = database_url
-    env["PYTHONPATH"] = str(ROOT)
+    # This checkout's generated stubs too: an editable install elsewhere would lend its own.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "protos")])
     return env
 
 
