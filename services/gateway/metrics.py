@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -34,6 +35,27 @@ LIMITER_ERRORS = Counter(
 UNMATCHED = "unmatched"
 # Any other method a client invents is counted as "other", for the same reason.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(scope: Mapping[str, Any]) -> str:
+    """The template of the route that answered (`/api/v1/ai/status/{job_id}`), never the raw path.
+
+    FastAPI (from 0.16x) includes routers lazily: a route included under a prefix keeps its own path,
+    so the prefix is recovered from the request's path — the part before which the route's pattern
+    matches the rest. It is one of the prefixes the app includes routers under, so labels stay bounded.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return UNMATCHED
+    pattern = getattr(route, "path_regex", None)
+    path = scope.get("path", "")
+    if pattern is None or pattern.match(path):
+        return template
+    for index in range(1, len(path)):
+        if path[index] == "/" and pattern.match(path[index:]):
+            return path[:index] + template
+    return template
 
 
 @functools.lru_cache(maxsize=2048)

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.request_id import HTTP_HEADER, accept_request_id, bound_request_id
 from services.gateway.auth.admission import SLOT_STATE
 from services.gateway.errors import BodyTimeout, BodyTooLarge, error_payload
-from services.gateway.metrics import HTTP_IN_FLIGHT, KNOWN_METHODS, UNMATCHED, request_children
+from services.gateway.metrics import HTTP_IN_FLIGHT, KNOWN_METHODS, request_children, route_template
 
 log = logging.getLogger("llmmesh.gateway.access")
 _HEADER_KEY = HTTP_HEADER.lower().encode()
@@ -52,7 +52,7 @@ class RequestIdMiddleware:
                 seconds = time.perf_counter() - started
                 HTTP_IN_FLIGHT.dec()
                 method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-                route = getattr(scope.get("route"), "path", UNMATCHED)
+                route = route_template(scope)
                 requests, duration = request_children(method, route, status)
                 requests.inc()
                 duration.observe(seconds)
