@@ -97,6 +97,12 @@ class UnsupportedTask(InvalidArgument):
     code = "unsupported_task"
 
 
+class ProjectNotFound(NotFound):
+    """No project of that id, or one the caller may not see (a project admin sees only its own)."""
+
+    code = "project_not_found"
+
+
 class InvalidApiKey(MeshError):
     """An API key that is unknown, malformed or revoked."""
 

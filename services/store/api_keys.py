@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.common.errors import InvalidApiKey, shown
+from services.common.errors import InvalidApiKey, ProjectNotFound, shown
 from services.common.tenancy import API_KEY_PREFIX, DEFAULT_SCOPES, PROJECT_ID, SCOPES
-from services.store.errors import ApiKeyNotFound, InvalidStoreRequest, ProjectExists, ProjectNotFound
+from services.store.errors import ApiKeyNotFound, InvalidStoreRequest, ProjectExists
 from services.store.repository import unit_of_work
 from services.store.tables import ApiKey, Project, utcnow
 

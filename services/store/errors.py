@@ -84,9 +84,5 @@ class ConversationNotFound(NotFound):
     code = "conversation_not_found"
 
 
-class ProjectNotFound(NotFound):
-    code = "project_not_found"
-
-
 class ProjectExists(AlreadyExists):
     code = "project_exists"

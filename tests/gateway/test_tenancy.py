@@ -251,9 +251,12 @@ async def test_a_project_admin_manages_only_its_own_projects_keys(tenants: Tenan
     gateway, client = tenants.gateway, tenants.client
     admin = bearer((await new_key(gateway, project="alpha", scopes=["admin"]))["key"])
     beta_key = await new_key(gateway, project="beta")
-    # Keys it creates are alpha's, whatever project it names.
-    made = await new_key(gateway, headers=admin, project="beta", scopes=["generate"])
+    # Keys it creates are alpha's; beta is not a project it can see.
+    made = await new_key(gateway, headers=admin, scopes=["generate"])
     assert made["project"] == "alpha" and made["scopes"] == ["generate"]
+    elsewhere = await client.post("/admin/v1/api-keys", json={"name": "x", "project": "beta"}, headers=admin)
+    assert_error(elsewhere, 404, "project_not_found")
+    assert_error(await client.get("/admin/v1/api-keys?project=beta", headers=admin), 404, "project_not_found")
     listed = await client.get("/admin/v1/api-keys", headers=admin)
     assert listed.status_code == 200, listed.text
     assert {k["project"] for k in listed.json()["keys"]} == {"alpha"}

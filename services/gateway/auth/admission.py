@@ -20,7 +20,7 @@ from fastapi import Request
 from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import MeshError
+from services.common.errors import MeshError, ProjectNotFound, shown
 from services.common.tenancy import API_KEY_PREFIX, DEFAULT_PROJECT, SCOPES, set_project
 from services.gateway.auth.limiter import Limiter, create_limiter
 from services.gateway.auth.limits import FailureLimit
@@ -168,10 +168,12 @@ class Administrator:
     project_id: str | None
 
     def project_for(self, asked: str | None) -> str | None:
-        """The project an admin call may act on: a project admin's own, whatever it asked for (another
-        project reads as not found to it, as everywhere); the operator's choice (None: all)."""
+        """The project an admin call acts on: the operator's choice (None: all), or a project admin's
+        own; another project, named by a project admin, is not found to it (as everywhere)."""
         if self.project_id is None:
             return asked
+        if asked is not None and asked != self.project_id:
+            raise ProjectNotFound(f"no project has id {shown(asked)}")
         return self.project_id
 
 
