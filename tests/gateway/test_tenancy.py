@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+import socketio
+from websockets.asyncio.client import connect
 
 from tests.support.auth import ADMIN, ADMIN_TOKEN
 from tests.support.http import assert_error
@@ -286,3 +288,33 @@ async def test_bad_project_and_scope_requests_are_named(tenants: Tenants) -> Non
     assert_error(again, 409, "project_exists")
     malformed = await client.post("/admin/v1/projects", json={"id": "Not Valid!", "name": "x"}, headers=ADMIN)
     assert_error(malformed, 422, "invalid_request")
+
+
+async def test_realtime_turns_act_for_their_keys_project(tenants: Tenants) -> None:
+    """A WebSocket turn and a Socket.IO turn (whose event tasks do not start in the connection's
+    context) store their conversations in the key's project."""
+    base = str(tenants.client.base_url)
+    alpha_key = tenants.alpha["Authorization"].removeprefix("Bearer ")
+    async with connect(f"{base.replace('http://', 'ws://')}/api/v1/chat/ws?api_key={alpha_key}") as socket:
+        await socket.send(
+            '{"type": "chat", "id": "t1", "model": "scripted", "content": "over ws", "conversation_id": "rt-ws"}'
+        )
+        while '"done"' not in (frame := str(await asyncio.wait_for(socket.recv(), 30))):
+            assert '"error"' not in frame, frame
+    done = asyncio.Event()
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("done", lambda data: done.set())
+    await sio.connect(base, auth={"api_key": alpha_key}, wait_timeout=10)
+    try:
+        await sio.emit(
+            "chat", {"id": "t2", "model": "scripted", "content": "over sio", "conversation_id": "rt-sio"}
+        )
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await sio.disconnect()
+    for conversation in ("rt-ws", "rt-sio"):
+        url = f"/api/v1/conversations/{conversation}"
+        mine = await tenants.client.get(url, headers=tenants.alpha)
+        assert mine.status_code == 200, mine.text
+        assert mine.json()["messages"][0]["content"] in ("over ws", "over sio")
+        assert_error(await tenants.client.get(url, headers=tenants.beta), 404, "conversation_not_found")
