@@ -12,6 +12,7 @@ from services.common import tracing
 from services.common.grpc_options import create_channel
 from services.common.logs import redact_secrets
 from services.common.registry import DEFAULT_POOL, load_registry
+from services.gateway.anthropic.routes import router as anthropic_router
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
@@ -22,6 +23,7 @@ from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
 from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
+from services.gateway.ollama.routes import router as ollama_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.sessions.routes import router as sessions_router
@@ -96,6 +98,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         sessions_router,
         jobs_router,
         openai_router,
+        anthropic_router,
+        ollama_router,
         conversations_router,
     ):
         app.include_router(router, dependencies=[Depends(authenticate)])

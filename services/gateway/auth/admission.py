@@ -145,7 +145,9 @@ async def authenticate(request: Request) -> Caller:
     """Dependency of every API route: the caller, admitted under its rate limits."""
     admission = admission_of(request)
     client = request.client.host if request.client else "unknown"
-    caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
+    # Authorization: Bearer first; else x-api-key, the header Anthropic's clients send the key in.
+    token = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key", "").strip()
+    caller = await admission.identify(token or None, client)
     await admission.admit(caller)
     request.state.caller = caller
     return caller
