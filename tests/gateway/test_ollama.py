@@ -185,9 +185,9 @@ async def test_errors_are_ollama_shaped(mesh: Gateway, key: str) -> None:
 
 async def test_raw_ndjson_framing_streams_by_default(mesh: Gateway, key: str) -> None:
     body = {"model": GEMMA, "messages": QUESTION, "options": {"num_predict": 6, "temperature": 0}}
-    async with mesh.client.stream(
-        "POST", "/api/chat", json=body, headers={"Authorization": f"Bearer {key}"}
-    ) as response:
+    # Labelled as a form, as `curl -d` sends it (Ollama's own examples do): read as JSON all the same.
+    form = {"Authorization": f"Bearer {key}", "content-type": "application/x-www-form-urlencoded"}
+    async with mesh.client.stream("POST", "/api/chat", content=json.dumps(body), headers=form) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/x-ndjson"
         raw = "".join([part async for part in response.aiter_text()])

@@ -8,11 +8,13 @@ Model names are the registry's (routes included); Ollama's default tag `:latest`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 
@@ -42,7 +44,23 @@ from services.gateway.ollama.protocol import (
 )
 from services.gateway.streaming import NDJSON, ndjson_from_stream
 
-router = APIRouter(prefix="/api", tags=["ollama"])
+
+class _JsonBody(APIRoute):
+    """Reads a body as JSON whatever its Content-Type, as Ollama does: its own examples post with
+    `curl -d`, which labels the JSON as a form."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def as_json(request: Request) -> Response:
+            headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+            scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            return await handle(Request(scope, request.receive))
+
+        return as_json
+
+
+router = APIRouter(prefix="/api", tags=["ollama"], route_class=_JsonBody)
 
 _DEFAULT_TAG = ":latest"
 _ERRORS = error_responses(
