@@ -12,6 +12,7 @@ from services.common import tracing
 from services.common.grpc_options import create_channel
 from services.common.logs import redact_secrets
 from services.common.registry import DEFAULT_POOL, load_registry
+from services.gateway.anthropic.routes import router as anthropic_router
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
@@ -22,6 +23,7 @@ from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
 from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
+from services.gateway.ollama.routes import router as ollama_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.realtime.socketio_app import mount_socketio
@@ -110,6 +112,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (jobs_router, prefix, ("jobs",)),
         (conversations_router, prefix, ("generate",)),
         (openai_router, "", ("generate",)),
+        (anthropic_router, "", ("generate",)),
+        (ollama_router, "", ("generate",)),
         # with no prefix the API's own path is this one already
         *([(unprefixed_sessions_router, "", ("sessions",))] if prefix else []),
     ):

@@ -60,6 +60,21 @@ OPENAI_ERROR_TYPES = {
 OPENAI_PREFIX = "/v1/"
 # How much of a caller's path an error message quotes.
 QUOTED_PATH_CHARS = 80
+# Anthropic's error `type` for each HTTP status (its API reference's list), for /v1/messages.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+ANTHROPIC_PREFIX = "/v1/messages"
+# Ollama's API lives under /api/, beside our own /api/v1/.
+OLLAMA_PREFIX = "/api/"
+OWN_API_PREFIX = "/api/v1/"
 INVALID_JSON = "the request body is not valid JSON (UTF-8 text, not compressed)"
 
 
@@ -246,12 +261,41 @@ def openai_error_body(status: int, code: str, message: str, request_id: str) -> 
     }
 
 
+def anthropic_error_body(status: int, code: str, message: str, request_id: str) -> dict[str, Any]:
+    """The error body Anthropic's API sends (and its SDKs parse), with our stable code beside its type."""
+    kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": message, "code": code},
+        "request_id": request_id,
+    }
+
+
+def ollama_error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
+    """Ollama's error body, `{"error": message}` (what its clients read), with our code and request id beside it."""
+    return {"error": message, "code": code, "request_id": request_id}
+
+
+def is_ollama_path(path: str) -> bool:
+    return path.startswith(OLLAMA_PREFIX) and not path.startswith(OWN_API_PREFIX)
+
+
+def _foreign_api(path: str) -> bool:
+    """Whether the path is another API's (OpenAI, Anthropic, Ollama): those answer a malformed request with 400."""
+    return path.startswith(OPENAI_PREFIX) or is_ollama_path(path)
+
+
 def error_payload(
     path: str, status: int, code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None
 ) -> dict[str, Any]:
-    """The body of an error: OpenAI's shape on the OpenAI-compatible routes, ours everywhere else."""
+    """The body of an error in the shape of the API the path belongs to: Anthropic's on /v1/messages,
+    OpenAI's on the rest of /v1, Ollama's on /api/ (but /api/v1), ours everywhere else."""
+    if path.startswith(ANTHROPIC_PREFIX):
+        return anthropic_error_body(status, code, message, request_id)
     if path.startswith(OPENAI_PREFIX):
         return openai_error_body(status, code, message, request_id)
+    if is_ollama_path(path):
+        return ollama_error_body(code, message, request_id)
     return error_body(code, message, request_id, details)
 
 
@@ -286,8 +330,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(request, 400, "invalid_json", INVALID_JSON)
-    # OpenAI's API answers a malformed request with 400, and its SDKs expect that.
-    status = 400 if request.url.path.startswith(OPENAI_PREFIX) else 422
+    # OpenAI's, Anthropic's and Ollama's APIs answer a malformed request with 400, and their SDKs expect that.
+    status = 400 if _foreign_api(request.url.path) else 422
     # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
     details = [
         ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors

@@ -34,3 +34,9 @@ class InferenceClient(ServiceClient):
     ) -> inference_pb2.EmbedResponse:
         """Embedding vectors of the inputs, one per input, in order."""
         return await self._unary(self._stub.Embed, request, timeout_s)
+
+    async def count_tokens(
+        self, request: inference_pb2.CountTokensRequest, timeout_s: float | None = None
+    ) -> inference_pb2.CountTokensResponse:
+        """The prompt tokens an input would be to the model (its turn template applied, as Generate would apply it), by the model's own tokenizer; nothing is generated."""
+        return await self._unary(self._stub.CountTokens, request, timeout_s)

@@ -65,6 +65,10 @@ class InferenceService:
             async for event in events:
                 yield event
 
+    async def count_tokens(self, model: str, request: GenerationInput) -> int:
+        async with self.host.use(model, "generate") as backend:
+            return await backend.count_tokens(request)
+
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         if not inputs:
             raise InvalidGenerationRequest("give at least one input to embed")

@@ -27,6 +27,8 @@ def _messages(conversation: common_pb2.Conversation) -> list[Message]:
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    """Generate, ListModels, Embed and CountTokens, on the pool's models."""
+
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
@@ -60,6 +62,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         text=event.text,
                         model=request.model,
                         finish_reason=FINISH_REASON_VALUES[event.finish_reason],
+                        stop_sequence=event.stop_sequence,
                         usage=common_pb2.Usage(
                             prompt_tokens=event.prompt_tokens,
                             completion_tokens=event.completion_tokens,
@@ -95,3 +98,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             prompt_tokens=embeddings.prompt_tokens,
             model=request.model,
         )
+
+    async def CountTokens(
+        self, request: inference_pb2.CountTokensRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.CountTokensResponse:
+        has_prompt = request.WhichOneof("input") == "prompt"
+        counted = self.service.generation_input(
+            # Counting samples nothing; the input's checks are those of a generation.
+            self.service.sampling(max_tokens=0, temperature=None, top_p=None, seed=None, stop=()),
+            prompt=request.prompt if has_prompt else None,
+            messages=[] if has_prompt else _messages(request.conversation),
+        )
+        tokens = await self.service.count_tokens(request.model, counted)
+        return inference_pb2.CountTokensResponse(prompt_tokens=tokens, model=request.model)

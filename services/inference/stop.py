@@ -11,16 +11,19 @@ class StopMatcher:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = [s for s in stops if s]
         self._held = ""
+        # The stop string that was hit (the one that starts first), once one is.
+        self.hit = ""
 
     def push(self, text: str) -> tuple[str, bool]:
         """Add generated text; returns (text safe to emit now, whether a stop string was hit)."""
         if not self._stops:
             return text, False
         held = self._held + text
-        hits = [i for i in (held.find(s) for s in self._stops) if i >= 0]
+        hits = sorted((i, n, s) for n, s in enumerate(self._stops) if (i := held.find(s)) >= 0)
         if hits:
             self._held = ""
-            return held[: min(hits)], True
+            at, _, self.hit = hits[0]
+            return held[:at], True
         keep = 0
         for stop in self._stops:
             for size in range(min(len(stop) - 1, len(held)), keep, -1):

@@ -54,6 +54,12 @@ class OrchestratorClient(ServiceClient):
         """Every model of the registry (with whether it is loaded) and every route."""
         return await self._unary(self._stub.DescribeRouting, request, timeout_s)
 
+    async def count_tokens(
+        self, request: orchestrator_pb2.CountTokensRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CountTokensResponse:
+        """The prompt tokens a generation would have on the model that serves it first (a route's first model tier), by that model's tokenizer and turn template; nothing is generated."""
+        return await self._unary(self._stub.CountTokens, request, timeout_s)
+
     async def submit_generation(
         self, request: orchestrator_pb2.SubmitGenerationRequest, timeout_s: float | None = None
     ) -> orchestrator_pb2.SubmitGenerationResponse:

@@ -346,6 +346,28 @@ class Router:
         """Run to completion and return the final result (which carries the whole text)."""
         return await final_result(self.stream(spec, caller_time_remaining, one_shot=True))
 
+    async def count_tokens(
+        self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
+    ) -> inference_pb2.CountTokensResponse:
+        """The prompt tokens of the spec on the model that would serve it first: the route's first
+        model tier (canned replies read no tokens; a fallback model may count differently)."""
+        user_text(spec)  # only a spec that could run is counted
+        route = self.resolve(spec.model)
+        model = next((tier.model for tier in route.tiers if tier.model), None)
+        if model is None:
+            raise InvalidGenerationRequest(f"route {route.name!r} has no model to count tokens with")
+        request = inference_pb2.CountTokensRequest(model=model)
+        if spec.raw:
+            request.prompt = spec.prompt
+        else:
+            request.conversation.messages.extend(conversation_of(spec))
+        pool = self.registry.models[model].pool
+        timeout = self._timeout(caller_time_remaining)
+        try:
+            return await self._pools[pool].count_tokens(request, timeout_s=timeout)
+        except RemoteError as remote:
+            raise self._error_of(remote, model, pool, timeout) from remote
+
     async def embed(self, model: str, inputs: list[str]) -> inference_pb2.EmbedResponse:
         """Embeddings from an embedding model, retried like a generation tier (no fallback)."""
         config = self.registry.models.get(model)

@@ -18,7 +18,7 @@ from services.orchestrator.sessions import SessionRuns
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """RunGeneration and StreamGeneration (through Generations); RunSession and StreamSession;
-    CreateEmbeddings and DescribeRouting (the router); SubmitGeneration, SubmitSessionRun, GetJob and
+    CreateEmbeddings, DescribeRouting and CountTokens (the router); SubmitGeneration, SubmitSessionRun, GetJob and
     CancelJob (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun and
     CancelPipelineRun (pipelines)."""
 
@@ -88,6 +88,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.DescribeRoutingRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.DescribeRoutingResponse:
         return await self.router.describe()
+
+    async def CountTokens(
+        self, request: orchestrator_pb2.CountTokensRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CountTokensResponse:
+        counted = await self.router.count_tokens(request.spec, context.time_remaining())
+        return orchestrator_pb2.CountTokensResponse(prompt_tokens=counted.prompt_tokens, model=counted.model)
 
     async def SubmitGeneration(
         self, request: orchestrator_pb2.SubmitGenerationRequest, context: grpc.aio.ServicerContext

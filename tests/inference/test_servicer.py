@@ -122,6 +122,7 @@ async def test_stop_string_ends_the_generation_and_is_not_returned(inference) ->
         stub.Generate(chat("Write a haiku about the sea", max_tokens=12, stop=[stop]))
     )
     assert stopped.finish_reason == common_pb2.FINISH_REASON_STOP
+    assert stopped.stop_sequence == stop and free.stop_sequence == ""
     assert stop not in stopped.text
     assert free.text.startswith(stopped.text)
     assert "".join(d.text for d in deltas) == stopped.text
@@ -194,6 +195,29 @@ async def test_prompt_too_long_names_the_limit(inference) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await collect(stub.Generate(inference_pb2.GenerateRequest(model=MODEL, prompt="word " * 2000)))
     assert "at most 511 prompt tokens" in caught.value.details()
+
+
+async def test_count_tokens_is_the_prompt_tokens_a_generation_reads(inference) -> None:
+    stub = inference.stub
+    request = chat("Write a haiku about the sea", max_tokens=1)
+    _, generated = await collect(stub.Generate(request))
+    counted = await stub.CountTokens(
+        inference_pb2.CountTokensRequest(model=MODEL, conversation=request.conversation)
+    )
+    raw = await stub.CountTokens(inference_pb2.CountTokensRequest(model=MODEL, prompt="Write a haiku"))
+    assert (counted.prompt_tokens, counted.model) == (generated.usage.prompt_tokens, MODEL)
+    # A raw prompt is counted as is: BOS and its own tokens, no turn template around it.
+    assert 2 <= raw.prompt_tokens < counted.prompt_tokens
+    with pytest.raises(grpc.aio.AioRpcError) as last_is_assistant:
+        await stub.CountTokens(
+            inference_pb2.CountTokensRequest(
+                model=MODEL,
+                conversation=common_pb2.Conversation(
+                    messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content="hi")]
+                ),
+            )
+        )
+    assert last_is_assistant.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_closing_the_stream_stops_the_generation(inference) -> None:

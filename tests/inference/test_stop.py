@@ -130,3 +130,15 @@ def test_text_without_a_stop_comes_out_whole_in_order(size: int) -> None:
     emitted, stopped, rest = run(["</s>", "停止"], chunks)
     assert not stopped
     assert "".join(emitted) + rest == text
+
+
+def test_the_stop_string_that_was_hit_is_named() -> None:
+    matcher = StopMatcher(["END", "STOP", "TO"])
+    assert matcher.hit == ""
+    assert matcher.push("go ST") == ("go ", False)
+    # All three are in "STOP END" now: the one that starts first is the one hit.
+    assert matcher.push("OP END") == ("", True)
+    assert matcher.hit == "STOP"
+    tie = StopMatcher(["STOP", "ST"])
+    assert tie.push("xSTOP") == ("x", True)
+    assert tie.hit == "STOP"  # starting at the same place: the one given first

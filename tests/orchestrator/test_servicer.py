@@ -132,6 +132,21 @@ async def test_cancelling_the_stream_cancels_the_model(mesh: Mesh) -> None:
     assert mesh.backend.calls[0].cancelled
 
 
+async def test_count_tokens_counts_on_the_model_of_the_spec(mesh: Mesh) -> None:
+    counted = await mesh.stub.CountTokens(
+        orchestrator_pb2.CountTokensRequest(spec=spec("three words here", system="be brief"))
+    )
+    # The scripted model counts a word a token, the system turn included; nothing is generated.
+    assert (counted.prompt_tokens, counted.model) == (5, "scripted")
+    assert mesh.backend.calls == []
+    with pytest.raises(grpc.aio.AioRpcError) as blank:
+        await mesh.stub.CountTokens(orchestrator_pb2.CountTokensRequest(spec=spec("  ")))
+    assert blank.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await mesh.stub.CountTokens(orchestrator_pb2.CountTokensRequest(spec=spec("hi", model="nope")))
+    assert (unknown.value.code(), error_code(unknown.value)) == (grpc.StatusCode.NOT_FOUND, "model_not_found")
+
+
 async def test_unreachable_inference_is_unavailable(unused_port: int) -> None:
     orchestrator, port = create_orchestrator(
         OrchestratorSettings(port=0, inference_addr=f"127.0.0.1:{unused_port}")

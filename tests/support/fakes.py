@@ -71,12 +71,15 @@ class ScriptedBackend(Backend):
         self.unloads += 1
         self.loaded = False
 
+    async def count_tokens(self, request: GenerationInput) -> int:
+        return sum(len(m.content.split()) for m in request.as_messages())
+
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         call = Call(current_request_id(), request)
         self.calls.append(call)
         text = request.prompt if request.prompt is not None else request.messages[-1].content
         # A word is a token here, so prompt limits can be tested without a tokenizer.
-        self.check_prompt_tokens(sum(len(m.content.split()) for m in request.as_messages()))
+        self.check_prompt_tokens(await self.count_tokens(request))
         try:
             if self.refuse is not None:
                 raise self.refuse

@@ -24,6 +24,7 @@ from services.common.server import MeshServer
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.connections import protocol_options
+from services.inference.backends import create_backend
 from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server as create_inference
@@ -184,3 +185,32 @@ async def scripted_mesh(
         async for base_url in serve_app(settings):
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
                 yield Gateway(client, backends[0], settings)
+
+
+GEMMA = "gemma-3-270m"
+SCRIPTED = "tests.support.fakes:ScriptedBackend"
+
+
+@asynccontextmanager
+async def gemma_mesh(database_url: str, model_path: Path, **options: Any) -> AsyncIterator[Gateway]:
+    """scripted_mesh with the real Gemma 3 270M model: "gemma-3-270m" (the default route's model,
+    after canned greetings: "hello" gets "Hi there!"), "gemma-embed" (the same weights as an
+    embedding model) and "scripted" (`Gateway.backend`, for failures a real model cannot be asked
+    for). `options` go to scripted_mesh (gateway_settings, ...)."""
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
+    registry = parse_registry(
+        {
+            "models": {
+                "scripted": {"backend": SCRIPTED},
+                GEMMA: gemma,
+                "gemma-embed": {**gemma, "task": "embed"},
+            },
+            "canned": {"greetings": [{"match": "^hello$", "reply": "Hi there!"}]},
+            "routes": {"default": [{"canned": "greetings"}, {"model": GEMMA}]},
+        }
+    )
+    settings = InferenceSettings(port=0)
+    backends = [create_backend(name, config, settings) for name, config in registry.models.items()]
+    options.setdefault("generation_timeout_s", 60)
+    async with scripted_mesh(database_url, registry=registry, backends=backends, **options) as mesh:
+        yield mesh

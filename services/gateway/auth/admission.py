@@ -199,7 +199,11 @@ def authenticate(*scopes: str) -> Callable[[Request], Awaitable[Caller]]:
     async def authenticated(request: Request) -> Caller:
         admission = admission_of(request)
         client = request.client.host if request.client else "unknown"
-        caller = await admission.identify(bearer_token(request.headers.get("authorization")), client)
+        # Authorization: Bearer first; else x-api-key, the header Anthropic's clients send the key in.
+        token = (
+            bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key", "").strip()
+        )
+        caller = await admission.identify(token or None, client)
         check_scope(caller, scopes)
         await admission.admit(caller)
         request.state.caller = caller

@@ -63,6 +63,8 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    # The stop string that ended it, where the backend knows; empty otherwise.
+    stop_sequence: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Backend(abc.ABC):
     async def embed(self, inputs: list[str]) -> Embeddings:
         """One vector per input, in order."""
         raise UnsupportedTask(f"model {self.name} ({self.kind}) does not make embeddings")
+
+    async def count_tokens(self, request: GenerationInput) -> int:
+        """The prompt tokens `request` would be to the model (what its generation reports as
+        prompt_tokens), without generating; backends that have no tokenizer at hand cannot say."""
+        raise UnsupportedTask(f"model {self.name} ({self.kind}) cannot count tokens")
 
     def requests_waiting(self) -> int:
         """Requests queued for this model rather than running on it (engines that take turns say)."""

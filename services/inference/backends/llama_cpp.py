@@ -156,6 +156,13 @@ class LlamaCppBackend(Backend):
             )
         return Embeddings(vectors=[list(map(float, v)) for v in vectors], prompt_tokens=int(tokens))
 
+    async def count_tokens(self, request: GenerationInput) -> int:
+        if self._llama is None:
+            raise ModelNotLoaded(f"model {self.name} is not loaded")
+        # Tokenizing reads only the vocabulary, not the context a generation holds, so it need not
+        # wait for its turn (llama.cpp's own server tokenizes beside running slots the same way).
+        return len(await asyncio.to_thread(self._tokenize, request))
+
     async def _generate_on_thread(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Delta | Finished | BaseException] = asyncio.Queue()
@@ -264,7 +271,7 @@ class LlamaCppBackend(Backend):
         if not hit_stop_string:
             text, hit_stop_string = stops.push(decoder.decode(b"", final=True))
             send(text if hit_stop_string else text + stops.flush())
-        emit(Finished("".join(parts), len(prompt), completion_tokens, finish_reason))
+        emit(Finished("".join(parts), len(prompt), completion_tokens, finish_reason, stops.hit))
 
     async def unload(self) -> None:
         """Free the weights once the requests already queued for the model are done."""

@@ -49,6 +49,11 @@ class InferenceServiceStub:
                 request_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/llmmesh.inference.v1.InferenceService/CountTokens',
+                request_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -76,6 +81,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountTokens(self, request, context):
+        """The prompt tokens an input would be to the model (its turn template applied, as Generate would
+        apply it), by the model's own tokenizer; nothing is generated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.FromString,
                     response_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensRequest.FromString,
+                    response_serializer=llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class InferenceService:
             '/llmmesh.inference.v1.InferenceService/Embed',
             llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
             llmmesh_dot_inference_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.inference.v1.InferenceService/CountTokens',
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+            llmmesh_dot_inference_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

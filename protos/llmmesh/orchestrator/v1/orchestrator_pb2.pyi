@@ -120,6 +120,20 @@ class CreateEmbeddingsResponse(_message.Message):
     model: str
     def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
+class CountTokensRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: GenerationSpec
+    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
+
+class CountTokensResponse(_message.Message):
+    __slots__ = ("prompt_tokens", "model")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    model: str
+    def __init__(self, prompt_tokens: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+
 class DescribeRoutingRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -64,6 +64,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/CountTokens',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
         self.SubmitGeneration = channel.unary_unary(
                 '/llmmesh.orchestrator.v1.OrchestratorService/SubmitGeneration',
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
@@ -152,6 +157,14 @@ class OrchestratorServiceServicer:
 
     def DescribeRouting(self, request, context):
         """Every model of the registry (with whether it is loaded) and every route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTokens(self, request, context):
+        """The prompt tokens a generation would have on the model that serves it first (a route's first
+        model tier), by that model's tokenizer and turn template; nothing is generated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,6 +265,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.DescribeRouting,
                     request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.FromString,
                     response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.SerializeToString,
             ),
             'SubmitGeneration': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitGeneration,
@@ -461,6 +479,33 @@ class OrchestratorService:
             '/llmmesh.orchestrator.v1.OrchestratorService/DescribeRouting',
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingRequest.SerializeToString,
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DescribeRoutingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CountTokens',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,
