@@ -25,6 +25,7 @@ from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.realtime.socketio_app import mount_socketio
+from services.gateway.responses.routes import router as responses_router
 from services.gateway.sessions.routes import router as sessions_router
 from services.gateway.sessions.routes import template_reads_router, templates_router
 from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
@@ -110,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (jobs_router, prefix, ("jobs",)),
         (conversations_router, prefix, ("generate",)),
         (openai_router, "", ("generate",)),
+        (responses_router, "", ("generate",)),
         # with no prefix the API's own path is this one already
         *([(unprefixed_sessions_router, "", ("sessions",))] if prefix else []),
     ):
