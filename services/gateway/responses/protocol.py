@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
@@ -307,9 +314,17 @@ class ResponseObject(BaseModel):
     top_p: float | None = None
     truncation: Literal["disabled"] = "disabled"
     usage: ResponseUsage | None = None
-    user: None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     background: bool = False
+
+    @model_serializer(mode="wrap")
+    def _usage_once_known(self, serialize: SerializerFunctionWrapHandler):
+        """`usage` is left out until the response has it: OpenAI's schema does not let it be null.
+        (No return annotation: pydantic would document that type instead of the object's fields.)"""
+        data: dict[str, Any] = serialize(self)
+        if data.get("usage", 0) is None:
+            del data["usage"]
+        return data
 
 
 class DeletedResponse(BaseModel):
