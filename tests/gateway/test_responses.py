@@ -384,9 +384,11 @@ async def test_store_false_is_not_kept(gateway: Gateway) -> None:
         ({"background": True}, "background", "background responses are not supported"),
         ({"truncation": "auto"}, "truncation", "truncation"),
         ({"max_output_tokens": "8"}, "max_output_tokens", "integer"),
+        ({"metadata": {str(n): "v" for n in range(17)}}, "metadata", "at most 16 pairs"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata", "at most 64 characters"),
     ],
 )
-async def test_unsupported_fields_are_400_naming_the_field(
+async def test_refused_fields_are_400_naming_the_field(
     gateway: Gateway, body: dict[str, Any], param: str, words: str
 ) -> None:
     async with sdk(gateway) as client:

@@ -28,8 +28,9 @@ from services.gateway.openai.protocol import MAX_MESSAGES
 
 # What a response id or an input item id may look like here ("resp_…", "msg_…").
 ObjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-MetadataKey = Annotated[str, Field(max_length=64)]
-MetadataValue = Annotated[str, Field(max_length=512)]
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
 Text = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -114,7 +115,9 @@ class CreateResponseRequest(BaseModel):
     max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Up to 16 pairs, keys of at most 64 characters, values of at most 512."
+    )
     store: bool = Field(default=True, description="Keep the response: retrievable and continuable by its id.")
     previous_response_id: ObjectId | None = Field(
         default=None,
@@ -159,6 +162,26 @@ class CreateResponseRequest(BaseModel):
                     raise _unsupported(
                         f"input[{index}].content[{part_index}]: {part_type} content is not supported (text only)"
                     )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Checked here rather than by key and value types, whose errors would quote the keys back.
+        if value is None:
+            return value
+        if not all(isinstance(text, str) for text in value.values()):
+            raise PydanticCustomError("string_type", "metadata values are strings")
+        if len(value) > MAX_METADATA_PAIRS:
+            raise PydanticCustomError("too_long", f"metadata holds at most {MAX_METADATA_PAIRS} pairs")
+        if any(len(key) > MAX_METADATA_KEY_CHARS for key in value):
+            raise PydanticCustomError(
+                "too_long", f"a metadata key is at most {MAX_METADATA_KEY_CHARS} characters"
+            )
+        if any(len(text) > MAX_METADATA_VALUE_CHARS for text in value.values()):
+            raise PydanticCustomError(
+                "too_long", f"a metadata value is at most {MAX_METADATA_VALUE_CHARS} characters"
+            )
         return value
 
     @field_validator("tools")
