@@ -27,6 +27,7 @@ from services.gateway.ollama.routes import router as ollama_router
 from services.gateway.openai.routes import router as openai_router
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.realtime.socketio_app import mount_socketio
+from services.gateway.responses.routes import router as responses_router
 from services.gateway.sessions.routes import router as sessions_router
 from services.gateway.sessions.routes import template_reads_router, templates_router
 from services.gateway.sessions.routes import unprefixed_router as unprefixed_sessions_router
@@ -114,6 +115,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (openai_router, "", ("generate",)),
         (anthropic_router, "", ("generate",)),
         (ollama_router, "", ("generate",)),
+        (responses_router, "", ("generate",)),
         # with no prefix the API's own path is this one already
         *([(unprefixed_sessions_router, "", ("sessions",))] if prefix else []),
     ):

@@ -75,6 +75,8 @@ ANTHROPIC_PREFIX = "/v1/messages"
 # Ollama's API lives under /api/, beside our own /api/v1/.
 OLLAMA_PREFIX = "/api/"
 OWN_API_PREFIX = "/api/v1/"
+# The request field an OpenAI error names (`param`) for the mesh's errors that are about one field.
+OPENAI_PARAMS = {"previous_response_not_found": "previous_response_id", "input_item_not_found": "after"}
 INVALID_JSON = "the request body is not valid JSON (UTF-8 text, not compressed)"
 
 
@@ -253,11 +255,14 @@ def error_body(
     ).model_dump(exclude_none=True)
 
 
-def openai_error_body(status: int, code: str, message: str, request_id: str) -> dict[str, Any]:
-    """The error body OpenAI's API sends (and its SDKs parse), with our request id beside it."""
+def openai_error_body(
+    status: int, code: str, message: str, request_id: str, param: str | None = None
+) -> dict[str, Any]:
+    """The error body OpenAI's API sends (and its SDKs parse), with our request id beside it; `param`
+    names the request field at fault, when one is."""
     kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {
-        "error": {"message": message, "type": kind, "param": None, "code": code, "request_id": request_id}
+        "error": {"message": message, "type": kind, "param": param, "code": code, "request_id": request_id}
     }
 
 
@@ -286,14 +291,20 @@ def _foreign_api(path: str) -> bool:
 
 
 def error_payload(
-    path: str, status: int, code: str, message: str, request_id: str, details: list[ErrorDetail] | None = None
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    details: list[ErrorDetail] | None = None,
+    param: str | None = None,
 ) -> dict[str, Any]:
     """The body of an error in the shape of the API the path belongs to: Anthropic's on /v1/messages,
     OpenAI's on the rest of /v1, Ollama's on /api/ (but /api/v1), ours everywhere else."""
     if path.startswith(ANTHROPIC_PREFIX):
         return anthropic_error_body(status, code, message, request_id)
     if path.startswith(OPENAI_PREFIX):
-        return openai_error_body(status, code, message, request_id)
+        return openai_error_body(status, code, message, request_id, param)
     if is_ollama_path(path):
         return ollama_error_body(code, message, request_id)
     return error_body(code, message, request_id, details)
@@ -306,10 +317,11 @@ def error_response(
     message: str,
     details: list[ErrorDetail] | None = None,
     headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
     request_id = request_id_of(request)
     return JSONResponse(
-        error_payload(request.url.path, status, code, message, request_id, details),
+        error_payload(request.url.path, status, code, message, request_id, details, param),
         status_code=status,
         headers={**(headers or {}), HTTP_HEADER: request_id},
     )
@@ -337,13 +349,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors
     ]
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
-    return error_response(request, status, "invalid_request", f"invalid request: {summary}", details)
+    param = details[0].field if details and details[0].field != "body" else None
+    return error_response(
+        request, status, "invalid_request", f"invalid request: {summary}", details, param=param
+    )
 
 
 async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MeshError)
     headers = exc.headers if isinstance(exc, GatewayError) else None
-    return error_response(request, http_status_of(exc), exc.code, exc.message, headers=headers)
+    return error_response(
+        request,
+        http_status_of(exc),
+        exc.code,
+        exc.message,
+        headers=headers,
+        param=OPENAI_PARAMS.get(exc.code),
+    )
 
 
 def _unsupported_endpoint(request: Request) -> JSONResponse:

@@ -82,3 +82,15 @@ class WebhookFailed(Unavailable):
     """The webhook receiver was unreachable or answered with an error; the delivery is retried."""
 
     code = "webhook_delivery_failed"
+
+
+class PreviousResponseNotFound(InvalidArgument):
+    """previous_response_id names no stored response of the caller's project (OpenAI answers 400)."""
+
+    code = "previous_response_not_found"
+
+
+class PreviousResponseUnfinished(InvalidArgument):
+    """previous_response_id names a response that failed, was cancelled or is still in progress."""
+
+    code = "previous_response_unfinished"

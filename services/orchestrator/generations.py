@@ -1,19 +1,21 @@
 """The entry point of every generation: the router, with the history of a stored conversation when
 the request names one (its stored turns go before the new ones, and its new user and assistant turns
-are stored when it succeeds; a failed turn leaves no trace)."""
+are stored when it succeeds; a failed turn leaves no trace), or as a response of the Responses API
+(services/orchestrator/responses.py) when it asks to be one."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import grpc
 from llmmesh.common.v1 import common_pb2
-from llmmesh.inference.v1 import inference_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import InvalidGenerationRequest, MeshError
-from services.orchestrator.routing import Router, final_result
+from services.orchestrator.responses import Event, Responses
+from services.orchestrator.routing import Router
 from services.store.client import StoreClient
 
 
@@ -24,19 +26,27 @@ def _check_storable(spec: orchestrator_pb2.GenerationSpec) -> None:
 
 
 class Generations:
-    """Runs generations through the router, with stored history when the spec names a conversation."""
+    """Runs generations through the router, with stored history when the spec names a conversation,
+    and as responses (stored, continuing a stored chain) when it asks to be one."""
 
     def __init__(self, router: Router, store: StoreClient) -> None:
         self._router = router
         self._store = store
+        self._responses = Responses(router, store)
 
     async def stream(
         self,
         spec: orchestrator_pb2.GenerationSpec,
         caller_time_remaining: float | None = None,
         one_shot: bool = False,
-    ) -> AsyncGenerator[inference_pb2.GenerateResponse, None]:
-        """The router's events for the spec (see Router.stream), its conversation kept in the store."""
+    ) -> AsyncGenerator[Event, None]:
+        """The router's events for the spec (see Router.stream), its conversation kept in the store;
+        a response's ResponseInfo comes before them (see Responses.stream)."""
+        if spec.HasField("response"):
+            async with aclosing(self._responses.stream(spec, caller_time_remaining, one_shot)) as events:
+                async for event in events:
+                    yield event
+            return
         if not spec.conversation_id:
             async for event in self._router.stream(spec, caller_time_remaining, one_shot):
                 yield event
@@ -51,8 +61,16 @@ class Generations:
 
     async def run(
         self, spec: orchestrator_pb2.GenerationSpec, caller_time_remaining: float | None = None
-    ) -> common_pb2.GenerationResult:
-        return await final_result(self.stream(spec, caller_time_remaining, one_shot=True))
+    ) -> orchestrator_pb2.RunGenerationResponse:
+        """The whole result, with the response's identity when the spec asked for one."""
+        answer = orchestrator_pb2.RunGenerationResponse()
+        async with aclosing(self.stream(spec, caller_time_remaining, one_shot=True)) as events:
+            async for event in events:
+                if isinstance(event, orchestrator_pb2.ResponseInfo):
+                    answer.response.CopyFrom(event)
+                elif event.HasField("result"):
+                    answer.result.CopyFrom(event.result)
+        return answer
 
     async def _with_history(self, spec: orchestrator_pb2.GenerationSpec) -> orchestrator_pb2.GenerationSpec:
         """The spec with the stored turns placed after its system instructions and before its new turns."""

@@ -57,6 +57,8 @@ class Jobs:
         user_text(spec)  # a malformed conversation fails the submission, not the job
         if spec.conversation_id:
             raise InvalidGenerationRequest("a stored conversation cannot be continued by a background job")
+        if spec.HasField("response"):
+            raise InvalidGenerationRequest("a response of the Responses API cannot run as a background job")
         self._router.resolve(spec.model)  # an unknown model fails the submission, not the job
         request = {"spec": json_format.MessageToDict(spec, preserving_proto_field_name=True)}
         return await self._enqueue(common_pb2.JOB_KIND_GENERATE, request, options)

@@ -39,15 +39,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunGenerationResponse:
-        result = await self.generations.run(request.spec, context.time_remaining())
-        return orchestrator_pb2.RunGenerationResponse(result=result)
+        return await self.generations.run(request.spec, context.time_remaining())
 
     async def StreamGeneration(
         self, request: orchestrator_pb2.StreamGenerationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.StreamGenerationResponse]:
         async with aclosing(self.generations.stream(request.spec, context.time_remaining())) as events:
             async for event in events:
-                if event.HasField("delta"):
+                if isinstance(event, orchestrator_pb2.ResponseInfo):
+                    yield orchestrator_pb2.StreamGenerationResponse(response=event)
+                elif event.HasField("delta"):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)
                 else:
                     yield orchestrator_pb2.StreamGenerationResponse(result=event.result)

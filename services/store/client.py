@@ -208,3 +208,39 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.DeleteConversationResponse:
         """Forgets a conversation's turns (NOT_FOUND when it has none)."""
         return await self._unary(self._stub.DeleteConversation, request, timeout_s)
+
+    async def create_stored_response(
+        self, request: store_pb2.CreateStoredResponseRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateStoredResponseResponse:
+        """Stores a response of the Responses API with its input, giving it and its items their ids."""
+        return await self._unary(self._stub.CreateStoredResponse, request, timeout_s)
+
+    async def finish_stored_response(
+        self, request: store_pb2.FinishStoredResponseRequest, timeout_s: float | None = None
+    ) -> store_pb2.FinishStoredResponseResponse:
+        """Records how an IN_PROGRESS response ended (FAILED_PRECONDITION once it has ended)."""
+        return await self._unary(self._stub.FinishStoredResponse, request, timeout_s)
+
+    async def get_stored_response(
+        self, request: store_pb2.GetStoredResponseRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetStoredResponseResponse:
+        """A stored response, without its input (list_response_input_items pages through that)."""
+        return await self._unary(self._stub.GetStoredResponse, request, timeout_s)
+
+    async def get_response_chain(
+        self, request: store_pb2.GetResponseChainRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetResponseChainResponse:
+        """A stored response and every response it continued, oldest first, each with its input."""
+        return await self._unary(self._stub.GetResponseChain, request, timeout_s)
+
+    async def delete_stored_response(
+        self, request: store_pb2.DeleteStoredResponseRequest, timeout_s: float | None = None
+    ) -> store_pb2.DeleteStoredResponseResponse:
+        """Forgets a stored response and its input; a response that continued it keeps its own."""
+        return await self._unary(self._stub.DeleteStoredResponse, request, timeout_s)
+
+    async def list_response_input_items(
+        self, request: store_pb2.ListResponseInputItemsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListResponseInputItemsResponse:
+        """One page of a stored response's input items."""
+        return await self._unary(self._stub.ListResponseInputItems, request, timeout_s)

@@ -86,3 +86,17 @@ class ConversationNotFound(NotFound):
 
 class ProjectExists(AlreadyExists):
     code = "project_exists"
+
+
+class ResponseNotFound(NotFound):
+    code = "response_not_found"
+
+
+class ResponseItemNotFound(InvalidArgument):
+    """A page asked to start after an item the response does not have."""
+
+    code = "input_item_not_found"
+
+
+class ResponseNotInProgress(FailedPrecondition):
+    code = "response_not_in_progress"

@@ -14,10 +14,14 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
 from services.common.enums import (
+    FINISH_REASON_NAMES,
+    FINISH_REASON_VALUES,
     JOB_KIND_NAMES,
     JOB_KIND_VALUES,
     JOB_STATUS_VALUES,
     PIPELINE_RUN_STATUS_VALUES,
+    RESPONSE_STATUS_NAMES,
+    RESPONSE_STATUS_VALUES,
     ROLE_NAMES,
     ROLE_VALUES,
     VERSION_STATUS_NAMES,
@@ -30,6 +34,7 @@ from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
 from services.store.repository import NewAnswer, NewResult, Repository
+from services.store.responses import NewResponse, Outcome, StoredResponses
 
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
 
@@ -220,20 +225,91 @@ def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.Stored
     )
 
 
+def _response_params_to_json(params: store_pb2.ResponseParams) -> dict[str, Any]:
+    return {
+        name: getattr(params, name)
+        for name in ("max_output_tokens", "temperature", "top_p")
+        if params.HasField(name)
+    }
+
+
+def _usage_to_json(usage: common_pb2.Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _outcome(
+    status: common_pb2.ResponseStatus,
+    output_text: str,
+    finish_reason: common_pb2.FinishReason,
+    usage: common_pb2.Usage | None,
+    error: common_pb2.JobError | None,
+) -> Outcome:
+    name = RESPONSE_STATUS_NAMES.get(status)
+    if name is None:
+        raise InvalidStoreRequest("a stored response needs a status")
+    return Outcome(
+        status=name,
+        output_text=output_text,
+        finish_reason=FINISH_REASON_NAMES.get(finish_reason),
+        usage=_usage_to_json(usage) if usage is not None else None,
+        error={"code": error.code, "message": error.message} if error is not None else None,
+    )
+
+
+def response_item_to_proto(item: tables.StoredResponseItem) -> store_pb2.ResponseItem:
+    return store_pb2.ResponseItem(item_id=item.item_id, role=item.role, content=item.content)
+
+
+def stored_response_to_proto(
+    response: tables.StoredResponse, with_input: bool = False
+) -> store_pb2.StoredResponse:
+    usage = response.usage or {}
+    return store_pb2.StoredResponse(
+        response_id=response.response_id,
+        previous_response_id=response.previous_response_id or "",
+        status=RESPONSE_STATUS_VALUES[response.status],
+        model=response.model,
+        instructions=response.instructions,
+        metadata=response.labels,
+        params=store_pb2.ResponseParams(**response.params),
+        input=[response_item_to_proto(item) for item in response.input] if with_input else [],
+        output_item_id=response.output_item_id,
+        output_text=response.output_text,
+        finish_reason=FINISH_REASON_VALUES.get(
+            response.finish_reason or "", common_pb2.FINISH_REASON_UNSPECIFIED
+        ),
+        usage=common_pb2.Usage(**usage),
+        error=common_pb2.JobError(**response.error) if response.error else None,
+        created_at=_timestamp(response.created_at),
+        completed_at=_timestamp(response.completed_at),
+    )
+
+
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     """DescribeStore; templates, versions, sessions and results (repository); the job queue and
     pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); projects and
     API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
-    (conversations). Calls on a project's objects act for the project the call names
-    (services/common/tenancy); keys and projects are managed across projects by the admin API."""
+    (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems).
+    Calls on a project's objects act for the project the call names (services/common/tenancy); keys
+    and projects are managed across projects by the admin API."""
 
     def __init__(
-        self, repository: Repository, queue: JobQueue, api_keys: ApiKeys, conversations: Conversations
+        self,
+        repository: Repository,
+        queue: JobQueue,
+        api_keys: ApiKeys,
+        conversations: Conversations,
+        responses: StoredResponses,
     ) -> None:
         self.repository = repository
         self.queue = queue
         self.api_keys = api_keys
         self.conversations = conversations
+        self.responses = responses
 
     async def DescribeStore(
         self, request: store_pb2.DescribeStoreRequest, context: grpc.aio.ServicerContext
@@ -511,3 +587,72 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.DeleteConversationResponse:
         await self.conversations.delete(current_project(), request.conversation_id)
         return store_pb2.DeleteConversationResponse()
+
+    async def CreateStoredResponse(
+        self, request: store_pb2.CreateStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateStoredResponseResponse:
+        outcome = _outcome(
+            request.status,
+            request.output_text,
+            request.finish_reason,
+            request.usage if request.HasField("usage") else None,
+            None,
+        )
+        response = await self.responses.create(
+            current_project(),
+            NewResponse(
+                model=request.model,
+                input=[(item.role, item.content) for item in request.input],
+                outcome=outcome,
+                previous_response_id=request.previous_response_id or None,
+                instructions=request.instructions if request.HasField("instructions") else None,
+                metadata=dict(request.metadata),
+                params=_response_params_to_json(request.params),
+            ),
+        )
+        return store_pb2.CreateStoredResponseResponse(
+            response=stored_response_to_proto(response, with_input=True)
+        )
+
+    async def FinishStoredResponse(
+        self, request: store_pb2.FinishStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.FinishStoredResponseResponse:
+        outcome = _outcome(
+            request.status,
+            request.output_text,
+            request.finish_reason,
+            request.usage if request.HasField("usage") else None,
+            request.error if request.HasField("error") else None,
+        )
+        response = await self.responses.finish(current_project(), request.response_id, outcome)
+        return store_pb2.FinishStoredResponseResponse(response=stored_response_to_proto(response))
+
+    async def GetStoredResponse(
+        self, request: store_pb2.GetStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetStoredResponseResponse:
+        response = await self.responses.get(current_project(), request.response_id)
+        return store_pb2.GetStoredResponseResponse(response=stored_response_to_proto(response))
+
+    async def GetResponseChain(
+        self, request: store_pb2.GetResponseChainRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetResponseChainResponse:
+        chain = await self.responses.chain(current_project(), request.response_id)
+        return store_pb2.GetResponseChainResponse(
+            responses=[stored_response_to_proto(response, with_input=True) for response in chain]
+        )
+
+    async def DeleteStoredResponse(
+        self, request: store_pb2.DeleteStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.DeleteStoredResponseResponse:
+        await self.responses.delete(current_project(), request.response_id)
+        return store_pb2.DeleteStoredResponseResponse()
+
+    async def ListResponseInputItems(
+        self, request: store_pb2.ListResponseInputItemsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListResponseInputItemsResponse:
+        items, has_more = await self.responses.input_items(
+            current_project(), request.response_id, request.limit, request.ascending, request.after
+        )
+        return store_pb2.ListResponseInputItemsResponse(
+            items=[response_item_to_proto(item) for item in items], has_more=has_more
+        )

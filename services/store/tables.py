@@ -232,3 +232,50 @@ class ConversationMessage(Base):
     # user or assistant (system instructions are sent with each request, not stored)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+
+
+class StoredResponse(Base):
+    """A response of the Responses API, kept so its id retrieves it and later responses continue it."""
+
+    __tablename__ = "stored_responses"
+    __table_args__ = (UniqueConstraint("project_id", "response_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[str] = _project_column()
+    response_id: Mapped[str] = mapped_column(String(64))
+    # The response this one continued; not a foreign key: deleting that one leaves this one whole.
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    # in_progress, completed, incomplete, failed or cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    # The client's key-value pairs ("metadata" is the declarative base's own attribute).
+    labels: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    # max_output_tokens, temperature and top_p, where the request set them.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output_item_id: Mapped[str] = mapped_column(String(64))
+    output_text: Mapped[str] = mapped_column(Text, default="")
+    # stop, length or content_filter, once it ended with an output
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    usage: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    input: Mapped[list[StoredResponseItem]] = relationship(
+        order_by="StoredResponseItem.position", cascade="all, delete-orphan"
+    )
+
+
+class StoredResponseItem(Base):
+    """One input message of a stored response, as the client sent it."""
+
+    __tablename__ = "stored_response_items"
+    __table_args__ = (UniqueConstraint("response_pk", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    response_pk: Mapped[int] = mapped_column(ForeignKey("stored_responses.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(String(64))
+    # user, assistant, system or developer
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)

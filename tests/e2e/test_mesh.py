@@ -214,6 +214,38 @@ def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) ->
     assert "accepts at most 4095 prompt tokens" in too_long.value.message
 
 
+def test_responses_api_chains_on_the_real_model(mesh: str) -> None:
+    """A response continued with previous_response_id is the very chat completion of the whole
+    conversation (greedy), and a streamed response's deltas are its text."""
+    import openai
+
+    settings: Any = {"model": "gemma-3-270m", "max_output_tokens": 16, "temperature": 0}
+    with openai.OpenAI(base_url=f"{mesh}/v1", api_key="unused", max_retries=0) as client:
+        first = client.responses.create(input="My name is Ada. Say hello.", **settings)
+        second = client.responses.create(input="What is my name?", previous_response_id=first.id, **settings)
+        chat = client.chat.completions.create(
+            model="gemma-3-270m",
+            messages=[
+                {"role": "user", "content": "My name is Ada. Say hello."},
+                {"role": "assistant", "content": first.output_text},
+                {"role": "user", "content": "What is my name?"},
+            ],
+            max_tokens=16,
+            temperature=0,
+        )
+        events = list(client.responses.create(input=HAIKU, stream=True, **settings))
+        whole = client.responses.create(input=HAIKU, **settings)
+        stored = client.responses.retrieve(second.id)
+    assert first.output_text.strip() and first.usage is not None and second.usage is not None
+    assert second.output_text == chat.choices[0].message.content
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    assert "".join(deltas) == events[-1].response.output_text == whole.output_text  # type: ignore[union-attr]
+    assert len(deltas) >= 8
+    assert (stored.output_text, stored.previous_response_id) == (second.output_text, first.id)
+
+
 def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
     """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
     Gateway API Inference Extension reads show exactly that."""

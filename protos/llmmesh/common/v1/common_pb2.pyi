@@ -45,6 +45,15 @@ class PipelineRunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PIPELINE_RUN_STATUS_SUCCEEDED: _ClassVar[PipelineRunStatus]
     PIPELINE_RUN_STATUS_FAILED: _ClassVar[PipelineRunStatus]
     PIPELINE_RUN_STATUS_CANCELLED: _ClassVar[PipelineRunStatus]
+
+class ResponseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESPONSE_STATUS_UNSPECIFIED: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_IN_PROGRESS: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_COMPLETED: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_INCOMPLETE: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_FAILED: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_CANCELLED: _ClassVar[ResponseStatus]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -69,6 +78,12 @@ PIPELINE_RUN_STATUS_RUNNING: PipelineRunStatus
 PIPELINE_RUN_STATUS_SUCCEEDED: PipelineRunStatus
 PIPELINE_RUN_STATUS_FAILED: PipelineRunStatus
 PIPELINE_RUN_STATUS_CANCELLED: PipelineRunStatus
+RESPONSE_STATUS_UNSPECIFIED: ResponseStatus
+RESPONSE_STATUS_IN_PROGRESS: ResponseStatus
+RESPONSE_STATUS_COMPLETED: ResponseStatus
+RESPONSE_STATUS_INCOMPLETE: ResponseStatus
+RESPONSE_STATUS_FAILED: ResponseStatus
+RESPONSE_STATUS_CANCELLED: ResponseStatus
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")

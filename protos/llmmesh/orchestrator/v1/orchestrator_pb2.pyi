@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id")
+    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class GenerationSpec(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
     model: str
     system: str
     prompt: str
@@ -26,7 +27,39 @@ class GenerationSpec(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     raw: bool
     conversation_id: str
-    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+    response: ResponseOptions
+    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ...) -> None: ...
+
+class ResponseOptions(_message.Message):
+    __slots__ = ("store", "previous_response_id", "metadata", "message_roles")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ROLES_FIELD_NUMBER: _ClassVar[int]
+    store: bool
+    previous_response_id: str
+    metadata: _containers.ScalarMap[str, str]
+    message_roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[bool] = ..., previous_response_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., message_roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResponseInfo(_message.Message):
+    __slots__ = ("response_id", "created_at", "output_item_id", "model")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    created_at: _timestamp_pb2.Timestamp
+    output_item_id: str
+    model: str
+    def __init__(self, response_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_item_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class RunGenerationRequest(_message.Message):
     __slots__ = ("spec",)
@@ -35,10 +68,12 @@ class RunGenerationRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
 
 class RunGenerationResponse(_message.Message):
-    __slots__ = ("result",)
+    __slots__ = ("result", "response")
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
     result: _common_pb2.GenerationResult
-    def __init__(self, result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ...) -> None: ...
+    response: ResponseInfo
+    def __init__(self, result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ..., response: _Optional[_Union[ResponseInfo, _Mapping]] = ...) -> None: ...
 
 class StreamGenerationRequest(_message.Message):
     __slots__ = ("spec",)
@@ -47,12 +82,14 @@ class StreamGenerationRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
 
 class StreamGenerationResponse(_message.Message):
-    __slots__ = ("delta", "result")
+    __slots__ = ("delta", "result", "response")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
     delta: _common_pb2.TokenDelta
     result: _common_pb2.GenerationResult
-    def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ...) -> None: ...
+    response: ResponseInfo
+    def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ..., response: _Optional[_Union[ResponseInfo, _Mapping]] = ...) -> None: ...
 
 class SessionRun(_message.Message):
     __slots__ = ("session_code", "llm_result", "messages", "cached", "model", "usage", "created_at")

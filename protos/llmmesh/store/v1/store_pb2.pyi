@@ -709,3 +709,185 @@ class DeleteConversationRequest(_message.Message):
 class DeleteConversationResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ResponseItem(_message.Message):
+    __slots__ = ("item_id", "role", "content")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    role: str
+    content: str
+    def __init__(self, item_id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class ResponseParams(_message.Message):
+    __slots__ = ("max_output_tokens", "temperature", "top_p")
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    max_output_tokens: int
+    temperature: float
+    top_p: float
+    def __init__(self, max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ...) -> None: ...
+
+class StoredResponse(_message.Message):
+    __slots__ = ("response_id", "previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_item_id", "output_text", "finish_reason", "usage", "error", "created_at", "completed_at")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    previous_response_id: str
+    status: _common_pb2.ResponseStatus
+    model: str
+    instructions: str
+    metadata: _containers.ScalarMap[str, str]
+    params: ResponseParams
+    input: _containers.RepeatedCompositeFieldContainer[ResponseItem]
+    output_item_id: str
+    output_text: str
+    finish_reason: _common_pb2.FinishReason
+    usage: _common_pb2.Usage
+    error: _common_pb2.JobError
+    created_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, response_id: _Optional[str] = ..., previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., output_item_id: _Optional[str] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NewResponseItem(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class CreateStoredResponseRequest(_message.Message):
+    __slots__ = ("previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_text", "finish_reason", "usage")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PREVIOUS_RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    previous_response_id: str
+    status: _common_pb2.ResponseStatus
+    model: str
+    instructions: str
+    metadata: _containers.ScalarMap[str, str]
+    params: ResponseParams
+    input: _containers.RepeatedCompositeFieldContainer[NewResponseItem]
+    output_text: str
+    finish_reason: _common_pb2.FinishReason
+    usage: _common_pb2.Usage
+    def __init__(self, previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[NewResponseItem, _Mapping]]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class CreateStoredResponseResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: StoredResponse
+    def __init__(self, response: _Optional[_Union[StoredResponse, _Mapping]] = ...) -> None: ...
+
+class FinishStoredResponseRequest(_message.Message):
+    __slots__ = ("response_id", "status", "output_text", "finish_reason", "usage", "error")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    status: _common_pb2.ResponseStatus
+    output_text: str
+    finish_reason: _common_pb2.FinishReason
+    usage: _common_pb2.Usage
+    error: _common_pb2.JobError
+    def __init__(self, response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class FinishStoredResponseResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: StoredResponse
+    def __init__(self, response: _Optional[_Union[StoredResponse, _Mapping]] = ...) -> None: ...
+
+class GetStoredResponseRequest(_message.Message):
+    __slots__ = ("response_id",)
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    def __init__(self, response_id: _Optional[str] = ...) -> None: ...
+
+class GetStoredResponseResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: StoredResponse
+    def __init__(self, response: _Optional[_Union[StoredResponse, _Mapping]] = ...) -> None: ...
+
+class GetResponseChainRequest(_message.Message):
+    __slots__ = ("response_id",)
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    def __init__(self, response_id: _Optional[str] = ...) -> None: ...
+
+class GetResponseChainResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[StoredResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[StoredResponse, _Mapping]]] = ...) -> None: ...
+
+class DeleteStoredResponseRequest(_message.Message):
+    __slots__ = ("response_id",)
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    def __init__(self, response_id: _Optional[str] = ...) -> None: ...
+
+class DeleteStoredResponseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListResponseInputItemsRequest(_message.Message):
+    __slots__ = ("response_id", "limit", "ascending", "after")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    limit: int
+    ascending: bool
+    after: str
+    def __init__(self, response_id: _Optional[str] = ..., limit: _Optional[int] = ..., ascending: _Optional[bool] = ..., after: _Optional[str] = ...) -> None: ...
+
+class ListResponseInputItemsResponse(_message.Message):
+    __slots__ = ("items", "has_more")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ResponseItem]
+    has_more: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...

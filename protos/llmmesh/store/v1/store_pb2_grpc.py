@@ -194,6 +194,36 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
                 _registered_method=True)
+        self.CreateStoredResponse = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateStoredResponse',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseResponse.FromString,
+                _registered_method=True)
+        self.FinishStoredResponse = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/FinishStoredResponse',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseResponse.FromString,
+                _registered_method=True)
+        self.GetStoredResponse = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetStoredResponse',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseResponse.FromString,
+                _registered_method=True)
+        self.GetResponseChain = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetResponseChain',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainResponse.FromString,
+                _registered_method=True)
+        self.DeleteStoredResponse = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/DeleteStoredResponse',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseResponse.FromString,
+                _registered_method=True)
+        self.ListResponseInputItems = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListResponseInputItems',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -424,6 +454,49 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStoredResponse(self, request, context):
+        """Stores a response of the Responses API with its input, giving it and its items their ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishStoredResponse(self, request, context):
+        """Records how an IN_PROGRESS response ended (FAILED_PRECONDITION once it has ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoredResponse(self, request, context):
+        """A stored response, without its input (ListResponseInputItems pages through that).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResponseChain(self, request, context):
+        """A stored response and every response it continued (previous_response_id, followed while
+        stored), oldest first, each with its input.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStoredResponse(self, request, context):
+        """Forgets a stored response and its input; a response that continued it keeps its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResponseInputItems(self, request, context):
+        """One page of a stored response's input items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -586,6 +659,36 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.DeleteConversation,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.SerializeToString,
+            ),
+            'CreateStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStoredResponse,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseResponse.SerializeToString,
+            ),
+            'FinishStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishStoredResponse,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseResponse.SerializeToString,
+            ),
+            'GetStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoredResponse,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseResponse.SerializeToString,
+            ),
+            'GetResponseChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResponseChain,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainResponse.SerializeToString,
+            ),
+            'DeleteStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStoredResponse,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseResponse.SerializeToString,
+            ),
+            'ListResponseInputItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResponseInputItems,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1452,6 +1555,168 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/DeleteConversation',
             llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateStoredResponse',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateStoredResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/FinishStoredResponse',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FinishStoredResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetStoredResponse',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetStoredResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResponseChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetResponseChain',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetResponseChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/DeleteStoredResponse',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteStoredResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResponseInputItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListResponseInputItems',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,
