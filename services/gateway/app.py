@@ -24,7 +24,7 @@ from services.gateway.jobs.routes import router as jobs_router
 from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
 from services.gateway.openai.routes import router as openai_router
-from services.gateway.pages import install_docs
+from services.gateway.pages import install_console, install_docs
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.realtime.socketio_app import mount_socketio
 from services.gateway.sessions.routes import router as sessions_router
@@ -100,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     document_body_errors(app)
     app.include_router(health_router)
     install_docs(app)
+    install_console(app, settings.api_prefix)
     app.include_router(admin_router)
     prefix = settings.api_prefix
     # The WebSocket and Socket.IO authenticate their connections themselves (a dependency cannot
