@@ -402,3 +402,11 @@ async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, brow
         completion = int(await meta.locator('[data-figure="completion_tokens"] .value').text_content() or 0)
         assert 1 <= completion <= 16
         await expect(meta.locator('[data-figure="speed"]')).to_contain_text("tokens/s")
+
+
+async def test_the_page_names_the_api_prefix_it_is_served_under(tmp_path: Path) -> None:
+    settings = {"api_prefix": "/custom"}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", gateway_settings=settings) as mesh:
+        page = await mesh.client.get("/")
+        assert '<meta name="llmmesh-api-prefix" content="/custom">' in page.text
+        assert (await mesh.client.get("/custom/models")).status_code == 200
