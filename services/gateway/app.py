@@ -17,6 +17,7 @@ from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
 from services.gateway.config import GatewaySettings
 from services.gateway.conversations.routes import router as conversations_router
+from services.gateway.cors import install_cors
 from services.gateway.errors import document_body_errors, install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
@@ -25,6 +26,7 @@ from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddle
 from services.gateway.models.routes import router as models_router
 from services.gateway.ollama.routes import router as ollama_router
 from services.gateway.openai.routes import router as openai_router
+from services.gateway.pages import install_console, install_docs
 from services.gateway.realtime.routes import router as realtime_router
 from services.gateway.realtime.socketio_app import mount_socketio
 from services.gateway.responses.routes import router as responses_router
@@ -86,6 +88,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         summary="REST and Server-Sent Events in front of a gRPC mesh that serves LLM generations.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from packaged assets, not a CDN
+        redoc_url=None,
     )
     # The last added runs first: the request id exists before any limit can refuse the request.
     app.add_middleware(
@@ -93,10 +97,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
     )
+    install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     document_body_errors(app)
     app.include_router(health_router)
+    install_docs(app)
+    install_console(app, settings.api_prefix)
     app.include_router(admin_router)
     prefix = settings.api_prefix
     # The WebSocket and Socket.IO authenticate their connections themselves (a dependency cannot

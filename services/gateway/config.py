@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import (
@@ -71,16 +72,55 @@ class GatewaySettings(ServiceSettings):
     ws_ping_s: float = Field(default=20.0, gt=0)
     # Where the mesh's own REST API (and its WebSocket) is served: /api/v1/ai/generate by default,
     # e.g. /custom/ai/generate with "/custom"; "" serves it at the root. The OpenAI API stays at /v1,
-    # the admin API at /admin/v1, Socket.IO at /socket.io.
+    # the admin API at /admin/v1, Socket.IO at /socket.io, the docs at /docs and /redoc, the console's
+    # assets at /console.
     api_prefix: str = Field(default="/api/v1", max_length=64, pattern=r"^(/[A-Za-z0-9._~-]+)*$")
     # Web origins (e.g. ["https://app.example.com"], or ["*"]) whose pages may open a Socket.IO
     # connection; empty: the gateway's own origin only.
     socketio_cors_origins: list[str] = Field(default_factory=list, max_length=64)
+    # CORS for the HTTP API, so a web front end on another origin can call it: the origins whose pages
+    # may (e.g. ["http://localhost:5173"], or ["*"]); empty: none, CORS is off. Methods and headers a
+    # preflight may ask for; credentials: whether the browser may send cookies or HTTP auth along (the
+    # spec forbids that with "*", so that pair is refused). An API key in the Authorization header is
+    # a header, not a credential in this sense: it needs no allow_credentials.
+    cors_allow_origins: list[str] = Field(default_factory=list, max_length=64)
+    cors_allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "DELETE"], min_length=1, max_length=16
+    )
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "X-Request-ID",
+            "X-Conversation-ID",
+        ],
+        max_length=64,
+    )
+    cors_allow_credentials: bool = False
+    # Seconds a browser may cache a preflight's answer.
+    cors_max_age_s: int = Field(default=600, ge=0, le=86_400)
 
     @field_validator("api_prefix")
     @classmethod
     def _prefix_of_our_own(cls, prefix: str) -> str:
-        for taken in ("/v1", "/admin", "/socket.io"):
+        for taken in ("/v1", "/admin", "/socket.io", "/docs", "/redoc", "/console"):
             if prefix == taken or prefix.startswith(f"{taken}/"):
                 raise ValueError(f"{taken} belongs to another API of the gateway: choose another prefix")
         return prefix
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins_only(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f'{origin!r} is not an origin: scheme://host[:port], no path, or "*"')
+        return origins
+
+    @model_validator(mode="after")
+    def _no_credentials_with_any_origin(self) -> GatewaySettings:
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError(
+                'GATEWAY_CORS_ALLOW_CREDENTIALS needs the origins listed: the CORS spec forbids "*" with credentials'
+            )
+        return self

@@ -1,0 +1,197 @@
+// Sessions: the diagnostic flow end to end. Pick a published template version, answer its options,
+// run (streamed, with a loading state), read the result screen; regenerate, retry after a failure.
+import { ApiError, api, errorOf, events, json, request } from "./api.js";
+import { field, h, tr } from "./dom.js";
+import { errorBox, figure } from "./feedback.js";
+import { t, translate } from "./i18n.js";
+
+// A session just created on the start screen: its view runs it once at once.
+let runOnOpen = null;
+
+export function renderSessionStart(main) {
+  const template = h("input", { id: "ss-template", type: "text", required: true, spellcheck: "false" });
+  template.value = sessionStorage.getItem("llmmesh.lastTemplate") || "";
+  const load = tr("button", "sessions.load", { type: "submit", id: "ss-load" });
+  const status = h("div", { id: "ss-status" });
+  const chooser = h("div", { id: "ss-chooser" });
+  const finder = h(
+    "form",
+    { id: "ss-find", class: "inline" },
+    field("sessions.template", template, "sessions.template.hint"),
+    load,
+  );
+  const open = h("input", { id: "ss-code", type: "text", spellcheck: "false", minlength: "4" });
+  const opener = h(
+    "form",
+    { id: "ss-open", class: "inline" },
+    field("sessions.open_code", open),
+    tr("button", "sessions.open", { type: "submit" }),
+  );
+  opener.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (open.value.trim()) location.hash = `#/sessions/${encodeURIComponent(open.value.trim())}`;
+  });
+  finder.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.replaceChildren();
+    chooser.replaceChildren();
+    try {
+      const found = await json("GET", api(`/templates/${encodeURIComponent(template.value.trim())}`));
+      sessionStorage.setItem("llmmesh.lastTemplate", found.name);
+      chooser.replaceChildren(versionForm(found, status));
+      translate(chooser);
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  main.replaceChildren(tr("h1", "sessions.title"), tr("p", "sessions.intro", { class: "hint" }), finder, chooser, status, opener);
+  translate(main);
+  if (template.value) finder.requestSubmit();
+}
+
+function versionForm(template, status) {
+  const published = template.versions.filter((v) => v.status === "PUBLISHED").sort((a, b) => b.number - a.number);
+  if (!published.length) return tr("p", "sessions.no_published", { class: "hint" }, { name: template.name });
+  const version = h(
+    "select",
+    { id: "ss-version" },
+    published.map((v) => h("option", { value: String(v.number), "data-i18n": "sessions.version_n", "data-i18n-vars": JSON.stringify({ n: v.number }) })),
+  );
+  const options = h("fieldset", { id: "ss-options" });
+  const showOptions = () => {
+    const chosen = published.find((v) => String(v.number) === version.value);
+    options.replaceChildren(tr("legend", "sessions.answers"));
+    for (const option of chosen.options) {
+      const check = h("input", { type: "checkbox", id: `ss-opt-${option.key}`, value: option.key, class: "answer" });
+      const value = h("input", { type: "text", id: `ss-val-${option.key}`, class: "answer-value" });
+      value.setAttribute("aria-label", t("sessions.answer_value", { label: option.label }));
+      options.append(
+        h("div", { class: "answer-row" },
+          h("div", { class: "check" }, check, h("label", { for: check.id }, option.label)),
+          value,
+        ),
+      );
+    }
+  };
+  version.addEventListener("change", showOptions);
+  showOptions();
+  const form = h(
+    "form",
+    { id: "ss-form" },
+    field("sessions.version", version),
+    options,
+    tr("button", "sessions.run", { type: "submit", id: "ss-run" }),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.replaceChildren();
+    const answers = [...options.querySelectorAll("input.answer:checked")].map((check) => ({
+      option: check.value,
+      value: options.querySelector(`#ss-val-${CSS.escape(check.value)}`).value,
+    }));
+    try {
+      const session = await json("POST", api("/sessions"), { template: template.name, version: Number(version.value) });
+      await json("PUT", api(`/sessions/${session.session_code}/answers`), { answers });
+      runOnOpen = session.session_code;
+      location.hash = `#/sessions/${session.session_code}`;
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  return form;
+}
+
+export async function renderSession(main, code) {
+  const heading = tr("h1", "sessions.session_title", {}, { code });
+  const details = h("div", { id: "session-details" });
+  const screen = h("section", { id: "result", "aria-labelledby": "result-title" });
+  main.replaceChildren(heading, details, screen);
+  translate(main);
+  let session;
+  try {
+    session = await json("GET", api(`/sessions/${encodeURIComponent(code)}`));
+  } catch (error) {
+    screen.replaceChildren(errorBox(error, () => renderSession(main, code)));
+    return;
+  }
+  let greedy = false;
+  try {
+    const version = await json("GET", api(`/templates/${encodeURIComponent(session.template)}/versions/${session.version}`));
+    greedy = version.llm_options?.temperature === 0;
+  } catch {
+    greedy = false; // the note is a courtesy; the run does not need it
+  }
+  details.replaceChildren(
+    h("p", { class: "hint" },
+      tr("span", "sessions.of_version", {}, { template: session.template, n: session.version }), " · ",
+      tr("span", "sessions.created"), " ", h("time", { datetime: session.created_at, dataset: { date: session.created_at } })),
+    h("ul", { class: "answers" }, session.answers.map((a) => h("li", {}, a.label, a.value ? ` — ${a.value}` : ""))),
+  );
+  translate(details);
+  const view = { code, screen, greedy };
+  if (runOnOpen === code) {
+    runOnOpen = null;
+    await run(view, false);
+  } else if (session.latest_result) {
+    showResult(view, session.latest_result);
+  } else {
+    const start = tr("button", "sessions.run", { type: "button", id: "ss-run-now", onclick: () => run(view, false) });
+    screen.replaceChildren(tr("h2", "sessions.no_result", { id: "result-title" }), start);
+    translate(screen);
+  }
+}
+
+// One run, streamed: a loading state while the model writes, then the result screen (or the error
+// with a Retry that makes the same run again).
+async function run(view, force) {
+  const { screen } = view;
+  const text = h("div", { class: "result-text streaming", id: "result-text" });
+  screen.replaceChildren(
+    tr("h2", force ? "sessions.regenerating" : "sessions.generating", { id: "result-title" }),
+    h("p", { class: "loading", role: "status", id: "result-loading" }, h("span", { class: "spinner", "aria-hidden": "true" }), tr("span", "sessions.loading")),
+    text,
+  );
+  screen.setAttribute("aria-busy", "true");
+  translate(screen);
+  try {
+    const response = await request("POST", api(`/sessions/${encodeURIComponent(view.code)}/llm`), {
+      stream: true,
+      force_regenerate: force,
+    });
+    const requestId = response.headers.get("x-request-id");
+    let result = null;
+    for await (const { event, data } of events(response)) {
+      const payload = JSON.parse(data);
+      if (event === "delta") text.textContent += payload.text;
+      else if (event === "error") throw errorOf(502, payload, requestId);
+      else if (event === "done") result = payload;
+    }
+    if (!result) throw new ApiError(0, "incomplete_generation", t("error.incomplete"), requestId);
+    showResult(view, result);
+  } catch (error) {
+    screen.replaceChildren(tr("h2", "sessions.failed", { id: "result-title" }), errorBox(error, () => run(view, force)));
+    translate(screen);
+    screen.querySelector("button.retry")?.focus();
+  } finally {
+    screen.removeAttribute("aria-busy");
+  }
+}
+
+function showResult(view, result) {
+  const regenerate = tr("button", "sessions.regenerate", { type: "button", id: "ss-regenerate", onclick: () => run(view, true) });
+  view.screen.replaceChildren(
+    tr("h2", "sessions.result", { id: "result-title" }),
+    h("div", { class: "result-text", id: "result-text", dataset: { createdAt: result.created_at } }, result.llm_result),
+    h("p", { class: "meta" },
+      tr("span", result.cached ? "sessions.cached" : "sessions.fresh", { class: `badge ${result.cached ? "cached" : "fresh"}`, id: "result-origin" }),
+      figure("meta.model", result.model, { text: true }),
+      figure("meta.prompt_tokens", result.usage.prompt_tokens),
+      figure("meta.completion_tokens", result.usage.completion_tokens),
+      h("span", { class: "figure" }, tr("span", "sessions.generated_at", { class: "label" }), " ",
+        h("time", { id: "result-created", datetime: result.created_at, dataset: { date: result.created_at } })),
+    ),
+    view.greedy ? tr("p", "sessions.greedy_note", { class: "note", id: "greedy-note" }) : null,
+    regenerate,
+  );
+  translate(view.screen);
+}

@@ -1,0 +1,412 @@
+"""The web console in a real browser (Debian's chromium driven by Playwright) in front of the whole
+mesh: scripted models for the flows that need a scripted failure or a slow stream, the real Gemma 3
+270M model for one chat. Assertions are on what the page shows.
+
+Set LLM_MESH_CONSOLE_SCREENSHOTS to a folder (docs/console) to save the main pages as PNG there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.registry import parse_registry
+from services.inference.backends.llama_cpp import LlamaCppBackend
+from services.inference.config import InferenceSettings
+from services.inference.errors import ProviderUnavailable
+from tests.support.auth import ADMIN_TOKEN, create_key
+from tests.support.mesh import Gateway, eventually, scripted_mesh
+from tests.support.sessions import make_version
+
+CHROMIUM = os.environ.get("LLM_MESH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = os.environ.get("LLM_MESH_CONSOLE_SCREENSHOTS")
+if SCREENSHOTS:
+    Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
+expect = playwright_api.expect
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(),
+    reason=f"no chromium at {CHROMIUM}: apt-get install chromium (or set LLM_MESH_CHROMIUM); .ci/run does",
+)
+# Generous for the real model on a busy CI machine; the scripted flows finish in milliseconds.
+TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", generation_timeout_s=20
+    ) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def open_console(browser: Any, mesh: Gateway, fragment: str = "", **context: Any) -> Any:
+    """A fresh browser context on the console; every request that leaves the mesh fails the test."""
+    page_context = await browser.new_context(locale="en-US", **context)
+    base = str(mesh.client.base_url).rstrip("/")
+    outside: list[str] = []
+
+    async def only_the_gateway(route: Any) -> None:
+        if route.request.url.startswith(base) or route.request.url.startswith("data:"):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await page_context.route("**/*", only_the_gateway)
+    page = await page_context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.outside = outside
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.page_errors = errors
+    await page.goto(f"{base}/{fragment}")
+    return page
+
+
+async def screenshot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+async def send(page: Any, text: str) -> None:
+    await page.get_by_label("Message").fill(text)
+    await page.get_by_role("button", name="Send").click()
+
+
+def last_answer(page: Any) -> Any:
+    return page.locator("#pg-transcript li.message.assistant").last
+
+
+async def test_the_console_page_and_its_assets_are_served(mesh: Gateway) -> None:
+    page = await mesh.client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<meta name="llmmesh-api-prefix" content="/api/v1">' in page.text
+    assert not re.search(r"https?://", page.text)
+    for asset in (
+        "app.js",
+        "api.js",
+        "playground.js",
+        "sessions.js",
+        "style.css",
+        "i18n/en.json",
+        "i18n/ja.json",
+    ):
+        response = await mesh.client.get(f"/console/{asset}")
+        assert response.status_code == 200, asset
+    script = await mesh.client.get("/console/app.js")
+    assert "javascript" in script.headers["content-type"]  # ES modules need a JavaScript type
+
+
+async def test_the_two_catalogues_have_the_same_strings(mesh: Gateway) -> None:
+    english = (await mesh.client.get("/console/i18n/en.json")).json()
+    japanese = (await mesh.client.get("/console/i18n/ja.json")).json()
+    assert english.keys() == japanese.keys()
+    assert all(
+        japanese[key] and japanese[key] != english[key] for key in japanese if key not in {"playground.api"}
+    )
+
+
+async def test_a_chat_streams_in_and_says_what_served_it(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await expect(page.get_by_label("Model or route")).to_have_value("default")
+    await page.get_by_label("System prompt").fill("Be brief.")
+    await page.get_by_label("Temperature").fill("0")
+    await page.get_by_label("Seed").fill("7")
+    await send(page, "hello there")
+    answer = last_answer(page)
+    await expect(answer.locator(".content")).to_have_text("echo: hello there")
+    meta = answer.locator(".meta")
+    await expect(meta.locator('[data-figure="model"] .value')).to_have_text("default")
+    await expect(meta.locator('[data-figure="completion_tokens"] .value')).to_have_text("3")
+    await expect(meta.locator('[data-figure="ttft"]')).to_contain_text("ms")
+    (call,) = mesh.backend.calls
+    assert [(m.role, m.content) for m in call.request.messages] == [
+        ("system", "Be brief."),
+        ("user", "hello there"),
+    ]
+    assert (call.request.sampling.temperature, call.request.sampling.seed) == (0.0, 7)
+    # the next turn sends the whole conversation
+    await send(page, "and again")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: and again")
+    assert [m.content for m in mesh.backend.calls[-1].request.messages] == [
+        "Be brief.",
+        "hello there",
+        "echo: hello there",
+        "and again",
+    ]
+    await screenshot(page, "playground")
+    assert page.outside == [] and page.page_errors == []
+
+
+async def test_the_generate_api_shows_route_and_tier(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await page.get_by_label("API", exact=True).select_option("generate")
+    await page.get_by_label("Model or route").select_option("scripted")
+    await send(page, "one prompt")
+    meta = last_answer(page).locator(".meta")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: one prompt")
+    await expect(meta.locator('[data-figure="model"] .value')).to_have_text("scripted")
+    await expect(meta.locator('[data-figure="route"] .value')).to_have_text("scripted")
+    await expect(meta.locator('[data-figure="tier"] .value')).to_have_text("0")
+    await expect(meta.locator('[data-figure="speed"]')).to_contain_text("tokens/s")
+
+
+async def test_a_stored_conversation_sends_only_the_new_turn(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await page.get_by_label("Stored conversation").check()
+    conversation = await page.get_by_label("Conversation id").input_value()
+    assert conversation.startswith("console-")
+    await send(page, "my name is Ada")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: my name is Ada")
+    await send(page, "what is my name")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: what is my name")
+    # the mesh put the stored turns before the new one
+    assert [m.content for m in mesh.backend.calls[-1].request.messages] == [
+        "my name is Ada",
+        "echo: my name is Ada",
+        "what is my name",
+    ]
+    stored = await mesh.client.get(f"/api/v1/conversations/{conversation}")
+    assert [m["content"] for m in stored.json()["messages"]][-1] == "echo: what is my name"
+
+
+async def test_stop_ends_the_stream_mid_answer(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await send(page, "slow 200")
+    answer = last_answer(page)
+    await expect(answer.locator(".content")).to_contain_text("t3 ")
+    await page.get_by_role("button", name="Stop").click()
+    await expect(answer.locator(".stopped")).to_have_text(
+        "Stopped: the rest of the answer was not generated."
+    )
+    await eventually(lambda: mesh.backend.calls[-1].cancelled, timeout_s=5)
+    assert mesh.backend.calls[-1].cancelled  # the model stopped too
+    shown = await answer.locator(".content").text_content()
+    await page.wait_for_timeout(300)
+    assert await answer.locator(".content").text_content() == shown
+    assert "t199" not in shown
+    await expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    await expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+
+
+async def test_a_failing_provider_shows_its_error_code(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await send(page, "PROVIDER-DOWN now")
+    alert = page.get_by_role("alert").filter(has_text="Error")
+    await expect(alert.locator(".error-code")).to_have_text("upstream_error")
+    await expect(alert).to_contain_text("Request id:")
+    assert await page.locator("#pg-transcript li.message.assistant").count() == 0
+
+
+async def load_template(page: Any) -> None:
+    await page.get_by_label("Template name").fill("triage")
+    await page.get_by_role("button", name="Load").click()
+    await expect(page.get_by_label("Version")).to_have_value("1")
+
+
+async def test_a_session_runs_reloads_and_regenerates(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh)
+    page = await open_console(browser, mesh, "#/sessions")
+    await load_template(page)
+    await page.get_by_label("Fever", exact=True).check()
+    await page.get_by_label("Detail for Fever (optional)").fill("three days")
+    await page.get_by_label("Cough", exact=True).check()
+    await screenshot(page, "sessions")
+    await page.get_by_role("button", name="Run").click()
+    result = page.locator("#result-text")
+    await expect(page.locator("#result-title")).to_have_text("Result")
+    await expect(result).to_contain_text("echo: Answers:")
+    await expect(result).to_contain_text("Fever (three days)")
+    await expect(page.locator("#result-origin")).to_have_text("New result")
+    await expect(page.locator("#greedy-note")).to_contain_text("temperature 0")
+    code = page.url.rsplit("/", 1)[1]
+    first = await result.get_attribute("data-created-at")
+    assert len(mesh.backend.calls) == 1
+    await screenshot(page, "session-result")
+    # a reload shows the stored result, with no model call
+    await page.reload()
+    await expect(page.locator("#result-origin")).to_have_text("Stored result")
+    await expect(result).to_contain_text("Fever (three days)")
+    assert await result.get_attribute("data-created-at") == first
+    assert len(mesh.backend.calls) == 1
+    # regenerate runs the model again and replaces the stored result
+    await page.get_by_role("button", name="Regenerate").click()
+    await expect(page.locator("#result-origin")).to_have_text("New result")
+    assert len(mesh.backend.calls) == 2
+    second = await result.get_attribute("data-created-at")
+    assert second != first
+    stored = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()["latest_result"]
+    assert stored["created_at"].replace("+00:00", "Z").rstrip("Z") == second.replace("+00:00", "Z").rstrip(
+        "Z"
+    )
+    await page.reload()
+    await expect(page.locator("#result-origin")).to_have_text("Stored result")
+    assert await result.get_attribute("data-created-at") == second
+    assert page.outside == [] and page.page_errors == []
+
+
+async def test_a_provider_failure_offers_a_retry_that_succeeds(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh)
+    page = await open_console(browser, mesh, "#/sessions")
+    await load_template(page)
+    await page.get_by_label("Cough", exact=True).check()
+    mesh.backend.refuse = ProviderUnavailable("the provider is down")
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator("#result-title")).to_have_text("The run failed")
+    alert = page.get_by_role("alert").filter(has_text="Error")
+    code = await alert.locator(".error-code").text_content()
+    assert code and code.startswith("upstream_"), code
+    await screenshot(page, "session-error")
+    mesh.backend.refuse = None
+    await alert.get_by_role("button", name="Retry").click()
+    await expect(page.locator("#result-title")).to_have_text("Result")
+    await expect(page.locator("#result-text")).to_contain_text("echo: Answers:")
+    await expect(page.locator("#result-origin")).to_have_text("New result")
+
+
+async def test_japanese_is_switchable_and_remembered(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await send(page, "hello")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: hello")
+    await page.get_by_label("Language").select_option("ja")
+    await expect(page.get_by_role("button", name="送信")).to_be_visible()
+    await expect(page.get_by_role("link", name="セッション")).to_be_visible()
+    await expect(page.locator("html")).to_have_attribute("lang", "ja")
+    await expect(last_answer(page).locator('[data-figure="completion_tokens"] .label')).to_have_text(
+        "出力トークン"
+    )
+    await screenshot(page, "playground-ja")
+    await page.reload()
+    await expect(page.get_by_label("言語")).to_have_value("ja")
+    await expect(page.get_by_role("button", name="送信")).to_be_visible()
+    await page.get_by_label("言語").select_option("en")
+    await expect(page.get_by_role("button", name="Send")).to_be_visible()
+
+
+async def test_dates_and_numbers_follow_the_locale(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh)
+    page = await open_console(browser, mesh, "#/sessions")
+    await load_template(page)
+    await page.get_by_label("Fever", exact=True).check()
+    await page.get_by_role("button", name="Run").click()
+    created = page.locator("#result-created")
+    await expect(created).to_have_text(re.compile(r"[A-Z][a-z]{2} \d+, \d{4}"))  # e.g. Nov 21, 2026
+    await page.get_by_label("Language").select_option("ja")
+    await expect(created).to_have_text(re.compile(r"\d{4}/\d{1,2}/\d{1,2}"))  # 2026/11/21
+    await expect(page.locator("#result-origin")).to_have_text("新しい結果")
+
+
+async def test_the_key_is_asked_for_when_auth_is_on_and_kept_for_the_tab(
+    tmp_path: Path, browser: Any
+) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN_TOKEN}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", gateway_settings=settings) as mesh:
+        key = await create_key(mesh)
+        page = await open_console(browser, mesh)
+        dialog = page.get_by_role("dialog")
+        await expect(dialog).to_be_visible()  # the models list got a 401
+        await expect(dialog.locator("#key-reason")).to_contain_text("missing_api_key")
+        await dialog.get_by_label("Key").fill("llmk_wrong")
+        await dialog.get_by_role("button", name="Use this key").click()
+        await expect(dialog.locator("#key-reason")).to_contain_text("invalid_api_key")
+        await dialog.get_by_label("Key").fill(key)
+        await dialog.get_by_role("button", name="Use this key").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.get_by_label("Model or route")).to_have_value("default")
+        await send(page, "with a key")
+        await expect(last_answer(page).locator(".content")).to_have_text("echo: with a key")
+        assert await page.evaluate("sessionStorage.getItem('llmmesh.apiKey')") == key
+        assert key not in await page.evaluate("JSON.stringify(localStorage)")
+        # a new tab (another session storage) asks again
+        other = await page.context.new_page()
+        await other.goto(page.url)
+        await expect(other.get_by_role("dialog")).to_be_visible()
+
+
+async def test_readable_at_375_px_and_usable_by_keyboard(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh)
+    page = await open_console(browser, mesh, viewport={"width": 375, "height": 800})
+    await expect(page.get_by_label("Model or route")).to_have_value("default")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    # keyboard only: focus the message box, type, send with Ctrl+Enter
+    await page.get_by_label("Message").focus()
+    await page.keyboard.type("typed")
+    await page.keyboard.press("Control+Enter")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: typed")
+    await page.goto(page.url.split("#")[0] + "#/sessions")
+    await load_template(page)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await screenshot(page, "sessions-375px")
+    # every control has a name a screen reader reads
+    unnamed = await page.evaluate(
+        """[...document.querySelectorAll('input, select, textarea, button')]
+            .filter(e => e.offsetParent !== null)
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.id || e.outerHTML)"""
+    )
+    assert unnamed == []
+
+
+@pytest.mark.parametrize("page_path", ["/docs", "/redoc"])
+async def test_the_api_docs_render_offline(mesh: Gateway, browser: Any, page_path: str) -> None:
+    page = await open_console(browser, mesh)
+    await page.goto(str(mesh.client.base_url).rstrip("/") + page_path)
+    await expect(page.get_by_text("LLM Mesh", exact=False).first).to_be_visible()
+    await expect(page.get_by_text("/api/v1/ai/generate").first).to_be_attached()
+    assert page.outside == []
+
+
+async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, browser: Any) -> None:
+    model = "gemma-3-270m"
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
+    registry = parse_registry(
+        {
+            "models": {"scripted": {"backend": "tests.support.fakes:ScriptedBackend"}, model: gemma},
+            "routes": {"default": [{"model": model}]},
+        }
+    )
+    backend = LlamaCppBackend(model, registry.models[model], InferenceSettings(port=0))  # type: ignore[arg-type]
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=60, registry=registry, models=[backend]
+    ) as mesh:
+        page = await open_console(browser, mesh)
+        await page.get_by_label("API", exact=True).select_option("generate")
+        await page.get_by_label("Max tokens").fill("16")
+        await page.get_by_label("Temperature").fill("0")
+        await send(page, "The capital of France is")
+        meta = last_answer(page).locator(".meta")
+        await expect(meta.locator('[data-figure="model"] .value')).to_have_text(model, timeout=60_000)
+        await expect(meta.locator('[data-figure="route"] .value')).to_have_text("default")
+        text = await last_answer(page).locator(".content").text_content()
+        assert text and text.strip()
+        completion = int(await meta.locator('[data-figure="completion_tokens"] .value').text_content() or 0)
+        assert 1 <= completion <= 16
+        await expect(meta.locator('[data-figure="speed"]')).to_contain_text("tokens/s")
+
+
+async def test_the_page_names_the_api_prefix_it_is_served_under(tmp_path: Path) -> None:
+    settings = {"api_prefix": "/custom"}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", gateway_settings=settings) as mesh:
+        page = await mesh.client.get("/")
+        assert '<meta name="llmmesh-api-prefix" content="/custom">' in page.text
+        assert (await mesh.client.get("/custom/models")).status_code == 200
