@@ -228,7 +228,9 @@ def _outgoing(
     extra[PROJECT_KEY] = current_project()
     if span is not None:
         propagate.inject(extra, context=trace.set_span_in_context(span))
-    metadata = grpc.aio.Metadata(*(details.metadata or ()), *extra.items())
+    # Ours replace any the caller passed (the peer reads the first of a key).
+    kept = [(key, value) for key, value in (details.metadata or ()) if key not in extra]
+    metadata = grpc.aio.Metadata(*kept, *extra.items())
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )

@@ -2,8 +2,10 @@
 across hops (as the request id is), and applied by the store to every query of a project's objects.
 
 A call without a project acts in the default project: the laptop default (auth off), and the mesh's
-own housekeeping. Only mesh services can set it (the service token guards their ports), so a client
-cannot choose its project: the gateway takes it from the key the store verified.
+own housekeeping. A client of the gateway cannot choose its project: the gateway takes it from the key
+the store verified and copies no HTTP header into metadata. Whoever can reach a mesh service's port
+could name any project, which is why deployments with keys set MESH_SERVICE_TOKEN (the manifests do):
+then only mesh services are answered.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def current_project() -> str:
 
 def accept_project(candidate: str | None) -> str:
     """The project named in a call's metadata; a missing or malformed one is the default project."""
-    if candidate and PROJECT_ID.match(candidate):
+    if candidate and PROJECT_ID.fullmatch(candidate):
         return candidate
     return DEFAULT_PROJECT
 

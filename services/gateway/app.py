@@ -22,6 +22,7 @@ from services.gateway.errors import document_body_errors, install_error_handlers
 from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
+from services.gateway.jobs.routes import status_router as job_status_router
 from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
 from services.gateway.ollama.routes import router as ollama_router
@@ -117,6 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (templates_router, prefix, ("templates",)),
         (template_reads_router, prefix, ("templates", "sessions")),
         (sessions_router, prefix, ("sessions",)),
+        (job_status_router, prefix, ("jobs", "generate", "sessions")),
         (jobs_router, prefix, ("jobs",)),
         (conversations_router, prefix, ("generate",)),
         (openai_router, "", ("generate",)),

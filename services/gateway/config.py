@@ -107,6 +107,13 @@ class GatewaySettings(ServiceSettings):
         for taken in ("/v1", "/admin", "/socket.io", "/docs", "/redoc", "/console"):
             if prefix == taken or prefix.startswith(f"{taken}/"):
                 raise ValueError(f"{taken} belongs to another API of the gateway: choose another prefix")
+        # Ollama's API is /api/… (its errors have its shape there); only /api/v1 is ours beside it.
+        if (prefix == "/api" or prefix.startswith("/api/")) and not (
+            prefix == "/api/v1" or prefix.startswith("/api/v1/")
+        ):
+            raise ValueError(
+                "/api belongs to the Ollama API of the gateway (but /api/v1): choose another prefix"
+            )
         return prefix
 
     @field_validator("cors_allow_origins")

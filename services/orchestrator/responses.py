@@ -103,11 +103,14 @@ class Responses:
             async with aclosing(self._router.stream(full, caller_time_remaining, one_shot)) as events:
                 async for event in events:
                     if event.HasField("result"):
+                        unannounced = info is None  # one_shot, or a stream whose result came first
                         info = await self._ended(spec, model, info, event.result)
                         ended = True
-                        if one_shot:
+                        if unannounced:
                             yield info
-                    elif info is None:
+                    elif info is None and not one_shot:
+                        # Stored as in progress only for a streamed client, who sees its id before
+                        # the text; a one-shot response is stored once, when it has ended.
                         info = await self._begun(spec, model)
                         yield info
                     yield event

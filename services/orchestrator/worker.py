@@ -28,7 +28,7 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import MeshError
 from services.common.request_id import bound_request_id
-from services.common.tenancy import accept_project, bound_project
+from services.common.tenancy import DEFAULT_PROJECT, accept_project, bound_project
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.metrics import JOB_ATTEMPTS, JOB_ATTEMPTS_USED, JOBS_RUNNING
 from services.store.client import StoreClient
@@ -99,7 +99,9 @@ class _Completions:
         await asyncio.shield(done)  # a cancelled job's result is still sent with its batch
 
     async def _send(self) -> None:
-        with bound_request_id("job-results"):  # not the id of whichever job happened to start the task
+        # Not the request id or project of whichever job happened to start the task: a batch holds
+        # the jobs of any project (the store completes them by lease).
+        with bound_request_id("job-results"), bound_project(DEFAULT_PROJECT):
             await self._send_pending()
 
     async def _send_pending(self) -> None:

@@ -45,7 +45,7 @@ class ApiKeys:
         return unit_of_work(self._sessions)
 
     async def create_project(self, project_id: str, name: str) -> Project:
-        if not PROJECT_ID.match(project_id):
+        if not PROJECT_ID.fullmatch(project_id):
             raise InvalidStoreRequest(
                 "a project id must be 1-32 lower-case letters, digits or '-', starting with a letter or digit"
             )

@@ -32,19 +32,22 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     On SQLite, a migration that changes a table's constraints copies it into a new table and drops the
     old one; with foreign keys enforced, dropping a table that other rows reference fails. So foreign
     keys are off while migrating (SQLite's own advice for schema changes: the pragma only takes effect
-    outside a transaction), checked once at the end, and on again before the connection is reused.
+    outside a transaction), checked at the end when anything was applied, and on again before the connection is reused.
     """
 
-    def _upgrade(connection: Connection) -> None:
+    def _upgrade(connection: Connection) -> bool:
+        """Whether any revision was applied."""
+        before = current_revision(connection)
         command.upgrade(alembic_config(connection), "head")
+        return current_revision(connection) != before
 
     sqlite = engine.dialect.name == "sqlite"
     async with engine.connect() as connection:
         if sqlite:
             await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         try:
-            await connection.run_sync(_upgrade)
-            if sqlite:
+            migrated = await connection.run_sync(_upgrade)
+            if sqlite and migrated:
                 broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
                 if broken:
                     raise RuntimeError(f"a migration left rows with broken references: {broken[:5]}")

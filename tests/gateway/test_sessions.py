@@ -452,7 +452,9 @@ async def test_the_api_prefix_is_a_setting(tmp_path: Path) -> None:
         assert not [path for path in paths if path.startswith("/api/v1")]
 
 
-@pytest.mark.parametrize("prefix", ["custom", "/custom/", "/v1", "/v1/x", "/admin", "/socket.io", "/a b"])
+@pytest.mark.parametrize(
+    "prefix", ["custom", "/custom/", "/v1", "/v1/x", "/admin", "/socket.io", "/a b", "/api", "/api/v2"]
+)
 def test_an_api_prefix_that_cannot_work_is_refused_at_startup(prefix: str) -> None:
     with pytest.raises(ValidationError):
         GatewaySettings(api_prefix=prefix)

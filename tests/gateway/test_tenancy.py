@@ -230,6 +230,15 @@ async def test_scopes_limit_what_a_key_may_do(tenants: Tenants) -> None:
     assert options.status_code == 200, options.text
     created = await client.post("/api/v1/sessions", json={"template": "triage"}, headers=front_end)
     assert created.status_code == 201, created.text
+    # ...and follows the job its queued run became (the status of what it may queue is its to read).
+    code = created.json()["session_code"]
+    answers = {"answers": [{"option": "fever"}]}
+    assert (
+        await client.put(f"/api/v1/sessions/{code}/answers", json=answers, headers=front_end)
+    ).status_code == 200
+    queued = await client.post(f"/api/v1/sessions/{code}/llm", json={"async": True}, headers=front_end)
+    assert queued.status_code == 202, queued.text
+    assert (await until_ended(client, queued.json()["status_url"], front_end))["status"] == "SUCCEEDED"
     # ...but cannot edit templates, chat freely, read jobs or use the admin API.
     for response in (
         await client.post("/api/v1/templates", json={"name": "other"}, headers=front_end),
@@ -237,7 +246,7 @@ async def test_scopes_limit_what_a_key_may_do(tenants: Tenants) -> None:
         await client.post(
             "/v1/chat/completions", json={"model": "scripted", "messages": []}, headers=front_end
         ),
-        await client.get("/api/v1/ai/status/abc", headers=front_end),
+        await client.get("/api/v1/pipelines", headers=front_end),
         await client.get("/admin/v1/api-keys", headers=front_end),
     ):
         assert_error(response, 403, "insufficient_scope")

@@ -116,8 +116,13 @@ async def test_upgrading_carries_existing_rows_into_the_default_project(database
                 "INSERT INTO jobs (id, kind, status, attempts, max_attempts, run_at, idempotency_key, "
                 "request_fingerprint, request, step_index, created_at) "
                 f"VALUES ('j1', 'generate', 'SUCCEEDED', 1, 5, '{now}', 'k', '', '{{}}', 0, '{now}')",
+                # Two keys' own conversations with one id, and one made with auth off.
                 f"INSERT INTO conversations (id, owner, conversation_id, created_at, updated_at) "
                 f"VALUES (1, '0123456789ab', 'chat', '{now}', '{now}')",
+                f"INSERT INTO conversations (id, owner, conversation_id, created_at, updated_at) "
+                f"VALUES (2, 'ba9876543210', 'chat', '{now}', '{now}')",
+                f"INSERT INTO conversations (id, owner, conversation_id, created_at, updated_at) "
+                f"VALUES (3, '', 'chat', '{now}', '{now}')",
             ):
                 await connection.execute(text(statement))
     finally:
@@ -130,7 +135,10 @@ async def test_upgrading_carries_existing_rows_into_the_default_project(database
         template = (await stub.GetTemplate(store_pb2.GetTemplateRequest(name="old"))).template
         session = (await stub.GetSession(store_pb2.GetSessionRequest(session_code="old-session"))).session
         job = (await stub.GetJob(store_pb2.GetJobRequest(job_id="j1"))).job
-        conversation = await stub.GetConversation(store_pb2.GetConversationRequest(conversation_id="chat"))
+        conversations = [
+            (await stub.GetConversation(store_pb2.GetConversationRequest(conversation_id=name))).conversation
+            for name in ("chat", "0123456789ab:chat", "ba9876543210:chat")
+        ]
         with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
             await stub.GetJob(store_pb2.GetJobRequest(job_id="j1"), metadata=(("x-mesh-project", "other"),))
     assert [(k.project_id, list(k.scopes)) for k in keys] == [
@@ -138,5 +146,5 @@ async def test_upgrading_carries_existing_rows_into_the_default_project(database
     ]
     assert template.name == "old" and session.version.number == 1
     assert job.project_id == "default" and job.idempotency_key == "k"
-    assert conversation.conversation.conversation_id == "chat"
+    assert [c.conversation_id for c in conversations] == ["chat", "0123456789ab:chat", "ba9876543210:chat"]
     assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND

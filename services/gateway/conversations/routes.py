@@ -14,7 +14,7 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 @router.get("/{conversation_id}", response_model=Conversation, responses=error_responses(400, 404))
 async def get_conversation(conversation_id: str, request: Request) -> Conversation:
-    """The stored turns of one of the caller's conversations, oldest first."""
+    """The stored turns of one of the caller's project's conversations, oldest first."""
     answer = await store(request).get_conversation(
         store_pb2.GetConversationRequest(
             conversation_id=conversation_id,

@@ -15,6 +15,9 @@ from services.gateway.errors import error_responses, request_id_of
 from services.gateway.jobs import protocol as api
 from services.gateway.jobs.submission import api_path, job_options
 
+# A job's status and cancel: for any key that can queue one (generate and session runs take
+# `async: true`), not only for the jobs scope; pipelines are the jobs scope's.
+status_router = APIRouter(tags=["jobs"])
 router = APIRouter(tags=["jobs"])
 
 
@@ -23,7 +26,7 @@ def _job_status(request: Request, job: orchestrator_pb2.Job) -> api.JobStatus:
     return api.JobStatus(**status.model_dump(), request_id=request_id_of(request))
 
 
-@router.get("/ai/status/{job_id}", response_model=api.JobStatus, responses=error_responses(404))
+@status_router.get("/ai/status/{job_id}", response_model=api.JobStatus, responses=error_responses(404))
 async def job_status(job_id: str, request: Request) -> api.JobStatus:
     """A job's status; once SUCCEEDED, its `result` is what the synchronous call would have returned."""
     response = await orchestrator(request).get_job(orchestrator_pb2.GetJobRequest(job_id=job_id))
@@ -38,13 +41,13 @@ async def _cancel(job_id: str, request: Request) -> api.JobStatus:
 _CANCEL_ERRORS = error_responses(404, 409, descriptions={409: "The job already ended"})
 
 
-@router.delete("/ai/status/{job_id}", response_model=api.JobStatus, responses=_CANCEL_ERRORS)
+@status_router.delete("/ai/status/{job_id}", response_model=api.JobStatus, responses=_CANCEL_ERRORS)
 async def cancel_job(job_id: str, request: Request) -> api.JobStatus:
     """Cancel a QUEUED or RUNNING job (a running one stops at its worker's next lease renewal)."""
     return await _cancel(job_id, request)
 
 
-@router.post("/ai/status/{job_id}/cancel", response_model=api.JobStatus, responses=_CANCEL_ERRORS)
+@status_router.post("/ai/status/{job_id}/cancel", response_model=api.JobStatus, responses=_CANCEL_ERRORS)
 async def cancel_job_by_post(job_id: str, request: Request) -> api.JobStatus:
     """The same as DELETE, for clients that cannot send one."""
     return await _cancel(job_id, request)

@@ -44,10 +44,9 @@ async def chat_socket(websocket: WebSocket) -> None:
         caller = await chat_caller(admission, token, websocket.client.host if websocket.client else "unknown")
     except MeshError as error:
         await websocket.send_text(json.dumps(refusal_frame(error, request_id)))
-        unauthenticated = error.status == grpc.StatusCode.UNAUTHENTICATED
-        await websocket.close(
-            code=_POLICY_VIOLATION if unauthenticated else _TRY_AGAIN_LATER, reason=error.code
-        )
+        # Only a mesh that cannot check the key now is worth trying again; a refused key is final.
+        unavailable = error.status == grpc.StatusCode.UNAVAILABLE
+        await websocket.close(code=_TRY_AGAIN_LATER if unavailable else _POLICY_VIOLATION, reason=error.code)
         return
 
     async def send(frame: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """One realtime chat connection, whatever carries it: frames in, one turn at a time, frames out.
 
-The WebSocket (routes.py) and Socket.IO (socketio.py) are only transports: each authenticates its
+The WebSocket (routes.py) and Socket.IO (socketio_app.py) are only transports: each authenticates its
 connection with Admission.identify, hands every incoming frame to a ChatSession, and gives it a `send`
 that writes one outgoing frame (a JSON text frame, or a Socket.IO event named after the frame's type).
 Everything a turn does — its admission under the key's rate limits, its generation slot, the stream of

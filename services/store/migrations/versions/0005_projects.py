@@ -3,7 +3,7 @@
 Existing rows move into the default project, so a mesh upgraded with auth off sees no change; existing
 keys keep every scope they could use before (all but admin). Names, session codes and idempotency keys
 become unique per project, not across the mesh. Conversations were kept per key; they now belong to
-the key's project (before this, every key was in the one default project).
+the project, and those a key made are renamed `<key id>:<conversation id>` so they stay apart.
 
 Revision ID: 0005_projects
 Revises: 0004_access
@@ -61,6 +61,13 @@ def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
         _add_project(batch, "api_keys")
         batch.add_column(sa.Column("scopes", sa.JSON(), nullable=False, server_default=_FORMER_SCOPES))
+    # Conversations were each key's own (their ids chosen by clients, so two keys may share one); they
+    # now belong to the project. Those a key made keep its key's id in front of theirs, so no key reads
+    # another's and no two collide; those made with auth off (no key) keep their ids.
+    op.execute(
+        "UPDATE conversations SET conversation_id = substr(owner || ':' || conversation_id, 1, 128) "
+        "WHERE owner <> ''"
+    )
     with op.batch_alter_table("conversations") as batch:
         _add_project(batch, "conversations")
         batch.drop_constraint("uq_conversations_owner", type_="unique")
