@@ -9,9 +9,10 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -67,6 +68,137 @@ class NewResult:
     model: str
     usage: dict[str, int]
     input_hash: str
+
+
+# A session as a read returns it: plain values, shaped where the servicer reads them as the ORM
+# objects that writes return are (session_to_proto takes either).
+
+
+@dataclass(frozen=True)
+class OptionView:
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    option: OptionView
+    value: str
+
+
+@dataclass(frozen=True)
+class VersionView:
+    id: int
+    template_name: str
+    number: int
+    status: str
+    system_prompt: str | None
+    user_prompt_template: str | None
+    llm_options: dict[str, Any] | None
+    options: list[OptionView]
+    created_at: datetime
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ResultView:
+    llm_result: str
+    messages: list[dict[str, str]]
+    model: str
+    usage: dict[str, int]
+    input_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionView:
+    session_code: str
+    created_at: datetime
+    version: VersionView
+    answers: list[AnswerView]
+    result: ResultView | None
+
+
+# Everything a session run reads, in one statement: the session, its version with the template's
+# name and its result (one of each), joined to the version's options, one row per option, each with
+# the session's answer to it when there is one (an option is answered at most once: put_answers).
+# Every cached run reads this, so it is one round trip (on SQLite, four hops to aiosqlite's thread)
+# where loading the ORM objects took three, and plain rows where the ORM's objects, identity map
+# and commit cost more than the query itself. Built once.
+_SESSION_READ = (
+    select(
+        Session.session_code,
+        Session.created_at,
+        TemplateVersion.id.label("version_id"),
+        TemplateVersion.number,
+        TemplateVersion.status,
+        TemplateVersion.system_prompt,
+        TemplateVersion.user_prompt_template,
+        TemplateVersion.llm_options,
+        TemplateVersion.created_at.label("version_created_at"),
+        TemplateVersion.published_at,
+        PromptTemplate.name.label("template_name"),
+        SessionResult.id.label("result_id"),
+        SessionResult.llm_result,
+        SessionResult.messages,
+        SessionResult.model,
+        SessionResult.usage,
+        SessionResult.input_hash,
+        SessionResult.created_at.label("result_created_at"),
+        VersionOption.key.label("option_key"),
+        VersionOption.label.label("option_label"),
+        SessionAnswer.value.label("answer_value"),
+        SessionAnswer.position.label("answer_position"),
+    )
+    .join(TemplateVersion, TemplateVersion.id == Session.version_id)
+    .join(PromptTemplate, PromptTemplate.id == TemplateVersion.template_id)
+    .outerjoin(SessionResult, SessionResult.session_id == Session.id)
+    .outerjoin(VersionOption, VersionOption.version_id == TemplateVersion.id)
+    .outerjoin(
+        SessionAnswer,
+        (SessionAnswer.session_id == Session.id) & (SessionAnswer.option_id == VersionOption.id),
+    )
+    .where(Session.project_id == bindparam("project"), Session.session_code == bindparam("session_code"))
+    .order_by(VersionOption.position)
+)
+
+
+def _session_view(rows: Sequence[Any]) -> SessionView:
+    """The session of _SESSION_READ's rows (at least one)."""
+    first = rows[0]
+    options = [OptionView(row.option_key, row.option_label) for row in rows if row.option_key is not None]
+    answered = sorted(
+        (row for row in rows if row.answer_position is not None), key=lambda row: row.answer_position
+    )
+    return SessionView(
+        session_code=first.session_code,
+        created_at=first.created_at,
+        version=VersionView(
+            id=first.version_id,
+            template_name=first.template_name,
+            number=first.number,
+            status=first.status,
+            system_prompt=first.system_prompt,
+            user_prompt_template=first.user_prompt_template,
+            llm_options=first.llm_options,
+            options=options,
+            created_at=first.version_created_at,
+            published_at=first.published_at,
+        ),
+        answers=[
+            AnswerView(OptionView(row.option_key, row.option_label), row.answer_value) for row in answered
+        ],
+        result=None
+        if first.result_id is None
+        else ResultView(
+            llm_result=first.llm_result,
+            messages=first.messages,
+            model=first.model,
+            usage=first.usage,
+            input_hash=first.input_hash,
+            created_at=first.result_created_at,
+        ),
+    )
 
 
 def _check_name(name: str) -> None:
@@ -298,9 +430,18 @@ class Repository:
             ]
         return session
 
-    async def get_session(self, project: str, session_code: str) -> Session:
-        async with self._transaction() as db:
-            return await self._session(db, project, session_code)
+    async def get_session(self, project: str, session_code: str) -> SessionView:
+        """The session with its version, answers and latest result (see _SESSION_READ). A read has
+        nothing to commit: the connection's transaction ends with it."""
+        with unavailable_on_connection_errors():
+            async with self.engine.connect() as connection:
+                result = await connection.execute(
+                    _SESSION_READ, {"project": project, "session_code": session_code}
+                )
+                rows = result.all()
+        if not rows:
+            raise SessionNotFound(f"no session with code {shown(session_code)}")
+        return _session_view(rows)
 
     async def _session(self, db: AsyncSession, project: str, session_code: str) -> Session:
         query = (

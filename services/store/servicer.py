@@ -33,7 +33,14 @@ from services.store.api_keys import ApiKeys
 from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
-from services.store.repository import NewAnswer, NewResult, Repository
+from services.store.repository import (
+    NewAnswer,
+    NewResult,
+    Repository,
+    ResultView,
+    SessionView,
+    VersionView,
+)
 from services.store.responses import NewResponse, Outcome, StoredResponses
 
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
@@ -73,10 +80,10 @@ def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
     )
 
 
-def version_to_proto(version: tables.TemplateVersion) -> store_pb2.TemplateVersion:
+def version_to_proto(version: tables.TemplateVersion | VersionView) -> store_pb2.TemplateVersion:
     return store_pb2.TemplateVersion(
         id=version.id,
-        template_name=version.template.name,
+        template_name=version.template_name,
         number=version.number,
         status=VERSION_STATUS_VALUES[version.status],
         system_prompt=version.system_prompt,
@@ -88,7 +95,7 @@ def version_to_proto(version: tables.TemplateVersion) -> store_pb2.TemplateVersi
     )
 
 
-def result_to_proto(result: tables.SessionResult) -> store_pb2.SessionResult:
+def result_to_proto(result: tables.SessionResult | ResultView) -> store_pb2.SessionResult:
     return store_pb2.SessionResult(
         llm_result=result.llm_result,
         messages=[
@@ -101,7 +108,7 @@ def result_to_proto(result: tables.SessionResult) -> store_pb2.SessionResult:
     )
 
 
-def session_to_proto(session: tables.Session) -> store_pb2.Session:
+def session_to_proto(session: tables.Session | SessionView) -> store_pb2.Session:
     return store_pb2.Session(
         session_code=session.session_code,
         version=version_to_proto(session.version),

@@ -73,6 +73,11 @@ class TemplateVersion(Base):
     template: Mapped[PromptTemplate] = relationship(back_populates="versions", lazy="joined")
     options: Mapped[list[VersionOption]] = relationship(order_by="VersionOption.position")
 
+    @property
+    def template_name(self) -> str:
+        """The template's name, as a version read without the ORM (repository.VersionView) carries it."""
+        return self.template.name
+
 
 class VersionOption(Base):
     __tablename__ = "version_options"

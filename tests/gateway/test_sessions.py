@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from llmmesh.store.v1 import store_pb2
 from pydantic import ValidationError
 from websockets.asyncio.client import connect
 
 from services.gateway.config import GatewaySettings
+from services.store.client import StoreClient
 from services.store.db import create_engine
 from services.store.migrate import upgrade_to_head
 from services.store.tables import metadata
@@ -73,6 +75,54 @@ async def test_same_inputs_reuse_the_stored_result_without_a_model_call(mesh: Ga
     assert second.status_code == 200
     assert second.json() == {**first, "cached": True}
     assert len(mesh.backend.calls) == 1
+
+
+async def stored_session(mesh: Gateway, code: str) -> store_pb2.Session:
+    """The session as the store hands it to the orchestrator (GetSession)."""
+    assert mesh.settings is not None
+    store = StoreClient.connect(mesh.settings.store_addr)
+    try:
+        return (await store.get_session(store_pb2.GetSessionRequest(session_code=code))).session
+    finally:
+        await store.close()
+
+
+async def test_answers_keep_their_order_and_the_version_all_its_options(mesh: Gateway) -> None:
+    """The store reads a session in one statement, one row per option: answers to some options, in
+    another order than theirs, still come in the order given, and the version with every option."""
+    await make_version(mesh)
+    answers = [{"option": "note", "value": "since Monday"}, {"option": "fever", "value": "39.2 C"}]
+    code = await make_session(mesh, answers)
+    first = (await run(mesh, code)).json()
+    assert first["messages"][1]["content"] == "Answers:\n* Note (since Monday)\n* Fever (39.2 C)"
+    assert (await run(mesh, code)).json() == {**first, "cached": True}
+    session = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()
+    assert session["answers"] == [
+        {"option": "note", "label": "Note", "value": "since Monday"},
+        {"option": "fever", "label": "Fever", "value": "39.2 C"},
+    ]
+    stored = await stored_session(mesh, code)
+    assert [(o.key, o.label) for o in stored.version.options] == [(o["key"], o["label"]) for o in OPTIONS]
+    assert [(a.option_key, a.label, a.value) for a in stored.answers] == [
+        ("note", "Note", "since Monday"),
+        ("fever", "Fever", "39.2 C"),
+    ]
+    assert stored.latest_result.llm_result == first["llm_result"]
+
+
+async def test_a_session_without_answers_on_a_version_without_options_is_read_whole(mesh: Gateway) -> None:
+    version = await make_version(mesh, options=[])
+    code = await make_session(mesh, None)
+    stored = await stored_session(mesh, code)
+    assert (stored.session_code, stored.version.number, stored.version.template_name) == (
+        code,
+        version["number"],
+        "triage",
+    )
+    assert (list(stored.version.options), list(stored.answers)) == ([], [])
+    assert not stored.HasField("latest_result")
+    session = (await mesh.client.get(f"/api/v1/sessions/{code}")).json()
+    assert (session["answers"], session["latest_result"]) == ([], None)
 
 
 async def test_force_regenerate_generates_anew_and_replaces_the_result(mesh: Gateway) -> None:
