@@ -431,10 +431,14 @@ class Repository:
         return session
 
     async def get_session(self, project: str, session_code: str) -> SessionView:
-        """The session with its version, answers and latest result (see _SESSION_READ). A read has
-        nothing to commit: the connection's transaction ends with it."""
+        """The session with its version, answers and latest result (see _SESSION_READ). One
+        statement needs no transaction around it: on PostgreSQL it runs in autocommit, which spares
+        the BEGIN and ROLLBACK round trips (SQLite's driver opens none for a SELECT, and changing its
+        mode would cost two hops to its thread)."""
         with unavailable_on_connection_errors():
             async with self.engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
                 result = await connection.execute(
                     _SESSION_READ, {"project": project, "session_code": session_code}
                 )
