@@ -51,6 +51,9 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         postgres = fresh_postgres_database(server_url)
         database_url = asyncio.run(postgres.__aenter__())
     env = mesh_env(tmp, database_url)
+    # A request that waits for another's 160 tokens on a busy 2-core machine can outlast the default
+    # 60 s deadline; these tests are about waiting and answers, not deadlines (the clients allow 120 s).
+    env["ORCHESTRATOR_GENERATION_TIMEOUT_S"] = "110"
     processes = []
     for name in ("store", "inference", "orchestrator", "gateway"):
         log = (tmp / f"{name}.log").open("wb")

@@ -281,10 +281,10 @@ async def test_running_requests_and_stalled_runs_show_while_they_last(
     mesh: Mesh, client: httpx.AsyncClient
 ) -> None:
     async with client.stream(
-        "POST", "/api/v1/ai/generate", json={"prompt": "slow 40", "stream": True}
+        "POST", "/api/v1/ai/generate", json={"prompt": "slow 400", "stream": True}
     ) as stream:
         async for _ in stream.aiter_lines():
-            break  # the model is generating now
+            break  # the model is generating now, until the stream is left or the mesh's 3 s deadline
         inference = await scrape(mesh.metrics["inference"])
         assert value(inference, "vllm:num_requests_running", model_name="local") == 1
         assert value(inference, "llmmesh_inference_requests_running", model="local") == 1
