@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from llmmesh.store.v1 import store_pb2
 
-from services.common.tenancy import DEFAULT_PROJECT
 from services.gateway.auth.admission import Administrator, administrator, admission_of
 from services.gateway.auth.protocol import (
     CreatedKey,
@@ -79,7 +78,8 @@ async def create_key(body: CreateKeyRequest, request: Request, admin: Admin) -> 
     answer = await store(request).create_api_key(
         store_pb2.CreateApiKeyRequest(
             name=body.name,
-            project_id=admin.project_for(body.project) or DEFAULT_PROJECT,
+            # None (the operator named none): the store's default project, decided there once.
+            project_id=admin.project_for(body.project),
             scopes=body.scopes or [],
             rpm_limit=body.rpm_limit,
             tpm_limit=body.tpm_limit,
