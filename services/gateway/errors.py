@@ -7,6 +7,7 @@ HTTP statuses here, once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import errors as common_errors
@@ -333,8 +335,73 @@ def http_status_of(error: MeshError) -> int:
     return HTTP_STATUS_BY_GRPC.get(error.status, 500)
 
 
+# Pydantic's messages that name its own types; a caller knows JSON's.
+_PLAIN_MESSAGES = {
+    "model_type": "Input should be an object",
+    "model_attributes_type": "Input should be an object",
+    "dict_type": "Input should be an object",
+    "is_instance_of": "Input should be an object",
+    "dataclass_type": "Input should be an object",
+}
+
+
+def field_error(field: str, message: str, kind: str = "unsupported") -> PydanticCustomError:
+    """For a validator of a whole request body: a 400 that names the request field at fault (the OpenAI
+    error's `param`), not the body. `message` may say `{field}`."""
+    return PydanticCustomError(kind, message, {"field": field})
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part != "body") or "body"
+    """A field's path as the caller wrote it: `messages.0.content`, without `body` and without the names
+    pydantic gives the members of a union (`str`, `list[TextPart]`, `function-after[...]`)."""
+    names = [str(part) for part in loc if part != "body" and not _union_member(part)]
+    return ".".join(names) or "body"
+
+
+def _union_member(part: object) -> bool:
+    return isinstance(part, str) and (
+        part in {"str", "int", "float", "bool", "list", "dict", "none"}
+        or "[" in part
+        or part.endswith("-str")
+    )
+
+
+def _message(error: Any) -> str:
+    kind = str(error.get("type", ""))
+    if kind in _PLAIN_MESSAGES:
+        return _PLAIN_MESSAGES[kind]
+    message = str(error.get("msg", ""))
+    # A validator's own ValueError reads "Value error, <what it said>"; the caller needs only what it said.
+    return message.removeprefix("Value error, ")
+
+
+def field_errors(errors: Sequence[Any]) -> list[ErrorDetail]:
+    """One detail per field at fault, in the caller's words: a value that fits no member of a union
+    (a prompt that is neither a string nor a list of strings) gets one detail listing what it may be."""
+    merged: dict[str, list[str]] = {}
+    for error in errors:
+        # A validator that rejects one field of the body names it (PydanticCustomError's ctx "field").
+        field = (error.get("ctx") or {}).get("field") or _field(tuple(error.get("loc", ())))
+        messages = merged.setdefault(str(field), [])
+        message = _message(error)
+        if message not in messages:
+            messages.append(message)
+    # A union member that got further into the value says more than one that refused its type: a list
+    # of parts missing a `text` is reported there, not as "should be a string" one level up.
+    deeper = {field for field in merged if any(other.startswith(f"{field}.") for other in merged)}
+    return [
+        ErrorDetail(field=field, message=_either(messages))
+        for field, messages in merged.items()
+        if field not in deeper
+    ]
+
+
+def _either(messages: list[str]) -> str:
+    """`Input should be a valid string or a valid list` for a union's members' `Input should be ...`s."""
+    lead = "Input should be "
+    if len(messages) > 1 and all(m.startswith(lead) for m in messages):
+        return lead + " or ".join(m.removeprefix(lead) for m in messages)
+    return " or ".join(messages)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -345,9 +412,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # OpenAI's, Anthropic's and Ollama's APIs answer a malformed request with 400, and their SDKs expect that.
     status = 400 if _foreign_api(request.url.path) else 422
     # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
-    details = [
-        ErrorDetail(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", ""))) for e in errors
-    ]
+    details = field_errors(errors)
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     param = details[0].field if details and details[0].field != "body" else None
     return error_response(

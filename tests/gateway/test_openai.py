@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import hashlib
 import json
 import logging
 import struct
@@ -18,9 +20,11 @@ import pytest
 from services.common.registry import CustomConfig, parse_registry
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.openai import tokens
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.logs import errors_once_cancelled
 from tests.support.mesh import Gateway, eventually, scripted_mesh
+from tests.support.openai_schema import conforms
 
 FAKE = "tests.support.fakes:ScriptedBackend"
 
@@ -180,7 +184,7 @@ async def test_raw_sse_framing(gateway: Gateway) -> None:
     assert all(f.startswith("data: ") and "\n" not in f for f in frames), frames
     assert frames[-1] == "data: [DONE]"
     chunks = [json.loads(f.removeprefix("data: ")) for f in frames[:-1]]
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo: "}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo: ", "refusal": None}
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     assert "usage" not in chunks[-1]  # only with stream_options.include_usage
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "echo: x y"
@@ -248,6 +252,75 @@ async def test_embeddings_as_floats_and_base64(gateway: Gateway) -> None:
     assert list(struct.unpack(f"<{len(packed) // 4}f", packed)) == pytest.approx(decoded.data[1].embedding)
 
 
+async def test_embeddings_of_token_arrays_are_the_embeddings_of_the_text_they_encode(
+    gateway: Gateway,
+) -> None:
+    """What LangChain's OpenAIEmbeddings sends by default: cl100k_base tokens (tiktoken's), not text."""
+    hello_world, konnichiwa = [15339, 1917], [69847, 20230, 43514, 15682]  # "hello world", "こんにちは"
+    async with async_client(gateway) as client:
+        texts = await client.embeddings.create(model="embedder", input=["hello world", "こんにちは"])
+        one = await client.embeddings.create(model="embedder", input=hello_world)
+        many = await client.embeddings.create(model="embedder", input=[hello_world, konnichiwa])
+    assert one.data[0].embedding == pytest.approx(texts.data[0].embedding)
+    assert [d.embedding for d in many.data] == [pytest.approx(d.embedding) for d in texts.data]
+    refused = await gateway.client.post(
+        "/v1/embeddings", json={"model": "embedder", "input": [15339, 100257]}
+    )
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "input")
+    assert "token 100257 is cl100k_base's special token <|endoftext|>" in error["message"]
+    unknown = await gateway.client.post(
+        "/v1/embeddings", json={"model": "embedder", "input": [[1], [999999]]}
+    )
+    assert unknown.status_code == 400
+    assert "token 999999 is not in cl100k_base's vocabulary" in unknown.json()["error"]["message"]
+
+
+def test_the_vendored_vocabulary_is_tiktokens_cl100k_base() -> None:
+    """The file tiktoken itself checks cl100k_base.tiktoken against (tiktoken_ext/openai_public.py)."""
+    raw = gzip.decompress(tokens.VOCABULARY.read_bytes())
+    assert (
+        hashlib.sha256(raw).hexdigest() == "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    )
+
+
+async def test_every_answer_conforms_to_openais_schema(gateway: Gateway) -> None:
+    """Raw JSON of every endpoint, streamed and not, checked against OpenAI's published OpenAPI schemas."""
+    chat = {"model": "scripted", "messages": [{"role": "user", "content": "x y"}]}
+    plain = await gateway.client.post("/v1/chat/completions", json=chat)
+    assert plain.status_code == 200
+    conforms("CreateChatCompletionResponse", plain.json())
+    assert plain.json()["choices"][0]["message"]["refusal"] is None
+    for options in ({}, {"stream_options": {"include_usage": True}}):
+        for chunk in await _chunks(gateway, "/v1/chat/completions", {**chat, "stream": True, **options}):
+            conforms("CreateChatCompletionStreamResponse", chunk)
+    text = {"model": "scripted", "prompt": "Once upon", "max_tokens": 4}
+    completion = await gateway.client.post("/v1/completions", json=text)
+    conforms("CreateCompletionResponse", completion.json())
+    for chunk in await _chunks(gateway, "/v1/completions", {**text, "stream": True}):
+        # OpenAI streams text completions as CreateCompletionResponse objects, finish_reason null until the end.
+        conforms("CreateCompletionResponse", {**chunk, "choices": [
+            {**c, "finish_reason": c["finish_reason"] or "stop"} for c in chunk["choices"]]})  # fmt: skip
+    embeddings = await gateway.client.post("/v1/embeddings", json={"model": "embedder", "input": ["a", "b"]})
+    conforms("CreateEmbeddingResponse", embeddings.json())
+    models = await gateway.client.get("/v1/models")
+    conforms("ListModelsResponse", models.json())
+    conforms("Model", (await gateway.client.get("/v1/models/scripted")).json())
+    missing = await gateway.client.get("/v1/models/nope")
+    assert missing.status_code == 404
+    conforms("ErrorResponse", missing.json())
+
+
+async def _chunks(gateway: Gateway, path: str, body: dict) -> list[dict]:
+    async with gateway.client.stream("POST", path, json=body) as response:
+        assert response.status_code == 200
+        raw = "".join([part async for part in response.aiter_text()])
+    frames = [f.removeprefix("data: ") for f in raw.split("\n\n") if f.startswith("data: ")]
+    assert frames[-1] == "[DONE]" and len(frames) > 2
+    return [json.loads(f) for f in frames[:-1]]
+
+
 async def test_models_lists_models_and_routes(gateway: Gateway) -> None:
     async with async_client(gateway) as client:
         listed = await client.models.list()
@@ -263,62 +336,95 @@ async def test_models_lists_models_and_routes(gateway: Gateway) -> None:
     assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
 
 
+HI = [{"role": "user", "content": "hi"}]
+
+
 @pytest.mark.parametrize(
-    ("body", "code", "needle"),
+    ("body", "code", "param", "message"),
     [
-        ({"model": "scripted", "messages": []}, "invalid_request", "messages"),
+        ({"messages": []}, "invalid_request", "messages", "messages: List should have at least 1 item"),
+        ({"messages": HI, "n": 2}, "invalid_request", "n", "n greater than 1 is not supported"),
         (
-            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "n": 2},
+            {"messages": HI, "tools": [{"type": "function", "function": {"name": "f"}}]},
             "invalid_request",
-            "n",
+            "tools",
+            'tools are not supported by this server (unless tool_choice is "none")',
         ),
         (
-            {
-                "model": "scripted",
-                "messages": [{"role": "user", "content": "hi"}],
-                "tools": [{"type": "function"}],
-            },
+            {"messages": HI, "response_format": {"type": "json_object"}},
             "invalid_request",
-            "tools is not supported",
+            "response_format",
+            "response_format other than text is not supported",
         ),
+        ({"messages": HI, "logprobs": True}, "invalid_request", "logprobs", "logprobs is not supported"),
         (
-            {"model": "scripted", "messages": [{"role": "assistant", "content": "hi"}]},
+            {"messages": [{"role": "assistant", "content": "hi"}]},
             "invalid_generation_request",
+            None,
             "must end with a user message",
         ),
-        (
-            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
-            "invalid_request",
-            "max_tokens",
-        ),
+        ({"messages": HI, "max_tokens": 0}, "invalid_request", "max_tokens", "max_tokens: Input should be"),
         # Types are strict, as OpenAI's API: a boolean or a string is not a number.
         (
-            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": True},
+            {"messages": HI, "max_tokens": True},
             "invalid_request",
+            "max_tokens",
             "max_tokens: Input should be a valid integer",
         ),
         (
-            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"},
+            {"messages": HI, "max_tokens": "8"},
             "invalid_request",
+            "max_tokens",
             "max_tokens: Input should be a valid integer",
         ),
         (
-            {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
+            {"messages": HI, "stream": "yes"},
             "invalid_request",
+            "stream",
             "stream: Input should be a valid boolean",
+        ),
+        # In JSON's words, not pydantic's: no union members' type names, no model class names.
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            "invalid_request",
+            "messages.0.content",
+            "messages.0.content: Input should be a valid string or a valid list",
+        ),
+        ({"messages": ["hi"]}, "invalid_request", "messages.0", "messages.0: Input should be an object"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "invalid_request",
+            "messages.0.content.0.text",
+            "messages.0.content.0.text: Field required",
         ),
     ],
 )
-async def test_bad_requests_get_openai_shaped_400s(
-    gateway: Gateway, body: dict, code: str, needle: str
+async def test_bad_requests_get_openai_shaped_400s_naming_the_field(
+    gateway: Gateway, body: dict, code: str, param: str | None, message: str
 ) -> None:
-    response = await gateway.client.post("/v1/chat/completions", json=body)
+    response = await gateway.client.post("/v1/chat/completions", json={"model": "scripted", **body})
     assert response.status_code == 400, response.text
+    conforms("ErrorResponse", response.json())
     error = response.json()["error"]
-    assert (error["type"], error["code"]) == ("invalid_request_error", code)
-    assert needle in error["message"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
+    assert message in error["message"], error["message"]
+    for pydantic_word in ("list[", "str]", "TextPart", "ChatMessage", "function-", "Value error"):
+        assert pydantic_word not in error["message"]
     assert error["request_id"] == response.headers["x-request-id"]
     assert gateway.backend.calls == []
+
+
+async def test_tools_with_tool_choice_none_are_answered_in_text(gateway: Gateway) -> None:
+    async with async_client(gateway) as client:
+        completion = await client.chat.completions.create(
+            model="scripted",
+            messages=[{"role": "user", "content": "what is the weather"}],
+            tools=[{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+            tool_choice="none",
+        )
+    assert completion.choices[0].message.content == "echo: what is the weather"
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].finish_reason == "stop"
 
 
 async def test_sdk_raises_typed_errors(gateway: Gateway) -> None:

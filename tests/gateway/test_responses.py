@@ -7,23 +7,18 @@ checked against OpenAI's published schemas (tests/gateway/openai_schema)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import openai
 import pytest
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from tests.support.auth import ADMIN, ADMIN_TOKEN
 from tests.support.http import assert_error, sse_events
 from tests.support.mesh import Gateway, eventually, scripted_mesh
+from tests.support.openai_schema import conforms
 
-SCHEMAS = Path(__file__).parent / "openai_schema" / "openai-responses.json"
 EVENT_SCHEMAS = {
     "response.created": "ResponseCreatedEvent",
     "response.in_progress": "ResponseInProgressEvent",
@@ -50,18 +45,6 @@ FINISHED = [
     "response.output_item.done",
     "response.completed",
 ]
-
-
-@cache
-def _registry() -> Registry:
-    document = json.loads(SCHEMAS.read_text())
-    return Registry().with_resource("urn:openai", Resource.from_contents(document, DRAFT202012))
-
-
-def conforms(name: str, instance: Any) -> None:
-    """Assert that instance is valid against OpenAI's schema `name` (JSON Schema 2020-12, as OpenAPI 3.1)."""
-    schema = {"$ref": f"urn:openai#/components/schemas/{name}"}
-    jsonschema.Draft202012Validator(schema, registry=_registry()).validate(instance)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from llmmesh.common.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
 from services.gateway.openai.protocol import MAX_MESSAGES
 
@@ -71,10 +72,12 @@ class _Prompt(BaseModel):
         extra: dict[str, Any] = self.model_extra or {}
         for name in self.unsupported_fields:
             if extra.get(name) not in (None, [], {}):
-                raise ValueError(f"{name} is not supported by this server (tool use is not available yet)")
+                raise field_error(
+                    name, "{field} is not supported by this server (tool use is not available yet)"
+                )
         thinking = extra.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
-            raise ValueError("thinking is not supported by this server")
+            raise field_error("thinking", "thinking is not supported by this server")
         return self
 
     def system_text(self) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from llmmesh.common.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
 from services.gateway.models.protocol import MAX_EMBED_CHARS, MAX_EMBED_INPUTS
 from services.gateway.openai.protocol import MAX_MESSAGES
@@ -32,8 +33,8 @@ def _refuse(extra: dict[str, Any], names: tuple[str, ...]) -> None:
     for name in names:
         if extra.get(name) not in (None, False, "", [], {}):
             if name == "format":
-                raise ValueError("format is not supported yet: the mesh has no structured output")
-            raise ValueError(f"{name} is not supported by this server")
+                raise field_error("format", "format is not supported yet: the mesh has no structured output")
+            raise field_error(name, "{field} is not supported by this server")
 
 
 class OllamaOptions(BaseModel):
@@ -151,7 +152,7 @@ class OllamaShowRequest(BaseModel):
     @model_validator(mode="after")
     def _named(self) -> OllamaShowRequest:
         if not (self.model or self.name):
-            raise ValueError("model is required")
+            raise field_error("model", "model is required", "missing")
         return self
 
     def model_name(self) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from llmmesh.common.v1 import common_pb2
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from services.common.results import FinishReason, Usage
+from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
+from services.gateway.openai import tokens
 
 MAX_MESSAGES = 256
 _ROLES = {
@@ -61,7 +63,7 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1, description="Only 1 is supported.")
+    n: int = Field(default=1, ge=1, description="Only 1 is supported: one choice per request.")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 2)
     stop: Stop = None
     stream: bool = False
@@ -79,9 +81,10 @@ class _Sampling(BaseModel):
     def _refuse_unsupported(self) -> _Sampling:
         extra: dict[str, Any] = self.model_extra or {}
         for name in self.unsupported_fields:
-            value = extra.get(name)
-            if value not in (None, False, [], {}, "none", "auto", 0):
-                raise ValueError(f"{name} is not supported by this server")
+            if extra.get(name) not in (None, False, [], {}, "none", "auto", 0):
+                raise field_error(name, "{field} is not supported by this server")
+        if self.n > 1:
+            raise field_error("n", "n greater than 1 is not supported: each request gets one choice")
         return self
 
 
@@ -93,13 +96,21 @@ class ChatCompletionRequest(_Sampling):
         description="LLM Mesh extension: keep this conversation's turns in the store, so a client sends "
         "only its new turn (also accepted as the X-Conversation-ID header).",
     )
-    unsupported_fields = ("tools", "functions", "logprobs", "top_logprobs", "audio", "prediction")
+    unsupported_fields = ("functions", "logprobs", "top_logprobs", "audio", "prediction")
 
     @model_validator(mode="after")
     def _text_responses_only(self) -> ChatCompletionRequest:
-        response_format = (self.model_extra or {}).get("response_format")
+        extra: dict[str, Any] = self.model_extra or {}
+        # With tool_choice "none" the model answers in text whatever tools it is told of: served.
+        if extra.get("tools") and extra.get("tool_choice") != "none":
+            raise field_error(
+                "tools", 'tools are not supported by this server (unless tool_choice is "none")'
+            )
+        response_format = extra.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-            raise ValueError("response_format other than text is not supported by this server")
+            raise field_error(
+                "response_format", "response_format other than text is not supported by this server"
+            )
         return self
 
     def token_limit(self) -> int | None:
@@ -123,6 +134,9 @@ class CompletionRequest(_Sampling):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    refusal: None = Field(
+        default=None, description="Always null: the mesh's models do not refuse in a separate field."
+    )
 
 
 class ChatChoice(BaseModel):
@@ -139,7 +153,6 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    system_fingerprint: str | None = None
 
 
 class CompletionChoice(BaseModel):
@@ -156,30 +169,49 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
-    system_fingerprint: str | None = None
 
 
 EmbedText = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+# OpenAI's limit for one embeddings input; a token array over it is refused, not truncated.
+MAX_INPUT_TOKENS = 8192
+MAX_INPUTS = 256
+TokenArray = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=MAX_INPUT_TOKENS)]
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=128)
-    input: EmbedText | Annotated[list[EmbedText], Field(min_length=1, max_length=256)] = Field(
-        description="A text or a list of texts (token arrays are not supported)."
+    input: (
+        EmbedText
+        | Annotated[list[EmbedText], Field(min_length=1, max_length=MAX_INPUTS)]
+        | TokenArray
+        | Annotated[list[TokenArray], Field(min_length=1, max_length=MAX_INPUTS)]
+    ) = Field(
+        description="A text, a list of texts, or token arrays (one, or a list of them) of OpenAI's "
+        "cl100k_base encoding, as tiktoken and LangChain send them: they are embedded as the text they encode."
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, description="Not supported; must be left out.")
 
+    _texts: list[str] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
-    def _no_dimensions(self) -> EmbeddingRequest:
+    def _read_input(self) -> EmbeddingRequest:
         if self.dimensions is not None:
-            raise ValueError("dimensions is not supported by this server")
+            raise field_error("dimensions", "dimensions is not supported by this server")
+        items: list[Any] = [self.input] if isinstance(self.input, str) else list(self.input)
+        if items and all(isinstance(item, int) for item in items):
+            items = [items]  # one token array
+        try:
+            self._texts = [item if isinstance(item, str) else tokens.decode(item) for item in items]
+        except tokens.UnknownToken as exc:
+            raise field_error("input", str(exc), "invalid_token") from exc
         return self
 
     def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else self.input
+        """The inputs as texts, token arrays decoded."""
+        return self._texts
 
 
 class EmbeddingData(BaseModel):

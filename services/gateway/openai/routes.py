@@ -109,7 +109,6 @@ class _Chunks:
             "object": self.object,
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
             "choices": choices,
         }
         if self.include_usage:  # null on every chunk but the last, as OpenAI sends it
@@ -121,7 +120,7 @@ class _Chunks:
         if not self.chat:
             choice["text"] = text or ""
         elif not self.started:
-            choice["delta"] = {"role": "assistant", "content": text or ""}
+            choice["delta"] = {"role": "assistant", "content": text or "", "refusal": None}
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
