@@ -91,6 +91,12 @@ class InvalidGenerationRequest(InvalidArgument):
     code = "invalid_generation_request"
 
 
+class ToolsNotSupported(InvalidArgument):
+    """Tools (or tool turns) sent to a model that cannot call them; a route passes such tiers over."""
+
+    code = "tools_not_supported"
+
+
 class UnsupportedTask(InvalidArgument):
     """A generation asked of an embedding model, or embeddings of a model that cannot make them."""
 

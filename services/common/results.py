@@ -24,7 +24,7 @@ from services.common.enums import (
     ROLE_NAMES,
 )
 
-FinishReason = Literal["stop", "length", "content_filter"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
 Role = Literal["system", "user", "assistant"]
 JobStatusName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 JobKind = Literal["generate", "session", "pipeline_step", "webhook"]

@@ -78,7 +78,11 @@ ANTHROPIC_PREFIX = "/v1/messages"
 OLLAMA_PREFIX = "/api/"
 OWN_API_PREFIX = "/api/v1/"
 # The request field an OpenAI error names (`param`) for the mesh's errors that are about one field.
-OPENAI_PARAMS = {"previous_response_not_found": "previous_response_id", "input_item_not_found": "after"}
+OPENAI_PARAMS = {
+    "previous_response_not_found": "previous_response_id",
+    "input_item_not_found": "after",
+    "tools_not_supported": "tools",
+}
 INVALID_JSON = "the request body is not valid JSON (UTF-8 text, not compressed)"
 
 
@@ -380,8 +384,11 @@ def field_errors(errors: Sequence[Any]) -> list[ErrorDetail]:
     (a prompt that is neither a string nor a list of strings) gets one detail listing what it may be."""
     merged: dict[str, list[str]] = {}
     for error in errors:
-        # A validator that rejects one field of the body names it (PydanticCustomError's ctx "field").
-        field = (error.get("ctx") or {}).get("field") or _field(tuple(error.get("loc", ())))
+        # A validator of an object that rejects one field of it names the field (field_error's ctx).
+        field = _field(tuple(error.get("loc", ())))
+        named = (error.get("ctx") or {}).get("field")
+        if named:
+            field = str(named) if field == "body" else f"{field}.{named}"
         messages = merged.setdefault(str(field), [])
         message = _message(error)
         if message not in messages:

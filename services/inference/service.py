@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
 from services.common.errors import InvalidGenerationRequest, UpstreamError
-from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput, Message, Sampling
+from services.inference.backends.base import Embeddings, Event, GenerationInput, Message, Sampling, Tooling
 from services.inference.config import InferenceSettings
 from services.inference.models import ModelHost
 
 MAX_EMBED_INPUTS = 256
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 class InferenceService:
@@ -48,22 +56,53 @@ class InferenceService:
 
     @staticmethod
     def generation_input(
-        sampling: Sampling, prompt: str | None, messages: list[Message], one_shot: bool = False
+        sampling: Sampling,
+        prompt: str | None,
+        messages: list[Message],
+        one_shot: bool = False,
+        tooling: Tooling | None = None,
     ) -> GenerationInput:
         if prompt is not None:
             if not prompt:
                 raise InvalidGenerationRequest("prompt must not be empty")
+            if tooling is not None:
+                raise InvalidGenerationRequest("a raw prompt cannot call tools: send messages")
             return GenerationInput(sampling=sampling, prompt=prompt, one_shot=one_shot)
         if not messages:
             raise InvalidGenerationRequest("give a prompt or at least one message")
         if messages[-1].role == "assistant":
             raise InvalidGenerationRequest("the last message must not be the assistant's")
-        return GenerationInput(sampling=sampling, messages=tuple(messages), one_shot=one_shot)
+        for message in messages:
+            for call in message.tool_calls:
+                if not _json_object(call.arguments or "{}"):
+                    raise InvalidGenerationRequest(
+                        f"the arguments of tool call {call.id!r} are not a JSON object"
+                    )
+        if tooling is not None:
+            for tool in tooling.tools:
+                if tool.parameters and not _json_object(tool.parameters):
+                    raise InvalidGenerationRequest(
+                        f"the parameters of tool {tool.name!r} are not a JSON Schema object"
+                    )
+            names = [tool.name for tool in tooling.tools]
+            if len(set(names)) != len(names):
+                raise InvalidGenerationRequest("every tool needs a name of its own")
+            if tooling.choice == "function" and tooling.function not in names:
+                raise InvalidGenerationRequest(
+                    f"tool_choice names {tooling.function!r}, which is not a tool given"
+                )
+            if tooling.choice in ("required", "function") and not names:
+                raise InvalidGenerationRequest("tool_choice requires a tool call but no tools are given")
+        return GenerationInput(
+            sampling=sampling, messages=tuple(messages), one_shot=one_shot, tooling=tooling
+        )
 
-    async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
-        async with self.host.use(model, "generate") as backend, aclosing(backend.generate(request)) as events:
-            async for event in events:
-                yield event
+    async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Event, None]:
+        async with self.host.use(model, "generate") as backend:
+            backend.check_tools(request)
+            async with aclosing(backend.generate(request)) as events:
+                async for event in events:
+                    yield event
 
     async def count_tokens(self, model: str, request: GenerationInput) -> int:
         async with self.host.use(model, "generate") as backend:

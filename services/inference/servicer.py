@@ -12,7 +12,16 @@ from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.enums import FINISH_REASON_VALUES, ROLE_NAMES
 from services.common.errors import InvalidGenerationRequest
-from services.inference.backends.base import Delta, Message, Role
+from services.inference.backends.base import (
+    Delta,
+    Message,
+    Role,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Tooling,
+)
 from services.inference.service import InferenceService
 
 
@@ -21,9 +30,35 @@ def _messages(conversation: common_pb2.Conversation) -> list[Message]:
     for message in conversation.messages:
         role = ROLE_NAMES.get(message.role)
         if role is None:
-            raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
-        messages.append(Message(cast(Role, role), message.content))
+            raise InvalidGenerationRequest("every message needs a role: system, user, assistant or tool")
+        calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in message.tool_calls)
+        messages.append(Message(cast(Role, role), message.content, calls, message.tool_call_id))
     return messages
+
+
+_CHOICES: dict[int, ToolChoiceMode] = {
+    common_pb2.ToolChoice.MODE_UNSPECIFIED: "auto",
+    common_pb2.ToolChoice.MODE_AUTO: "auto",
+    common_pb2.ToolChoice.MODE_NONE: "none",
+    common_pb2.ToolChoice.MODE_REQUIRED: "required",
+    common_pb2.ToolChoice.MODE_FUNCTION: "function",
+}
+
+
+def _tooling(request: inference_pb2.GenerateRequest) -> Tooling | None:
+    if not request.HasField("tooling"):
+        return None
+    tooling = request.tooling
+    return Tooling(
+        tools=tuple(Tool(t.name, t.description, t.parameters, t.strict) for t in tooling.tools),
+        choice=_CHOICES[tooling.choice.mode],
+        function=tooling.choice.function,
+        parallel_calls=tooling.parallel_calls if tooling.HasField("parallel_calls") else True,
+    )
+
+
+def _tool_call(call: ToolCall) -> common_pb2.ToolCall:
+    return common_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -49,6 +84,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             prompt=request.prompt if has_prompt else None,
             messages=[] if has_prompt else _messages(request.conversation),
             one_shot=request.one_shot,
+            tooling=_tooling(request),
         )
         async with aclosing(self.service.generate(request.model, generation)) as events:
             async for event in events:
@@ -57,12 +93,20 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         delta=common_pb2.TokenDelta(text=event.text, tokens=event.tokens)
                     )
                     continue
+                if isinstance(event, ToolCallDelta):
+                    yield inference_pb2.GenerateResponse(
+                        tool_call=common_pb2.ToolCallDelta(
+                            index=event.index, id=event.id, name=event.name, arguments=event.arguments
+                        )
+                    )
+                    continue
                 yield inference_pb2.GenerateResponse(
                     result=common_pb2.GenerationResult(
                         text=event.text,
                         model=request.model,
                         finish_reason=FINISH_REASON_VALUES[event.finish_reason],
                         stop_sequence=event.stop_sequence,
+                        tool_calls=[_tool_call(call) for call in event.tool_calls],
                         usage=common_pb2.Usage(
                             prompt_tokens=event.prompt_tokens,
                             completion_tokens=event.completion_tokens,

@@ -23,6 +23,10 @@ def _check_storable(spec: orchestrator_pb2.GenerationSpec) -> None:
     """Turns the store could not keep are refused before the model runs, not after it generated."""
     if "\x00" in spec.prompt or any("\x00" in m.content for m in spec.messages):
         raise InvalidGenerationRequest("a turn of a stored conversation cannot contain a NUL character")
+    if spec.HasField("tooling") or any(m.tool_calls or m.role == common_pb2.ROLE_TOOL for m in spec.messages):
+        raise InvalidGenerationRequest(
+            "a stored conversation cannot carry tool calls yet: send the whole conversation without conversation_id"
+        )
 
 
 class Generations:

@@ -35,6 +35,7 @@ from services.common.errors import (
     MeshError,
     ModelNotFound,
     RemoteError,
+    ToolsNotSupported,
     UnsupportedTask,
     UpstreamError,
     shown,
@@ -68,7 +69,8 @@ def outcome_of(error: MeshError) -> Outcome:
         return Outcome.RETRY
     if error.status == grpc.StatusCode.DEADLINE_EXCEEDED and error.code.startswith(UPSTREAM_CODE_PREFIX):
         return Outcome.RETRY
-    if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED or error.code == _CRASHED:
+    # A model that cannot call tools is passed over for the route's next tier, which may.
+    if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED or error.code in (_CRASHED, ToolsNotSupported.code):
         return Outcome.FALL_BACK
     return Outcome.FAIL
 
@@ -89,17 +91,46 @@ def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
     if spec.raw:
         if spec.messages or spec.system:
             raise InvalidGenerationRequest("a raw prompt cannot be combined with system or messages")
+        if spec.HasField("tooling"):
+            raise InvalidGenerationRequest("a raw prompt cannot call tools: send messages")
         text = spec.prompt
     else:
         messages = conversation_of(spec)
-        if not messages or messages[-1].role != common_pb2.ROLE_USER:
-            raise InvalidGenerationRequest("the conversation must end with a user message")
+        if not messages or messages[-1].role not in (common_pb2.ROLE_USER, common_pb2.ROLE_TOOL):
+            raise InvalidGenerationRequest("the conversation must end with a user message (or a tool result)")
         if any(m.role == common_pb2.ROLE_UNSPECIFIED for m in messages):
-            raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
+            raise InvalidGenerationRequest("every message needs a role: system, user, assistant or tool")
+        _check_tool_turns(messages)
+        if messages[-1].role == common_pb2.ROLE_TOOL:
+            return ""  # a tool's result may be empty; no canned reply answers one
         text = messages[-1].content
     if not text.strip():
         raise InvalidGenerationRequest("prompt must not be empty")
     return text
+
+
+def _check_tool_turns(messages: list[common_pb2.ChatMessage]) -> None:
+    """Every tool turn answers a call of an earlier assistant turn, by its id."""
+    called: set[str] = set()
+    for message in messages:
+        if message.role == common_pb2.ROLE_ASSISTANT:
+            called.update(call.id for call in message.tool_calls)
+        elif message.role == common_pb2.ROLE_TOOL and message.tool_call_id not in called:
+            raise InvalidGenerationRequest(
+                f"a tool message answers tool call {message.tool_call_id!r}, which no earlier assistant turn made"
+            )
+
+
+def _says_something(events: list[inference_pb2.GenerateResponse]) -> bool:
+    """Whether a generation's first events hold more than blank text (a tool call counts)."""
+    return any(e.HasField("tool_call") for e in events) or bool("".join(e.delta.text for e in events).strip())
+
+
+def requires_tool_call(spec: orchestrator_pb2.GenerationSpec) -> bool:
+    return spec.HasField("tooling") and spec.tooling.choice.mode in (
+        common_pb2.ToolChoice.MODE_REQUIRED,
+        common_pb2.ToolChoice.MODE_FUNCTION,
+    )
 
 
 async def final_result(
@@ -205,7 +236,10 @@ class Router:
         failures: list[tuple[str, MeshError]] = []
         for index, tier in enumerate(route.tiers):
             if tier.canned:
-                reply = self._canned_reply(tier.canned, asked)
+                # A canned reply is text: it answers no request that must call a tool, nor a tool's result.
+                reply = (
+                    None if requires_tool_call(spec) or not asked else self._canned_reply(tier.canned, asked)
+                )
                 if reply is not None:
                     meter.attempting(f"canned:{tier.canned}", index)
                     yield inference_pb2.GenerateResponse(delta=common_pb2.TokenDelta(text=reply))
@@ -276,6 +310,9 @@ class Router:
             return failures[0][1]  # one model tried: its own error says most
         if not failures:
             return NoTierAvailable(f"route {route.name!r}: no tier could serve the request")
+        if all(error.code == ToolsNotSupported.code for _, error in failures):
+            names = ", ".join(model for model, _ in failures)
+            return ToolsNotSupported(f"route {route.name!r}: none of its models can call tools ({names})")
         summary = "; ".join(f"{model}: {error.code}" for model, error in failures)
         if any(error.code.startswith(UPSTREAM_CODE_PREFIX) for _, error in failures):
             return AllTiersFailed(f"route {route.name!r}: every tier failed ({summary})")
@@ -295,6 +332,8 @@ class Router:
         if remaining <= 0:
             raise GenerationTimeout(f"the generation did not finish within {limit_s:g} s")
         request = inference_pb2.GenerateRequest(model=model, params=spec.params, one_shot=one_shot)
+        if spec.HasField("tooling"):
+            request.tooling.CopyFrom(spec.tooling)
         if spec.raw:
             request.prompt = spec.prompt
         else:
@@ -307,12 +346,12 @@ class Router:
             async with aclosing(events):  # leaving early (an empty reply) cancels the call at once
                 async for response in events:
                     if response.HasField("result"):
-                        if not response.result.text.strip():
+                        if not response.result.text.strip() and not response.result.tool_calls:
                             raise EmptyModelResponse(f"model {model} returned an empty response")
                         finished = True
                     if held is not None:
                         held.append(response)
-                        if not finished and not "".join(r.delta.text for r in held).strip():
+                        if not finished and not _says_something(held):
                             continue
                         for waiting in held:
                             yield waiting

@@ -50,6 +50,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                     yield orchestrator_pb2.StreamGenerationResponse(response=event)
                 elif event.HasField("delta"):
                     yield orchestrator_pb2.StreamGenerationResponse(delta=event.delta)
+                elif event.HasField("tool_call"):
+                    yield orchestrator_pb2.StreamGenerationResponse(tool_call=event.tool_call)
                 else:
                     yield orchestrator_pb2.StreamGenerationResponse(result=event.result)
 

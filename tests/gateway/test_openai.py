@@ -346,9 +346,15 @@ HI = [{"role": "user", "content": "hi"}]
         ({"messages": HI, "n": 2}, "invalid_request", "n", "n greater than 1 is not supported"),
         (
             {"messages": HI, "tools": [{"type": "function", "function": {"name": "f"}}]},
-            "invalid_request",
+            "tools_not_supported",
             "tools",
-            'tools are not supported by this server (unless tool_choice is "none")',
+            "model scripted",
+        ),
+        (
+            {"messages": HI, "functions": [{"name": "f"}]},
+            "invalid_request",
+            "functions",
+            "functions is not supported by this server",
         ),
         (
             {"messages": HI, "response_format": {"type": "json_object"}},

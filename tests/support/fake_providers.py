@@ -12,6 +12,10 @@ Each request takes the next behaviour from `script` ("ok" when it is empty):
   context  400: the prompt is too long for the model
   down     503
   slow     waits 3 s before answering (longer than the tests' provider timeout)
+
+A request that offers tools (and does not rule them out) is answered, on "ok", as a model would: a call
+of the named tool (or the first) with `{"input": <last user message>}`; a request whose last turn is a
+tool's result gets the reply "<provider> says: tool said <result>".
 """
 
 from __future__ import annotations
@@ -64,6 +68,15 @@ def event_stream_message(headers: dict[str, str], payload: bytes) -> bytes:
     return message + struct.pack(">I", zlib.crc32(message))
 
 
+def tool_arguments(text: str) -> str:
+    return json.dumps({"input": text})
+
+
+def halves(text: str) -> list[str]:
+    """A tool call's arguments in two streamed pieces, as providers send them in several."""
+    return [text[: len(text) // 2], text[len(text) // 2 :]]
+
+
 def sse(data: Any, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
 
@@ -108,7 +121,17 @@ class FakeProviders:
         behaviour, body = await self._take("openai", request)
         if (error := self._openai_error(behaviour)) is not None:
             return error
-        text = "" if behaviour == "empty" else reply_for("openai", body["messages"][-1]["content"])
+        last = body["messages"][-1]
+        tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")
+        call = None
+        if last["role"] == "tool":
+            text = reply_for("openai", f"tool said {last['content']}")
+        elif tools and choice != "none":
+            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+            call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+            text, arguments = "", tool_arguments(last["content"])
+        else:
+            text = "" if behaviour == "empty" else reply_for("openai", last["content"])
         usage = {
             "prompt_tokens": 5,
             "completion_tokens": len(pieces(text)),
@@ -116,18 +139,30 @@ class FakeProviders:
         }
         base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
         if not body.get("stream"):
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if call:
+                message = {**message, "content": None, "tool_calls": [{**call, "function": {
+                    **call["function"], "arguments": arguments}}]}  # fmt: skip
+            answer = {"index": 0, "message": message, "finish_reason": "tool_calls" if call else "stop"}
+            return JSONResponse({**base, "object": "chat.completion", "choices": [answer], "usage": usage})
 
         def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
             return {**base, "object": "chat.completion.chunk", "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
-            yield sse(chunk({"role": "assistant", "content": ""}, None))
-            for piece in pieces(text):
-                yield sse(chunk({"content": piece}, None))
-            yield sse(chunk({}, "stop"))
+            if call:
+                yield sse(
+                    chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]}, None)
+                )
+                for piece in halves(arguments):
+                    yield sse(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None))
+                yield sse(chunk({}, "tool_calls"))
+            else:
+                yield sse(chunk({"role": "assistant", "content": ""}, None))
+                for piece in pieces(text):
+                    yield sse(chunk({"content": piece}, None))
+                yield sse(chunk({}, "stop"))
             if body.get("stream_options", {}).get("include_usage"):
                 yield sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
@@ -167,7 +202,17 @@ class FakeProviders:
                 status_code=status,
                 headers={"x-should-retry": "false"},
             )
-        text = "" if behaviour == "empty" else reply_for("anthropic", body["messages"][-1]["content"])
+        last = body["messages"][-1]["content"]
+        results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
+        tools, choice = body.get("tools") or [], body.get("tool_choice", {"type": "auto"})
+        use = None
+        if results:
+            text = reply_for("anthropic", f"tool said {results[0]['content']}")
+        elif tools and choice["type"] != "none":
+            name = choice["name"] if choice["type"] == "tool" else tools[0]["name"]
+            use, text = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {"input": last}}, ""
+        else:
+            text = "" if behaviour == "empty" else reply_for("anthropic", last)
         output_tokens = len(pieces(text))
         message = {
             "id": "msg_1",
@@ -180,8 +225,8 @@ class FakeProviders:
             return JSONResponse(
                 {
                     **message,
-                    "content": [{"type": "text", "text": text}] if text else [],
-                    "stop_reason": "end_turn",
+                    "content": [use] if use else [{"type": "text", "text": text}] if text else [],
+                    "stop_reason": "tool_use" if use else "end_turn",
                     "usage": {"input_tokens": 7, "output_tokens": output_tokens},
                 }
             )
@@ -194,19 +239,34 @@ class FakeProviders:
                 "usage": {"input_tokens": 7, "output_tokens": 1},
             }
             yield sse({"type": "message_start", "message": start}, "message_start")
-            block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-            yield sse(block, "content_block_start")
-            for piece in pieces(text):
-                delta = {
-                    "type": "content_block_delta",
+            if use:
+                block = {"type": "content_block_start", "index": 0, "content_block": {**use, "input": {}}}
+                yield sse(block, "content_block_start")
+                for piece in halves(json.dumps(use["input"])):
+                    delta = {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    }
+                    yield sse(delta, "content_block_delta")
+            else:
+                block = {
+                    "type": "content_block_start",
                     "index": 0,
-                    "delta": {"type": "text_delta", "text": piece},
+                    "content_block": {"type": "text", "text": ""},
                 }
-                yield sse(delta, "content_block_delta")
+                yield sse(block, "content_block_start")
+                for piece in pieces(text):
+                    delta = {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    }
+                    yield sse(delta, "content_block_delta")
             yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             end = {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": "tool_use" if use else "end_turn", "stop_sequence": None},
                 "usage": {"output_tokens": output_tokens},
             }
             yield sse(end, "message_delta")
@@ -237,7 +297,17 @@ class FakeProviders:
         if method == "batchEmbedContents":
             texts = [r["content"]["parts"][0]["text"] for r in body["requests"]]
             return JSONResponse({"embeddings": [{"values": vector(t)} for t in texts]})
-        text = "" if behaviour == "empty" else reply_for("gemini", body["contents"][-1]["parts"][0]["text"])
+        last = body["contents"][-1]["parts"]
+        declared = [d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations", [])]
+        calling = body.get("toolConfig", {}).get("functionCallingConfig", {})
+        call = None
+        if "functionResponse" in last[0]:
+            text = reply_for("gemini", f"tool said {last[0]['functionResponse']['response']['result']}")
+        elif declared and calling.get("mode") != "NONE":
+            name = (calling.get("allowedFunctionNames") or [declared[0]["name"]])[0]
+            call, text = {"functionCall": {"name": name, "args": {"input": last[0]["text"]}}}, ""
+        else:
+            text = "" if behaviour == "empty" else reply_for("gemini", last[0]["text"])
         usage = {
             "promptTokenCount": 6,
             "candidatesTokenCount": len(pieces(text)),
@@ -250,6 +320,14 @@ class FakeProviders:
                 found["finishReason"] = finish
             return found
 
+        if call:  # a function call comes whole, in one response or one chunk
+            answer = {"content": {"role": "model", "parts": [call]}, "index": 0, "finishReason": "STOP"}
+            data = {"candidates": [answer], "usageMetadata": usage, "modelVersion": model}
+            if method == "generateContent":
+                return JSONResponse(data)
+            return StreamingResponse(
+                iter([f"data: {json.dumps(data)}\r\n\r\n"]), media_type="text/event-stream"
+            )
         if method == "generateContent":
             return JSONResponse(
                 {"candidates": [candidate(text, "STOP")], "usageMetadata": usage, "modelVersion": model}
@@ -291,14 +369,25 @@ class FakeProviders:
         operation = request.path_params["rest"].rpartition("/")[2]
         if operation == "invoke":
             return JSONResponse({"embedding": vector(body["inputText"]), "inputTextTokenCount": 3})
-        last = body["messages"][-1]["content"][0]["text"]
-        text = "" if behaviour == "empty" else reply_for("bedrock", last)
+        block = body["messages"][-1]["content"][0]
+        config = body.get("toolConfig") or {}
+        use = None
+        if "toolResult" in block:
+            text = reply_for("bedrock", f"tool said {block['toolResult']['content'][0]['text']}")
+        elif config.get("tools"):
+            chosen = config.get("toolChoice", {}).get("tool", {}).get("name")
+            name = chosen or config["tools"][0]["toolSpec"]["name"]
+            use, text = {"toolUseId": "tooluse_1", "name": name, "input": {"input": block["text"]}}, ""
+        else:
+            text = "" if behaviour == "empty" else reply_for("bedrock", block["text"])
         usage = {"inputTokens": 8, "outputTokens": len(pieces(text)), "totalTokens": 8 + len(pieces(text))}
+        stop = "tool_use" if use else "end_turn"
         if operation == "converse":
+            content = [{"toolUse": use}] if use else [{"text": text}]
             return JSONResponse(
                 {
-                    "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-                    "stopReason": "end_turn",
+                    "output": {"message": {"role": "assistant", "content": content}},
+                    "stopReason": stop,
                     "usage": usage,
                     "metrics": {"latencyMs": 1},
                 }
@@ -310,10 +399,17 @@ class FakeProviders:
                 return event_stream_message(headers, json.dumps(payload).encode())
 
             yield event("messageStart", {"role": "assistant"})
+            if use:
+                start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
+                yield event("contentBlockStart", {"start": start, "contentBlockIndex": 0})
+                for piece in halves(json.dumps(use["input"])):
+                    yield event(
+                        "contentBlockDelta", {"delta": {"toolUse": {"input": piece}}, "contentBlockIndex": 0}
+                    )
             for piece in pieces(text):
                 yield event("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
             yield event("contentBlockStop", {"contentBlockIndex": 0})
-            yield event("messageStop", {"stopReason": "end_turn"})
+            yield event("messageStop", {"stopReason": stop})
             yield event("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})
 
         return StreamingResponse(events(), media_type="application/vnd.amazon.eventstream")

@@ -7,10 +7,19 @@ user, metadata, ...) are accepted and ignored, as most OpenAI-compatible servers
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from llmmesh.common.v1 import common_pb2
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from services.common.results import FinishReason, Usage
 from services.gateway.errors import field_error
@@ -23,6 +32,14 @@ _ROLES = {
     "developer": common_pb2.ROLE_SYSTEM,
     "user": common_pb2.ROLE_USER,
     "assistant": common_pb2.ROLE_ASSISTANT,
+    "tool": common_pb2.ROLE_TOOL,
+}
+# OpenAI's limit on the tools of one request.
+MAX_TOOLS = 128
+_CHOICE_MODES = {
+    "auto": common_pb2.ToolChoice.MODE_AUTO,
+    "none": common_pb2.ToolChoice.MODE_NONE,
+    "required": common_pb2.ToolChoice.MODE_REQUIRED,
 }
 ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Stop = str | Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=4)] | None
@@ -33,19 +50,79 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    # JSON text, as the model wrote it (OpenAI's API does not promise it parses).
+    arguments: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+class ToolCall(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is OpenAI's newer name for system instructions.
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # An assistant turn that called tools may have no content.
+    content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: Annotated[list[ToolCall], Field(max_length=MAX_TOOLS)] | None = None
+    tool_call_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> ChatMessage:
+        if self.role == "tool" and self.tool_call_id is None:
+            raise field_error("tool_call_id", "a tool message needs the tool_call_id of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise field_error("tool_calls", "only an assistant message carries tool_calls")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise field_error(
+                "content", "content is required (only an assistant message with tool_calls may omit it)"
+            )
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     def to_proto(self) -> common_pb2.ChatMessage:
-        return common_pb2.ChatMessage(role=_ROLES[self.role], content=self.text())
+        return common_pb2.ChatMessage(
+            role=_ROLES[self.role],
+            content=self.text(),
+            tool_calls=[
+                common_pb2.ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                for c in self.tool_calls or []
+            ],
+            tool_call_id=self.tool_call_id or "",
+        )
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, _ and -, at most 64.")
+    description: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    parameters: dict[str, Any] | None = Field(default=None, description="The arguments' JSON Schema.")
+    strict: bool | None = False
+
+
+class ToolDefinition(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(BaseModel):
@@ -96,22 +173,54 @@ class ChatCompletionRequest(_Sampling):
         description="LLM Mesh extension: keep this conversation's turns in the store, so a client sends "
         "only its new turn (also accepted as the X-Conversation-ID header).",
     )
+    tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     unsupported_fields = ("functions", "logprobs", "top_logprobs", "audio", "prediction")
 
     @model_validator(mode="after")
     def _text_responses_only(self) -> ChatCompletionRequest:
         extra: dict[str, Any] = self.model_extra or {}
-        # With tool_choice "none" the model answers in text whatever tools it is told of: served.
-        if extra.get("tools") and extra.get("tool_choice") != "none":
-            raise field_error(
-                "tools", 'tools are not supported by this server (unless tool_choice is "none")'
-            )
         response_format = extra.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
             raise field_error(
                 "response_format", "response_format other than text is not supported by this server"
             )
+        names = [tool.function.name for tool in self.tools or []]
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            raise field_error(
+                "tool_choice",
+                f"tool_choice names function {self.tool_choice.function.name!r}, which is not in tools",
+            )
+        if self.tool_choice == "required" and not names:
+            raise field_error("tool_choice", 'tool_choice "required" needs tools')
+        if len(set(names)) != len(names):
+            raise field_error("tools", "every tool needs a name of its own")
         return self
+
+    def tooling(self) -> common_pb2.Tooling | None:
+        """The tools as the orchestrator takes them; None when the request has none."""
+        if not self.tools:
+            return None
+        tooling = common_pb2.Tooling(
+            tools=[
+                common_pb2.Tool(
+                    name=t.function.name,
+                    description=t.function.description,
+                    parameters=json.dumps(t.function.parameters) if t.function.parameters else "",
+                    strict=bool(t.function.strict),
+                )
+                for t in self.tools
+            ]
+        )
+        if isinstance(self.tool_choice, NamedToolChoice):
+            tooling.choice.mode = common_pb2.ToolChoice.MODE_FUNCTION
+            tooling.choice.function = self.tool_choice.function.name
+        else:
+            tooling.choice.mode = _CHOICE_MODES[self.tool_choice or "auto"]
+        if self.parallel_tool_calls is not None:
+            tooling.parallel_calls = self.parallel_tool_calls
+        return tooling
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -133,7 +242,18 @@ class CompletionRequest(_Sampling):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    # null when the model only called tools
+    content: str | None
+    tool_calls: list[ToolCall] | None = Field(default=None, description="The tools the model called.")
+
+    @model_serializer(mode="wrap")
+    def _calls_only_when_made(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # OpenAI's schema has no null tool_calls: a message without calls has none.
+        data: dict[str, Any] = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
+
     refusal: None = Field(
         default=None, description="Always null: the mesh's models do not refuse in a separate field."
     )

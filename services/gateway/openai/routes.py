@@ -40,8 +40,10 @@ from services.gateway.openai.protocol import (
     EmbeddingList,
     EmbeddingRequest,
     EmbeddingUsage,
+    FunctionCall,
     Model,
     ModelList,
+    ToolCall,
 )
 from services.gateway.streaming import sse_from_stream
 
@@ -65,6 +67,15 @@ def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
     return cast(FinishReason, FINISH_REASON_NAMES.get(result.finish_reason, "stop"))
 
 
+def _assistant_message(result: common_pb2.GenerationResult) -> AssistantMessage:
+    calls = [
+        ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
+        for c in result.tool_calls
+    ]
+    # A turn that only called tools has no content (null, as OpenAI's).
+    return AssistantMessage(content=result.text or (None if calls else ""), tool_calls=calls or None)
+
+
 def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
     header = request.headers.get(CONVERSATION_HEADER)
     if body.conversation_id is not None or header is None:
@@ -83,6 +94,7 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
         messages=[m.to_proto() for m in body.messages],
         params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
+        tooling=body.tooling(),
     )
 
 
@@ -126,9 +138,25 @@ class _Chunks:
         self.started = True
         return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}])
 
+    def tool_call(self, piece: common_pb2.ToolCallDelta) -> ServerSentEvent:
+        """OpenAI's tool-call delta: the call's first piece has its id, type and name."""
+        function: dict[str, str] = {"arguments": piece.arguments}
+        call: dict[str, Any] = {"index": piece.index}
+        if piece.id:
+            call.update(id=piece.id, type="function")
+            function["name"] = piece.name
+        call["function"] = function
+        delta: dict[str, Any] = {"tool_calls": [call]}
+        if not self.started:
+            delta = {"role": "assistant", "content": None, "refusal": None, **delta}
+        self.started = True
+        return self.envelope([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
     def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
             return [self.chunk(event.delta.text, None)]
+        if event.HasField("tool_call"):
+            return [self.tool_call(event.tool_call)]
         result = event.result
         charge(self.request, result.usage)
         frames = [self.chunk(None, _finish_reason(result))]
@@ -187,9 +215,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         id=f"chatcmpl-{request_id_of(request)}",
         created=int(time.time()),
         model=body.model,
-        choices=[
-            ChatChoice(message=AssistantMessage(content=result.text), finish_reason=_finish_reason(result))
-        ],
+        choices=[ChatChoice(message=_assistant_message(result), finish_reason=_finish_reason(result))],
         usage=Usage.from_proto(result.usage),
     )
 

@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from services.common.errors import UnsupportedTask
+from services.common.errors import ToolsNotSupported, UnsupportedTask
 from services.common.registry import ModelConfig
 from services.inference.errors import (
     PromptTooLong,
 )
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "content_filter"]
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+ToolChoiceMode = Literal["auto", "none", "required", "function"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    # The arguments as JSON text (an object).
+    arguments: str
 
 
 @dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    # An assistant turn's tool calls; a tool turn's call id.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str = ""
+    # The arguments' JSON Schema as JSON text; empty: no arguments.
+    parameters: str = ""
+    strict: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The arguments' schema as an object (an empty object schema when the tool takes none)."""
+        return json.loads(self.parameters) if self.parameters else {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class Tooling:
+    """The tools a generation may call, and whether and which it must."""
+
+    tools: tuple[Tool, ...]
+    choice: ToolChoiceMode = "auto"
+    # The tool a "function" choice names.
+    function: str = ""
+    parallel_calls: bool = True
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,8 @@ class GenerationInput:
     messages: Sequence[Message] = field(default_factory=tuple)
     # The caller wants only the whole result: a provider backend may answer in one shot.
     one_shot: bool = False
+    # The tools the model may call; None: none.
+    tooling: Tooling | None = None
 
     def as_messages(self) -> list[Message]:
         """The input as chat turns: a raw prompt is one user turn (for chat-only provider APIs)."""
@@ -58,6 +97,16 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call `index`: the first has its id and name, later ones add to its arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Finished:
     text: str
     prompt_tokens: int
@@ -65,6 +114,12 @@ class Finished:
     finish_reason: FinishReason
     # The stop string that ended it, where the backend knows; empty otherwise.
     stop_sequence: str = ""
+    # The tools the model called (finish_reason "tool_calls").
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+# What a generation yields: text deltas and tool-call pieces, then one Finished.
+Event = Delta | ToolCallDelta | Finished
 
 
 @dataclass(frozen=True)
@@ -80,6 +135,8 @@ class Backend(abc.ABC):
     kind: str = "unknown"
     # Whether the host may unload it when idle or to make room (local engines holding weights).
     unloadable: bool = False
+    # Whether it can call tools (GenerationInput.tooling, tool turns in the conversation).
+    calls_tools: bool = False
 
     def __init__(self, name: str, config: ModelConfig) -> None:
         self.name = name
@@ -109,8 +166,16 @@ class Backend(abc.ABC):
     async def load(self) -> None:
         """Load the model (or build the provider client); set `loaded` when done."""
 
+    def check_tools(self, request: GenerationInput) -> None:
+        """Refuse tools, or a conversation with tool turns, when the model cannot call tools; a
+        request whose tool_choice is "none" is answered in text without them."""
+        uses_tools = request.tooling is not None and request.tooling.choice != "none"
+        tool_turns = any(m.role == "tool" or m.tool_calls for m in request.messages)
+        if (uses_tools or tool_turns) and not self.calls_tools:
+            raise ToolsNotSupported(f"model {self.name} ({self.kind}) cannot call tools")
+
     @abc.abstractmethod
-    def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         """Yield deltas as they are produced, then exactly one Finished.
 
         Closing the iterator early (the client went away) must stop the generation.

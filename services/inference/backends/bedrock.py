@@ -17,8 +17,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.common.config import ConfigError
 from services.common.errors import MeshError
 from services.common.registry import BedrockConfig
-from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput
-from services.inference.backends.cloud import CloudBackend, finish_reason
+from services.inference.backends.base import (
+    Delta,
+    Embeddings,
+    Event,
+    Finished,
+    FinishReason,
+    GenerationInput,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+)
+from services.inference.backends.cloud import CloudBackend, ToolCalls, add_tool_result, finish_reason
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
@@ -105,14 +115,16 @@ class BedrockBackend(CloudBackend[Any]):
             inference["stopSequences"] = list(sampling.stop)
         params: dict[str, Any] = {
             "modelId": self.config.model_id,
-            "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in messages],
+            "messages": _turns(messages),
             "inferenceConfig": inference,
         }
         if system:
             params["system"] = [{"text": system}]
+        if config := _tool_config(request):
+            params["toolConfig"] = config
         return params
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         params = self._params(request)
         if request.one_shot:
             try:
@@ -121,14 +133,21 @@ class BedrockBackend(CloudBackend[Any]):
                 raise self._error(exc) from exc
             content = response.get("output", {}).get("message", {}).get("content", [])
             text = "".join(block.get("text", "") for block in content)
+            made = tuple(
+                ToolCall(use["toolUseId"], use["name"], json.dumps(use.get("input", {}), ensure_ascii=False))
+                for use in (block["toolUse"] for block in content if "toolUse" in block)
+            )
             totals = response.get("usage", {})
             if text:
                 yield Delta(text, totals.get("outputTokens", 0))
+            for index, call in enumerate(made):
+                yield ToolCallDelta(index, call.id, call.name, call.arguments)
             yield Finished(
                 text,
                 totals.get("inputTokens", 0),
                 totals.get("outputTokens", 0),
-                finish_reason(response.get("stopReason"), _LENGTH, _FILTERED),
+                _finish(response.get("stopReason")),
+                tool_calls=made,
             )
             return
 
@@ -141,6 +160,9 @@ class BedrockBackend(CloudBackend[Any]):
 
         reader = loop.run_in_executor(None, self._read_stream, params, emit, stopped)
         parts: list[str] = []
+        calls = ToolCalls()
+        # Bedrock numbers content blocks (text and toolUse alike); OpenAI's deltas number calls.
+        call_index: dict[int, int] = {}
         reason: str | None = None
         usage: dict[str, Any] = {}
         try:
@@ -149,9 +171,18 @@ class BedrockBackend(CloudBackend[Any]):
                     raise self._error(event) from event
                 if isinstance(event, BaseException):
                     raise event
-                if "contentBlockDelta" in event:
-                    text = event["contentBlockDelta"].get("delta", {}).get("text", "")
-                    if text:
+                if "contentBlockStart" in event:
+                    start = event["contentBlockStart"]
+                    if use := start.get("start", {}).get("toolUse"):
+                        call_index[start.get("contentBlockIndex", 0)] = len(call_index)
+                        yield calls.add(ToolCallDelta(len(call_index) - 1, use["toolUseId"], use["name"]))
+                elif "contentBlockDelta" in event:
+                    block = event["contentBlockDelta"]
+                    delta = block.get("delta", {})
+                    if "toolUse" in delta:
+                        index = call_index[block.get("contentBlockIndex", 0)]
+                        yield calls.add(ToolCallDelta(index, arguments=delta["toolUse"].get("input", "")))
+                    elif text := delta.get("text", ""):
                         parts.append(text)
                         yield Delta(text, 0)
                 elif "messageStop" in event:
@@ -165,7 +196,8 @@ class BedrockBackend(CloudBackend[Any]):
             "".join(parts),
             usage.get("inputTokens", 0),
             usage.get("outputTokens", 0),
-            finish_reason(reason, _LENGTH, _FILTERED),
+            _finish(reason),
+            tool_calls=calls.done(),
         )
 
     def _read_stream(
@@ -218,3 +250,55 @@ class BedrockBackend(CloudBackend[Any]):
             return result
 
         return await asyncio.to_thread(call)
+
+
+def _finish(reason: str | None) -> FinishReason:
+    return "tool_calls" if reason == "tool_use" else finish_reason(reason, _LENGTH, _FILTERED)
+
+
+def _turns(messages: list[Message]) -> list[dict[str, Any]]:
+    """Turns in the Converse API's shape: an assistant's calls are toolUse blocks; tool results are
+    toolResult blocks of a user turn (one user turn for the results of one assistant turn's calls)."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            result = {
+                "toolResult": {"toolUseId": message.tool_call_id, "content": [{"text": message.content}]}
+            }
+            add_tool_result(turns, result, lambda block: "toolResult" in block)
+            continue
+        content: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+        content += [
+            {"toolUse": {"toolUseId": c.id, "name": c.name, "input": json.loads(c.arguments or "{}")}}
+            for c in message.tool_calls
+        ]
+        turns.append({"role": message.role, "content": content or [{"text": ""}]})
+    return turns
+
+
+def _tool_config(request: GenerationInput) -> dict[str, Any] | None:
+    """toolConfig: the tools and the choice. The Converse API has no "none": such a request sends no
+    tools, unless its conversation holds tool turns (which need the tools declared)."""
+    tooling = request.tooling
+    if tooling is None or not tooling.tools:
+        return None
+    tool_turns = any(m.role == "tool" or m.tool_calls for m in request.messages)
+    if tooling.choice == "none" and not tool_turns:
+        return None
+    config: dict[str, Any] = {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": t.name,
+                    **({"description": t.description} if t.description else {}),
+                    "inputSchema": {"json": t.schema()},
+                }
+            }
+            for t in tooling.tools
+        ]
+    }
+    if tooling.choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif tooling.choice == "function":
+        config["toolChoice"] = {"tool": {"name": tooling.function}}
+    return config

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import abc
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from services.common.config import ConfigError
 from services.common.registry import CloudConfig, resolve_secret
-from services.inference.backends.base import Backend, FinishReason, GenerationInput, Message
+from services.inference.backends.base import (
+    Backend,
+    FinishReason,
+    GenerationInput,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+)
 
 ClientT = TypeVar("ClientT")
 
@@ -16,6 +24,8 @@ class CloudBackend(Backend, Generic[ClientT]):
     """A model behind a provider's API: nothing to load but a client; the provider keeps it warm."""
 
     provider = "cloud"
+    # Every provider API the mesh speaks has function calling.
+    calls_tools = True
 
     def __init__(self, name: str, config: CloudConfig) -> None:
         super().__init__(name, config)
@@ -73,3 +83,36 @@ def finish_reason(value: str | None, length: tuple[str, ...], filtered: tuple[st
     if value in filtered:
         return "content_filter"
     return "stop"
+
+
+class ToolCalls:
+    """Tool calls put together from their streamed pieces (ToolCallDelta), in the order they began."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}
+
+    def add(self, piece: ToolCallDelta) -> ToolCallDelta:
+        call = self._calls.setdefault(piece.index, ["", "", ""])
+        call[0] = call[0] or piece.id
+        call[1] = call[1] or piece.name
+        call[2] += piece.arguments
+        return piece
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def done(self) -> tuple[ToolCall, ...]:
+        # A call whose arguments never came takes none: "{}", the JSON of no arguments.
+        return tuple(ToolCall(i, n, a or "{}") for i, n, a in (self._calls[k] for k in sorted(self._calls)))
+
+
+def add_tool_result(
+    turns: list[dict[str, Any]], result: dict[str, Any], is_result: Callable[[dict[str, Any]], bool]
+) -> None:
+    """Add a tool's result block to the conversation: the results of one assistant turn's calls share
+    one user turn (as Anthropic's and Bedrock's APIs want), so it joins the turn of the result before it."""
+    content = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else None
+    if isinstance(content, list) and content and is_result(content[-1]):
+        content.append(result)
+    else:
+        turns.append({"role": "user", "content": [result]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -10,8 +12,18 @@ from google.genai import errors, types
 
 from services.common.errors import MeshError
 from services.common.registry import GeminiConfig
-from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput
-from services.inference.backends.cloud import CloudBackend, finish_reason
+from services.inference.backends.base import (
+    Delta,
+    Embeddings,
+    Event,
+    Finished,
+    GenerationInput,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Tooling,
+)
+from services.inference.backends.cloud import CloudBackend, ToolCalls, finish_reason
 from services.inference.backends.provider_errors import classify, is_transport_error
 from services.inference.config import InferenceSettings
 
@@ -24,6 +36,74 @@ def _reason(response: types.GenerateContentResponse) -> str | None:
     if candidate is None or candidate.finish_reason is None:
         return None
     return str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
+
+
+def _parts(response: types.GenerateContentResponse) -> list[types.Part]:
+    candidate = response.candidates[0] if response.candidates else None
+    return list(candidate.content.parts or []) if candidate and candidate.content else []
+
+
+def _text(response: types.GenerateContentResponse) -> str:
+    # Not response.text, which warns when the parts hold function calls too.
+    return "".join(part.text for part in _parts(response) if part.text and not part.thought)
+
+
+def _calls(response: types.GenerateContentResponse) -> tuple[ToolCall, ...]:
+    """The function calls of a response. Gemini's may have no id; the mesh gives each one, unique in
+    the conversation, as a tool turn must name the call it answers."""
+    return tuple(
+        ToolCall(
+            call.id or f"call_{uuid.uuid4().hex[:24]}",
+            call.name or "",
+            json.dumps(call.args or {}, ensure_ascii=False),
+        )
+        for call in (part.function_call for part in _parts(response) if part.function_call)
+    )
+
+
+def _contents(messages: list[Message]) -> list[types.Content]:
+    """Turns in Gemini's shape: an assistant's tool calls are function_call parts of a model turn; a
+    tool's result is a function_response part (named by the call's function) of a user turn."""
+    names = {call.id: call.name for m in messages for call in m.tool_calls}
+    contents: list[types.Content] = []
+    for message in messages:
+        if message.role == "tool":
+            response = types.FunctionResponse(
+                id=message.tool_call_id,
+                name=names.get(message.tool_call_id, ""),
+                response={"result": message.content},
+            )
+            part = types.Part(function_response=response)
+            previous = contents[-1].parts or [] if contents else []
+            if previous and previous[-1].function_response:  # the results of one turn's calls: one turn
+                previous.append(part)
+            else:
+                contents.append(types.Content(role="user", parts=[part]))
+            continue
+        parts = [types.Part(text=message.content)] if message.content or not message.tool_calls else []
+        parts += [
+            types.Part(
+                function_call=types.FunctionCall(id=c.id, name=c.name, args=json.loads(c.arguments or "{}"))
+            )
+            for c in message.tool_calls
+        ]
+        contents.append(types.Content(role="model" if message.role == "assistant" else "user", parts=parts))
+    return contents
+
+
+def _tooling(tooling: Tooling) -> tuple[list[types.Tool], types.ToolConfig]:
+    declarations = [
+        types.FunctionDeclaration(
+            name=t.name, description=t.description or None, parameters_json_schema=t.schema()
+        )
+        for t in tooling.tools
+    ]
+    mode = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}[tooling.choice]
+    config = types.FunctionCallingConfig(
+        mode=types.FunctionCallingConfigMode(mode),
+        allowed_function_names=[tooling.function] if tooling.choice == "function" else None,
+    )
+    return [types.Tool(function_declarations=declarations)], types.ToolConfig(function_calling_config=config)
 
 
 class GeminiBackend(CloudBackend[genai.Client]):
@@ -74,35 +154,38 @@ class GeminiBackend(CloudBackend[genai.Client]):
             seed=sampling.seed,
             stop_sequences=list(sampling.stop) or None,
         )
-        contents = [
-            types.Content(
-                role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)]
-            )
-            for m in messages
-        ]
-        return {"model": self.config.model_id, "contents": contents, "config": config}
+        if request.tooling is not None and request.tooling.tools:
+            tools, config.tool_config = _tooling(request.tooling)
+            config.tools = list(tools)
+        return {"model": self.config.model_id, "contents": _contents(messages), "config": config}
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         params = self._params(request)
         if request.one_shot:
             try:
                 response = await self.models.generate_content(**params)
             except Exception as exc:
                 raise self._error(exc) from exc
-            text = response.text or ""
+            text = _text(response)
+            made = _calls(response)
             usage = response.usage_metadata
             completion = (usage.candidates_token_count or 0) if usage else 0
             if text:
                 yield Delta(text, completion)
+            for index, call in enumerate(made):
+                yield ToolCallDelta(index, call.id, call.name, call.arguments)
             yield Finished(
                 text,
                 (usage.prompt_token_count or 0) if usage else 0,
                 completion,
-                finish_reason(_reason(response), _LENGTH, _FILTERED),
+                "tool_calls" if made else finish_reason(_reason(response), _LENGTH, _FILTERED),
+                tool_calls=made,
             )
             return
 
         parts: list[str] = []
+        calls = ToolCalls()
+        count = 0
         reason: str | None = None
         prompt_tokens = completion_tokens = 0
         try:
@@ -113,15 +196,23 @@ class GeminiBackend(CloudBackend[genai.Client]):
                         prompt_tokens = chunk.usage_metadata.prompt_token_count or prompt_tokens
                         completion_tokens = chunk.usage_metadata.candidates_token_count or completion_tokens
                     reason = _reason(chunk) or reason
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        yield Delta(chunk.text, 0)
+                    if text := _text(chunk):
+                        parts.append(text)
+                        yield Delta(text, 0)
+                    # Gemini sends each function call whole, in one chunk.
+                    for call in _calls(chunk):
+                        yield calls.add(ToolCallDelta(count, call.id, call.name, call.arguments))
+                        count += 1
             finally:
                 await stream.aclose()  # leaving early closes the HTTP response
         except Exception as exc:
             raise self._error(exc) from exc
         yield Finished(
-            "".join(parts), prompt_tokens, completion_tokens, finish_reason(reason, _LENGTH, _FILTERED)
+            "".join(parts),
+            prompt_tokens,
+            completion_tokens,
+            "tool_calls" if calls else finish_reason(reason, _LENGTH, _FILTERED),
+            tool_calls=calls.done(),
         )
 
     async def embed(self, inputs: list[str]) -> Embeddings:

@@ -10,8 +10,19 @@ import openai
 
 from services.common.errors import MeshError
 from services.common.registry import OpenAIConfig
-from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput
-from services.inference.backends.cloud import CloudBackend, finish_reason
+from services.inference.backends.base import (
+    Delta,
+    Embeddings,
+    Event,
+    Finished,
+    FinishReason,
+    GenerationInput,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Tooling,
+)
+from services.inference.backends.cloud import CloudBackend, ToolCalls, finish_reason
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
@@ -51,7 +62,7 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
         sampling = request.sampling
         params: dict[str, Any] = {
             "model": self.config.model_id,
-            "messages": [{"role": m.role, "content": m.content} for m in request.as_messages()],
+            "messages": [_message(m) for m in request.as_messages()],
             # OpenAI's own API wants max_completion_tokens; compatible servers know max_tokens.
             ("max_completion_tokens" if self.config.base_url is None else "max_tokens"): sampling.max_tokens,
         }
@@ -63,9 +74,11 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             params["seed"] = sampling.seed
         if sampling.stop:
             params["stop"] = list(sampling.stop)
+        if request.tooling is not None:
+            params.update(_tooling(request.tooling))
         return params
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         params = self._params(request)
         if request.one_shot:
             try:
@@ -74,18 +87,27 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                 raise self._error(exc) from exc
             choice = completion.choices[0] if completion.choices else None
             text = (choice.message.content if choice else None) or ""
+            made = tuple(
+                ToolCall(call.id, call.function.name, call.function.arguments or "{}")
+                for call in (choice.message.tool_calls or [] if choice else [])
+                if call.type == "function"
+            )
             usage = completion.usage
             if text:
                 yield Delta(text, usage.completion_tokens if usage else 0)
+            for index, call in enumerate(made):
+                yield ToolCallDelta(index, call.id, call.name, call.arguments)
             yield Finished(
                 text,
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
-                finish_reason(choice.finish_reason if choice else None, ("length",), ("content_filter",)),
+                "tool_calls" if made else _finish(choice.finish_reason if choice else None),
+                tool_calls=made,
             )
             return
 
         parts: list[str] = []
+        calls = ToolCalls()
         reason: str | None = None
         prompt_tokens = completion_tokens = 0
         try:
@@ -103,6 +125,16 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                         if choice.delta.content:
                             parts.append(choice.delta.content)
                             yield Delta(choice.delta.content, 0)
+                        for piece in choice.delta.tool_calls or []:
+                            function = piece.function
+                            yield calls.add(
+                                ToolCallDelta(
+                                    piece.index,
+                                    piece.id or "",
+                                    (function.name if function else None) or "",
+                                    (function.arguments if function else None) or "",
+                                )
+                            )
                         reason = choice.finish_reason or reason
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
@@ -110,7 +142,8 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             "".join(parts),
             prompt_tokens,
             completion_tokens,
-            finish_reason(reason, ("length",), ("content_filter",)),
+            "tool_calls" if calls else _finish(reason),
+            tool_calls=calls.done(),
         )
 
     async def embed(self, inputs: list[str]) -> Embeddings:
@@ -123,3 +156,48 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             vectors=[list(item.embedding) for item in ordered],
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
         )
+
+
+def _finish(reason: str | None) -> FinishReason:
+    return finish_reason(reason, ("length",), ("content_filter",))
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A turn in OpenAI's chat format: tool turns answer a call id; assistant turns may carry calls."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    turn: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        turn["content"] = message.content or None
+        turn["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    return turn
+
+
+def _tooling(tooling: Tooling) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if tooling.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": tool.schema(),
+                    **({"strict": True} if tool.strict else {}),
+                },
+            }
+            for tool in tooling.tools
+        ]
+        if not tooling.parallel_calls:
+            params["parallel_tool_calls"] = False
+    params["tool_choice"] = (
+        {"type": "function", "function": {"name": tooling.function}}
+        if tooling.choice == "function"
+        else tooling.choice
+    )
+    if not tooling.tools:
+        del params["tool_choice"]  # OpenAI refuses a tool_choice without tools
+    return params

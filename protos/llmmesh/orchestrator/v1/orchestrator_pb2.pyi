@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response")
+    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response", "tooling")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class GenerationSpec(_message.Message):
     RAW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    TOOLING_FIELD_NUMBER: _ClassVar[int]
     model: str
     system: str
     prompt: str
@@ -28,7 +29,8 @@ class GenerationSpec(_message.Message):
     raw: bool
     conversation_id: str
     response: ResponseOptions
-    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ...) -> None: ...
+    tooling: _common_pb2.Tooling
+    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ...) -> None: ...
 
 class ResponseOptions(_message.Message):
     __slots__ = ("store", "previous_response_id", "metadata", "message_roles")
@@ -82,14 +84,16 @@ class StreamGenerationRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ...) -> None: ...
 
 class StreamGenerationResponse(_message.Message):
-    __slots__ = ("delta", "result", "response")
+    __slots__ = ("delta", "result", "response", "tool_call")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     delta: _common_pb2.TokenDelta
     result: _common_pb2.GenerationResult
     response: ResponseInfo
-    def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ..., response: _Optional[_Union[ResponseInfo, _Mapping]] = ...) -> None: ...
+    tool_call: _common_pb2.ToolCallDelta
+    def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ..., response: _Optional[_Union[ResponseInfo, _Mapping]] = ..., tool_call: _Optional[_Union[_common_pb2.ToolCallDelta, _Mapping]] = ...) -> None: ...
 
 class SessionRun(_message.Message):
     __slots__ = ("session_code", "llm_result", "messages", "cached", "model", "usage", "created_at")

@@ -1,0 +1,358 @@
+"""Tool calls through the OpenAI API, end to end: the official `openai` SDK against the whole mesh,
+whose cloud backends (OpenAI-compatible, Anthropic) call local fakes of their providers through their
+own SDKs. A call, the tool's result sent back, the final answer; streamed and not; tool_choice; a route
+that passes over a model that cannot call tools; the refusals. Answers are checked against OpenAI's
+published schemas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from services.common.registry import parse_registry
+from services.inference.backends import create_backend
+from services.inference.config import InferenceSettings
+from tests.support.fake_providers import FakeProviders
+from tests.support.mesh import SCRIPTED, Gateway, scripted_mesh, serve_asgi
+from tests.support.openai_schema import conforms
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CLOCK = {
+    "type": "function",
+    "function": {"name": "clock", "parameters": {"type": "object", "properties": {}}},
+}
+ASK = [{"role": "user", "content": "Tokyo"}]
+# provider -> the registry's model served by it
+MODELS = {"openai": "gpt", "anthropic": "claude", "gemini": "gemini", "bedrock": "nova"}
+PARAMETERS = WEATHER["function"]["parameters"]  # type: ignore[index]
+
+
+@dataclass
+class ToolMesh:
+    gateway: Gateway
+    fake: FakeProviders
+
+    def sdk(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=f"{self.gateway.client.base_url}/v1", api_key="unused", max_retries=0
+        )
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ToolMesh]:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("GEMINI_API_KEY", "gm-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    fake = FakeProviders()
+    async for url in serve_asgi(fake.app(), lifespan="off"):
+        registry = parse_registry(
+            {
+                "models": {
+                    "scripted": {"backend": SCRIPTED},
+                    "gpt": {"backend": "openai", "model_id": "gpt-test", "base_url": f"{url}/v1"},
+                    "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url},
+                    "gemini": {"backend": "gemini", "model_id": "gemini-test", "base_url": url},
+                    "nova": {
+                        "backend": "bedrock",
+                        "model_id": "amazon.nova-lite-v1:0",
+                        "base_url": url,
+                        "region": "us-east-1",
+                    },
+                },
+                "canned": {"greetings": [{"match": "Tokyo", "reply": "Canned Tokyo."}]},
+                "routes": {
+                    "default": [{"model": "scripted"}],
+                    # canned, then a model that cannot call tools, then one that can
+                    "tooled": [{"canned": "greetings"}, {"model": "scripted"}, {"model": "gpt"}],
+                },
+            }
+        )
+        settings = InferenceSettings(port=0)
+        cloud = [create_backend(name, registry.models[name], settings) for name in MODELS.values()]
+        async with scripted_mesh(
+            f"sqlite+aiosqlite:///{tmp_path}/s.db", registry=registry, models=cloud, generation_timeout_s=10
+        ) as gateway:
+            yield ToolMesh(gateway, fake)
+
+
+def tool_turns(call: Any, result: str) -> list[dict[str, Any]]:
+    """The conversation after a call: the assistant's call as the SDK returned it, then the tool's result."""
+    return [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": result},
+    ]
+
+
+@pytest.mark.parametrize("provider", MODELS)
+async def test_a_tool_round_trip(mesh: ToolMesh, provider: str) -> None:
+    async with mesh.sdk() as client:
+        called = await client.chat.completions.create(model=MODELS[provider], messages=ASK, tools=[WEATHER])
+        [choice] = called.choices
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content is None
+        [call] = choice.message.tool_calls or []
+        assert (call.type, call.function.name) == ("function", "weather")
+        assert json.loads(call.function.arguments) == {"input": "Tokyo"}
+        answered = await client.chat.completions.create(
+            model=MODELS[provider], messages=tool_turns(call, "22C and sunny"), tools=[WEATHER]
+        )
+    assert answered.choices[0].finish_reason == "stop"
+    assert answered.choices[0].message.content == f"{provider} says: tool said 22C and sunny"
+    first, second = mesh.fake.calls(provider)[-2:]
+    tools, turns = WIRE[provider]
+    assert tools(first.body) == tools(EXPECTED_TOOLS[provider])
+    assert turns(second.body) == turns(expected_turns(provider, call.id))
+
+
+# What each provider's API is sent: the tools, and the call and its result in the second request.
+WIRE: dict[str, tuple[Any, Any]] = {
+    "openai": (lambda b: b["tools"], lambda b: b["messages"][1:]),
+    "anthropic": (lambda b: (b["tools"], b["tool_choice"]), lambda b: b["messages"][1:]),
+    "gemini": (lambda b: (b["tools"], b["toolConfig"]), lambda b: b["contents"][1:]),
+    "bedrock": (lambda b: b["toolConfig"], lambda b: b["messages"][1:]),
+}
+EXPECTED_TOOLS: dict[str, dict[str, Any]] = {
+    "openai": {"tools": [WEATHER]},
+    "anthropic": {
+        "tools": [{"name": "weather", "description": "The weather in a city", "input_schema": PARAMETERS}],
+        "tool_choice": {"type": "auto"},
+    },
+    "gemini": {
+        # google-genai sends this field in proto's own spelling, which Google's JSON APIs accept too.
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "description": "The weather in a city",
+                        "name": "weather",
+                        "parameters_json_schema": PARAMETERS,
+                    }
+                ]
+            }
+        ],
+        "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+    },
+    "bedrock": {
+        "toolConfig": {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "weather",
+                        "description": "The weather in a city",
+                        "inputSchema": {"json": PARAMETERS},
+                    }
+                }
+            ]
+        }
+    },
+}
+
+
+def expected_turns(provider: str, call_id: str) -> dict[str, Any]:
+    arguments = {"input": "Tokyo"}
+    if provider == "openai":
+        call = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": "weather", "arguments": json.dumps(arguments)},
+        }
+        return {
+            "messages": [
+                None,
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call_id, "content": "22C and sunny"},
+            ]
+        }
+    if provider == "anthropic":
+        result = {"type": "tool_result", "tool_use_id": call_id, "content": "22C and sunny"}
+        return {
+            "messages": [
+                None,
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": call_id, "name": "weather", "input": arguments}],
+                },
+                {"role": "user", "content": [result]},
+            ]
+        }
+    if provider == "gemini":
+        response = {"id": call_id, "name": "weather", "response": {"result": "22C and sunny"}}
+        return {
+            "contents": [
+                None,
+                {
+                    "role": "model",
+                    "parts": [{"functionCall": {"id": call_id, "name": "weather", "args": arguments}}],
+                },
+                {"role": "user", "parts": [{"functionResponse": response}]},
+            ]
+        }
+    result = {"toolResult": {"toolUseId": call_id, "content": [{"text": "22C and sunny"}]}}
+    return {
+        "messages": [
+            None,
+            {
+                "role": "assistant",
+                "content": [{"toolUse": {"toolUseId": call_id, "name": "weather", "input": arguments}}],
+            },
+            {"role": "user", "content": [result]},
+        ]
+    }
+
+
+@pytest.mark.parametrize("provider", MODELS)
+async def test_a_streamed_tool_call_arrives_in_openais_deltas(mesh: ToolMesh, provider: str) -> None:
+    async with mesh.sdk() as client:
+        stream = await client.chat.completions.create(
+            model=MODELS[provider], messages=ASK, tools=[WEATHER, CLOCK], stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+    pieces = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    # The arguments come in more than one piece, but from Gemini, which sends a call whole.
+    assert len(pieces) >= (1 if provider == "gemini" else 2)
+    assert pieces[0].id and pieces[0].function and pieces[0].function.name == "weather"
+    assert all(p.index == 0 and p.id is None for p in pieces[1:])
+    arguments = "".join(p.function.arguments or "" for p in pieces if p.function)
+    assert json.loads(arguments) == {"input": "Tokyo"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    body = {"model": MODELS[provider], "messages": ASK, "tools": [WEATHER], "stream": True}
+    async with mesh.gateway.client.stream("POST", "/v1/chat/completions", json=body) as response:
+        raw = "".join([part async for part in response.aiter_text()])
+    frames = [f.removeprefix("data: ") for f in raw.split("\n\n") if f.startswith("data: ")]
+    assert frames[-1] == "[DONE]"
+    for frame in frames[:-1]:
+        conforms("CreateChatCompletionStreamResponse", json.loads(frame))
+
+
+async def test_tool_choice_names_the_tool_or_rules_tools_out(mesh: ToolMesh) -> None:
+    async with mesh.sdk() as client:
+        named = await client.chat.completions.create(
+            model="gpt",
+            messages=ASK,
+            tools=[WEATHER, CLOCK],
+            tool_choice={"type": "function", "function": {"name": "clock"}},
+            parallel_tool_calls=False,
+        )
+        none = await client.chat.completions.create(
+            model="claude", messages=ASK, tools=[WEATHER], tool_choice="none"
+        )
+        required = await client.chat.completions.create(
+            model="claude", messages=ASK, tools=[WEATHER, CLOCK], tool_choice="required"
+        )
+    assert (named.choices[0].message.tool_calls or [])[0].function.name == "clock"
+    sent = mesh.fake.calls("openai")[-1].body
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "clock"}}
+    assert sent["parallel_tool_calls"] is False
+    assert none.choices[0].message.content == "anthropic says: Tokyo"
+    assert mesh.fake.calls("anthropic")[-2].body["tool_choice"] == {"type": "none"}
+    assert required.choices[0].finish_reason == "tool_calls"
+    assert mesh.fake.calls("anthropic")[-1].body["tool_choice"] == {"type": "any"}
+    conforms("CreateChatCompletionResponse", named.model_dump(exclude_unset=True))
+
+
+async def test_a_route_passes_over_tiers_that_cannot_call_a_required_tool(mesh: ToolMesh) -> None:
+    async with mesh.sdk() as client:
+        # Without tools, the canned tier answers; with a required tool call, neither it nor the
+        # scripted model (no tool calling) may: the route's cloud tier does.
+        canned = await client.chat.completions.create(model="tooled", messages=ASK)
+        called = await client.chat.completions.create(
+            model="tooled", messages=ASK, tools=[WEATHER], tool_choice="required"
+        )
+    assert canned.choices[0].message.content == "Canned Tokyo."
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert mesh.gateway.backend.calls == []  # the scripted model was never asked
+
+
+async def test_tools_on_a_model_that_cannot_call_them_are_a_400_naming_it(mesh: ToolMesh) -> None:
+    async with mesh.sdk() as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER])
+    assert refused.value.body["code"] == "tools_not_supported"  # type: ignore[index]
+    assert "model scripted" in refused.value.message and "cannot call tools" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+            "tool_choice names function 'nope', which is not in tools",
+        ),
+        ({"tool_choice": "required"}, "tool_choice", 'tool_choice "required" needs tools'),
+        ({"tools": [WEATHER, WEATHER]}, "tools", "every tool needs a name of its own"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "has space"}}]},
+            "tools.0.function.name",
+            "String should match pattern",
+        ),
+        (
+            {"messages": [*ASK, {"role": "tool", "content": "22C"}]},
+            "messages.1.tool_call_id",
+            "a tool message needs the tool_call_id",
+        ),
+        (
+            {"messages": [{"role": "user", "content": None}]},
+            "messages.0.content",
+            "content is required",
+        ),
+    ],
+)
+async def test_malformed_tool_requests_are_400s_naming_the_field(
+    mesh: ToolMesh, body: dict[str, Any], param: str, words: str
+) -> None:
+    response = await mesh.gateway.client.post(
+        "/v1/chat/completions", json={"model": "gpt", "messages": ASK, **body}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", param)
+    assert words in error["message"], error["message"]
+    assert mesh.fake.calls("openai") == []
+
+
+async def test_a_tool_result_for_a_call_never_made_is_refused_before_any_model_runs(mesh: ToolMesh) -> None:
+    messages = [*ASK, {"role": "tool", "tool_call_id": "call_404", "content": "22C"}]
+    response = await mesh.gateway.client.post(
+        "/v1/chat/completions", json={"model": "gpt", "messages": messages, "tools": [WEATHER]}
+    )
+    assert response.status_code == 400
+    assert "tool call 'call_404', which no earlier assistant turn made" in response.json()["error"]["message"]
+    assert mesh.fake.calls("openai") == []
+
+
+async def test_a_call_whose_arguments_are_not_json_is_a_400_not_a_crash(mesh: ToolMesh) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{not json"}}
+    messages = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "22C"}]  # fmt: skip
+    response = await mesh.gateway.client.post(
+        "/v1/chat/completions", json={"model": "claude", "messages": messages, "tools": [WEATHER]}
+    )
+    assert response.status_code == 400
+    assert "the arguments of tool call 'call_1' are not a JSON object" in response.json()["error"]["message"]
+    assert mesh.fake.calls("anthropic") == []
+
+
+async def test_a_stored_conversation_refuses_tools_until_it_can_keep_them(mesh: ToolMesh) -> None:
+    response = await mesh.gateway.client.post(
+        "/v1/chat/completions",
+        json={"model": "gpt", "messages": ASK, "tools": [WEATHER], "conversation_id": "c1"},
+    )
+    assert response.status_code == 400
+    assert "stored conversation cannot carry tool calls yet" in response.json()["error"]["message"]
