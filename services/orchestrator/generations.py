@@ -23,10 +23,6 @@ def _check_storable(spec: orchestrator_pb2.GenerationSpec) -> None:
     """Turns the store could not keep are refused before the model runs, not after it generated."""
     if "\x00" in spec.prompt or any("\x00" in m.content for m in spec.messages):
         raise InvalidGenerationRequest("a turn of a stored conversation cannot contain a NUL character")
-    if spec.HasField("tooling") or any(m.tool_calls or m.role == common_pb2.ROLE_TOOL for m in spec.messages):
-        raise InvalidGenerationRequest(
-            "a stored conversation cannot carry tool calls yet: send the whole conversation without conversation_id"
-        )
 
 
 class Generations:
@@ -60,7 +56,7 @@ class Generations:
         async for event in self._router.stream(full, caller_time_remaining, one_shot):
             if event.HasField("result"):
                 # Stored before the client hears the turn ended, so its next turn sees this one.
-                await self._remember(spec, event.result.text)
+                await self._remember(spec, event.result)
             yield event
 
     async def run(
@@ -95,11 +91,18 @@ class Generations:
         full.messages.extend([*system, *history, *new])
         return full
 
-    async def _remember(self, spec: orchestrator_pb2.GenerationSpec, reply: str) -> None:
+    async def _remember(
+        self, spec: orchestrator_pb2.GenerationSpec, result: common_pb2.GenerationResult
+    ) -> None:
+        """The new turns and the reply (with the tools it called) join the stored conversation."""
         turns = [m for m in spec.messages if m.role != common_pb2.ROLE_SYSTEM]
         if spec.prompt:
             turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
-        turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content=reply))
+        turns.append(
+            common_pb2.ChatMessage(
+                role=common_pb2.ROLE_ASSISTANT, content=result.text, tool_calls=result.tool_calls
+            )
+        )
         await self._store.append_conversation(
             store_pb2.AppendConversationRequest(conversation_id=spec.conversation_id, messages=turns),
         )

@@ -18,13 +18,16 @@ from services.store.repository import unit_of_work
 from services.store.tables import Conversation, ConversationMessage, utcnow
 
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-STORED_ROLES = frozenset({"user", "assistant"})
+STORED_ROLES = frozenset({"user", "assistant", "tool"})
 
 
 @dataclass(frozen=True)
 class Turn:
     role: str
     content: str
+    # An assistant turn's calls as {"id", "name", "arguments"}; a tool turn's call id.
+    tool_calls: tuple[dict[str, str], ...] = ()
+    tool_call_id: str = ""
 
 
 def check_conversation_id(conversation_id: str) -> None:
@@ -61,7 +64,7 @@ class Conversations:
         if not turns:
             raise InvalidStoreRequest("nothing to append")
         if any(turn.role not in STORED_ROLES for turn in turns):
-            raise InvalidStoreRequest("a conversation stores user and assistant turns only")
+            raise InvalidStoreRequest("a conversation stores user, assistant and tool turns only")
         for attempt in range(2):
             try:
                 return await self._append(project, conversation_id, turns)
@@ -91,7 +94,12 @@ class Conversations:
                 )
             db.add_all(
                 ConversationMessage(
-                    conversation_pk=conversation.id, position=last + 1 + index, role=t.role, content=t.content
+                    conversation_pk=conversation.id,
+                    position=last + 1 + index,
+                    role=t.role,
+                    content=t.content,
+                    tool_calls=list(t.tool_calls) or None,
+                    tool_call_id=t.tool_call_id or None,
                 )
                 for index, t in enumerate(turns)
             )

@@ -52,7 +52,7 @@ log = logging.getLogger("llmmesh.store.servicer")
 def _role_name(role: common_pb2.Role) -> str:
     name = ROLE_NAMES.get(role)
     if name is None:
-        raise InvalidStoreRequest("every stored message needs a role: system, user or assistant")
+        raise InvalidStoreRequest("every stored message needs a role: system, user, assistant or tool")
     return name
 
 
@@ -225,7 +225,13 @@ def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.Stored
     return store_pb2.StoredConversation(
         conversation_id=conversation.conversation_id,
         messages=[
-            common_pb2.ChatMessage(role=ROLE_VALUES[m.role], content=m.content) for m in conversation.messages
+            common_pb2.ChatMessage(
+                role=ROLE_VALUES[m.role],
+                content=m.content,
+                tool_calls=[common_pb2.ToolCall(**call) for call in m.tool_calls or []],
+                tool_call_id=m.tool_call_id or "",
+            )
+            for m in conversation.messages
         ],
         created_at=_timestamp(conversation.created_at),
         updated_at=_timestamp(conversation.updated_at),
@@ -585,7 +591,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def AppendConversation(
         self, request: store_pb2.AppendConversationRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AppendConversationResponse:
-        turns = [Turn(_role_name(m.role), m.content) for m in request.messages]
+        turns = [
+            Turn(
+                _role_name(m.role),
+                m.content,
+                tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls),
+                m.tool_call_id,
+            )
+            for m in request.messages
+        ]
         length = await self.conversations.append(current_project(), request.conversation_id, turns)
         return store_pb2.AppendConversationResponse(length=length)
 

@@ -234,9 +234,13 @@ class ConversationMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_pk: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    # user or assistant (system instructions are sent with each request, not stored)
+    # user, assistant or tool (system instructions are sent with each request, not stored)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+    # An assistant turn's tool calls: [{"id", "name", "arguments"}]; None when it called none.
+    tool_calls: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
+    # A tool turn: the id of the call it answers.
+    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class StoredResponse(Base):

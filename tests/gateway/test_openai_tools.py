@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,17 @@ class ToolMesh:
         )
 
 
-@pytest.fixture
-async def mesh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ToolMesh]:
+@pytest.fixture(autouse=True)
+def provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("GEMINI_API_KEY", "gm-test")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+
+
+@asynccontextmanager
+async def tool_mesh(database_url: str) -> AsyncIterator[ToolMesh]:
     fake = FakeProviders()
     async for url in serve_asgi(fake.app(), lifespan="off"):
         registry = parse_registry(
@@ -85,9 +90,15 @@ async def mesh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         settings = InferenceSettings(port=0)
         cloud = [create_backend(name, registry.models[name], settings) for name in MODELS.values()]
         async with scripted_mesh(
-            f"sqlite+aiosqlite:///{tmp_path}/s.db", registry=registry, models=cloud, generation_timeout_s=10
+            database_url, registry=registry, models=cloud, generation_timeout_s=10
         ) as gateway:
             yield ToolMesh(gateway, fake)
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[ToolMesh]:
+    async with tool_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db") as mesh:
+        yield mesh
 
 
 def tool_turns(call: Any, result: str) -> list[dict[str, Any]]:
@@ -349,10 +360,35 @@ async def test_a_call_whose_arguments_are_not_json_is_a_400_not_a_crash(mesh: To
     assert mesh.fake.calls("anthropic") == []
 
 
-async def test_a_stored_conversation_refuses_tools_until_it_can_keep_them(mesh: ToolMesh) -> None:
-    response = await mesh.gateway.client.post(
-        "/v1/chat/completions",
-        json={"model": "gpt", "messages": ASK, "tools": [WEATHER], "conversation_id": "c1"},
-    )
-    assert response.status_code == 400
-    assert "stored conversation cannot carry tool calls yet" in response.json()["error"]["message"]
+async def test_a_stored_conversation_keeps_the_calls_and_their_results(database_url: str) -> None:
+    """With conversation_id the client sends only its new turn: the call, then only the tool's result
+    (on both databases: the calls are stored as JSON)."""
+    stored = {"conversation_id": "trip-1"}
+    async with tool_mesh(database_url) as mesh:
+        async with mesh.sdk() as client:
+            called = await client.chat.completions.create(
+                model="claude", messages=ASK, tools=[WEATHER], extra_body=stored
+            )
+            [call] = called.choices[0].message.tool_calls or []
+            answered = await client.chat.completions.create(
+                model="claude",
+                messages=[{"role": "tool", "tool_call_id": call.id, "content": "22C and sunny"}],
+                tools=[WEATHER],
+                extra_body=stored,
+            )
+        kept = await mesh.gateway.client.get("/api/v1/conversations/trip-1")
+        sent = mesh.fake.calls("anthropic")[-1].body["messages"]
+    assert answered.choices[0].message.content == "anthropic says: tool said 22C and sunny"
+    assert [turn["role"] for turn in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"][0]["type"] == "tool_use" and sent[2]["content"][0]["tool_use_id"] == call.id
+    assert kept.status_code == 200
+    assert kept.json()["messages"] == [
+        {"role": "user", "content": "Tokyo"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": call.id, "name": "weather", "arguments": call.function.arguments}],
+        },
+        {"role": "tool", "content": "22C and sunny", "tool_call_id": call.id},
+        {"role": "assistant", "content": "anthropic says: tool said 22C and sunny"},
+    ]

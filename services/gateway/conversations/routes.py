@@ -12,7 +12,12 @@ from services.gateway.errors import error_responses, request_id_of
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 
-@router.get("/{conversation_id}", response_model=Conversation, responses=error_responses(400, 404))
+@router.get(
+    "/{conversation_id}",
+    response_model=Conversation,
+    response_model_exclude_none=True,
+    responses=error_responses(400, 404),
+)
 async def get_conversation(conversation_id: str, request: Request) -> Conversation:
     """The stored turns of one of the caller's project's conversations, oldest first."""
     answer = await store(request).get_conversation(
