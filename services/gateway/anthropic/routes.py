@@ -1,7 +1,8 @@
 """Transport for the Anthropic Messages API: Anthropic's request and response shapes in, the same
 orchestrator calls as every other front door out. Streams are Anthropic's SSE events, in its order:
-message_start, content_block_start, ping, content_block_delta (text_delta)…, content_block_stop,
-message_delta (stop reason and usage), message_stop; a failure midway is one `error` event."""
+message_start, then each content block (content_block_start, a ping after the first, its deltas:
+text_delta or a tool call's input_json_delta, content_block_stop), message_delta (stop reason and
+usage), message_stop; a failure midway is one `error` event."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from services.gateway.anthropic.protocol import (
     AnthropicMessagesRequest,
     AnthropicMessageUsage,
     AnthropicOutputText,
+    AnthropicOutputToolUse,
     AnthropicTokenCount,
     StopReason,
 )
@@ -49,11 +51,24 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 
 
 def _spec(body: AnthropicCountTokensRequest | AnthropicMessagesRequest) -> orchestrator_pb2.GenerationSpec:
-    return orchestrator_pb2.GenerationSpec(model=body.model, system=body.system_text(), messages=body.turns())
+    return orchestrator_pb2.GenerationSpec(
+        model=body.model, system=body.system_text(), messages=body.turns(), tooling=body.tooling()
+    )
+
+
+def _arguments(call: common_pb2.ToolCall) -> dict[str, Any]:
+    """A call's arguments as the object Anthropic's `input` is (a model's malformed JSON: {})."""
+    try:
+        value = json.loads(call.arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def stop_reason(result: common_pb2.GenerationResult) -> tuple[StopReason, str | None]:
     """Anthropic's stop_reason and stop_sequence for how the generation ended."""
+    if result.finish_reason == common_pb2.FINISH_REASON_TOOL_CALLS:
+        return "tool_use", None
     if result.finish_reason == common_pb2.FINISH_REASON_LENGTH:
         return "max_tokens", None
     if result.finish_reason == common_pb2.FINISH_REASON_CONTENT_FILTER:
@@ -71,6 +86,9 @@ class _Events:
         self.id = f"msg_{request_id_of(request)}"
         self.model = body.model
         self.started = False
+        # The content block being streamed (text, or a tool call by the mesh's call index), and its index.
+        self.block: str | int | None = None
+        self.index = -1
 
     @staticmethod
     def event(data: dict[str, Any]) -> ServerSentEvent:
@@ -88,29 +106,57 @@ class _Events:
             # The prompt's tokens are known when the generation ends: message_delta carries them.
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return [
-            self.event({"type": "message_start", "message": message}),
-            self.event(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-            ),
-            self.event({"type": "ping"}),
-        ]
+        return [self.event({"type": "message_start", "message": message})]
+
+    def begin(self, block: str | int, content_block: dict[str, Any]) -> list[ServerSentEvent]:
+        """Close the block being streamed, open the next (the first with a ping after it, as Anthropic's)."""
+        frames = self.end()
+        self.block, self.index = block, self.index + 1
+        frames.append(
+            self.event({"type": "content_block_start", "index": self.index, "content_block": content_block})
+        )
+        if self.index == 0:
+            frames.append(self.event({"type": "ping"}))
+        return frames
+
+    def end(self) -> list[ServerSentEvent]:
+        if self.block is None:
+            return []
+        self.block = None
+        return [self.event({"type": "content_block_stop", "index": self.index})]
 
     def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         frames = [] if self.started else self.opening()
         self.started = True
         if event.HasField("delta"):
+            if self.block != "text":
+                frames += self.begin("text", {"type": "text", "text": ""})
             if event.delta.text:
                 delta = {"type": "text_delta", "text": event.delta.text}
-                frames.append(self.event({"type": "content_block_delta", "index": 0, "delta": delta}))
+                frames.append(
+                    self.event({"type": "content_block_delta", "index": self.index, "delta": delta})
+                )
+            return frames
+        if event.HasField("tool_call"):
+            piece = event.tool_call
+            if self.block != piece.index:
+                use = {"type": "tool_use", "id": piece.id, "name": piece.name, "input": {}}
+                frames += self.begin(piece.index, use)
+            if piece.arguments:
+                delta = {"type": "input_json_delta", "partial_json": piece.arguments}
+                frames.append(
+                    self.event({"type": "content_block_delta", "index": self.index, "delta": delta})
+                )
             return frames
         result = event.result
         charge(self.request, result.usage)
         reason, sequence = stop_reason(result)
         usage = {"input_tokens": result.usage.prompt_tokens, "output_tokens": result.usage.completion_tokens}
+        if self.index < 0:  # nothing was generated: still one (empty) text block, as Anthropic sends
+            frames += self.begin("text", {"type": "text", "text": ""})
         return [
             *frames,
-            self.event({"type": "content_block_stop", "index": 0}),
+            *self.end(),
             self.event(
                 {
                     "type": "message_delta",
@@ -135,7 +181,7 @@ class _Events:
     summary="Create a message (Anthropic-compatible)",
 )
 async def create_message(body: AnthropicMessagesRequest, request: Request) -> Any:
-    """Anthropic's Messages API, text only. `model` is a model or route name of the mesh; the
+    """Anthropic's Messages API: text and client tools. `model` is a model or route name of the mesh; the
     `x-api-key` header carries the mesh's API key and `anthropic-version` is accepted."""
     spec = _spec(body)
     spec.params.CopyFrom(body.sampling())
@@ -151,9 +197,10 @@ async def create_message(body: AnthropicMessagesRequest, request: Request) -> An
     result = response.result
     charge(request, result.usage)
     reason, sequence = stop_reason(result)
+    uses = [AnthropicOutputToolUse(id=c.id, name=c.name, input=_arguments(c)) for c in result.tool_calls]
     return AnthropicMessage(
         id=f"msg_{request_id_of(request)}",
-        content=[AnthropicOutputText(text=result.text)],
+        content=[*([AnthropicOutputText(text=result.text)] if result.text or not uses else []), *uses],
         model=body.model,
         stop_reason=reason,
         stop_sequence=sequence,

@@ -1,6 +1,6 @@
-"""Tool calls through the OpenAI API, end to end: the official `openai` SDK against the whole mesh,
-whose cloud backends (OpenAI-compatible, Anthropic) call local fakes of their providers through their
-own SDKs. A call, the tool's result sent back, the final answer; streamed and not; tool_choice; a route
+"""Tool calls end to end: the official `openai` and `anthropic` SDKs against the whole mesh, whose
+cloud backends (OpenAI-compatible, Anthropic, Gemini, Bedrock) call local fakes of their providers
+through their own SDKs. A call, the tool's result sent back, the final answer; streamed and not; tool_choice; a route
 that passes over a model that cannot call tools; the refusals. Answers are checked against OpenAI's
 published schemas."""
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -392,3 +393,60 @@ async def test_a_stored_conversation_keeps_the_calls_and_their_results(database_
         {"role": "tool", "content": "22C and sunny", "tool_call_id": call.id},
         {"role": "assistant", "content": "anthropic says: tool said 22C and sunny"},
     ]
+
+
+def anthropic_sdk(mesh: ToolMesh) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        base_url=str(mesh.gateway.client.base_url), api_key="unused", max_retries=0
+    )
+
+
+ANTHROPIC_WEATHER = {
+    "name": "weather",
+    "description": "The weather in a city",
+    "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+}
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_the_anthropic_sdk_calls_tools_on_any_backend(mesh: ToolMesh, model: str) -> None:
+    """Anthropic's tool use through the mesh's Messages door, served by an OpenAI or an Anthropic model."""
+    async with anthropic_sdk(mesh) as client:
+        called = await client.messages.create(
+            model=model,
+            max_tokens=64,
+            messages=[{"role": "user", "content": "Tokyo"}],
+            tools=[ANTHROPIC_WEATHER],
+        )
+        assert called.stop_reason == "tool_use"
+        [use] = [block for block in called.content if block.type == "tool_use"]
+        assert (use.name, use.input) == ("weather", {"input": "Tokyo"})
+        answered = await client.messages.create(
+            model=model,
+            max_tokens=64,
+            tools=[ANTHROPIC_WEATHER],
+            messages=[
+                {"role": "user", "content": "Tokyo"},
+                {"role": "assistant", "content": [block.model_dump() for block in called.content]},
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "22C"}],
+                },
+            ],
+        )
+        async with client.messages.stream(
+            model=model,
+            max_tokens=64,
+            messages=[{"role": "user", "content": "Tokyo"}],
+            tools=[ANTHROPIC_WEATHER],
+            tool_choice={"type": "tool", "name": "weather"},
+        ) as stream:
+            streamed = await stream.get_final_message()
+    provider = "openai" if model == "gpt" else "anthropic"
+    assert answered.stop_reason == "end_turn"
+    assert (
+        answered.content[0].type == "text" and answered.content[0].text == f"{provider} says: tool said 22C"
+    )
+    assert streamed.stop_reason == "tool_use"
+    [streamed_use] = [block for block in streamed.content if block.type == "tool_use"]
+    assert (streamed_use.name, streamed_use.input) == ("weather", {"input": "Tokyo"})
