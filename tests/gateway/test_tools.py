@@ -1,4 +1,4 @@
-"""Tool calls end to end: the official `openai` and `anthropic` SDKs against the whole mesh, whose
+"""Tool calls end to end: the official `openai` and `anthropic` SDKs and the `ollama` client against the whole mesh, whose
 cloud backends (OpenAI-compatible, Anthropic, Gemini, Bedrock) call local fakes of their providers
 through their own SDKs. A call, the tool's result sent back, the final answer; streamed and not; tool_choice; a route
 that passes over a model that cannot call tools; the refusals. Answers are checked against OpenAI's
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import ollama
 import openai
 import pytest
 
@@ -450,3 +451,52 @@ async def test_the_anthropic_sdk_calls_tools_on_any_backend(mesh: ToolMesh, mode
     assert streamed.stop_reason == "tool_use"
     [streamed_use] = [block for block in streamed.content if block.type == "tool_use"]
     assert (streamed_use.name, streamed_use.input) == ("weather", {"input": "Tokyo"})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_ollama_client_calls_tools(mesh: ToolMesh, stream: bool) -> None:
+    """Ollama's tool calls have no ids: a tool turn answers its tool's call by the tool's name."""
+    client = ollama.AsyncClient(host=str(mesh.gateway.client.base_url))
+
+    async def chat(messages: list[Any]) -> Any:
+        if not stream:
+            return (await client.chat(model="gemini", messages=messages, tools=[WEATHER])).message
+        parts = [
+            part
+            async for part in await client.chat(
+                model="gemini", messages=messages, tools=[WEATHER], stream=True
+            )
+        ]
+        assert parts[-1].done
+        calls = [call for part in parts for call in part.message.tool_calls or []]
+        return ollama.Message(
+            role="assistant",
+            content="".join(p.message.content or "" for p in parts),
+            tool_calls=calls or None,
+        )
+
+    called = await chat([{"role": "user", "content": "Tokyo"}])
+    [call] = called.tool_calls or []
+    assert (call.function.name, dict(call.function.arguments)) == ("weather", {"input": "Tokyo"})
+    answered = await chat(
+        [
+            {"role": "user", "content": "Tokyo"},
+            called,
+            {"role": "tool", "content": "22C", "tool_name": "weather"},
+        ]
+    )
+    assert answered.content == "gemini says: tool said 22C"
+    sent = mesh.fake.calls("gemini")[-1].body["contents"]
+    assert sent[1]["parts"][0]["functionCall"]["name"] == "weather"
+    assert sent[2]["parts"][0]["functionResponse"]["name"] == "weather"
+
+
+async def test_an_ollama_tool_turn_with_no_call_to_answer_is_a_400(mesh: ToolMesh) -> None:
+    client = ollama.AsyncClient(host=str(mesh.gateway.client.base_url))
+    with pytest.raises(ollama.ResponseError) as refused:
+        await client.chat(
+            model="gemini",
+            messages=[{"role": "user", "content": "Tokyo"}, {"role": "tool", "content": "22C"}],
+        )
+    assert refused.value.status_code == 400
+    assert "answers no tool call" in refused.value.error

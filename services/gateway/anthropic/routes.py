@@ -28,6 +28,7 @@ from services.gateway.anthropic.protocol import (
 from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import orchestrator, stream_timeout_s, while_connected
 from services.gateway.errors import anthropic_error_body, error_responses, http_status_of, request_id_of
+from services.gateway.openai.protocol import arguments_object
 from services.gateway.streaming import sse_from_stream
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
@@ -54,15 +55,6 @@ def _spec(body: AnthropicCountTokensRequest | AnthropicMessagesRequest) -> orche
     return orchestrator_pb2.GenerationSpec(
         model=body.model, system=body.system_text(), messages=body.turns(), tooling=body.tooling()
     )
-
-
-def _arguments(call: common_pb2.ToolCall) -> dict[str, Any]:
-    """A call's arguments as the object Anthropic's `input` is (a model's malformed JSON: {})."""
-    try:
-        value = json.loads(call.arguments or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def stop_reason(result: common_pb2.GenerationResult) -> tuple[StopReason, str | None]:
@@ -197,7 +189,9 @@ async def create_message(body: AnthropicMessagesRequest, request: Request) -> An
     result = response.result
     charge(request, result.usage)
     reason, sequence = stop_reason(result)
-    uses = [AnthropicOutputToolUse(id=c.id, name=c.name, input=_arguments(c)) for c in result.tool_calls]
+    uses = [
+        AnthropicOutputToolUse(id=c.id, name=c.name, input=arguments_object(c)) for c in result.tool_calls
+    ]
     return AnthropicMessage(
         id=f"msg_{request_id_of(request)}",
         content=[*([AnthropicOutputText(text=result.text)] if result.text or not uses else []), *uses],

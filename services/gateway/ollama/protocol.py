@@ -8,20 +8,23 @@ Fields the mesh cannot honour and that would change the answer are refused with 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from llmmesh.common.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.errors import InvalidGenerationRequest
 from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
 from services.gateway.models.protocol import MAX_EMBED_CHARS, MAX_EMBED_INPUTS
-from services.gateway.openai.protocol import MAX_MESSAGES
+from services.gateway.openai.protocol import MAX_MESSAGES, MAX_TOOLS, ToolDefinition
 
 _ROLES = {
     "system": common_pb2.ROLE_SYSTEM,
     "user": common_pb2.ROLE_USER,
     "assistant": common_pb2.ROLE_ASSISTANT,
+    "tool": common_pb2.ROLE_TOOL,
 }
 DoneReason = Literal["stop", "length", "load"]
 ModelName = Annotated[
@@ -70,7 +73,7 @@ class _Generating(BaseModel):
     model: ModelName
     stream: bool = Field(default=True, description="NDJSON lines as the model produces text (the default).")
     options: OllamaOptions | None = None
-    unsupported_fields: ClassVar[tuple[str, ...]] = ("format", "think", "tools")
+    unsupported_fields: ClassVar[tuple[str, ...]] = ("format", "think")
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> _Generating:
@@ -81,19 +84,28 @@ class _Generating(BaseModel):
         return (self.options or OllamaOptions()).sampling()
 
 
+class OllamaFunctionCall(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class OllamaToolCall(BaseModel):
+    function: OllamaFunctionCall
+
+
 class OllamaChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    tool_calls: Annotated[list[OllamaToolCall], Field(max_length=MAX_TOOLS)] | None = None
+    # A tool turn: the tool whose result it is (Ollama's calls have no ids).
+    tool_name: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
     def _text_only(self) -> OllamaChatMessage:
-        _refuse(self.model_extra or {}, ("images", "tool_calls"))
+        _refuse(self.model_extra or {}, ("images",))
         return self
-
-    def to_proto(self) -> common_pb2.ChatMessage:
-        return common_pb2.ChatMessage(role=_ROLES[self.role], content=self.content)
 
 
 class OllamaChatRequest(_Generating):
@@ -102,6 +114,49 @@ class OllamaChatRequest(_Generating):
         max_length=MAX_MESSAGES,
         description="None: the model is only checked (done_reason load).",
     )
+    tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
+
+    def turns(self) -> list[common_pb2.ChatMessage]:
+        """The messages as the mesh's turns. Ollama's tool calls have no ids: each gets one from its
+        place in the conversation, and a tool turn answers the earliest unanswered call of its tool
+        (of any tool, when it names none)."""
+        turns: list[common_pb2.ChatMessage] = []
+        unanswered: list[common_pb2.ToolCall] = []
+        for position, message in enumerate(self.messages):
+            turn = common_pb2.ChatMessage(role=_ROLES[message.role], content=message.content)
+            for index, call in enumerate(message.tool_calls or []):
+                made = common_pb2.ToolCall(
+                    id=f"call_{position}_{index}",
+                    name=call.function.name,
+                    arguments=json.dumps(call.function.arguments, ensure_ascii=False),
+                )
+                turn.tool_calls.append(made)
+                unanswered.append(made)
+            if message.role == "tool":
+                answered = next((c for c in unanswered if message.tool_name in (None, c.name)), None)
+                if answered is None:
+                    raise InvalidGenerationRequest(
+                        f"messages[{position}]: a tool message answers no tool call of an earlier assistant message"
+                    )
+                unanswered.remove(answered)
+                turn.tool_call_id = answered.id
+            turns.append(turn)
+        return turns
+
+    def tooling(self) -> common_pb2.Tooling | None:
+        if not self.tools:
+            return None
+        return common_pb2.Tooling(
+            tools=[
+                common_pb2.Tool(
+                    name=t.function.name,
+                    description=t.function.description,
+                    parameters=json.dumps(t.function.parameters) if t.function.parameters else "",
+                )
+                for t in self.tools
+            ],
+            choice=common_pb2.ToolChoice(mode=common_pb2.ToolChoice.MODE_AUTO),
+        )
 
 
 class OllamaGenerateRequest(_Generating):
@@ -162,6 +217,7 @@ class OllamaShowRequest(BaseModel):
 class OllamaAssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    tool_calls: list[OllamaToolCall] | None = None
 
 
 class _Done(BaseModel):

@@ -8,7 +8,7 @@ Model names are the registry's (routes included); Ollama's default tag `:latest`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from services.gateway.ollama.protocol import (
     OllamaEmbeddingsResponse,
     OllamaEmbedRequest,
     OllamaEmbedResponse,
+    OllamaFunctionCall,
     OllamaGenerateRequest,
     OllamaGenerateResponse,
     OllamaListedModel,
@@ -40,8 +41,10 @@ from services.gateway.ollama.protocol import (
     OllamaShown,
     OllamaShowRequest,
     OllamaTags,
+    OllamaToolCall,
     OllamaVersion,
 )
+from services.gateway.openai.protocol import arguments_object
 from services.gateway.streaming import NDJSON, ndjson_from_stream
 
 
@@ -98,7 +101,7 @@ def _done_reason(result: common_pb2.GenerationResult) -> DoneReason:
 
 def _chat_spec(body: OllamaChatRequest) -> orchestrator_pb2.GenerationSpec:
     return orchestrator_pb2.GenerationSpec(
-        model=_mesh_name(body.model), messages=[m.to_proto() for m in body.messages], params=body.sampling()
+        model=_mesh_name(body.model), messages=body.turns(), params=body.sampling(), tooling=body.tooling()
     )
 
 
@@ -121,17 +124,22 @@ class _Answer:
         self.chat = chat
         self.started_ns = time.perf_counter_ns()
 
-    def text(self, text: str) -> dict[str, Any]:
+    def text(self, text: str, calls: Sequence[common_pb2.ToolCall] = ()) -> dict[str, Any]:
         if self.chat:
-            return {"message": OllamaAssistantMessage(content=text).model_dump()}
+            made = [
+                OllamaToolCall(function=OllamaFunctionCall(name=c.name, arguments=arguments_object(c)))
+                for c in calls
+            ]
+            message = OllamaAssistantMessage(content=text, tool_calls=made or None)
+            return {"message": message.model_dump(exclude_none=True)}
         return {"response": text}
 
-    def done(self, result: common_pb2.GenerationResult, text: str) -> dict[str, Any]:
+    def done(self, result: common_pb2.GenerationResult, text: str, with_calls: bool = True) -> dict[str, Any]:
         charge(self.request, result.usage)
         fields = {
             "model": self.model,
             "created_at": _now(),
-            **self.text(text),
+            **self.text(text, result.tool_calls if with_calls else ()),
             "done": True,
             "done_reason": _done_reason(result),
             "total_duration": time.perf_counter_ns() - self.started_ns,
@@ -149,7 +157,13 @@ class _Answer:
             if not event.delta.text:
                 return []
             return [{"model": self.model, "created_at": _now(), **self.text(event.delta.text), "done": False}]
-        return [self.done(event.result, "")]
+        if event.HasField("tool_call"):
+            return []  # Ollama streams a tool call whole: it goes out with the result
+        lines = []
+        if event.result.tool_calls:
+            calls = self.text("", event.result.tool_calls)
+            lines.append({"model": self.model, "created_at": _now(), **calls, "done": False})
+        return [*lines, self.done(event.result, "", with_calls=False)]
 
     def render_error(self, error: MeshError, request_id: str) -> list[dict[str, Any]]:
         return [ollama_error_body(error.code, error.message, request_id)]

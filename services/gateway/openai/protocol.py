@@ -50,6 +50,16 @@ class TextPart(BaseModel):
     text: str
 
 
+def arguments_object(call: common_pb2.ToolCall) -> dict[str, Any]:
+    """A call's arguments as an object, for the APIs whose calls carry one (Anthropic's `input`,
+    Ollama's `arguments`); arguments a model wrote that are not a JSON object read as {}."""
+    try:
+        value = json.loads(call.arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 class FunctionCall(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     # JSON text, as the model wrote it (OpenAI's API does not promise it parses).
