@@ -45,13 +45,19 @@ _CHOICES: dict[int, ToolChoiceMode] = {
 }
 
 
+def _choice(mode: int) -> ToolChoiceMode:
+    if mode not in _CHOICES:
+        raise InvalidGenerationRequest(f"tool_choice mode {mode} is not one this service knows")
+    return _CHOICES[mode]
+
+
 def _tooling(request: inference_pb2.GenerateRequest) -> Tooling | None:
     if not request.HasField("tooling"):
         return None
     tooling = request.tooling
     return Tooling(
         tools=tuple(Tool(t.name, t.description, t.parameters, t.strict) for t in tooling.tools),
-        choice=_CHOICES[tooling.choice.mode],
+        choice=_choice(tooling.choice.mode),
         function=tooling.choice.function,
         parallel_calls=tooling.parallel_calls if tooling.HasField("parallel_calls") else True,
     )

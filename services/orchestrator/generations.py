@@ -21,7 +21,9 @@ from services.store.client import StoreClient
 
 def _check_storable(spec: orchestrator_pb2.GenerationSpec) -> None:
     """Turns the store could not keep are refused before the model runs, not after it generated."""
-    if "\x00" in spec.prompt or any("\x00" in m.content for m in spec.messages):
+    texts = [spec.prompt] + [m.content for m in spec.messages] + [m.tool_call_id for m in spec.messages]
+    texts += [part for m in spec.messages for c in m.tool_calls for part in (c.id, c.name, c.arguments)]
+    if any("\x00" in text for text in texts):
         raise InvalidGenerationRequest("a turn of a stored conversation cannot contain a NUL character")
 
 

@@ -100,7 +100,7 @@ def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
             raise InvalidGenerationRequest("the conversation must end with a user message (or a tool result)")
         if any(m.role == common_pb2.ROLE_UNSPECIFIED for m in messages):
             raise InvalidGenerationRequest("every message needs a role: system, user, assistant or tool")
-        _check_tool_turns(messages)
+        _check_tool_turns(messages, spec.HasField("tooling"))
         if messages[-1].role == common_pb2.ROLE_TOOL:
             return ""  # a tool's result may be empty; no canned reply answers one
         text = messages[-1].content
@@ -109,16 +109,33 @@ def user_text(spec: orchestrator_pb2.GenerationSpec) -> str:
     return text
 
 
-def _check_tool_turns(messages: list[common_pb2.ChatMessage]) -> None:
-    """Every tool turn answers a call of an earlier assistant turn, by its id."""
-    called: set[str] = set()
+def _check_tool_turns(messages: list[common_pb2.ChatMessage], tooling: bool) -> None:
+    """The tool turns of a conversation are what every provider accepts: each answers, once, a call an
+    earlier assistant turn made, and every call is answered before the conversation goes on; a
+    conversation that holds calls comes with the tools (providers refuse calls of undeclared tools)."""
+    pending: set[str] = set()
+    answered: set[str] = set()
     for message in messages:
-        if message.role == common_pb2.ROLE_ASSISTANT:
-            called.update(call.id for call in message.tool_calls)
-        elif message.role == common_pb2.ROLE_TOOL and message.tool_call_id not in called:
+        if message.role == common_pb2.ROLE_TOOL:
+            if message.tool_call_id in answered:
+                raise InvalidGenerationRequest(f"tool call {message.tool_call_id!r} is answered twice")
+            if message.tool_call_id not in pending:
+                raise InvalidGenerationRequest(
+                    f"a tool message answers tool call {message.tool_call_id!r}, which no earlier assistant turn made"
+                )
+            pending.discard(message.tool_call_id)
+            answered.add(message.tool_call_id)
+            continue
+        if pending and message.role != common_pb2.ROLE_SYSTEM:
             raise InvalidGenerationRequest(
-                f"a tool message answers tool call {message.tool_call_id!r}, which no earlier assistant turn made"
+                f"tool call {sorted(pending)[0]!r} has no tool message answering it before the next turn"
             )
+        if message.role == common_pb2.ROLE_ASSISTANT and message.tool_calls:
+            if not tooling:
+                raise InvalidGenerationRequest(
+                    "the conversation holds tool calls: send the tools they called"
+                )
+            pending.update(call.id for call in message.tool_calls)
 
 
 def _says_something(events: list[inference_pb2.GenerateResponse]) -> bool:

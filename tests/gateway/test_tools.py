@@ -500,3 +500,144 @@ async def test_an_ollama_tool_turn_with_no_call_to_answer_is_a_400(mesh: ToolMes
         )
     assert refused.value.status_code == 400
     assert "answers no tool call" in refused.value.error
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_text_and_two_calls_in_one_turn(mesh: ToolMesh, model: str, stream: bool) -> None:
+    mesh.fake.then("parallel")
+    async with mesh.sdk() as client:
+        if stream:
+            chunks = [
+                c
+                async for c in await client.chat.completions.create(
+                    model=model, messages=ASK, tools=[WEATHER, CLOCK], stream=True
+                )
+            ]
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            text = "".join(d.content or "" for d in deltas)
+            pieces = [p for d in deltas for p in d.tool_calls or []]
+            calls = {p.index: p for p in pieces if p.id}
+            arguments = {
+                i: "".join(p.function.arguments or "" for p in pieces if p.index == i and p.function)
+                for i in calls
+            }
+            names = {i: calls[i].function.name for i in calls}  # type: ignore[union-attr]
+            assert all(
+                p.id is None for p in pieces if p not in calls.values()
+            )  # ids once, on the first piece
+        else:
+            reply = (
+                await client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER, CLOCK])
+            ).choices[0]
+            text = reply.message.content or ""
+            made = reply.message.tool_calls or []
+            names = {i: c.function.name for i, c in enumerate(made)}
+            arguments = {i: c.function.arguments for i, c in enumerate(made)}
+    assert text == "Let me check."
+    assert names == {0: "weather", 1: "clock"}
+    assert {i: json.loads(a) for i, a in arguments.items()} == {
+        0: {"input": "Tokyo"},
+        1: {"input": "Tokyo too"},
+    }
+
+
+async def test_the_anthropic_door_streams_each_block_in_anthropics_order(mesh: ToolMesh) -> None:
+    mesh.fake.then("parallel")
+    body = {"model": "gpt", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "Tokyo"}],
+            "tools": [ANTHROPIC_WEATHER, {"name": "clock", "input_schema": {"type": "object"}}]}  # fmt: skip
+    async with mesh.gateway.client.stream("POST", "/v1/messages", json=body) as response:
+        raw = "".join([part async for part in response.aiter_text()])
+    events = [
+        json.loads(line.removeprefix("data: ")) for line in raw.splitlines() if line.startswith("data: ")
+    ]
+    shape = [
+        (e["type"], e.get("index"), (e.get("content_block") or e.get("delta") or {}).get("type"))
+        for e in events
+    ]
+    deduplicated = [step for i, step in enumerate(shape) if i == 0 or step != shape[i - 1]]
+    assert deduplicated == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "text"),
+        ("ping", None, None),
+        ("content_block_delta", 0, "text_delta"),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, "tool_use"),
+        ("content_block_delta", 1, "input_json_delta"),
+        ("content_block_stop", 1, None),
+        ("content_block_start", 2, "tool_use"),
+        ("content_block_delta", 2, "input_json_delta"),
+        ("content_block_stop", 2, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
+    ]
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_bedrock_gets_alternating_turns_when_results_come_with_text(mesh: ToolMesh) -> None:
+    """An Anthropic user turn holds tool results and text; Converse wants one user turn, no blank text."""
+    async with anthropic_sdk(mesh) as client:
+        await client.messages.create(
+            model="nova",
+            max_tokens=64,
+            tools=[ANTHROPIC_WEATHER],
+            messages=[
+                {"role": "user", "content": "Tokyo"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t1", "content": ""},
+                        {"type": "text", "text": "and tomorrow?"},
+                    ],
+                },
+            ],
+        )
+    sent = mesh.fake.calls("bedrock")[-1].body["messages"]
+    assert [turn["role"] for turn in sent] == ["user", "assistant", "user"]
+    assert sent[2]["content"] == [
+        {"toolResult": {"toolUseId": "t1", "content": [{"json": {}}]}},
+        {"text": "and tomorrow?"},
+    ]
+
+
+CALLED = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("messages", "tools", "words"),
+    [
+        (
+            [
+                *ASK,
+                CALLED,
+                {"role": "tool", "tool_call_id": "c1", "content": "a"},
+                {"role": "tool", "tool_call_id": "c1", "content": "b"},
+            ],
+            [WEATHER],
+            "tool call 'c1' is answered twice",
+        ),
+        (
+            [*ASK, CALLED, *ASK],
+            [WEATHER],
+            "tool call 'c1' has no tool message answering it before the next turn",
+        ),
+        (
+            [*ASK, CALLED, {"role": "tool", "tool_call_id": "c1", "content": "a"}],
+            None,
+            "send the tools they called",
+        ),
+    ],
+)
+async def test_tool_conversations_providers_would_refuse_are_400s_here(
+    mesh: ToolMesh, messages: list[dict[str, Any]], tools: list[Any] | None, words: str
+) -> None:
+    body: dict[str, Any] = {"model": "claude", "messages": messages, **({"tools": tools} if tools else {})}
+    response = await mesh.gateway.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]["message"]
+    assert mesh.fake.calls("anthropic") == []

@@ -12,6 +12,7 @@ Each request takes the next behaviour from `script` ("ok" when it is empty):
   context  400: the prompt is too long for the model
   down     503
   slow     waits 3 s before answering (longer than the tests' provider timeout)
+  parallel (OpenAI, Anthropic; with tools) "Let me check." and two tool calls in one turn
 
 A request that offers tools (and does not rule them out) is answered, on "ok", as a model would: a call
 of the named tool (or the first) with `{"input": <last user message>}`; a request whose last turn is a
@@ -123,13 +124,16 @@ class FakeProviders:
             return error
         last = body["messages"][-1]
         tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")
-        call = None
+        calls: list[dict[str, Any]] = []
         if last["role"] == "tool":
             text = reply_for("openai", f"tool said {last['content']}")
         elif tools and choice != "none":
-            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
-            call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
-            text, arguments = "", tool_arguments(last["content"])
+            named = choice["function"]["name"] if isinstance(choice, dict) else None
+            text = "Let me check." if behaviour == "parallel" else ""
+            calls = [
+                {"id": f"call_{i + 1}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                for i, (name, arguments) in enumerate(self._calls(behaviour, named, [t["function"]["name"] for t in tools], last["content"]))
+            ]  # fmt: skip
         else:
             text = "" if behaviour == "empty" else reply_for("openai", last["content"])
         usage = {
@@ -140,10 +144,9 @@ class FakeProviders:
         base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text}
-            if call:
-                message = {**message, "content": None, "tool_calls": [{**call, "function": {
-                    **call["function"], "arguments": arguments}}]}  # fmt: skip
-            answer = {"index": 0, "message": message, "finish_reason": "tool_calls" if call else "stop"}
+            if calls:
+                message = {**message, "content": text or None, "tool_calls": calls}
+            answer = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [answer], "usage": usage})
 
         def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -151,23 +154,34 @@ class FakeProviders:
             return {**base, "object": "chat.completion.chunk", "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
-            if call:
-                yield sse(
-                    chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]}, None)
-                )
-                for piece in halves(arguments):
-                    yield sse(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None))
-                yield sse(chunk({}, "tool_calls"))
-            else:
-                yield sse(chunk({"role": "assistant", "content": ""}, None))
-                for piece in pieces(text):
-                    yield sse(chunk({"content": piece}, None))
-                yield sse(chunk({}, "stop"))
+            yield sse(chunk({"role": "assistant", "content": "" if text or not calls else None}, None))
+            for piece in pieces(text):
+                yield sse(chunk({"content": piece}, None))
+            for index, call in enumerate(calls):
+                opening = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                yield sse(chunk({"tool_calls": [{"index": index, **opening}]}, None))
+                for piece in halves(call["function"]["arguments"]):
+                    yield sse(
+                        chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}, None)
+                    )
+            yield sse(chunk({}, "tool_calls" if calls else "stop"))
             if body.get("stream_options", {}).get("include_usage"):
                 yield sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    @staticmethod
+    def _calls(behaviour: str, named: str | None, tools: list[str], asked: str) -> list[tuple[str, str]]:
+        """The calls a model makes, as (tool, JSON arguments): of the named tool or the first; on
+        "parallel", two (the first two tools, or the one twice)."""
+        first = named or tools[0]
+        if behaviour != "parallel":
+            return [(first, tool_arguments(asked))]
+        return [
+            (first, tool_arguments(asked)),
+            (tools[1] if len(tools) > 1 else first, tool_arguments(f"{asked} too")),
+        ]
 
     async def openai_embeddings(self, request: Request) -> Response:
         behaviour, body = await self._take("openai", request)
@@ -205,12 +219,16 @@ class FakeProviders:
         last = body["messages"][-1]["content"]
         results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
         tools, choice = body.get("tools") or [], body.get("tool_choice", {"type": "auto"})
-        use = None
+        uses: list[dict[str, Any]] = []
         if results:
             text = reply_for("anthropic", f"tool said {results[0]['content']}")
         elif tools and choice["type"] != "none":
-            name = choice["name"] if choice["type"] == "tool" else tools[0]["name"]
-            use, text = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {"input": last}}, ""
+            named = choice["name"] if choice["type"] == "tool" else None
+            text = "Let me check." if behaviour == "parallel" else ""
+            uses = [
+                {"type": "tool_use", "id": f"toolu_{i + 1}", "name": name, "input": json.loads(arguments)}
+                for i, (name, arguments) in enumerate(self._calls(behaviour, named, [t["name"] for t in tools], last))
+            ]  # fmt: skip
         else:
             text = "" if behaviour == "empty" else reply_for("anthropic", last)
         output_tokens = len(pieces(text))
@@ -221,12 +239,13 @@ class FakeProviders:
             "model": body["model"],
             "stop_sequence": None,
         }
+        blocks = ([{"type": "text", "text": text}] if text else []) + uses
         if not body.get("stream"):
             return JSONResponse(
                 {
                     **message,
-                    "content": [use] if use else [{"type": "text", "text": text}] if text else [],
-                    "stop_reason": "tool_use" if use else "end_turn",
+                    "content": blocks,
+                    "stop_reason": "tool_use" if uses else "end_turn",
                     "usage": {"input_tokens": 7, "output_tokens": output_tokens},
                 }
             )
@@ -239,34 +258,37 @@ class FakeProviders:
                 "usage": {"input_tokens": 7, "output_tokens": 1},
             }
             yield sse({"type": "message_start", "message": start}, "message_start")
-            if use:
-                block = {"type": "content_block_start", "index": 0, "content_block": {**use, "input": {}}}
-                yield sse(block, "content_block_start")
-                for piece in halves(json.dumps(use["input"])):
-                    delta = {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": piece},
+            for index, block in enumerate(blocks or [{"type": "text", "text": ""}]):
+                if block["type"] == "tool_use":
+                    opening = {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {**block, "input": {}},
                     }
-                    yield sse(delta, "content_block_delta")
-            else:
-                block = {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                }
-                yield sse(block, "content_block_start")
-                for piece in pieces(text):
-                    delta = {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": piece},
+                    yield sse(opening, "content_block_start")
+                    for piece in halves(json.dumps(block["input"])):
+                        delta = {"type": "input_json_delta", "partial_json": piece}
+                        yield sse(
+                            {"type": "content_block_delta", "index": index, "delta": delta},
+                            "content_block_delta",
+                        )
+                else:
+                    opening = {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
                     }
-                    yield sse(delta, "content_block_delta")
-            yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+                    yield sse(opening, "content_block_start")
+                    for piece in pieces(block["text"]):
+                        delta = {"type": "text_delta", "text": piece}
+                        yield sse(
+                            {"type": "content_block_delta", "index": index, "delta": delta},
+                            "content_block_delta",
+                        )
+                yield sse({"type": "content_block_stop", "index": index}, "content_block_stop")
             end = {
                 "type": "message_delta",
-                "delta": {"stop_reason": "tool_use" if use else "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": "tool_use" if uses else "end_turn", "stop_sequence": None},
                 "usage": {"output_tokens": output_tokens},
             }
             yield sse(end, "message_delta")
@@ -373,7 +395,8 @@ class FakeProviders:
         config = body.get("toolConfig") or {}
         use = None
         if "toolResult" in block:
-            text = reply_for("bedrock", f"tool said {block['toolResult']['content'][0]['text']}")
+            output = block["toolResult"]["content"][0]
+            text = reply_for("bedrock", f"tool said {output.get('text', json.dumps(output.get('json')))}")
         elif config.get("tools"):
             chosen = config.get("toolChoice", {}).get("tool", {}).get("name")
             name = chosen or config["tools"][0]["toolSpec"]["name"]

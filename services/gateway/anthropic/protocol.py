@@ -85,6 +85,16 @@ class AnthropicInputMessage(BaseModel):
                 )
         return content
 
+    @model_validator(mode="after")
+    def _blocks_of_its_role(self) -> AnthropicInputMessage:
+        misplaced = AnthropicToolResultBlock if self.role == "assistant" else AnthropicToolUseBlock
+        if isinstance(self.content, list) and any(isinstance(b, misplaced) for b in self.content):
+            kind = "tool_result" if self.role == "assistant" else "tool_use"
+            raise field_error(
+                "content", f"{kind} blocks belong in {'user' if kind == 'tool_result' else 'assistant'} turns"
+            )
+        return self
+
     def to_proto(self) -> list[common_pb2.ChatMessage]:
         """The turn as the mesh's messages: a user turn's tool results are tool turns (before its text);
         an assistant turn's tool_use blocks are its tool calls."""

@@ -28,7 +28,13 @@ from services.inference.backends.base import (
     ToolCall,
     ToolCallDelta,
 )
-from services.inference.backends.cloud import CloudBackend, ToolCalls, add_tool_result, finish_reason
+from services.inference.backends.cloud import (
+    CloudBackend,
+    ToolCalls,
+    add_tool_result,
+    calls_made,
+    finish_reason,
+)
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
@@ -126,6 +132,8 @@ class BedrockBackend(CloudBackend[Any]):
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         params = self._params(request)
+        # Converse has no tool_choice "none": with tools declared for the history, calls are dropped.
+        calling = request.tooling is None or request.tooling.choice != "none"
         if request.one_shot:
             try:
                 response = await asyncio.to_thread(self.client.converse, **params)
@@ -135,7 +143,7 @@ class BedrockBackend(CloudBackend[Any]):
             text = "".join(block.get("text", "") for block in content)
             made = tuple(
                 ToolCall(use["toolUseId"], use["name"], json.dumps(use.get("input", {}), ensure_ascii=False))
-                for use in (block["toolUse"] for block in content if "toolUse" in block)
+                for use in (block["toolUse"] for block in content if "toolUse" in block and calling)
             )
             totals = response.get("usage", {})
             if text:
@@ -146,7 +154,7 @@ class BedrockBackend(CloudBackend[Any]):
                 text,
                 totals.get("inputTokens", 0),
                 totals.get("outputTokens", 0),
-                _finish(response.get("stopReason")),
+                _finish(response.get("stopReason"), made),
                 tool_calls=made,
             )
             return
@@ -173,13 +181,15 @@ class BedrockBackend(CloudBackend[Any]):
                     raise event
                 if "contentBlockStart" in event:
                     start = event["contentBlockStart"]
-                    if use := start.get("start", {}).get("toolUse"):
+                    if (use := start.get("start", {}).get("toolUse")) and calling:
                         call_index[start.get("contentBlockIndex", 0)] = len(call_index)
                         yield calls.add(ToolCallDelta(len(call_index) - 1, use["toolUseId"], use["name"]))
                 elif "contentBlockDelta" in event:
                     block = event["contentBlockDelta"]
                     delta = block.get("delta", {})
                     if "toolUse" in delta:
+                        if not calling:
+                            continue
                         index = call_index[block.get("contentBlockIndex", 0)]
                         yield calls.add(ToolCallDelta(index, arguments=delta["toolUse"].get("input", "")))
                     elif text := delta.get("text", ""):
@@ -196,7 +206,7 @@ class BedrockBackend(CloudBackend[Any]):
             "".join(parts),
             usage.get("inputTokens", 0),
             usage.get("outputTokens", 0),
-            _finish(reason),
+            _finish(reason, calls),
             tool_calls=calls.done(),
         )
 
@@ -252,8 +262,8 @@ class BedrockBackend(CloudBackend[Any]):
         return await asyncio.to_thread(call)
 
 
-def _finish(reason: str | None) -> FinishReason:
-    return "tool_calls" if reason == "tool_use" else finish_reason(reason, _LENGTH, _FILTERED)
+def _finish(reason: str | None, calls: object) -> FinishReason:
+    return calls_made(finish_reason(reason, _LENGTH, _FILTERED), calls)
 
 
 def _turns(messages: list[Message]) -> list[dict[str, Any]]:
@@ -262,9 +272,11 @@ def _turns(messages: list[Message]) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "tool":
-            result = {
-                "toolResult": {"toolUseId": message.tool_call_id, "content": [{"text": message.content}]}
-            }
+            # Converse refuses blank text: an empty result is an empty JSON object.
+            output: list[dict[str, Any]] = (
+                [{"text": message.content}] if message.content.strip() else [{"json": {}}]
+            )
+            result = {"toolResult": {"toolUseId": message.tool_call_id, "content": output}}
             add_tool_result(turns, result, lambda block: "toolResult" in block)
             continue
         content: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
@@ -272,7 +284,11 @@ def _turns(messages: list[Message]) -> list[dict[str, Any]]:
             {"toolUse": {"toolUseId": c.id, "name": c.name, "input": json.loads(c.arguments or "{}")}}
             for c in message.tool_calls
         ]
-        turns.append({"role": message.role, "content": content or [{"text": ""}]})
+        if turns and turns[-1]["role"] == message.role == "user":
+            # Converse wants turns to alternate: the user's text after tool results joins their turn.
+            turns[-1]["content"].extend(content)
+            continue
+        turns.append({"role": message.role, "content": content or [{"text": " "}]})
     return turns
 
 

@@ -76,6 +76,12 @@ class CloudBackend(Backend, Generic[ClientT]):
         return system, [m for m in messages if m.role != "system"]
 
 
+def calls_made(reason: FinishReason, calls: object) -> FinishReason:
+    """The finish reason of a turn that may have called tools: tool_calls when it did, unless the
+    token limit cut it short (its last call's arguments are then cut too, and the client must know)."""
+    return "tool_calls" if calls and reason != "length" else reason
+
+
 def finish_reason(value: str | None, length: tuple[str, ...], filtered: tuple[str, ...]) -> FinishReason:
     """A provider's stop reason in our three words (anything else is a normal stop)."""
     if value in length:
@@ -92,11 +98,14 @@ class ToolCalls:
         self._calls: dict[int, list[str]] = {}
 
     def add(self, piece: ToolCallDelta) -> ToolCallDelta:
+        """Take a piece; what goes on names the call's id and name once, on its first piece (clients
+        add up the pieces' strings: an OpenAI-compatible server that repeats them would double them)."""
         call = self._calls.setdefault(piece.index, ["", "", ""])
+        first = not call[0]
         call[0] = call[0] or piece.id
         call[1] = call[1] or piece.name
         call[2] += piece.arguments
-        return piece
+        return piece if first else ToolCallDelta(piece.index, arguments=piece.arguments)
 
     def __bool__(self) -> bool:
         return bool(self._calls)

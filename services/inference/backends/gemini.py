@@ -23,7 +23,7 @@ from services.inference.backends.base import (
     ToolCallDelta,
     Tooling,
 )
-from services.inference.backends.cloud import CloudBackend, ToolCalls, finish_reason
+from services.inference.backends.cloud import CloudBackend, ToolCalls, calls_made, finish_reason
 from services.inference.backends.provider_errors import classify, is_transport_error
 from services.inference.config import InferenceSettings
 
@@ -178,7 +178,7 @@ class GeminiBackend(CloudBackend[genai.Client]):
                 text,
                 (usage.prompt_token_count or 0) if usage else 0,
                 completion,
-                "tool_calls" if made else finish_reason(_reason(response), _LENGTH, _FILTERED),
+                calls_made(finish_reason(_reason(response), _LENGTH, _FILTERED), made),
                 tool_calls=made,
             )
             return
@@ -211,7 +211,7 @@ class GeminiBackend(CloudBackend[genai.Client]):
             "".join(parts),
             prompt_tokens,
             completion_tokens,
-            "tool_calls" if calls else finish_reason(reason, _LENGTH, _FILTERED),
+            calls_made(finish_reason(reason, _LENGTH, _FILTERED), calls),
             tool_calls=calls.done(),
         )
 

@@ -22,7 +22,7 @@ from services.inference.backends.base import (
     ToolCallDelta,
     Tooling,
 )
-from services.inference.backends.cloud import CloudBackend, ToolCalls, finish_reason
+from services.inference.backends.cloud import CloudBackend, ToolCalls, calls_made, finish_reason
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
@@ -101,7 +101,7 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                 text,
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
-                "tool_calls" if made else _finish(choice.finish_reason if choice else None),
+                calls_made(_finish(choice.finish_reason if choice else None), made),
                 tool_calls=made,
             )
             return
@@ -142,7 +142,7 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             "".join(parts),
             prompt_tokens,
             completion_tokens,
-            "tool_calls" if calls else _finish(reason),
+            calls_made(_finish(reason), calls),
             tool_calls=calls.done(),
         )
 
