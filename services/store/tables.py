@@ -240,7 +240,7 @@ class ConversationMessage(Base):
     # An assistant turn's tool calls: [{"id", "name", "arguments"}]; None when it called none.
     tool_calls: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
     # A tool turn: the id of the call it answers.
-    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class StoredResponse(Base):

@@ -6,6 +6,7 @@ published schemas."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -205,14 +206,16 @@ def expected_turns(provider: str, call_id: str) -> dict[str, Any]:
             ]
         }
     if provider == "gemini":
-        response = {"id": call_id, "name": "weather", "response": {"result": "22C and sunny"}}
+        plain = call_id.split("~sig~")[0]  # the mesh's id carries Gemini's thought signature
+        response = {"id": plain, "name": "weather", "response": {"result": "22C and sunny"}}
+        call = {
+            "functionCall": {"id": plain, "name": "weather", "args": arguments},
+            "thoughtSignature": "dGhvdWdodC0x",
+        }
         return {
             "contents": [
                 None,
-                {
-                    "role": "model",
-                    "parts": [{"functionCall": {"id": call_id, "name": "weather", "args": arguments}}],
-                },
+                {"role": "model", "parts": [call]},
                 {"role": "user", "parts": [{"functionResponse": response}]},
             ]
         }
@@ -641,3 +644,18 @@ async def test_tool_conversations_providers_would_refuse_are_400s_here(
     assert response.status_code == 400, response.text
     assert words in response.json()["error"]["message"]
     assert mesh.fake.calls("anthropic") == []
+
+
+async def test_gemini_gets_its_thought_signature_back_with_the_call(mesh: ToolMesh) -> None:
+    """Gemini's thinking models refuse a function call sent back without its thought signature: the
+    mesh carries it in the call's id, which every client returns."""
+    async with mesh.sdk() as client:
+        called = await client.chat.completions.create(model="gemini", messages=ASK, tools=[WEATHER])
+        [call] = called.choices[0].message.tool_calls or []
+        await client.chat.completions.create(
+            model="gemini", messages=tool_turns(call, "22C"), tools=[WEATHER]
+        )
+    model_turn = mesh.fake.calls("gemini")[-1].body["contents"][1]["parts"][0]
+    signature = model_turn.get("thoughtSignature") or model_turn.get("thought_signature")
+    assert base64.b64decode(signature) == b"thought-1"
+    assert "~sig~" not in json.dumps(mesh.fake.calls("gemini")[-1].body)  # the provider sees its own ids

@@ -22,6 +22,7 @@ tool's result gets the reply "<provider> says: tool said <result>".
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import struct
 import zlib
@@ -327,7 +328,13 @@ class FakeProviders:
             text = reply_for("gemini", f"tool said {last[0]['functionResponse']['response']['result']}")
         elif declared and calling.get("mode") != "NONE":
             name = (calling.get("allowedFunctionNames") or [declared[0]["name"]])[0]
-            call, text = {"functionCall": {"name": name, "args": {"input": last[0]["text"]}}}, ""
+            # as Gemini's thinking models do, with a thought signature the caller must send back
+            signature = base64.b64encode(b"thought-1").decode()
+            call = {
+                "functionCall": {"name": name, "args": {"input": last[0]["text"]}},
+                "thoughtSignature": signature,
+            }
+            text = ""
         else:
             text = "" if behaviour == "empty" else reply_for("gemini", last[0]["text"])
         usage = {

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
-from services.gateway.openai.protocol import MAX_MESSAGES, MAX_TOOLS
+from services.gateway.openai.protocol import MAX_MESSAGES, MAX_TOOLS, ToolCallId
 
 _ROLES = {"user": common_pb2.ROLE_USER, "assistant": common_pb2.ROLE_ASSISTANT}
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "refusal", "tool_use"]
@@ -37,7 +37,7 @@ class AnthropicToolUseBlock(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["tool_use"]
-    id: str = Field(min_length=1, max_length=128)
+    id: ToolCallId
     name: str = Field(min_length=1, max_length=64)
     input: dict[str, Any]
 
@@ -48,7 +48,7 @@ class AnthropicToolResultBlock(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["tool_result"]
-    tool_use_id: str = Field(min_length=1, max_length=128)
+    tool_use_id: ToolCallId
     content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[AnthropicTextBlock] = ""
     is_error: bool = False
 

@@ -36,6 +36,9 @@ _ROLES = {
 }
 # OpenAI's limit on the tools of one request.
 MAX_TOOLS = 128
+# A tool call's id as a client sends it back: the mesh's ids may carry what a provider must get back
+# with the call (Gemini's thought signature), so they are longer than most.
+ToolCallId = Annotated[str, Field(min_length=1, max_length=8192)]
 _CHOICE_MODES = {
     "auto": common_pb2.ToolChoice.MODE_AUTO,
     "none": common_pb2.ToolChoice.MODE_NONE,
@@ -67,7 +70,7 @@ class FunctionCall(BaseModel):
 
 
 class ToolCall(BaseModel):
-    id: str = Field(min_length=1, max_length=128)
+    id: ToolCallId
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -81,7 +84,7 @@ class ChatMessage(BaseModel):
     content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[TextPart] | None = None
     name: str | None = None
     tool_calls: Annotated[list[ToolCall], Field(max_length=MAX_TOOLS)] | None = None
-    tool_call_id: str | None = Field(default=None, min_length=1, max_length=128)
+    tool_call_id: ToolCallId | None = None
 
     @model_validator(mode="after")
     def _well_formed(self) -> ChatMessage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncGenerator
@@ -48,16 +49,37 @@ def _text(response: types.GenerateContentResponse) -> str:
     return "".join(part.text for part in _parts(response) if part.text and not part.thought)
 
 
+# Gemini's thought signature rides in the call's id, after this mark: every client sends the id
+# back with the call, and Gemini must get the signature back with it (thinking models refuse a call
+# returned without one).
+_SIGNATURE = "~sig~"
+
+
+def _call_id(call: types.FunctionCall, signature: bytes | None) -> str:
+    """The call's id (Gemini's may have none: the mesh gives one, unique in the conversation, as a
+    tool turn must name the call it answers), with its thought signature when it has one."""
+    call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
+    return call_id + _SIGNATURE + base64.urlsafe_b64encode(signature).decode() if signature else call_id
+
+
+def _split_id(call_id: str) -> tuple[str, bytes | None]:
+    plain, _, signature = call_id.partition(_SIGNATURE)
+    try:
+        return plain, base64.urlsafe_b64decode(signature) if signature else None
+    except ValueError:  # not one the mesh made: the id as it came
+        return call_id, None
+
+
 def _calls(response: types.GenerateContentResponse) -> tuple[ToolCall, ...]:
-    """The function calls of a response. Gemini's may have no id; the mesh gives each one, unique in
-    the conversation, as a tool turn must name the call it answers."""
+    """The function calls of a response."""
     return tuple(
         ToolCall(
-            call.id or f"call_{uuid.uuid4().hex[:24]}",
-            call.name or "",
-            json.dumps(call.args or {}, ensure_ascii=False),
+            _call_id(part.function_call, part.thought_signature),
+            part.function_call.name or "",
+            json.dumps(part.function_call.args or {}, ensure_ascii=False),
         )
-        for call in (part.function_call for part in _parts(response) if part.function_call)
+        for part in _parts(response)
+        if part.function_call
     )
 
 
@@ -69,7 +91,7 @@ def _contents(messages: list[Message]) -> list[types.Content]:
     for message in messages:
         if message.role == "tool":
             response = types.FunctionResponse(
-                id=message.tool_call_id,
+                id=_split_id(message.tool_call_id)[0],
                 name=names.get(message.tool_call_id, ""),
                 response={"result": message.content},
             )
@@ -81,12 +103,12 @@ def _contents(messages: list[Message]) -> list[types.Content]:
                 contents.append(types.Content(role="user", parts=[part]))
             continue
         parts = [types.Part(text=message.content)] if message.content or not message.tool_calls else []
-        parts += [
-            types.Part(
-                function_call=types.FunctionCall(id=c.id, name=c.name, args=json.loads(c.arguments or "{}"))
+        for call in message.tool_calls:
+            call_id, signature = _split_id(call.id)
+            function_call = types.FunctionCall(
+                id=call_id, name=call.name, args=json.loads(call.arguments or "{}")
             )
-            for c in message.tool_calls
-        ]
+            parts.append(types.Part(function_call=function_call, thought_signature=signature))
         contents.append(types.Content(role="model" if message.role == "assistant" else "user", parts=parts))
     return contents
 

@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("conversation_messages", sa.Column("tool_calls", sa.JSON(), nullable=True))
-    op.add_column("conversation_messages", sa.Column("tool_call_id", sa.String(128), nullable=True))
+    op.add_column("conversation_messages", sa.Column("tool_call_id", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
