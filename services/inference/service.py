@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
+
+from llmmesh.common.v1 import common_pb2
 
 from services.common.errors import InvalidGenerationRequest, UpstreamError
 from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput, Message, Sampling
 from services.inference.config import InferenceSettings
 from services.inference.models import ModelHost
+from services.inference.stats import Ended, RecentGenerations
 
 MAX_EMBED_INPUTS = 256
 
@@ -19,6 +23,7 @@ class InferenceService:
     def __init__(self, host: ModelHost, settings: InferenceSettings) -> None:
         self.host = host
         self._settings = settings
+        self.recent = RecentGenerations()
 
     def sampling(
         self,
@@ -61,9 +66,34 @@ class InferenceService:
         return GenerationInput(sampling=sampling, messages=tuple(messages), one_shot=one_shot)
 
     async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
-        async with self.host.use(model, "generate") as backend, aclosing(backend.generate(request)) as events:
-            async for event in events:
-                yield event
+        """The model's deltas and result; each generation that ends is recorded in `recent`, timed from
+        the request (waiting for a turn on the model counts: it is what the caller waits)."""
+        started = time.monotonic()
+        first: float | None = None
+        reached = False
+        try:
+            async with self.host.use(model, "generate") as backend:
+                reached = True
+                async with aclosing(backend.generate(request)) as events:
+                    async for event in events:
+                        now = time.monotonic()
+                        first = now if first is None else first
+                        if isinstance(event, Finished):
+                            ended = Ended(now, True, first - started, now - started, event.completion_tokens)
+                            self.recent.record(model, ended)
+                        yield event
+        except Exception:
+            # A request refused before it reached the model (unknown model, wrong task) is none of the
+            # model's generations; the caller leaving (GeneratorExit, cancellation) is no failure.
+            if reached:
+                now = time.monotonic()
+                self.recent.record(model, Ended(now, False, 0.0, now - started, 0))
+            raise
+
+    def load(self, model: str) -> common_pb2.ModelLoad:
+        """What the model is doing now and did in the last few minutes."""
+        running, waiting = self.host.requests(model)
+        return self.recent.load(model, running, waiting)
 
     async def count_tokens(self, model: str, request: GenerationInput) -> int:
         async with self.host.use(model, "generate") as backend:

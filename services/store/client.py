@@ -244,3 +244,15 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.ListResponseInputItemsResponse:
         """One page of a stored response's input items."""
         return await self._unary(self._stub.ListResponseInputItems, request, timeout_s)
+
+    async def list_jobs(
+        self, request: store_pb2.ListJobsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListJobsResponse:
+        """One page of the project's jobs, newest first, optionally of some kinds and statuses only."""
+        return await self._unary(self._stub.ListJobs, request, timeout_s)
+
+    async def list_pipeline_runs(
+        self, request: store_pb2.ListPipelineRunsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListPipelineRunsResponse:
+        """One page of the project's pipeline runs, newest first, each with its steps' jobs."""
+        return await self._unary(self._stub.ListPipelineRuns, request, timeout_s)

@@ -45,6 +45,9 @@ log = logging.getLogger("llmmesh.store.queue")
 # PostgreSQL NOTIFY channel that tells every store replica's watchers that jobs were queued.
 NOTIFY_CHANNEL = "llmmesh_jobs"
 DEFAULT_MAX_ATTEMPTS = 5
+# Pages of the job and run lists: the default size and the largest a caller may ask for.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 WEBHOOK_KIND = JOB_KIND_NAMES[common_pb2.JOB_KIND_WEBHOOK]
 # Marks a transaction that queued runnable jobs (AsyncSession.info key).
@@ -91,6 +94,13 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _page_size(limit: int) -> int:
+    limit = limit or DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidStoreRequest(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
+
+
 def _check(new: NewJob, idempotency_key: str) -> None:
     if not new.kind or len(new.kind) > 32:
         raise InvalidStoreRequest("a job needs a kind of 1-32 characters")
@@ -100,6 +110,11 @@ def _check(new: NewJob, idempotency_key: str) -> None:
         raise InvalidStoreRequest("webhook_url must be at most 2048 characters")
     if len(idempotency_key) > 200:
         raise InvalidStoreRequest("an idempotency key must be at most 200 characters")
+
+
+def _older(model: type[Job] | type[PipelineRun], created_at: datetime, row_id: str) -> Any:
+    """Rows listed after (created_at, id) in newest-first order: older, or as old with a smaller id."""
+    return or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < row_id))
 
 
 class JobSignals:
@@ -247,6 +262,28 @@ class JobQueue:
         if job is None or job.project_id != project:
             raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
+
+    async def list_jobs(
+        self, project: str, limit: int, after: str, kinds: Sequence[str], statuses: Sequence[str]
+    ) -> tuple[list[Job], bool]:
+        """One page of `project`'s jobs, newest first, after the job `after` when given, of the
+        given kinds and statuses only (none given: any); and whether more follow."""
+        limit = _page_size(limit)
+        async with self._transaction() as db:
+            query = select(Job).where(Job.project_id == project)
+            if kinds:
+                query = query.where(Job.kind.in_(kinds))
+            if statuses:
+                query = query.where(Job.status.in_(statuses))
+            if after:
+                cursor = await db.get(Job, after)
+                if cursor is None or cursor.project_id != project:
+                    raise JobNotFound(f"no job with id {shown(after)}")
+                query = query.where(_older(Job, cursor.created_at, cursor.id))
+            jobs = list(
+                await db.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+            )
+        return jobs[:limit], len(jobs) > limit
 
     async def _locked(self, db: AsyncSession, job_id: str, project: str | None = None) -> Job:
         """The job, locked for this transaction; only if it is `project`'s when one is named (the
@@ -596,6 +633,35 @@ class JobQueue:
         for job in jobs:
             latest[job.step_index] = job
         return RunView(run, [latest[index] for index in sorted(latest)])
+
+    async def list_runs(
+        self, project: str, limit: int, after: str, statuses: Sequence[str]
+    ) -> tuple[list[RunView], bool]:
+        """One page of `project`'s pipeline runs, newest first (as `list_jobs`), each with its steps."""
+        limit = _page_size(limit)
+        async with self._transaction() as db:
+            query = select(PipelineRun).where(PipelineRun.project_id == project)
+            if statuses:
+                query = query.where(PipelineRun.status.in_(statuses))
+            if after:
+                cursor = await db.get(PipelineRun, after)
+                if cursor is None or cursor.project_id != project:
+                    raise PipelineRunNotFound(f"no pipeline run with id {shown(after)}")
+                query = query.where(_older(PipelineRun, cursor.created_at, cursor.id))
+            order = (PipelineRun.created_at.desc(), PipelineRun.id.desc())
+            runs = list(await db.scalars(query.order_by(*order).limit(limit + 1)))
+            page = runs[:limit]
+            # Every step of the page's runs in one query; the latest job of each step is its state.
+            jobs = await db.scalars(
+                select(Job)
+                .where(Job.pipeline_run_id.in_([run.id for run in page]))
+                .order_by(Job.step_index, Job.created_at)
+            )
+            latest: dict[str, dict[int, Job]] = defaultdict(dict)
+            for job in jobs:
+                latest[cast(str, job.pipeline_run_id)][job.step_index] = job
+        views = [RunView(run, [latest[run.id][i] for i in sorted(latest[run.id])]) for run in page]
+        return views, len(runs) > limit
 
     async def get_run(self, project: str, run_id: str) -> RunView:
         async with self._transaction() as db:

@@ -18,7 +18,9 @@ from services.common.enums import (
     FINISH_REASON_VALUES,
     JOB_KIND_NAMES,
     JOB_KIND_VALUES,
+    JOB_STATUS_NAMES,
     JOB_STATUS_VALUES,
+    PIPELINE_RUN_STATUS_NAMES,
     PIPELINE_RUN_STATUS_VALUES,
     RESPONSE_STATUS_NAMES,
     RESPONSE_STATUS_VALUES,
@@ -200,6 +202,14 @@ def _new_job(new: store_pb2.NewJob) -> NewJob:
     )
 
 
+def _filter(values: Any, names: dict[int, str], what: str) -> list[str]:
+    """A list filter's enum values as the database names them; an unknown one is the caller's error."""
+    unknown = [value for value in values if value not in names]
+    if unknown:
+        raise InvalidStoreRequest(f"unknown {what} {unknown[0]} in the filter")
+    return [names[value] for value in values]
+
+
 def _leases(leases: Any) -> list[Lease]:
     return [Lease(lease.job_id, lease.lease_token) for lease in leases]
 
@@ -298,7 +308,8 @@ def stored_response_to_proto(
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     """DescribeStore; templates, versions, sessions and results (repository); the job queue and
-    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); projects and
+    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun, ListJobs,
+    ListPipelineRuns); projects and
     API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
     (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems).
     Calls on a project's objects act for the project the call names (services/common/tenancy); keys
@@ -662,4 +673,29 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
         return store_pb2.ListResponseInputItemsResponse(
             items=[response_item_to_proto(item) for item in items], has_more=has_more
+        )
+
+    async def ListJobs(
+        self, request: store_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListJobsResponse:
+        jobs, has_more = await self.queue.list_jobs(
+            current_project(),
+            request.limit,
+            request.after,
+            _filter(request.kinds, JOB_KIND_NAMES, "job kind"),
+            _filter(request.statuses, JOB_STATUS_NAMES, "job status"),
+        )
+        return store_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs], has_more=has_more)
+
+    async def ListPipelineRuns(
+        self, request: store_pb2.ListPipelineRunsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListPipelineRunsResponse:
+        views, has_more = await self.queue.list_runs(
+            current_project(),
+            request.limit,
+            request.after,
+            _filter(request.statuses, PIPELINE_RUN_STATUS_NAMES, "pipeline run status"),
+        )
+        return store_pb2.ListPipelineRunsResponse(
+            runs=[run_to_proto(view) for view in views], has_more=has_more
         )

@@ -139,6 +139,34 @@ async def test_force_regenerate_generates_anew_and_replaces_the_result(mesh: Gat
     assert (await run(mesh, code)).json()["cached"] is True
 
 
+async def test_a_run_may_override_seed_and_temperature_and_each_is_its_own_result(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    plain = (await run(mesh, code)).json()
+    seeded = (await run(mesh, code, seed=42, temperature=0.8)).json()
+    assert seeded["cached"] is False and plain["cached"] is False
+    sampling = mesh.backend.calls[-1].request.sampling
+    assert (sampling.seed, round(sampling.temperature, 3)) == (42, 0.8)
+    # the same override again is the same inputs: the stored result, no model call
+    assert (await run(mesh, code, seed=42, temperature=0.8)).json()["cached"] is True
+    assert len(mesh.backend.calls) == 2
+    # a fresh seed is new inputs; the version's own options are too, now the stored result is another's
+    assert (await run(mesh, code, seed=43, temperature=0.8)).json()["cached"] is False
+    assert (await run(mesh, code)).json()["cached"] is False
+    assert len(mesh.backend.calls) == 4
+    queued = await run(mesh, code, seed=7, **{"async": True})
+    assert queued.status_code == 202, queued.text
+    for body, field in (
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": "7"}, "seed"),
+    ):
+        error = assert_error(await run(mesh, code, **body), 422, "invalid_request")
+        assert field in error["message"]
+
+
 async def test_changed_answers_invalidate_the_cache(mesh: Gateway) -> None:
     await make_version(mesh)
     code = await make_session(mesh, ANSWERS)

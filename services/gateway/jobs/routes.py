@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.common import results
+from services.common.enums import JOB_KIND_VALUES, JOB_STATUS_VALUES, PIPELINE_RUN_STATUS_VALUES
 from services.common.request_id import HTTP_HEADER
 from services.gateway.calls import orchestrator
 from services.gateway.errors import error_responses, request_id_of
@@ -53,6 +55,42 @@ async def cancel_job_by_post(job_id: str, request: Request) -> api.JobStatus:
     return await _cancel(job_id, request)
 
 
+_PAGE = Query(default=20, ge=1, le=100, description="Items on this page.")
+_AFTER = Query(default=None, max_length=64, description="The `last_id` of the previous page.")
+
+
+@router.get("/jobs", response_model=api.JobList, responses=error_responses(404))
+async def list_jobs(
+    request: Request,
+    kind: Annotated[
+        list[results.JobKind] | None, Query(description="Only jobs of these kinds (repeatable).")
+    ] = None,
+    status: Annotated[
+        list[results.JobStatusName] | None, Query(description="Only jobs in these statuses (repeatable).")
+    ] = None,
+    limit: int = _PAGE,
+    after: str | None = _AFTER,
+) -> api.JobList:
+    """The project's jobs, newest first: async generations and session runs, pipeline steps, and
+    webhook deliveries. 404 when `after` names no job of the project."""
+    response = await orchestrator(request).list_jobs(
+        orchestrator_pb2.ListJobsRequest(
+            limit=limit,
+            after=after or "",
+            kinds=[JOB_KIND_VALUES[k] for k in kind or ()],
+            statuses=[JOB_STATUS_VALUES[s] for s in status or ()],
+        )
+    )
+    data = [results.JobStatus.from_proto(job) for job in response.jobs]
+    return api.JobList(
+        data=data,
+        first_id=data[0].job_id if data else None,
+        last_id=data[-1].job_id if data else None,
+        has_more=response.has_more,
+        request_id=request_id_of(request),
+    )
+
+
 def _run_status(request: Request, run: orchestrator_pb2.PipelineRun) -> api.PipelineRunStatus:
     status = results.PipelineRunStatus.from_proto(run)
     return api.PipelineRunStatus(**status.model_dump(), request_id=request_id_of(request))
@@ -92,6 +130,37 @@ async def start_pipeline_run(name: str, body: api.StartPipelineRun, request: Req
         status.model_dump(mode="json"),
         status_code=202,
         headers={"Location": location, HTTP_HEADER: request_id_of(request)},
+    )
+
+
+@router.get(
+    "/pipelines/runs",
+    response_model=api.PipelineRunList,
+    responses=error_responses(404),
+    tags=["pipelines"],
+)
+async def list_pipeline_runs(
+    request: Request,
+    status: Annotated[
+        list[results.RunStatusName] | None, Query(description="Only runs in these statuses (repeatable).")
+    ] = None,
+    limit: int = _PAGE,
+    after: str | None = _AFTER,
+) -> api.PipelineRunList:
+    """The project's pipeline runs, newest first, each with every step's status. 404 when `after`
+    names no run of the project."""
+    response = await orchestrator(request).list_pipeline_runs(
+        orchestrator_pb2.ListPipelineRunsRequest(
+            limit=limit, after=after or "", statuses=[PIPELINE_RUN_STATUS_VALUES[s] for s in status or ()]
+        )
+    )
+    data = [results.PipelineRunStatus.from_proto(run) for run in response.runs]
+    return api.PipelineRunList(
+        data=data,
+        first_id=data[0].run_id if data else None,
+        last_id=data[-1].run_id if data else None,
+        has_more=response.has_more,
+        request_id=request_id_of(request),
     )
 
 

@@ -228,6 +228,11 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     return _session(response.session)
 
 
+def _sampling(body: api.RunSession) -> orchestrator_pb2.SamplingOverride:
+    """The run's override of its version's sampling (empty: the version's own)."""
+    return orchestrator_pb2.SamplingOverride(temperature=body.temperature, seed=body.seed)
+
+
 async def run_session(
     session_code: str, request: Request, body: Annotated[api.RunSession | None, Body()] = None
 ) -> Any:
@@ -244,13 +249,14 @@ async def run_session(
                 session_code=session_code,
                 force_regenerate=body.force_regenerate,
                 options=job_options(request, body),
+                sampling=_sampling(body),
             )
         )
         return accepted(request, submitted.job)
     if not body.stream:
         response = await orchestrator(request).run_session(
             orchestrator_pb2.RunSessionRequest(
-                session_code=session_code, force_regenerate=body.force_regenerate
+                session_code=session_code, force_regenerate=body.force_regenerate, sampling=_sampling(body)
             )
         )
         if not response.run.cached:
@@ -258,7 +264,7 @@ async def run_session(
         return results.SessionRun.from_proto(response.run)
     stream = orchestrator(request).stream_session(
         orchestrator_pb2.StreamSessionRequest(
-            session_code=session_code, force_regenerate=body.force_regenerate
+            session_code=session_code, force_regenerate=body.force_regenerate, sampling=_sampling(body)
         ),
         stream_timeout_s(request),
     )

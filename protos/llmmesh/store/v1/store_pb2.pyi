@@ -891,3 +891,41 @@ class ListResponseInputItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[ResponseItem]
     has_more: bool
     def __init__(self, items: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("limit", "after", "kinds", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    kinds: _containers.RepeatedScalarFieldContainer[_common_pb2.JobKind]
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.JobStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[_common_pb2.JobKind, str]]] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.JobStatus, str]]] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "has_more")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    has_more: bool
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListPipelineRunsRequest(_message.Message):
+    __slots__ = ("limit", "after", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.PipelineRunStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.PipelineRunStatus, str]]] = ...) -> None: ...
+
+class ListPipelineRunsResponse(_message.Message):
+    __slots__ = ("runs", "has_more")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PipelineRun]
+    has_more: bool
+    def __init__(self, runs: _Optional[_Iterable[_Union[PipelineRun, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
