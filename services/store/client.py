@@ -256,3 +256,9 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.ListPipelineRunsResponse:
         """One page of the project's pipeline runs, newest first, each with its steps' jobs."""
         return await self._unary(self._stub.ListPipelineRuns, request, timeout_s)
+
+    async def list_templates(
+        self, request: store_pb2.ListTemplatesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListTemplatesResponse:
+        """One page of the project's templates in name order, each with all its versions."""
+        return await self._unary(self._stub.ListTemplates, request, timeout_s)

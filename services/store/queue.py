@@ -37,7 +37,7 @@ from services.store.errors import (
     PipelineRunNotFound,
     PipelineRunNotResumable,
 )
-from services.store.repository import unit_of_work
+from services.store.repository import page_size, unit_of_work
 from services.store.tables import Job, PipelineRun, utcnow
 
 log = logging.getLogger("llmmesh.store.queue")
@@ -45,9 +45,6 @@ log = logging.getLogger("llmmesh.store.queue")
 # PostgreSQL NOTIFY channel that tells every store replica's watchers that jobs were queued.
 NOTIFY_CHANNEL = "llmmesh_jobs"
 DEFAULT_MAX_ATTEMPTS = 5
-# Pages of the job and run lists: the default size and the largest a caller may ask for.
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 WEBHOOK_KIND = JOB_KIND_NAMES[common_pb2.JOB_KIND_WEBHOOK]
 # Marks a transaction that queued runnable jobs (AsyncSession.info key).
@@ -92,13 +89,6 @@ def _aware(moment: datetime) -> datetime:
 
 def _new_id() -> str:
     return uuid.uuid4().hex
-
-
-def _page_size(limit: int) -> int:
-    limit = limit or DEFAULT_PAGE
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidStoreRequest(f"limit must be between 1 and {MAX_PAGE}")
-    return limit
 
 
 def _check(new: NewJob, idempotency_key: str) -> None:
@@ -268,7 +258,7 @@ class JobQueue:
     ) -> tuple[list[Job], bool]:
         """One page of `project`'s jobs, newest first, after the job `after` when given, of the
         given kinds and statuses only (none given: any); and whether more follow."""
-        limit = _page_size(limit)
+        limit = page_size(limit)
         async with self._transaction() as db:
             query = select(Job).where(Job.project_id == project)
             if kinds:
@@ -638,7 +628,7 @@ class JobQueue:
         self, project: str, limit: int, after: str, statuses: Sequence[str]
     ) -> tuple[list[RunView], bool]:
         """One page of `project`'s pipeline runs, newest first (as `list_jobs`), each with its steps."""
-        limit = _page_size(limit)
+        limit = page_size(limit)
         async with self._transaction() as db:
             query = select(PipelineRun).where(PipelineRun.project_id == project)
             if statuses:

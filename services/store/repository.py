@@ -46,6 +46,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SESSION_CODE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 # Allowed moves between version statuses; a published version's content is final.
 _TRANSITIONS = {("DRAFT", "PUBLISHED"), ("DRAFT", "ARCHIVED"), ("PUBLISHED", "ARCHIVED")}
+# Every list the store pages (templates, jobs, runs, a response's input items): the page size when
+# the caller names none, and the largest one it may ask for.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+def page_size(limit: int) -> int:
+    """The page size a list call asked for (0: the default); outside 1-MAX_PAGE it is refused."""
+    limit = limit or DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidStoreRequest(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
 
 
 @dataclass(frozen=True)
@@ -294,6 +306,21 @@ class Repository:
     async def get_template(self, project: str, name: str) -> PromptTemplate:
         async with self._transaction() as db:
             return await self._template(db, project, name, with_versions=True)
+
+    async def list_templates(self, project: str, limit: int, after: str) -> tuple[list[PromptTemplate], bool]:
+        """One page of `project`'s templates by name, after the name `after` when given, each with
+        its versions; and whether more follow."""
+        limit = page_size(limit)
+        query = (
+            select(PromptTemplate)
+            .where(PromptTemplate.project_id == project, PromptTemplate.name > after)
+            .options(selectinload(PromptTemplate.versions).selectinload(TemplateVersion.options))
+            .order_by(PromptTemplate.name)
+            .limit(limit + 1)
+        )
+        async with self._transaction() as db:
+            templates = list((await db.execute(query)).scalars())
+        return templates[:limit], len(templates) > limit
 
     async def _template(
         self, db: AsyncSession, project: str, name: str, with_versions: bool = False

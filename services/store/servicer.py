@@ -307,7 +307,7 @@ def stored_response_to_proto(
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    """DescribeStore; templates, versions, sessions and results (repository); the job queue and
+    """DescribeStore; templates (ListTemplates too), versions, sessions and results (repository); the job queue and
     pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun, ListJobs,
     ListPipelineRuns); projects and
     API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
@@ -698,4 +698,14 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
         return store_pb2.ListPipelineRunsResponse(
             runs=[run_to_proto(view) for view in views], has_more=has_more
+        )
+
+    async def ListTemplates(
+        self, request: store_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListTemplatesResponse:
+        templates, has_more = await self.repository.list_templates(
+            current_project(), request.limit, request.after
+        )
+        return store_pb2.ListTemplatesResponse(
+            templates=[template_to_proto(t) for t in templates], has_more=has_more
         )

@@ -20,7 +20,7 @@ from services.common.registry import parse_registry
 from services.inference.backends.llama_cpp import LlamaCppBackend
 from services.inference.config import InferenceSettings
 from services.inference.errors import ProviderAuthFailed, ProviderUnavailable
-from tests.support.auth import ADMIN_TOKEN, create_key
+from tests.support.auth import ADMIN, ADMIN_TOKEN, create_key
 from tests.support.mesh import Gateway, eventually, scripted_mesh, scripted_registry
 from tests.support.sessions import make_version
 
@@ -109,6 +109,7 @@ async def test_the_console_page_and_its_assets_are_served(mesh: Gateway) -> None
         "sessions.js",
         "jobs.js",
         "models.js",
+        "admin.js",
         "style.css",
         "i18n/en.json",
         "i18n/ja.json",
@@ -381,7 +382,25 @@ async def test_readable_at_375_px_and_usable_by_keyboard(mesh: Gateway, browser:
     await load_template(page)
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
     await screenshot(page, "sessions-375px")
-    # every control has a name a screen reader reads
+    await assert_every_control_is_named(page)
+    # the other pages, each with something on it, fit and are named too
+    started = await mesh.client.post("/api/v1/ai/generate", json={"prompt": "queued", "async": True})
+    assert started.status_code == 202
+    for fragment, heading in (
+        ("jobs", "Jobs and pipelines"),
+        ("models", "Models and pools"),
+        ("admin", "Admin"),
+    ):
+        await page.goto(page.url.split("#")[0] + f"#/{fragment}")
+        await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        await page.wait_for_load_state("networkidle")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375, fragment
+        await assert_every_control_is_named(page)
+    await screenshot(page, "admin-375px")
+
+
+async def assert_every_control_is_named(page: Any) -> None:
+    """Every visible control has a name a screen reader reads."""
     unnamed = await page.evaluate(
         """[...document.querySelectorAll('input, select, textarea, button')]
             .filter(e => e.offsetParent !== null)
@@ -482,7 +501,9 @@ async def test_the_models_page_shows_each_models_state_and_recent_work(mesh: Gat
     await expect(row.locator('[data-cell="failures"]')).to_have_text("0")
     await expect(row.locator('[data-cell="running"]')).to_have_text("0")
     await expect(row.locator('[data-cell="ttft"]')).to_contain_text("ms")
-    await expect(page.locator('#routes-list li[data-route="default"]')).to_have_text("default default: scripted")
+    await expect(page.locator('#routes-list li[data-route="default"]')).to_have_text(
+        "default default: scripted"
+    )
     # a generation running now shows while the page refreshes itself
     slow = await mesh.client.post("/api/v1/ai/generate", json={"prompt": "slow 100", "async": True})
     assert slow.status_code == 202
@@ -494,6 +515,95 @@ async def test_the_models_page_shows_each_models_state_and_recent_work(mesh: Gat
     await page.set_viewport_size({"width": 375, "height": 800})
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
     assert page.outside == [] and page.page_errors == []
+
+
+async def test_admin_creates_a_key_that_works_and_publishes_a_template_that_runs(
+    tmp_path: Path, browser: Any
+) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN_TOKEN}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", gateway_settings=settings) as mesh:
+        page = await open_console(browser, mesh, "#/admin")
+        dialog = page.get_by_role("dialog")
+        await expect(dialog).to_be_visible()  # the templates list needs an API key: none yet
+        await dialog.get_by_role("button", name="Cancel").click()
+        keys = page.locator("#keys-status")
+        await expect(keys.locator(".error-code")).to_have_text("invalid_admin_token")
+        await page.get_by_label("Admin token (GATEWAY_ADMIN_TOKEN)").fill(ADMIN_TOKEN)
+        await page.get_by_role("button", name="Use this token").click()
+        await expect(page.locator("#admin-token-state")).to_have_text("An admin token is set for this tab.")
+        # create a key with limits; its secret is shown once, and it works
+        await page.get_by_label("Name", exact=True).fill("front end")
+        await page.get_by_label("Requests per minute").fill("120")
+        await page.get_by_role("button", name="Create key").click()
+        secret = await page.locator("#new-key-secret").text_content()
+        assert secret and secret.startswith("lmk_")
+        row = page.locator("#keys-rows tr").filter(has_text="front end")
+        await expect(row.locator('[data-cell="state"]')).to_have_text("Active")
+        await expect(row).to_contain_text("120")
+        works = await mesh.client.get("/api/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert works.status_code == 200
+        assert (
+            "admin"
+            not in (await mesh.client.get("/admin/v1/api-keys", headers=ADMIN)).json()["keys"][0]["scopes"]
+        )
+        await screenshot(page, "admin")
+        # the console itself uses that key for the public API
+        await page.get_by_role("button", name="API key").click()
+        await dialog.get_by_label("Key").fill(secret)
+        await dialog.get_by_role("button", name="Use this key").click()
+        await expect(page.locator("#tpl-list")).to_contain_text("No templates yet.")
+        # a template: created, its first version written in the editor as a draft, then published
+        await page.get_by_label("Template name").fill("checkup")
+        await page.get_by_role("button", name="Create template").click()
+        await expect(page.get_by_role("heading", name="First version")).to_be_visible()
+        await page.get_by_label("System prompt").fill("You are a triage nurse.")
+        await page.get_by_label("User prompt template").fill(
+            "{% for a in answers %}{{ a.label }}{% if a.value %} ({{ a.value }}){% endif %}; {% endfor %}"
+        )
+        await page.get_by_label("Max tokens").fill("40")
+        await page.get_by_label("Temperature").fill("0")
+        await page.get_by_label("Options").fill("fever | Fever\ncough | Cough")
+        await page.get_by_role("button", name="Save as new draft").click()
+        version = page.locator('#tpl-versions li[data-version="1"]')
+        await expect(version.locator("[data-status]")).to_have_text("Draft")
+        await version.get_by_role("button", name="Publish version 1").click()
+        await expect(version.locator("[data-status]")).to_have_text("Published")
+        # editing makes the next draft from it; the published version stays as written
+        await page.get_by_label("System prompt").fill("You are a careful triage nurse.")
+        await page.get_by_role("button", name="Save as new draft").click()
+        await expect(page.locator('#tpl-versions li[data-version="2"] [data-status]')).to_have_text("Draft")
+        await screenshot(page, "admin-templates")
+        stored = (
+            await mesh.client.get("/api/v1/templates/checkup", headers={"Authorization": f"Bearer {secret}"})
+        ).json()
+        assert [(v["number"], v["status"], v["system_prompt"]) for v in stored["versions"]] == [
+            (1, "PUBLISHED", "You are a triage nurse."),
+            (2, "DRAFT", "You are a careful triage nurse."),
+        ]
+        assert stored["versions"][0]["llm_options"] == {
+            "model": "default",
+            "max_tokens": 40,
+            "temperature": 0.0,
+            "top_p": None,
+            "seed": None,
+            "stop": None,
+        }
+        # the published version runs as a session
+        await page.get_by_role("link", name="Sessions").click()
+        await expect(page.get_by_role("heading", name="Sessions", exact=True)).to_be_visible()
+        await page.get_by_label("Template name").fill("checkup")
+        await page.get_by_role("button", name="Load").click()
+        await page.get_by_label("Fever", exact=True).check()
+        await page.get_by_role("button", name="Run").click()
+        await expect(page.locator("#result-title")).to_have_text("Result")
+        await expect(page.locator("#result-text")).to_have_text("echo: Fever;")
+        # revoked from the page, the key stops working
+        await page.get_by_role("link", name="Admin").click()
+        await page.get_by_role("button", name="Revoke key front end").click()
+        await expect(row.locator('[data-cell="state"]')).to_contain_text("Revoked")
+        refused = await mesh.client.get("/api/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert refused.status_code == 401
+        assert page.outside == [] and page.page_errors == []
 
 
 @pytest.mark.parametrize("page_path", ["/docs", "/redoc"])

@@ -383,6 +383,26 @@ async def test_management_walkthrough_and_its_errors(mesh: Gateway) -> None:
     assert [(v["number"], v["status"]) for v in template["versions"]] == [(1, "ARCHIVED"), (2, "PUBLISHED")]
 
 
+async def test_templates_are_listed_by_name_a_page_at_a_time(mesh: Gateway) -> None:
+    for name in ("triage", "intake", "zeta"):
+        await make_version(mesh, template=name, publish=name != "zeta")
+    first = await mesh.client.get("/api/v1/templates", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [t["name"] for t in page["data"]] == ["intake", "triage"]
+    assert (page["object"], page["first_id"], page["last_id"], page["has_more"]) == (
+        "list",
+        "intake",
+        "triage",
+        True,
+    )
+    assert [v["status"] for v in page["data"][1]["versions"]] == ["PUBLISHED"]
+    rest = (await mesh.client.get("/api/v1/templates", params={"after": "triage"})).json()
+    assert [(t["name"], [v["status"] for v in t["versions"]]) for t in rest["data"]] == [("zeta", ["DRAFT"])]
+    assert rest["has_more"] is False
+    assert_error(await mesh.client.get("/api/v1/templates", params={"limit": 101}), 422, "invalid_request")
+
+
 async def test_run_body_is_validated(mesh: Gateway) -> None:
     assert_error(
         await mesh.client.post("/api/v1/sessions/x/llm", json={"force_regenerate": "yes"}),

@@ -189,6 +189,9 @@ async def test_templates_and_sessions_belong_to_their_project(tenants: Tenants) 
     # What the defect report saw beta do to alpha's objects: each is now a 404.
     version = f"/api/v1/templates/triage/versions/{number}"
     assert_error(await client.get("/api/v1/templates/triage", headers=beta), 404, "template_not_found")
+    assert (await client.get("/api/v1/templates", headers=beta)).json()["data"] == []
+    listed = (await client.get("/api/v1/templates", headers=alpha)).json()["data"]
+    assert [t["name"] for t in listed] == ["triage"]
     assert_error(await client.get(f"{version}/options", headers=beta), 404, "template_not_found")
     assert_error(await client.post(f"{version}/archive", headers=beta), 404, "template_not_found")
     assert_error(

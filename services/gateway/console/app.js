@@ -1,6 +1,7 @@
 // The console's shell: the language switch, the API key dialog and the views, chosen by the URL's
-// fragment (#/playground, #/sessions, #/sessions/<code>, #/jobs, #/models), so a reload shows the same view.
+// fragment (#/playground, #/sessions, #/sessions/<code>, #/jobs, #/models, #/admin), so a reload shows the same view.
 import { saveKey, setKeyPrompt, storedKey } from "./api.js";
+import { renderAdmin } from "./admin.js";
 import { renderJobs } from "./jobs.js";
 import { renderModels } from "./models.js";
 import { initialLanguage, onLanguageChange, setLanguage, t } from "./i18n.js";
@@ -18,6 +19,7 @@ const PAGES = {
   sessions: (main, code) => (code ? renderSession(main, decodeURIComponent(code)) : renderSessionStart(main)),
   jobs: (main) => renderJobs(main),
   models: (main) => renderModels(main),
+  admin: (main) => renderAdmin(main),
 };
 
 function route() {

@@ -929,3 +929,19 @@ class ListPipelineRunsResponse(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[PipelineRun]
     has_more: bool
     def __init__(self, runs: _Optional[_Iterable[_Union[PipelineRun, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListTemplatesRequest(_message.Message):
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
+
+class ListTemplatesResponse(_message.Message):
+    __slots__ = ("templates", "has_more")
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[Template]
+    has_more: bool
+    def __init__(self, templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...

@@ -234,6 +234,11 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.FromString,
                 _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListTemplates',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -521,6 +526,13 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTemplates(self, request, context):
+        """One page of the project's templates in name order, each with all its versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -723,6 +735,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.ListPipelineRuns,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1805,6 +1822,33 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/ListPipelineRuns',
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListTemplates',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
