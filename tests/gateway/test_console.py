@@ -212,6 +212,37 @@ async def test_stop_ends_the_stream_mid_answer(mesh: Gateway, browser: Any) -> N
     await expect(page.get_by_role("button", name="Stop")).to_be_disabled()
 
 
+async def test_the_websocket_mode_chats_turn_by_turn_and_stops(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await page.get_by_label("API", exact=True).select_option("websocket")
+    await page.get_by_label("System prompt").fill("Be brief.")
+    await send(page, "hello socket")
+    answer = last_answer(page)
+    await expect(answer.locator(".content")).to_have_text("echo: hello socket")
+    meta = answer.locator(".meta")
+    await expect(meta.locator('[data-figure="route"] .value')).to_have_text("default")
+    await expect(meta.locator('[data-figure="tier"] .value')).to_have_text("0")
+    await expect(meta.locator('[data-figure="completion_tokens"] .value')).to_have_text("3")
+    await send(page, "and again")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: and again")
+    assert [m.content for m in mesh.backend.calls[-1].request.messages] == [
+        "Be brief.",
+        "hello socket",
+        "echo: hello socket",
+        "and again",
+    ]
+    # Stop cancels the turn on the socket; the model stops and the socket serves the next turn
+    await send(page, "slow 200")
+    await expect(last_answer(page).locator(".content")).to_contain_text("t3 ")
+    await page.get_by_role("button", name="Stop").click()
+    await expect(last_answer(page).locator(".stopped")).to_be_visible()
+    await eventually(lambda: mesh.backend.calls[-1].cancelled, timeout_s=5)
+    assert mesh.backend.calls[-1].cancelled
+    await send(page, "after the stop")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: after the stop")
+    assert page.outside == [] and page.page_errors == []
+
+
 async def test_a_failing_provider_shows_its_error_code(mesh: Gateway, browser: Any) -> None:
     page = await open_console(browser, mesh)
     await send(page, "PROVIDER-DOWN now")
