@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -79,25 +79,3 @@ class PipelineInfo(BaseModel):
 
 class PipelineList(BaseModel):
     pipelines: list[PipelineInfo]
-
-
-class JobList(BaseModel):
-    """One page of jobs, newest first (OpenAI's list shape: pass `last_id` as `after` for the next)."""
-
-    object: Literal["list"] = "list"
-    data: list[results.JobStatus]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-    request_id: str
-
-
-class PipelineRunList(BaseModel):
-    """One page of pipeline runs, newest first, each with every step (as GET …/runs/{run_id})."""
-
-    object: Literal["list"] = "list"
-    data: list[results.PipelineRunStatus]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-    request_id: str

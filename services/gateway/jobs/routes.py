@@ -16,6 +16,7 @@ from services.gateway.calls import orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.jobs import protocol as api
 from services.gateway.jobs.submission import api_path, job_options
+from services.gateway.paging import AFTER, LIMIT, Page, page_of
 
 # A job's status and cancel: for any key that can queue one (generate and session runs take
 # `async: true`), not only for the jobs scope; pipelines are the jobs scope's.
@@ -55,11 +56,7 @@ async def cancel_job_by_post(job_id: str, request: Request) -> api.JobStatus:
     return await _cancel(job_id, request)
 
 
-_PAGE = Query(default=20, ge=1, le=100, description="Items on this page.")
-_AFTER = Query(default=None, max_length=64, description="The `last_id` of the previous page.")
-
-
-@router.get("/jobs", response_model=api.JobList, responses=error_responses(404))
+@router.get("/jobs", response_model=Page[results.JobStatus], responses=error_responses(404))
 async def list_jobs(
     request: Request,
     kind: Annotated[
@@ -68,9 +65,9 @@ async def list_jobs(
     status: Annotated[
         list[results.JobStatusName] | None, Query(description="Only jobs in these statuses (repeatable).")
     ] = None,
-    limit: int = _PAGE,
-    after: str | None = _AFTER,
-) -> api.JobList:
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+) -> Page[results.JobStatus]:
     """The project's jobs, newest first: async generations and session runs, pipeline steps, and
     webhook deliveries. 404 when `after` names no job of the project."""
     response = await orchestrator(request).list_jobs(
@@ -81,14 +78,8 @@ async def list_jobs(
             statuses=[JOB_STATUS_VALUES[s] for s in status or ()],
         )
     )
-    data = [results.JobStatus.from_proto(job) for job in response.jobs]
-    return api.JobList(
-        data=data,
-        first_id=data[0].job_id if data else None,
-        last_id=data[-1].job_id if data else None,
-        has_more=response.has_more,
-        request_id=request_id_of(request),
-    )
+    jobs = [results.JobStatus.from_proto(job) for job in response.jobs]
+    return page_of(request, jobs, lambda job: job.job_id, response.has_more)
 
 
 def _run_status(request: Request, run: orchestrator_pb2.PipelineRun) -> api.PipelineRunStatus:
@@ -135,7 +126,7 @@ async def start_pipeline_run(name: str, body: api.StartPipelineRun, request: Req
 
 @router.get(
     "/pipelines/runs",
-    response_model=api.PipelineRunList,
+    response_model=Page[results.PipelineRunStatus],
     responses=error_responses(404),
     tags=["pipelines"],
 )
@@ -144,9 +135,9 @@ async def list_pipeline_runs(
     status: Annotated[
         list[results.RunStatusName] | None, Query(description="Only runs in these statuses (repeatable).")
     ] = None,
-    limit: int = _PAGE,
-    after: str | None = _AFTER,
-) -> api.PipelineRunList:
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+) -> Page[results.PipelineRunStatus]:
     """The project's pipeline runs, newest first, each with every step's status. 404 when `after`
     names no run of the project."""
     response = await orchestrator(request).list_pipeline_runs(
@@ -154,14 +145,8 @@ async def list_pipeline_runs(
             limit=limit, after=after or "", statuses=[PIPELINE_RUN_STATUS_VALUES[s] for s in status or ()]
         )
     )
-    data = [results.PipelineRunStatus.from_proto(run) for run in response.runs]
-    return api.PipelineRunList(
-        data=data,
-        first_id=data[0].run_id if data else None,
-        last_id=data[-1].run_id if data else None,
-        has_more=response.has_more,
-        request_id=request_id_of(request),
-    )
+    runs = [results.PipelineRunStatus.from_proto(run) for run in response.runs]
+    return page_of(request, runs, lambda run: run.run_id, response.has_more)
 
 
 @router.get(

@@ -71,17 +71,6 @@ class Template(BaseModel):
     versions: list[Version]
 
 
-class TemplateList(BaseModel):
-    """One page of templates in name order (OpenAI's list shape: pass `last_id` as `after` for the next)."""
-
-    object: Literal["list"] = "list"
-    data: list[Template]
-    first_id: str | None = Field(description="The first template's name")
-    last_id: str | None = Field(description="The last template's name")
-    has_more: bool
-    request_id: str
-
-
 # Version numbers are int32 on the wire; a larger one cannot exist and is refused as a bad field.
 MAX_VERSION = 2**31 - 1
 

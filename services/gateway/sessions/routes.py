@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
@@ -15,9 +15,10 @@ from services.common import results
 from services.common.enums import VERSION_STATUS_NAMES
 from services.gateway.auth.admission import charge, generation_slot
 from services.gateway.calls import orchestrator, store, stream_timeout_s
-from services.gateway.errors import error_responses, request_id_of
+from services.gateway.errors import error_responses
 from services.gateway.generate.protocol import StreamDelta
 from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
+from services.gateway.paging import AFTER, LIMIT, Page, page_of
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_stream
 
@@ -107,26 +108,16 @@ async def create_template(body: api.CreateTemplate, request: Request) -> api.Tem
     return _template(response.template)
 
 
-@template_reads_router.get("/templates", response_model=api.TemplateList)
+@template_reads_router.get("/templates", response_model=Page[api.Template])
 async def list_templates(
-    request: Request,
-    limit: int = Query(default=20, ge=1, le=100, description="Templates on this page."),
-    after: str | None = Query(
-        default=None, max_length=100, description="The `last_id` of the previous page."
-    ),
-) -> api.TemplateList:
+    request: Request, limit: int = LIMIT, after: str | None = AFTER
+) -> Page[api.Template]:
     """The project's templates in name order, each with all its versions."""
     response = await store(request).list_templates(
         store_pb2.ListTemplatesRequest(limit=limit, after=after or "")
     )
-    data = [_template(t) for t in response.templates]
-    return api.TemplateList(
-        data=data,
-        first_id=data[0].name if data else None,
-        last_id=data[-1].name if data else None,
-        has_more=response.has_more,
-        request_id=request_id_of(request),
-    )
+    templates = [_template(t) for t in response.templates]
+    return page_of(request, templates, lambda template: template.name, response.has_more)
 
 
 @template_reads_router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
