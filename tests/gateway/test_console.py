@@ -391,6 +391,10 @@ async def test_the_key_is_asked_for_when_auth_is_on_and_kept_for_the_tab(
         await expect(page.get_by_label("Model or route")).to_have_value("default")
         await send(page, "with a key")
         await expect(last_answer(page).locator(".content")).to_have_text("echo: with a key")
+        # the WebSocket takes the same key (in its query: a browser cannot set a socket's headers)
+        await page.get_by_label("API", exact=True).select_option("websocket")
+        await send(page, "over the socket")
+        await expect(last_answer(page).locator(".content")).to_have_text("echo: over the socket")
         assert await page.evaluate("sessionStorage.getItem('llmmesh.apiKey')") == key
         assert key not in await page.evaluate("JSON.stringify(localStorage)")
         # a new tab (another session storage) asks again
