@@ -262,3 +262,9 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.ListTemplatesResponse:
         """One page of the project's templates in name order, each with all its versions."""
         return await self._unary(self._stub.ListTemplates, request, timeout_s)
+
+    async def update_draft_version(
+        self, request: store_pb2.UpdateDraftVersionRequest, timeout_s: float | None = None
+    ) -> store_pb2.UpdateDraftVersionResponse:
+        """Replaces a DRAFT version's content; a PUBLISHED or ARCHIVED version is final."""
+        return await self._unary(self._stub.UpdateDraftVersion, request, timeout_s)

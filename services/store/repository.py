@@ -29,6 +29,7 @@ from services.store.errors import (
     TemplateExists,
     TemplateNotFound,
     UnknownOption,
+    VersionNotDraft,
     VersionNotFound,
 )
 from services.store.migrate import current_revision
@@ -50,6 +51,14 @@ _TRANSITIONS = {("DRAFT", "PUBLISHED"), ("DRAFT", "ARCHIVED"), ("PUBLISHED", "AR
 # the caller names none, and the largest one it may ask for.
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+
+
+def _check_options(options: Sequence[tuple[str, str]]) -> None:
+    keys = [key for key, _ in options]
+    if len(set(keys)) != len(keys):
+        raise InvalidStoreRequest("option keys must be unique within a version")
+    if any(not key or len(key) > 100 for key in keys):
+        raise InvalidStoreRequest("option keys must be 1-100 characters")
 
 
 def page_size(limit: int) -> int:
@@ -344,11 +353,7 @@ class Repository:
         llm_options: dict[str, Any] | None,
         options: Sequence[tuple[str, str]],
     ) -> TemplateVersion:
-        keys = [key for key, _ in options]
-        if len(set(keys)) != len(keys):
-            raise InvalidStoreRequest("option keys must be unique within a version")
-        if any(not key or len(key) > 100 for key in keys):
-            raise InvalidStoreRequest("option keys must be 1-100 characters")
+        _check_options(options)
         try:
             async with self._transaction() as db:
                 template = await self._template(db, project, template_name)
@@ -370,6 +375,38 @@ class Repository:
                 db.add(version)
         except IntegrityError as exc:  # another version was added at the same moment
             raise StoreUnavailable("the version could not be numbered; retry") from exc
+        return version
+
+    async def update_draft(
+        self,
+        project: str,
+        template_name: str,
+        number: int,
+        system_prompt: str | None,
+        user_prompt_template: str | None,
+        llm_options: dict[str, Any] | None,
+        options: Sequence[tuple[str, str]],
+    ) -> TemplateVersion:
+        """Replace a DRAFT version's content. Only a draft: no session runs on one, so nothing stored
+        was made from what changes; a PUBLISHED version's content is final."""
+        _check_options(options)
+        async with self._transaction() as db:
+            version = await self._version(db, project, template_name, number)
+            if version.status != "DRAFT":
+                raise VersionNotDraft(
+                    f"version {number} of {template_name!r} is {version.status}; only a DRAFT version can be "
+                    "edited (add a new version instead)"
+                )
+            version.system_prompt = system_prompt
+            version.user_prompt_template = user_prompt_template
+            version.llm_options = llm_options
+            for option in version.options:
+                await db.delete(option)
+            await db.flush()  # the old choices go before the new ones take their (version, key)
+            version.options = [
+                VersionOption(key=key, label=label, position=index)
+                for index, (key, label) in enumerate(options)
+            ]
         return version
 
     async def set_version_status(

@@ -202,6 +202,18 @@ def _new_job(new: store_pb2.NewJob) -> NewJob:
     )
 
 
+def _content(request: store_pb2.AddVersionRequest | store_pb2.UpdateDraftVersionRequest) -> dict[str, Any]:
+    """A version's content as the repository takes it, from a request that adds or edits one."""
+    return {
+        "system_prompt": request.system_prompt if request.HasField("system_prompt") else None,
+        "user_prompt_template": request.user_prompt_template
+        if request.HasField("user_prompt_template")
+        else None,
+        "llm_options": _options_to_json(request.llm_options) if request.HasField("llm_options") else None,
+        "options": [(o.key, o.label) for o in request.options],
+    }
+
+
 def _filter(values: Any, names: dict[int, str], what: str) -> list[str]:
     """A list filter's enum values as the database names them; an unknown one is the caller's error."""
     unknown = [value for value in values if value not in names]
@@ -307,10 +319,10 @@ def stored_response_to_proto(
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    """DescribeStore; templates (ListTemplates too), versions, sessions and results (repository); the job queue and
-    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun, ListJobs,
-    ListPipelineRuns); projects and
-    API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
+    """DescribeStore; templates (ListTemplates too), versions (UpdateDraftVersion too), sessions and
+    results (repository); the job queue and pipeline runs (queue: EnqueueJob … WatchJobs,
+    CreatePipelineRun … CancelPipelineRun, ListJobs, ListPipelineRuns); projects and API keys
+    (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
     (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems).
     Calls on a project's objects act for the project the call names (services/common/tenancy); keys
     and projects are managed across projects by the admin API."""
@@ -361,14 +373,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.AddVersionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AddVersionResponse:
         version = await self.repository.add_version(
-            current_project(),
-            request.template_name,
-            system_prompt=request.system_prompt if request.HasField("system_prompt") else None,
-            user_prompt_template=request.user_prompt_template
-            if request.HasField("user_prompt_template")
-            else None,
-            llm_options=_options_to_json(request.llm_options) if request.HasField("llm_options") else None,
-            options=[(o.key, o.label) for o in request.options],
+            current_project(), request.template_name, **_content(request)
         )
         return store_pb2.AddVersionResponse(version=version_to_proto(version))
 
@@ -709,3 +714,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.ListTemplatesResponse(
             templates=[template_to_proto(t) for t in templates], has_more=has_more
         )
+
+    async def UpdateDraftVersion(
+        self, request: store_pb2.UpdateDraftVersionRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.UpdateDraftVersionResponse:
+        version = await self.repository.update_draft(
+            current_project(), request.template_name, request.number, **_content(request)
+        )
+        return store_pb2.UpdateDraftVersionResponse(version=version_to_proto(version))

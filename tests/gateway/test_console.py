@@ -607,13 +607,20 @@ async def test_admin_creates_a_key_that_works_and_publishes_a_template_that_runs
         await page.get_by_label("System prompt").fill("You are a careful triage nurse.")
         await page.get_by_role("button", name="Save as new draft").click()
         await expect(page.locator('#tpl-versions li[data-version="2"] [data-status]')).to_have_text("Draft")
+        await expect(page.get_by_role("heading", name="Editing from version 2")).to_be_visible()
+        # a draft is saved in place
+        await page.get_by_label("System prompt").fill("You are a very careful triage nurse.")
+        await page.evaluate("document.getElementById('tpl-saved').remove()")
+        await page.get_by_role("button", name="Save this draft").click()
+        await expect(page.locator("#tpl-saved")).to_have_text("Version 2 saved.")
+        await expect(page.locator("#tpl-versions li")).to_have_count(2)
         await screenshot(page, "admin-templates")
         stored = (
             await mesh.client.get("/api/v1/templates/checkup", headers={"Authorization": f"Bearer {secret}"})
         ).json()
         assert [(v["number"], v["status"], v["system_prompt"]) for v in stored["versions"]] == [
             (1, "PUBLISHED", "You are a triage nurse."),
-            (2, "DRAFT", "You are a careful triage nurse."),
+            (2, "DRAFT", "You are a very careful triage nurse."),
         ]
         assert stored["versions"][0]["llm_options"] == {
             "model": "default",

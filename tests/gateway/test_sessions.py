@@ -403,6 +403,41 @@ async def test_templates_are_listed_by_name_a_page_at_a_time(mesh: Gateway) -> N
     assert_error(await mesh.client.get("/api/v1/templates", params={"limit": 101}), 422, "invalid_request")
 
 
+async def test_a_draft_is_edited_in_place_and_a_published_version_is_final(mesh: Gateway) -> None:
+    draft = await make_version(mesh, publish=False)
+    url = f"/api/v1/templates/triage/versions/{draft['number']}"
+    edited = await mesh.client.put(
+        url,
+        json={
+            "system_prompt": "You are brief.",
+            "llm_options": {"model": "scripted", "max_tokens": 9},
+            "options": [{"key": "cough", "label": "Cough"}, {"key": "rash", "label": "Rash"}],
+        },
+    )
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["number"], body["status"], body["system_prompt"], body["user_prompt_template"]) == (
+        draft["number"],
+        "DRAFT",
+        "You are brief.",
+        None,
+    )
+    assert [o["key"] for o in body["options"]] == ["cough", "rash"]
+    assert (await mesh.client.get(url)).json() == body
+    assert (await mesh.client.post(f"{url}/publish")).status_code == 200
+    assert_error(await mesh.client.put(url, json={"system_prompt": "x"}), 409, "version_not_draft")
+    assert_error(
+        await mesh.client.put("/api/v1/templates/triage/versions/9", json={}), 404, "version_not_found"
+    )
+    twice = {"options": [{"key": "a", "label": "A"}, {"key": "a", "label": "B"}]}
+    other = await make_version(mesh, publish=False)
+    assert_error(
+        await mesh.client.put(f"/api/v1/templates/triage/versions/{other['number']}", json=twice),
+        400,
+        "invalid_store_request",
+    )
+
+
 async def test_run_body_is_validated(mesh: Gateway) -> None:
     assert_error(
         await mesh.client.post("/api/v1/sessions/x/llm", json={"force_regenerate": "yes"}),

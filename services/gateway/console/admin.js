@@ -149,6 +149,7 @@ function keysSection() {
 }
 
 // A version's fields as the editor holds them, and back to the API's shape.
+// `onSaved(body, inPlace)`: inPlace when the draft being edited is saved itself (PUT), else a new draft.
 function versionForm(version, onSaved, status) {
   const options = version?.llm_options || {};
   const system = h("textarea", { id: "tv-system", rows: "3" });
@@ -168,12 +169,21 @@ function versionForm(version, onSaved, status) {
     field("admin.user_template", user, "admin.user_template.hint"),
     h("div", { class: "row" }, field("admin.model", model), field("playground.max_tokens", maxTokens), field("playground.temperature", temperature), field("playground.seed", seed)),
     field("admin.options", choices, "admin.options.hint"),
-    tr("p", "admin.save_note", { class: "hint" }),
-    tr("button", "admin.save_draft", { type: "submit", id: "tv-save" }),
+    tr("p", version?.status === "DRAFT" ? "admin.save_note_draft" : "admin.save_note", { class: "hint" }),
+    h(
+      "div",
+      { class: "row" },
+      version?.status === "DRAFT" ? tr("button", "admin.save_in_place", { type: "submit", id: "tv-save-draft", value: "in-place" }) : null,
+      tr("button", "admin.save_draft", { type: version?.status === "DRAFT" ? "button" : "submit", id: "tv-save", onclick: version?.status === "DRAFT" ? () => submit(false) : undefined }),
+    ),
   );
   const number = (input) => (input.value === "" ? undefined : Number(input.value));
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    submit(event.submitter?.value === "in-place");
+  });
+  async function submit(inPlace) {
+    if (!form.reportValidity()) return;
     const llmOptions = { model: model.value.trim(), max_tokens: number(maxTokens), temperature: number(temperature), seed: number(seed) };
     const body = {
       system_prompt: system.value || undefined,
@@ -189,11 +199,11 @@ function versionForm(version, onSaved, status) {
         }),
     };
     try {
-      await onSaved(body);
+      await onSaved(body, inPlace);
     } catch (error) {
       status.replaceChildren(errorBox(error));
     }
-  });
+  }
   return form;
 }
 
@@ -212,7 +222,9 @@ function templatesSection() {
   );
   const path = (template, rest = "") => api(`/templates/${encodeURIComponent(template)}${rest}`);
 
-  async function open(templateName, editing = null) {
+  // The template's versions and the editor, on `editing` (default: the newest); `justSaved` names the
+  // version just saved, so the page says so.
+  async function open(templateName, editing = null, justSaved = null) {
     status.replaceChildren();
     let template;
     try {
@@ -233,9 +245,11 @@ function templatesSection() {
       await open(templateName, number);
       await loadList();
     };
-    const saved = async (body) => {
-      const version = await json("POST", path(templateName, "/versions"), body);
-      await open(templateName, version.number);
+    const saved = async (body, inPlace) => {
+      const version = inPlace
+        ? await json("PUT", path(templateName, `/versions/${base.number}`), body)
+        : await json("POST", path(templateName, "/versions"), body);
+      await open(templateName, version.number, version.number);
       await loadList();
     };
     const headingId = uid("tpl-heading");
@@ -262,6 +276,7 @@ function templatesSection() {
             ),
           ),
         ),
+        justSaved ? tr("p", "admin.saved", { id: "tpl-saved", role: "status", class: "note" }, { n: justSaved }) : null,
         base ? tr("h4", "admin.editing", {}, { n: base.number }) : tr("h4", "admin.first_version"),
         versionForm(base, saved, status),
       ),

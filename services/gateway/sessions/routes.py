@@ -132,26 +132,46 @@ async def get_template(name: str, request: Request) -> api.Template:
 )
 async def add_version(name: str, body: api.CreateVersion, request: Request) -> api.Version:
     """Add a DRAFT version: system prompt, user-prompt template, model options and answer choices."""
-    options = body.llm_options
     response = await store(request).add_version(
-        store_pb2.AddVersionRequest(
-            template_name=name,
-            system_prompt=body.system_prompt,
-            user_prompt_template=body.user_prompt_template,
-            llm_options=None
-            if options is None
-            else store_pb2.LlmOptions(
-                model=options.model,
-                max_tokens=options.max_tokens or 0,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                seed=options.seed,
-                stop=options.stop or [],
-            ),
-            options=[store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
-        )
+        store_pb2.AddVersionRequest(template_name=name, **_content(body))
     )
     return _version(response.version)
+
+
+@templates_router.put(
+    "/templates/{name}/versions/{number}",
+    response_model=api.Version,
+    responses=error_responses(404, 409, descriptions={409: "The version is not a DRAFT"}),
+)
+async def update_draft(
+    name: str, number: VersionNumber, body: api.CreateVersion, request: Request
+) -> api.Version:
+    """Replace a DRAFT version's content (the same fields as adding one); a PUBLISHED or ARCHIVED
+    version is final: 409 `version_not_draft`."""
+    response = await store(request).update_draft_version(
+        store_pb2.UpdateDraftVersionRequest(template_name=name, number=number, **_content(body))
+    )
+    return _version(response.version)
+
+
+def _content(body: api.CreateVersion) -> dict[str, Any]:
+    """A version's content as AddVersion and UpdateDraftVersion take it."""
+    options = body.llm_options
+    return {
+        "system_prompt": body.system_prompt,
+        "user_prompt_template": body.user_prompt_template,
+        "llm_options": None
+        if options is None
+        else store_pb2.LlmOptions(
+            model=options.model,
+            max_tokens=options.max_tokens or 0,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=options.stop or [],
+        ),
+        "options": [store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
+    }
 
 
 async def _version_of(request: Request, name: str, number: int) -> store_pb2.TemplateVersion:

@@ -945,3 +945,25 @@ class ListTemplatesResponse(_message.Message):
     templates: _containers.RepeatedCompositeFieldContainer[Template]
     has_more: bool
     def __init__(self, templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class UpdateDraftVersionRequest(_message.Message):
+    __slots__ = ("template_name", "number", "system_prompt", "user_prompt_template", "llm_options", "options")
+    TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    USER_PROMPT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    LLM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    template_name: str
+    number: int
+    system_prompt: str
+    user_prompt_template: str
+    llm_options: LlmOptions
+    options: _containers.RepeatedCompositeFieldContainer[VersionOption]
+    def __init__(self, template_name: _Optional[str] = ..., number: _Optional[int] = ..., system_prompt: _Optional[str] = ..., user_prompt_template: _Optional[str] = ..., llm_options: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Iterable[_Union[VersionOption, _Mapping]]] = ...) -> None: ...
+
+class UpdateDraftVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: TemplateVersion
+    def __init__(self, version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...

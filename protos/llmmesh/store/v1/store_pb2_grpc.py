@@ -239,6 +239,11 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
                 _registered_method=True)
+        self.UpdateDraftVersion = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/UpdateDraftVersion',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -533,6 +538,14 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDraftVersion(self, request, context):
+        """Replaces a DRAFT version's content (prompts, options, answer choices); a PUBLISHED or ARCHIVED
+        version is final (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -740,6 +753,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.ListTemplates,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'UpdateDraftVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDraftVersion,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1849,6 +1867,33 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/ListTemplates',
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDraftVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/UpdateDraftVersion',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
