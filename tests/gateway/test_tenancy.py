@@ -194,6 +194,7 @@ async def test_templates_and_sessions_belong_to_their_project(tenants: Tenants) 
     assert [t["name"] for t in listed] == ["triage"]
     assert_error(await client.get(f"{version}/options", headers=beta), 404, "template_not_found")
     assert_error(await client.post(f"{version}/archive", headers=beta), 404, "template_not_found")
+    assert_error(await client.put(version, json={}, headers=beta), 404, "template_not_found")
     assert_error(
         await client.put("/api/v1/sessions/shared-code/answers", json={"answers": []}, headers=beta),
         404,
