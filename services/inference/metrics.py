@@ -61,8 +61,7 @@ class PoolCollector(Collector):
         totals: dict[tuple[str, str], list[int]] = {}
         for host in list(self._hosts):
             for name, backend in host.backends.items():
-                waits = backend.requests_waiting()
-                runs = max(0, host.in_use(name) - waits)
+                runs, waits = host.requests(name)
                 total = totals.setdefault((name, backend.kind), [0, 0, 0])
                 total[0] = max(total[0], int(backend.loaded))
                 total[1] += runs

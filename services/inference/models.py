@@ -56,6 +56,11 @@ class ModelHost:
         """Requests holding the model now: running on it, waiting for it, or waiting for it to load."""
         return self._in_use[name]
 
+    def requests(self, name: str) -> tuple[int, int]:
+        """(running, waiting): the requests the model works on now and those queued for it."""
+        waiting = self.backends[name].requests_waiting()
+        return max(0, self._in_use[name] - waiting), waiting
+
     def backend_for(self, name: str) -> Backend:
         if not name:
             raise InvalidGenerationRequest("model is required")

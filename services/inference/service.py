@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
+from llmmesh.common.v1 import common_pb2
+
 from services.common.errors import InvalidGenerationRequest, UpstreamError
-from services.inference.backends.base import Embeddings, Event, GenerationInput, Message, Sampling, Tooling
+from services.inference.backends.base import (
+    Embeddings,
+    Event,
+    Finished,
+    GenerationInput,
+    Message,
+    Sampling,
+    Tooling,
+)
 from services.inference.config import InferenceSettings
 from services.inference.models import ModelHost
+from services.inference.stats import Ended, RecentGenerations
 
 MAX_EMBED_INPUTS = 256
 
@@ -27,6 +39,7 @@ class InferenceService:
     def __init__(self, host: ModelHost, settings: InferenceSettings) -> None:
         self.host = host
         self._settings = settings
+        self.recent = RecentGenerations()
 
     def sampling(
         self,
@@ -98,11 +111,37 @@ class InferenceService:
         )
 
     async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Event, None]:
-        async with self.host.use(model, "generate") as backend:
-            backend.check_tools(request)
-            async with aclosing(backend.generate(request)) as events:
-                async for event in events:
-                    yield event
+        """The model's deltas and result; each generation that ends is recorded in `recent`, timed from
+        the request (waiting for a turn on the model counts: it is what the caller waits)."""
+        started = time.monotonic()
+        first: float | None = None
+        reached = False
+        try:
+            async with self.host.use(model, "generate") as backend:
+                backend.check_tools(
+                    request
+                )  # refused before it reached the model: not one of its generations
+                reached = True
+                async with aclosing(backend.generate(request)) as events:
+                    async for event in events:
+                        now = time.monotonic()
+                        first = now if first is None else first
+                        if isinstance(event, Finished):
+                            ended = Ended(now, True, first - started, now - started, event.completion_tokens)
+                            self.recent.record(model, ended)
+                        yield event
+        except Exception:
+            # A request refused before it reached the model (unknown model, wrong task) is none of the
+            # model's generations; the caller leaving (GeneratorExit, cancellation) is no failure.
+            if reached:
+                now = time.monotonic()
+                self.recent.record(model, Ended(now, False, 0.0, now - started, 0))
+            raise
+
+    def load(self, model: str) -> common_pb2.ModelLoad:
+        """What the model is doing now and did in the last few minutes."""
+        running, waiting = self.host.requests(model)
+        return self.recent.load(model, running, waiting)
 
     async def count_tokens(self, model: str, request: GenerationInput) -> int:
         async with self.host.use(model, "generate") as backend:

@@ -134,6 +134,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     capabilities=backend.config.capabilities,
                     pool=backend.config.pool,
                     pool_reachable=True,
+                    load=self.service.load(backend.name),
                 )
                 for backend in self.service.host.backends.values()
             ]

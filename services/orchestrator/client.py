@@ -113,3 +113,15 @@ class OrchestratorClient(ServiceClient):
     ) -> orchestrator_pb2.CancelPipelineRunResponse:
         """Cancels a run and its queued or running step."""
         return await self._unary(self._stub.CancelPipelineRun, request, timeout_s)
+
+    async def list_jobs(
+        self, request: orchestrator_pb2.ListJobsRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.ListJobsResponse:
+        """One page of the caller's project's jobs, newest first, optionally of some kinds and statuses."""
+        return await self._unary(self._stub.ListJobs, request, timeout_s)
+
+    async def list_pipeline_runs(
+        self, request: orchestrator_pb2.ListPipelineRunsRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.ListPipelineRunsResponse:
+        """One page of the caller's project's pipeline runs, newest first, with every step's job."""
+        return await self._unary(self._stub.ListPipelineRuns, request, timeout_s)

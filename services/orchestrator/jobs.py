@@ -64,10 +64,16 @@ class Jobs:
         return await self._enqueue(common_pb2.JOB_KIND_GENERATE, request, options)
 
     async def submit_session_run(
-        self, session_code: str, force_regenerate: bool, options: orchestrator_pb2.JobOptions
+        self,
+        session_code: str,
+        force_regenerate: bool,
+        options: orchestrator_pb2.JobOptions,
+        sampling: orchestrator_pb2.SamplingOverride | None = None,
     ) -> tuple[orchestrator_pb2.Job, bool]:
         await self._sessions.check(session_code)
-        request = {"session_code": session_code, "force_regenerate": force_regenerate}
+        request: dict[str, object] = {"session_code": session_code, "force_regenerate": force_regenerate}
+        if sampling is not None and sampling.ListFields():
+            request["sampling"] = json_format.MessageToDict(sampling, preserving_proto_field_name=True)
         return await self._enqueue(common_pb2.JOB_KIND_SESSION, request, options)
 
     async def get(self, job_id: str) -> orchestrator_pb2.Job:
@@ -76,6 +82,17 @@ class Jobs:
 
     async def cancel(self, job_id: str) -> orchestrator_pb2.Job:
         return await self._view((await self._store.cancel_job(store_pb2.CancelJobRequest(job_id=job_id))).job)
+
+    async def recent(self, request: orchestrator_pb2.ListJobsRequest) -> orchestrator_pb2.ListJobsResponse:
+        """One page of the project's jobs, newest first; each with its webhook's delivery, as `get`."""
+        page = await self._store.list_jobs(
+            store_pb2.ListJobsRequest(
+                limit=request.limit, after=request.after, kinds=request.kinds, statuses=request.statuses
+            )
+        )
+        return orchestrator_pb2.ListJobsResponse(
+            jobs=[await self._view(job) for job in page.jobs], has_more=page.has_more
+        )
 
     async def _view(self, job: store_pb2.Job) -> orchestrator_pb2.Job:
         webhook = None
@@ -124,7 +141,10 @@ class Jobs:
             spec = json_format.ParseDict(request["spec"], orchestrator_pb2.GenerationSpec())
             return JobOutcome(Generation.from_proto(await self._router.run(spec)).model_dump(mode="json"))
         if job.kind == common_pb2.JOB_KIND_SESSION:
-            run = await self._sessions.run(request["session_code"], bool(request.get("force_regenerate")))
+            sampling = json_format.ParseDict(request.get("sampling", {}), orchestrator_pb2.SamplingOverride())
+            run = await self._sessions.run(
+                request["session_code"], bool(request.get("force_regenerate")), sampling=sampling
+            )
             return JobOutcome(SessionRun.from_proto(run).model_dump(mode="json"))
         if job.kind == common_pb2.JOB_KIND_PIPELINE_STEP:
             return await self._pipelines.run_step(job)

@@ -151,6 +151,19 @@ class Pipelines:
         response = await self._store.get_pipeline_run(store_pb2.GetPipelineRunRequest(run_id=run_id))
         return self.view(response.run)
 
+    async def recent(
+        self, request: orchestrator_pb2.ListPipelineRunsRequest
+    ) -> orchestrator_pb2.ListPipelineRunsResponse:
+        """One page of the project's runs, newest first, each as `get` shows it."""
+        page = await self._store.list_pipeline_runs(
+            store_pb2.ListPipelineRunsRequest(
+                limit=request.limit, after=request.after, statuses=request.statuses
+            )
+        )
+        return orchestrator_pb2.ListPipelineRunsResponse(
+            runs=[self.view(run) for run in page.runs], has_more=page.has_more
+        )
+
     async def resume(self, run_id: str) -> orchestrator_pb2.PipelineRun:
         response = await self._store.resume_pipeline_run(
             store_pb2.ResumePipelineRunRequest(run_id=run_id),

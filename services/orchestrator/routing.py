@@ -464,6 +464,7 @@ class Router:
                     capabilities=config.capabilities,
                     pool=config.pool,
                     pool_reachable=config.pool in reachable,
+                    load=info.load if info and info.HasField("load") else None,
                 )
             )
         routes = [

@@ -18,9 +18,9 @@ from services.orchestrator.sessions import SessionRuns
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """RunGeneration and StreamGeneration (through Generations); RunSession and StreamSession;
-    CreateEmbeddings, DescribeRouting and CountTokens (the router); SubmitGeneration, SubmitSessionRun, GetJob and
-    CancelJob (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun and
-    CancelPipelineRun (pipelines)."""
+    CreateEmbeddings, DescribeRouting and CountTokens (the router); SubmitGeneration, SubmitSessionRun, GetJob,
+    CancelJob and ListJobs (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun,
+    CancelPipelineRun and ListPipelineRuns (pipelines)."""
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.RunSessionRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunSessionResponse:
         run = await self.sessions.run(
-            request.session_code, request.force_regenerate, context.time_remaining()
+            request.session_code, request.force_regenerate, context.time_remaining(), request.sampling
         )
         return orchestrator_pb2.RunSessionResponse(run=run)
 
@@ -67,7 +67,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.StreamSessionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.StreamSessionResponse]:
         events = self.sessions.stream(
-            request.session_code, request.force_regenerate, context.time_remaining()
+            request.session_code,
+            request.force_regenerate,
+            context.time_remaining(),
+            sampling=request.sampling,
         )
         async with aclosing(events):
             async for event in events:
@@ -108,7 +111,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.SubmitSessionRunRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.SubmitSessionRunResponse:
         job, created = await self.jobs.submit_session_run(
-            request.session_code, request.force_regenerate, request.options
+            request.session_code, request.force_regenerate, request.options, request.sampling
         )
         return orchestrator_pb2.SubmitSessionRunResponse(job=job, created=created)
 
@@ -147,3 +150,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.CancelPipelineRunRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.CancelPipelineRunResponse:
         return orchestrator_pb2.CancelPipelineRunResponse(run=await self.pipelines.cancel(request.run_id))
+
+    async def ListJobs(
+        self, request: orchestrator_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ListJobsResponse:
+        return await self.jobs.recent(request)
+
+    async def ListPipelineRuns(
+        self, request: orchestrator_pb2.ListPipelineRunsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ListPipelineRunsResponse:
+        return await self.pipelines.recent(request)

@@ -60,8 +60,13 @@ def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_p
     return prompt
 
 
-def plan_run(session: store_pb2.Session) -> RunPlan:
-    """Check the session can run and build its messages; raises FAILED_PRECONDITION errors naming what is missing."""
+def plan_run(
+    session: store_pb2.Session, sampling: orchestrator_pb2.SamplingOverride | None = None
+) -> RunPlan:
+    """Check the session can run and build its messages; raises FAILED_PRECONDITION errors naming what is missing.
+
+    `sampling` replaces the version's temperature or seed for this run; the options it makes are
+    what the input hash covers, so a result is reused only for the same ones."""
     version = session.version
     where = f"version {version.number} of template {version.template_name!r}"
     if version.status != store_pb2.VERSION_STATUS_PUBLISHED:
@@ -72,7 +77,12 @@ def plan_run(session: store_pb2.Session) -> RunPlan:
         raise MissingSystemPrompt(f"{where} has no system_prompt")
     if not version.HasField("llm_options"):
         raise MissingLlmOptions(f"{where} has no llm_options")
-    options = version.llm_options
+    options = store_pb2.LlmOptions()
+    options.CopyFrom(version.llm_options)
+    if sampling is not None and sampling.HasField("temperature"):
+        options.temperature = sampling.temperature
+    if sampling is not None and sampling.HasField("seed"):
+        options.seed = sampling.seed
     if not options.model:
         raise MissingLlmOptions(f"{where} has no llm_options.model")
     if not session.answers:
@@ -132,16 +142,18 @@ class SessionRuns:
         force_regenerate: bool,
         caller_time_remaining: float | None = None,
         one_shot: bool = False,
+        sampling: orchestrator_pb2.SamplingOverride | None = None,
     ) -> AsyncGenerator[common_pb2.TokenDelta | orchestrator_pb2.SessionRun, None]:
         """Deltas while a new result is generated, then the run; a cached run yields only the run.
 
-        `one_shot`: the caller wants only the run, so a provider may answer in one shot.
+        `one_shot`: the caller wants only the run, so a provider may answer in one shot. `sampling`:
+        this run's temperature or seed instead of the version's (see plan_run).
         """
         response = await self._store.get_session(
             store_pb2.GetSessionRequest(session_code=session_code),
         )
         session = response.session
-        plan = plan_run(session)
+        plan = plan_run(session, sampling)
         cached = reusable_result(session, plan, force_regenerate)
         if cached is not None:
             log.info("session result reused", extra={"cached": True})
@@ -173,10 +185,15 @@ class SessionRuns:
         yield _run(session_code, saved.result, cached=False)
 
     async def run(
-        self, session_code: str, force_regenerate: bool, caller_time_remaining: float | None = None
+        self,
+        session_code: str,
+        force_regenerate: bool,
+        caller_time_remaining: float | None = None,
+        sampling: orchestrator_pb2.SamplingOverride | None = None,
     ) -> orchestrator_pb2.SessionRun:
         run = orchestrator_pb2.SessionRun()
-        async for event in self.stream(session_code, force_regenerate, caller_time_remaining, one_shot=True):
+        events = self.stream(session_code, force_regenerate, caller_time_remaining, True, sampling)
+        async for event in events:
             if isinstance(event, orchestrator_pb2.SessionRun):
                 run = event
         return run

@@ -244,3 +244,27 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.ListResponseInputItemsResponse:
         """One page of a stored response's input items."""
         return await self._unary(self._stub.ListResponseInputItems, request, timeout_s)
+
+    async def list_jobs(
+        self, request: store_pb2.ListJobsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListJobsResponse:
+        """One page of the project's jobs, newest first, optionally of some kinds and statuses only."""
+        return await self._unary(self._stub.ListJobs, request, timeout_s)
+
+    async def list_pipeline_runs(
+        self, request: store_pb2.ListPipelineRunsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListPipelineRunsResponse:
+        """One page of the project's pipeline runs, newest first, each with its steps' jobs."""
+        return await self._unary(self._stub.ListPipelineRuns, request, timeout_s)
+
+    async def list_templates(
+        self, request: store_pb2.ListTemplatesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListTemplatesResponse:
+        """One page of the project's templates in name order, each with all its versions."""
+        return await self._unary(self._stub.ListTemplates, request, timeout_s)
+
+    async def update_draft_version(
+        self, request: store_pb2.UpdateDraftVersionRequest, timeout_s: float | None = None
+    ) -> store_pb2.UpdateDraftVersionResponse:
+        """Replaces a DRAFT version's content; a PUBLISHED or ARCHIVED version is final."""
+        return await self._unary(self._stub.UpdateDraftVersion, request, timeout_s)

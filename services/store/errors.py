@@ -38,6 +38,10 @@ class InvalidStatusTransition(FailedPrecondition):
     code = "invalid_status_transition"
 
 
+class VersionNotDraft(FailedPrecondition):
+    code = "version_not_draft"
+
+
 class NoPublishedVersion(FailedPrecondition):
     code = "no_published_version"
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from llmmesh.common.v1 import common_pb2
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
@@ -37,7 +37,7 @@ from services.store.errors import (
     PipelineRunNotFound,
     PipelineRunNotResumable,
 )
-from services.store.repository import unit_of_work
+from services.store.repository import page_size, unit_of_work
 from services.store.tables import Job, PipelineRun, utcnow
 
 log = logging.getLogger("llmmesh.store.queue")
@@ -100,6 +100,32 @@ def _check(new: NewJob, idempotency_key: str) -> None:
         raise InvalidStoreRequest("webhook_url must be at most 2048 characters")
     if len(idempotency_key) > 200:
         raise InvalidStoreRequest("an idempotency key must be at most 200 characters")
+
+
+Listed = TypeVar("Listed", Job, PipelineRun)
+
+
+async def _newest_first(
+    db: AsyncSession, model: type[Listed], project: str, limit: int, after: str, conditions: list[Any]
+) -> tuple[list[Listed], bool]:
+    """One page of `project`'s rows of `model` that meet `conditions`, newest first by (created_at,
+    id), after the row `after` when given (a row of another project is none); and whether more follow."""
+    limit = page_size(limit)
+    query = select(model).where(model.project_id == project, *conditions)
+    if after:
+        cursor = await db.get(model, after)
+        if cursor is None or cursor.project_id != project:
+            missing = JobNotFound if model is Job else PipelineRunNotFound
+            raise missing(f"no {'job' if model is Job else 'pipeline run'} with id {shown(after)}")
+        # After the cursor in this order: older, or as old with a smaller id.
+        query = query.where(
+            or_(
+                model.created_at < cursor.created_at,
+                and_(model.created_at == cursor.created_at, model.id < cursor.id),
+            )
+        )
+    rows = list(await db.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
 
 
 class JobSignals:
@@ -247,6 +273,17 @@ class JobQueue:
         if job is None or job.project_id != project:
             raise JobNotFound(f"no job with id {shown(job_id)}")
         return job
+
+    async def list_jobs(
+        self, project: str, limit: int, after: str, kinds: Sequence[str], statuses: Sequence[str]
+    ) -> tuple[list[Job], bool]:
+        """One page of `project`'s jobs, newest first, after the job `after` when given, of the
+        given kinds and statuses only (none given: any); and whether more follow."""
+        conditions = [Job.kind.in_(kinds)] if kinds else []
+        if statuses:
+            conditions.append(Job.status.in_(statuses))
+        async with self._transaction() as db:
+            return await _newest_first(db, Job, project, limit, after, conditions)
 
     async def _locked(self, db: AsyncSession, job_id: str, project: str | None = None) -> Job:
         """The job, locked for this transaction; only if it is `project`'s when one is named (the
@@ -596,6 +633,25 @@ class JobQueue:
         for job in jobs:
             latest[job.step_index] = job
         return RunView(run, [latest[index] for index in sorted(latest)])
+
+    async def list_runs(
+        self, project: str, limit: int, after: str, statuses: Sequence[str]
+    ) -> tuple[list[RunView], bool]:
+        """One page of `project`'s pipeline runs, newest first (as `list_jobs`), each with its steps."""
+        conditions = [PipelineRun.status.in_(statuses)] if statuses else []
+        async with self._transaction() as db:
+            page, has_more = await _newest_first(db, PipelineRun, project, limit, after, conditions)
+            # Every step of the page's runs in one query; the latest job of each step is its state.
+            jobs = await db.scalars(
+                select(Job)
+                .where(Job.pipeline_run_id.in_([run.id for run in page]))
+                .order_by(Job.step_index, Job.created_at)
+            )
+            latest: dict[str, dict[int, Job]] = defaultdict(dict)
+            for job in jobs:
+                latest[cast(str, job.pipeline_run_id)][job.step_index] = job
+        views = [RunView(run, [latest[run.id][i] for i in sorted(latest[run.id])]) for run in page]
+        return views, has_more
 
     async def get_run(self, project: str, run_id: str) -> RunView:
         async with self._transaction() as db:

@@ -29,6 +29,7 @@ from services.store.errors import (
     TemplateExists,
     TemplateNotFound,
     UnknownOption,
+    VersionNotDraft,
     VersionNotFound,
 )
 from services.store.migrate import current_revision
@@ -46,6 +47,26 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SESSION_CODE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 # Allowed moves between version statuses; a published version's content is final.
 _TRANSITIONS = {("DRAFT", "PUBLISHED"), ("DRAFT", "ARCHIVED"), ("PUBLISHED", "ARCHIVED")}
+# Every list the store pages (templates, jobs, runs, a response's input items): the page size when
+# the caller names none, and the largest one it may ask for.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+def _check_options(options: Sequence[tuple[str, str]]) -> None:
+    keys = [key for key, _ in options]
+    if len(set(keys)) != len(keys):
+        raise InvalidStoreRequest("option keys must be unique within a version")
+    if any(not key or len(key) > 100 for key in keys):
+        raise InvalidStoreRequest("option keys must be 1-100 characters")
+
+
+def page_size(limit: int) -> int:
+    """The page size a list call asked for (0: the default); outside 1-MAX_PAGE it is refused."""
+    limit = limit or DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidStoreRequest(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
 
 
 @dataclass(frozen=True)
@@ -295,6 +316,21 @@ class Repository:
         async with self._transaction() as db:
             return await self._template(db, project, name, with_versions=True)
 
+    async def list_templates(self, project: str, limit: int, after: str) -> tuple[list[PromptTemplate], bool]:
+        """One page of `project`'s templates by name, after the name `after` when given, each with
+        its versions; and whether more follow."""
+        limit = page_size(limit)
+        query = (
+            select(PromptTemplate)
+            .where(PromptTemplate.project_id == project, PromptTemplate.name > after)
+            .options(selectinload(PromptTemplate.versions).selectinload(TemplateVersion.options))
+            .order_by(PromptTemplate.name)
+            .limit(limit + 1)
+        )
+        async with self._transaction() as db:
+            templates = list((await db.execute(query)).scalars())
+        return templates[:limit], len(templates) > limit
+
     async def _template(
         self, db: AsyncSession, project: str, name: str, with_versions: bool = False
     ) -> PromptTemplate:
@@ -317,11 +353,7 @@ class Repository:
         llm_options: dict[str, Any] | None,
         options: Sequence[tuple[str, str]],
     ) -> TemplateVersion:
-        keys = [key for key, _ in options]
-        if len(set(keys)) != len(keys):
-            raise InvalidStoreRequest("option keys must be unique within a version")
-        if any(not key or len(key) > 100 for key in keys):
-            raise InvalidStoreRequest("option keys must be 1-100 characters")
+        _check_options(options)
         try:
             async with self._transaction() as db:
                 template = await self._template(db, project, template_name)
@@ -343,6 +375,38 @@ class Repository:
                 db.add(version)
         except IntegrityError as exc:  # another version was added at the same moment
             raise StoreUnavailable("the version could not be numbered; retry") from exc
+        return version
+
+    async def update_draft(
+        self,
+        project: str,
+        template_name: str,
+        number: int,
+        system_prompt: str | None,
+        user_prompt_template: str | None,
+        llm_options: dict[str, Any] | None,
+        options: Sequence[tuple[str, str]],
+    ) -> TemplateVersion:
+        """Replace a DRAFT version's content. Only a draft: no session runs on one, so nothing stored
+        was made from what changes; a PUBLISHED version's content is final."""
+        _check_options(options)
+        async with self._transaction() as db:
+            version = await self._version(db, project, template_name, number)
+            if version.status != "DRAFT":
+                raise VersionNotDraft(
+                    f"version {number} of {template_name!r} is {version.status}; only a DRAFT version can be "
+                    "edited (add a new version instead)"
+                )
+            version.system_prompt = system_prompt
+            version.user_prompt_template = user_prompt_template
+            version.llm_options = llm_options
+            for option in version.options:
+                await db.delete(option)
+            await db.flush()  # the old choices go before the new ones take their (version, key)
+            version.options = [
+                VersionOption(key=key, label=label, position=index)
+                for index, (key, label) in enumerate(options)
+            ]
         return version
 
     async def set_version_status(

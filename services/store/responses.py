@@ -20,7 +20,7 @@ from services.store.errors import (
     ResponseNotFound,
     ResponseNotInProgress,
 )
-from services.store.repository import unit_of_work
+from services.store.repository import page_size, unit_of_work
 from services.store.tables import StoredResponse, StoredResponseItem, utcnow
 
 IN_PROGRESS = "in_progress"
@@ -30,8 +30,6 @@ ENDED_AS = frozenset({"completed", "incomplete", "failed", "cancelled"})
 FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
 MAX_ID_CHARS = 64
 MAX_METADATA_PAIRS = 16
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -194,9 +192,7 @@ class StoredResponses:
     ) -> tuple[list[StoredResponseItem], bool]:
         """One page of the response's input items, in the order asked for, after the item `after`
         when given; and whether more follow."""
-        limit = limit or DEFAULT_PAGE
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidStoreRequest(f"limit must be between 1 and {MAX_PAGE}")
+        limit = page_size(limit)
         async with self._transaction() as db:
             response = await self._find(db, project, response_id)
             query = select(StoredResponseItem).where(StoredResponseItem.response_pk == response.id)

@@ -18,7 +18,9 @@ from services.common.enums import (
     FINISH_REASON_VALUES,
     JOB_KIND_NAMES,
     JOB_KIND_VALUES,
+    JOB_STATUS_NAMES,
     JOB_STATUS_VALUES,
+    PIPELINE_RUN_STATUS_NAMES,
     PIPELINE_RUN_STATUS_VALUES,
     RESPONSE_STATUS_NAMES,
     RESPONSE_STATUS_VALUES,
@@ -200,6 +202,26 @@ def _new_job(new: store_pb2.NewJob) -> NewJob:
     )
 
 
+def _content(request: store_pb2.AddVersionRequest | store_pb2.UpdateDraftVersionRequest) -> dict[str, Any]:
+    """A version's content as the repository takes it, from a request that adds or edits one."""
+    return {
+        "system_prompt": request.system_prompt if request.HasField("system_prompt") else None,
+        "user_prompt_template": request.user_prompt_template
+        if request.HasField("user_prompt_template")
+        else None,
+        "llm_options": _options_to_json(request.llm_options) if request.HasField("llm_options") else None,
+        "options": [(o.key, o.label) for o in request.options],
+    }
+
+
+def _filter(values: Any, names: dict[int, str], what: str) -> list[str]:
+    """A list filter's enum values as the database names them; an unknown one is the caller's error."""
+    unknown = [value for value in values if value not in names]
+    if unknown:
+        raise InvalidStoreRequest(f"unknown {what} {unknown[0]} in the filter")
+    return [names[value] for value in values]
+
+
 def _leases(leases: Any) -> list[Lease]:
     return [Lease(lease.job_id, lease.lease_token) for lease in leases]
 
@@ -303,9 +325,10 @@ def stored_response_to_proto(
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    """DescribeStore; templates, versions, sessions and results (repository); the job queue and
-    pipeline runs (queue: EnqueueJob … WatchJobs, CreatePipelineRun … CancelPipelineRun); projects and
-    API keys (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
+    """DescribeStore; templates (ListTemplates too), versions (UpdateDraftVersion too), sessions and
+    results (repository); the job queue and pipeline runs (queue: EnqueueJob … WatchJobs,
+    CreatePipelineRun … CancelPipelineRun, ListJobs, ListPipelineRuns); projects and API keys
+    (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
     (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems).
     Calls on a project's objects act for the project the call names (services/common/tenancy); keys
     and projects are managed across projects by the admin API."""
@@ -356,14 +379,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.AddVersionRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.AddVersionResponse:
         version = await self.repository.add_version(
-            current_project(),
-            request.template_name,
-            system_prompt=request.system_prompt if request.HasField("system_prompt") else None,
-            user_prompt_template=request.user_prompt_template
-            if request.HasField("user_prompt_template")
-            else None,
-            llm_options=_options_to_json(request.llm_options) if request.HasField("llm_options") else None,
-            options=[(o.key, o.label) for o in request.options],
+            current_project(), request.template_name, **_content(request)
         )
         return store_pb2.AddVersionResponse(version=version_to_proto(version))
 
@@ -677,3 +693,46 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.ListResponseInputItemsResponse(
             items=[response_item_to_proto(item) for item in items], has_more=has_more
         )
+
+    async def ListJobs(
+        self, request: store_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListJobsResponse:
+        jobs, has_more = await self.queue.list_jobs(
+            current_project(),
+            request.limit,
+            request.after,
+            _filter(request.kinds, JOB_KIND_NAMES, "job kind"),
+            _filter(request.statuses, JOB_STATUS_NAMES, "job status"),
+        )
+        return store_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs], has_more=has_more)
+
+    async def ListPipelineRuns(
+        self, request: store_pb2.ListPipelineRunsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListPipelineRunsResponse:
+        views, has_more = await self.queue.list_runs(
+            current_project(),
+            request.limit,
+            request.after,
+            _filter(request.statuses, PIPELINE_RUN_STATUS_NAMES, "pipeline run status"),
+        )
+        return store_pb2.ListPipelineRunsResponse(
+            runs=[run_to_proto(view) for view in views], has_more=has_more
+        )
+
+    async def ListTemplates(
+        self, request: store_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListTemplatesResponse:
+        templates, has_more = await self.repository.list_templates(
+            current_project(), request.limit, request.after
+        )
+        return store_pb2.ListTemplatesResponse(
+            templates=[template_to_proto(t) for t in templates], has_more=has_more
+        )
+
+    async def UpdateDraftVersion(
+        self, request: store_pb2.UpdateDraftVersionRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.UpdateDraftVersionResponse:
+        version = await self.repository.update_draft(
+            current_project(), request.template_name, request.number, **_content(request)
+        )
+        return store_pb2.UpdateDraftVersionResponse(version=version_to_proto(version))

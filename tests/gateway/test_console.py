@@ -19,9 +19,9 @@ import pytest
 from services.common.registry import parse_registry
 from services.inference.backends.llama_cpp import LlamaCppBackend
 from services.inference.config import InferenceSettings
-from services.inference.errors import ProviderUnavailable
-from tests.support.auth import ADMIN_TOKEN, create_key
-from tests.support.mesh import Gateway, eventually, scripted_mesh
+from services.inference.errors import ProviderAuthFailed, ProviderUnavailable
+from tests.support.auth import ADMIN, ADMIN_TOKEN, create_key
+from tests.support.mesh import Gateway, eventually, scripted_mesh, scripted_registry
 from tests.support.sessions import make_version
 
 CHROMIUM = os.environ.get("LLM_MESH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -107,6 +107,9 @@ async def test_the_console_page_and_its_assets_are_served(mesh: Gateway) -> None
         "api.js",
         "playground.js",
         "sessions.js",
+        "jobs.js",
+        "models.js",
+        "admin.js",
         "style.css",
         "i18n/en.json",
         "i18n/ja.json",
@@ -209,6 +212,37 @@ async def test_stop_ends_the_stream_mid_answer(mesh: Gateway, browser: Any) -> N
     await expect(page.get_by_role("button", name="Stop")).to_be_disabled()
 
 
+async def test_the_websocket_mode_chats_turn_by_turn_and_stops(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await page.get_by_label("API", exact=True).select_option("websocket")
+    await page.get_by_label("System prompt").fill("Be brief.")
+    await send(page, "hello socket")
+    answer = last_answer(page)
+    await expect(answer.locator(".content")).to_have_text("echo: hello socket")
+    meta = answer.locator(".meta")
+    await expect(meta.locator('[data-figure="route"] .value')).to_have_text("default")
+    await expect(meta.locator('[data-figure="tier"] .value')).to_have_text("0")
+    await expect(meta.locator('[data-figure="completion_tokens"] .value')).to_have_text("3")
+    await send(page, "and again")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: and again")
+    assert [m.content for m in mesh.backend.calls[-1].request.messages] == [
+        "Be brief.",
+        "hello socket",
+        "echo: hello socket",
+        "and again",
+    ]
+    # Stop cancels the turn on the socket; the model stops and the socket serves the next turn
+    await send(page, "slow 200")
+    await expect(last_answer(page).locator(".content")).to_contain_text("t3 ")
+    await page.get_by_role("button", name="Stop").click()
+    await expect(last_answer(page).locator(".stopped")).to_be_visible()
+    await eventually(lambda: mesh.backend.calls[-1].cancelled, timeout_s=5)
+    assert mesh.backend.calls[-1].cancelled
+    await send(page, "after the stop")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: after the stop")
+    assert page.outside == [] and page.page_errors == []
+
+
 async def test_a_failing_provider_shows_its_error_code(mesh: Gateway, browser: Any) -> None:
     page = await open_console(browser, mesh)
     await send(page, "PROVIDER-DOWN now")
@@ -263,6 +297,28 @@ async def test_a_session_runs_reloads_and_regenerates(mesh: Gateway, browser: An
     await expect(page.locator("#result-origin")).to_have_text("Stored result")
     assert await result.get_attribute("data-created-at") == second
     assert page.outside == [] and page.page_errors == []
+
+
+async def test_regenerate_on_a_sampling_version_uses_a_fresh_seed(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh, llm_options={"model": "scripted", "max_tokens": 50, "temperature": 0.7})
+    page = await open_console(browser, mesh, "#/sessions")
+    await load_template(page)
+    await page.get_by_label("Cough", exact=True).check()
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator("#result-origin")).to_have_text("New result")
+    await expect(page.locator("#greedy-note")).to_have_count(0)  # the text can change here
+    first = mesh.backend.calls[-1].request.sampling
+    assert first.seed is None  # the first run samples as the version says
+    seeds = []
+    for _ in range(2):
+        created = await page.locator("#result-text").get_attribute("data-created-at")
+        await page.get_by_role("button", name="Regenerate").click()
+        await expect(page.locator("#result-text")).not_to_have_attribute("data-created-at", created or "")
+        await expect(page.locator("#result-origin")).to_have_text("New result")
+        sampling = mesh.backend.calls[-1].request.sampling
+        assert sampling.seed is not None and round(sampling.temperature or 0, 3) == 0.7
+        seeds.append(sampling.seed)
+    assert len(mesh.backend.calls) == 3 and seeds[0] != seeds[1]
 
 
 async def test_a_provider_failure_offers_a_retry_that_succeeds(mesh: Gateway, browser: Any) -> None:
@@ -335,6 +391,10 @@ async def test_the_key_is_asked_for_when_auth_is_on_and_kept_for_the_tab(
         await expect(page.get_by_label("Model or route")).to_have_value("default")
         await send(page, "with a key")
         await expect(last_answer(page).locator(".content")).to_have_text("echo: with a key")
+        # the WebSocket takes the same key (in its query: a browser cannot set a socket's headers)
+        await page.get_by_label("API", exact=True).select_option("websocket")
+        await send(page, "over the socket")
+        await expect(last_answer(page).locator(".content")).to_have_text("echo: over the socket")
         assert await page.evaluate("sessionStorage.getItem('llmmesh.apiKey')") == key
         assert key not in await page.evaluate("JSON.stringify(localStorage)")
         # a new tab (another session storage) asks again
@@ -357,7 +417,25 @@ async def test_readable_at_375_px_and_usable_by_keyboard(mesh: Gateway, browser:
     await load_template(page)
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
     await screenshot(page, "sessions-375px")
-    # every control has a name a screen reader reads
+    await assert_every_control_is_named(page)
+    # the other pages, each with something on it, fit and are named too
+    started = await mesh.client.post("/api/v1/ai/generate", json={"prompt": "queued", "async": True})
+    assert started.status_code == 202
+    for fragment, heading in (
+        ("jobs", "Jobs and pipelines"),
+        ("models", "Models and pools"),
+        ("admin", "Admin"),
+    ):
+        await page.goto(page.url.split("#")[0] + f"#/{fragment}")
+        await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        await page.wait_for_load_state("networkidle")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375, fragment
+        await assert_every_control_is_named(page)
+    await screenshot(page, "admin-375px")
+
+
+async def assert_every_control_is_named(page: Any) -> None:
+    """Every visible control has a name a screen reader reads."""
     unnamed = await page.evaluate(
         """[...document.querySelectorAll('input, select, textarea, button')]
             .filter(e => e.offsetParent !== null)
@@ -365,6 +443,209 @@ async def test_readable_at_375_px_and_usable_by_keyboard(mesh: Gateway, browser:
             .map(e => e.id || e.outerHTML)"""
     )
     assert unnamed == []
+
+
+PIPELINES = {
+    "draft-then-polish": {
+        "steps": [
+            {"name": "draft", "prompt": "Draft: {{ input.topic }}"},
+            {"name": "polish", "prompt": "Polish: {{ steps.draft }}"},
+        ]
+    }
+}
+# Workers that notice a cancel within a fraction of a second, so the page's changes show quickly.
+FAST_JOBS = {"job_poll_s": 0.1, "job_heartbeat_s": 0.2, "job_lease_s": 2.0, "job_retry_backoff_s": 0.01}
+
+
+def job_row(page: Any, job_id: str) -> Any:
+    return page.locator(f'#jobs-rows tr[data-job-id="{job_id}"]')
+
+
+async def test_the_jobs_page_follows_jobs_cancels_and_resumes_a_pipeline_run(
+    tmp_path: Path, browser: Any
+) -> None:
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path / 's.db'}",
+        generation_timeout_s=60,
+        registry=scripted_registry("scripted", pipelines=PIPELINES),
+        **FAST_JOBS,
+    ) as mesh:
+        generate = "/api/v1/ai/generate"
+        slow = (await mesh.client.post(generate, json={"prompt": "slow 400", "async": True})).json()["job_id"]
+        page = await open_console(browser, mesh, "#/jobs")
+        await expect(page.get_by_role("heading", name="Jobs and pipelines")).to_be_visible()
+        await expect(job_row(page, slow).locator("[data-status]")).to_have_text("Running")
+        # a job submitted while the page is open appears, and its status changes to Succeeded
+        quick = (await mesh.client.post(generate, json={"prompt": "quick one", "async": True})).json()[
+            "job_id"
+        ]
+        await expect(job_row(page, quick).locator("[data-status]")).to_have_text("Succeeded")
+        await expect(job_row(page, quick)).to_contain_text("echo: quick one")
+        await expect(job_row(page, quick)).to_contain_text("Generation")
+        # the kind and status filters ask the API for only those
+        await page.get_by_label("Status").first.select_option("SUCCEEDED")
+        await expect(page.locator("#jobs-rows tr[data-job-id]")).to_have_count(1)
+        await page.get_by_label("Status").first.select_option("")
+        await expect(page.locator("#jobs-rows tr[data-job-id]")).to_have_count(2)
+        await screenshot(page, "jobs")
+        await job_row(page, slow).get_by_role("button", name="Cancel").click()
+        await expect(job_row(page, slow).locator("[data-status]")).to_have_text("Cancelled")
+        await expect(job_row(page, slow)).to_contain_text("cancelled")  # its error code
+        status = (await mesh.client.get(f"/api/v1/ai/status/{slow}")).json()
+        assert status["status"] == "CANCELLED"
+        await eventually(lambda: mesh.backend.calls[0].cancelled, timeout_s=5)
+        assert mesh.backend.calls[0].cancelled  # the model stopped too
+        # a run whose first step fails shows each step; Resume runs it again from that step
+        mesh.backend.refuse = ProviderAuthFailed("key refused")
+        started = await mesh.client.post(
+            "/api/v1/pipelines/draft-then-polish/runs", json={"input": {"topic": "tea"}}
+        )
+        run_id = started.json()["run_id"]
+        await page.get_by_role("button", name="Refresh").click()
+        run = page.locator(f'#runs-list li[data-run-id="{run_id}"]')
+        await expect(run.locator(".run-head [data-status]")).to_have_text("Failed")
+        await expect(run.locator('[data-step="draft"] [data-status]')).to_have_text("Failed")
+        await expect(run.locator('[data-step="draft"] .error-code')).to_have_text("upstream_auth_failed")
+        await expect(run.locator('[data-step="polish"] [data-status]')).to_have_text("Pending")
+        await expect(run.locator(".progress-text")).to_have_text("0 of 2 steps done")
+        mesh.backend.refuse = None
+        await run.get_by_role("button", name="Resume").click()
+        await expect(run.locator(".run-head [data-status]")).to_have_text("Succeeded")
+        await expect(run.locator(".progress-text")).to_have_text("2 of 2 steps done")
+        await expect(run.locator(".run-output")).to_have_text("echo: Polish: echo: Draft: tea")
+        await screenshot(page, "jobs-pipeline")
+        # Japanese labels, dates per locale, and the page at 375 px
+        await page.get_by_label("Language").select_option("ja")
+        await expect(run.locator(".run-head [data-status]")).to_have_text("成功")
+        await expect(run.locator("time").first).to_have_text(re.compile(r"\d{4}/\d{1,2}/\d{1,2}"))
+        await page.set_viewport_size({"width": 375, "height": 800})
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert page.outside == [] and page.page_errors == []
+
+
+async def test_the_models_page_shows_each_models_state_and_recent_work(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh)
+    await send(page, "hello there")
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: hello there")
+    await page.get_by_role("link", name="Models").click()
+    await expect(page.get_by_role("heading", name="Models and pools")).to_be_visible()
+    row = page.locator('#models-rows tr[data-model="scripted"]')
+    await expect(row.locator('[data-cell="loaded"]')).to_have_text("Loaded")
+    await expect(row.locator('[data-cell="pool"]')).to_have_text("Reachable")
+    await expect(row.locator('[data-cell="generations"]')).to_have_text("1")
+    await expect(row.locator('[data-cell="failures"]')).to_have_text("0")
+    await expect(row.locator('[data-cell="running"]')).to_have_text("0")
+    await expect(row.locator('[data-cell="ttft"]')).to_contain_text("ms")
+    await expect(page.locator('#routes-list li[data-route="default"]')).to_have_text(
+        "default default: scripted"
+    )
+    # a generation running now shows while the page refreshes itself
+    slow = await mesh.client.post("/api/v1/ai/generate", json={"prompt": "slow 100", "async": True})
+    assert slow.status_code == 202
+    await expect(row.locator('[data-cell="running"]')).to_have_text("1")
+    await expect(row.locator('[data-cell="generations"]')).to_have_text("2")
+    await screenshot(page, "models")
+    await page.get_by_label("Language").select_option("ja")
+    await expect(row.locator('[data-cell="loaded"]')).to_have_text("読み込み済み")
+    await page.set_viewport_size({"width": 375, "height": 800})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.outside == [] and page.page_errors == []
+
+
+async def test_admin_creates_a_key_that_works_and_publishes_a_template_that_runs(
+    tmp_path: Path, browser: Any
+) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN_TOKEN}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", gateway_settings=settings) as mesh:
+        page = await open_console(browser, mesh, "#/admin")
+        dialog = page.get_by_role("dialog")
+        await expect(dialog).to_be_visible()  # the templates list needs an API key: none yet
+        await dialog.get_by_role("button", name="Cancel").click()
+        keys = page.locator("#keys-status")
+        await expect(keys.locator(".error-code")).to_have_text("invalid_admin_token")
+        await page.get_by_label("Admin token (GATEWAY_ADMIN_TOKEN)").fill(ADMIN_TOKEN)
+        await page.get_by_role("button", name="Use this token").click()
+        await expect(page.locator("#admin-token-state")).to_have_text("An admin token is set for this tab.")
+        # create a key with limits; its secret is shown once, and it works
+        await page.get_by_label("Name", exact=True).fill("front end")
+        await page.get_by_label("Requests per minute").fill("120")
+        await page.get_by_role("button", name="Create key").click()
+        secret = await page.locator("#new-key-secret").text_content()
+        assert secret and secret.startswith("lmk_")
+        row = page.locator("#keys-rows tr").filter(has_text="front end")
+        await expect(row.locator('[data-cell="state"]')).to_have_text("Active")
+        await expect(row).to_contain_text("120")
+        works = await mesh.client.get("/api/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert works.status_code == 200
+        assert (
+            "admin"
+            not in (await mesh.client.get("/admin/v1/api-keys", headers=ADMIN)).json()["keys"][0]["scopes"]
+        )
+        await screenshot(page, "admin")
+        # the console itself uses that key for the public API
+        await page.get_by_role("button", name="API key").click()
+        await dialog.get_by_label("Key").fill(secret)
+        await dialog.get_by_role("button", name="Use this key").click()
+        await expect(page.locator("#tpl-list")).to_contain_text("No templates yet.")
+        # a template: created, its first version written in the editor as a draft, then published
+        await page.get_by_label("Template name").fill("checkup")
+        await page.get_by_role("button", name="Create template").click()
+        await expect(page.get_by_role("heading", name="First version")).to_be_visible()
+        await page.get_by_label("System prompt").fill("You are a triage nurse.")
+        await page.get_by_label("User prompt template").fill(
+            "{% for a in answers %}{{ a.label }}{% if a.value %} ({{ a.value }}){% endif %}; {% endfor %}"
+        )
+        await page.get_by_label("Max tokens").fill("40")
+        await page.get_by_label("Temperature").fill("0")
+        await page.get_by_label("Options").fill("fever | Fever\ncough | Cough")
+        await page.get_by_role("button", name="Save as new draft").click()
+        version = page.locator('#tpl-versions li[data-version="1"]')
+        await expect(version.locator("[data-status]")).to_have_text("Draft")
+        await version.get_by_role("button", name="Publish version 1").click()
+        await expect(version.locator("[data-status]")).to_have_text("Published")
+        # editing makes the next draft from it; the published version stays as written
+        await page.get_by_label("System prompt").fill("You are a careful triage nurse.")
+        await page.get_by_role("button", name="Save as new draft").click()
+        await expect(page.locator('#tpl-versions li[data-version="2"] [data-status]')).to_have_text("Draft")
+        await expect(page.get_by_role("heading", name="Editing from version 2")).to_be_visible()
+        # a draft is saved in place
+        await page.get_by_label("System prompt").fill("You are a very careful triage nurse.")
+        await page.evaluate("document.getElementById('tpl-saved').remove()")
+        await page.get_by_role("button", name="Save this draft").click()
+        await expect(page.locator("#tpl-saved")).to_have_text("Version 2 saved.")
+        await expect(page.locator("#tpl-versions li")).to_have_count(2)
+        await screenshot(page, "admin-templates")
+        stored = (
+            await mesh.client.get("/api/v1/templates/checkup", headers={"Authorization": f"Bearer {secret}"})
+        ).json()
+        assert [(v["number"], v["status"], v["system_prompt"]) for v in stored["versions"]] == [
+            (1, "PUBLISHED", "You are a triage nurse."),
+            (2, "DRAFT", "You are a very careful triage nurse."),
+        ]
+        assert stored["versions"][0]["llm_options"] == {
+            "model": "default",
+            "max_tokens": 40,
+            "temperature": 0.0,
+            "top_p": None,
+            "seed": None,
+            "stop": None,
+        }
+        # the published version runs as a session
+        await page.get_by_role("link", name="Sessions").click()
+        await expect(page.get_by_role("heading", name="Sessions", exact=True)).to_be_visible()
+        await page.get_by_label("Template name").fill("checkup")
+        await page.get_by_role("button", name="Load").click()
+        await page.get_by_label("Fever", exact=True).check()
+        await page.get_by_role("button", name="Run").click()
+        await expect(page.locator("#result-title")).to_have_text("Result")
+        await expect(page.locator("#result-text")).to_have_text("echo: Fever;")
+        # revoked from the page, the key stops working
+        await page.get_by_role("link", name="Admin").click()
+        await page.get_by_role("button", name="Revoke key front end").click()
+        await expect(row.locator('[data-cell="state"]')).to_contain_text("Revoked")
+        refused = await mesh.client.get("/api/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert refused.status_code == 401
+        assert page.outside == [] and page.page_errors == []
 
 
 @pytest.mark.parametrize("page_path", ["/docs", "/redoc"])
@@ -402,6 +683,14 @@ async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, brow
         completion = int(await meta.locator('[data-figure="completion_tokens"] .value').text_content() or 0)
         assert 1 <= completion <= 16
         await expect(meta.locator('[data-figure="speed"]')).to_contain_text("tokens/s")
+        # the models page shows the packaged model, loaded, with the generation it just made
+        await page.get_by_role("link", name="Models").click()
+        row = page.locator(f'#models-rows tr[data-model="{model}"]')
+        await expect(row.locator('[data-cell="loaded"]')).to_have_text("Loaded")
+        await expect(row).to_contain_text("llama_cpp")
+        await expect(row.locator('[data-cell="generations"]')).to_have_text("1")
+        speed = float(await row.locator('[data-cell="speed"]').text_content() or 0)
+        assert speed > 0
 
 
 async def test_the_page_names_the_api_prefix_it_is_served_under(tmp_path: Path) -> None:

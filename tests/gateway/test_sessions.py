@@ -139,6 +139,34 @@ async def test_force_regenerate_generates_anew_and_replaces_the_result(mesh: Gat
     assert (await run(mesh, code)).json()["cached"] is True
 
 
+async def test_a_run_may_override_seed_and_temperature_and_each_is_its_own_result(mesh: Gateway) -> None:
+    await make_version(mesh)
+    code = await make_session(mesh, ANSWERS)
+    plain = (await run(mesh, code)).json()
+    seeded = (await run(mesh, code, seed=42, temperature=0.8)).json()
+    assert seeded["cached"] is False and plain["cached"] is False
+    sampling = mesh.backend.calls[-1].request.sampling
+    assert (sampling.seed, round(sampling.temperature, 3)) == (42, 0.8)
+    # the same override again is the same inputs: the stored result, no model call
+    assert (await run(mesh, code, seed=42, temperature=0.8)).json()["cached"] is True
+    assert len(mesh.backend.calls) == 2
+    # a fresh seed is new inputs; the version's own options are too, now the stored result is another's
+    assert (await run(mesh, code, seed=43, temperature=0.8)).json()["cached"] is False
+    assert (await run(mesh, code)).json()["cached"] is False
+    assert len(mesh.backend.calls) == 4
+    queued = await run(mesh, code, seed=7, **{"async": True})
+    assert queued.status_code == 202, queued.text
+    for body, field in (
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": "7"}, "seed"),
+    ):
+        error = assert_error(await run(mesh, code, **body), 422, "invalid_request")
+        assert field in error["message"]
+
+
 async def test_changed_answers_invalidate_the_cache(mesh: Gateway) -> None:
     await make_version(mesh)
     code = await make_session(mesh, ANSWERS)
@@ -353,6 +381,61 @@ async def test_management_walkthrough_and_its_errors(mesh: Gateway) -> None:
     )
     template = (await client.get("/api/v1/templates/triage")).json()
     assert [(v["number"], v["status"]) for v in template["versions"]] == [(1, "ARCHIVED"), (2, "PUBLISHED")]
+
+
+async def test_templates_are_listed_by_name_a_page_at_a_time(mesh: Gateway) -> None:
+    for name in ("triage", "intake", "zeta"):
+        await make_version(mesh, template=name, publish=name != "zeta")
+    first = await mesh.client.get("/api/v1/templates", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [t["name"] for t in page["data"]] == ["intake", "triage"]
+    assert (page["object"], page["first_id"], page["last_id"], page["has_more"]) == (
+        "list",
+        "intake",
+        "triage",
+        True,
+    )
+    assert [v["status"] for v in page["data"][1]["versions"]] == ["PUBLISHED"]
+    rest = (await mesh.client.get("/api/v1/templates", params={"after": "triage"})).json()
+    assert [(t["name"], [v["status"] for v in t["versions"]]) for t in rest["data"]] == [("zeta", ["DRAFT"])]
+    assert rest["has_more"] is False
+    assert_error(await mesh.client.get("/api/v1/templates", params={"limit": 101}), 422, "invalid_request")
+
+
+async def test_a_draft_is_edited_in_place_and_a_published_version_is_final(mesh: Gateway) -> None:
+    draft = await make_version(mesh, publish=False)
+    url = f"/api/v1/templates/triage/versions/{draft['number']}"
+    edited = await mesh.client.put(
+        url,
+        json={
+            "system_prompt": "You are brief.",
+            "llm_options": {"model": "scripted", "max_tokens": 9},
+            "options": [{"key": "cough", "label": "Cough"}, {"key": "rash", "label": "Rash"}],
+        },
+    )
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["number"], body["status"], body["system_prompt"], body["user_prompt_template"]) == (
+        draft["number"],
+        "DRAFT",
+        "You are brief.",
+        None,
+    )
+    assert [o["key"] for o in body["options"]] == ["cough", "rash"]
+    assert (await mesh.client.get(url)).json() == body
+    assert (await mesh.client.post(f"{url}/publish")).status_code == 200
+    assert_error(await mesh.client.put(url, json={"system_prompt": "x"}), 409, "version_not_draft")
+    assert_error(
+        await mesh.client.put("/api/v1/templates/triage/versions/9", json={}), 404, "version_not_found"
+    )
+    twice = {"options": [{"key": "a", "label": "A"}, {"key": "a", "label": "B"}]}
+    other = await make_version(mesh, publish=False)
+    assert_error(
+        await mesh.client.put(f"/api/v1/templates/triage/versions/{other['number']}", json=twice),
+        400,
+        "invalid_store_request",
+    )
 
 
 async def test_run_body_is_validated(mesh: Gateway) -> None:

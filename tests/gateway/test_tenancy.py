@@ -106,6 +106,24 @@ async def test_a_job_is_seen_and_cancelled_only_from_its_own_project(tenants: Te
     assert done["result"]["text"]
 
 
+async def test_the_job_and_run_lists_show_only_the_callers_project(tenants: Tenants) -> None:
+    client = tenants.client
+    job = await client.post(
+        "/api/v1/ai/generate", json={"prompt": "hi", "async": True}, headers=tenants.alpha
+    )
+    run = await client.post("/api/v1/pipelines/echo/runs", json={"input": {"q": "hi"}}, headers=tenants.alpha)
+    assert job.status_code == run.status_code == 202
+    jobs = (await client.get("/api/v1/jobs", params={"kind": "generate"}, headers=tenants.alpha)).json()
+    assert [j["job_id"] for j in jobs["data"]] == [job.json()["job_id"]]
+    runs = (await client.get("/api/v1/pipelines/runs", headers=tenants.alpha)).json()
+    assert [r["run_id"] for r in runs["data"]] == [run.json()["run_id"]]
+    assert (await client.get("/api/v1/jobs", headers=tenants.beta)).json()["data"] == []
+    assert (await client.get("/api/v1/pipelines/runs", headers=tenants.beta)).json()["data"] == []
+    # another project's id is no cursor either
+    after = {"after": job.json()["job_id"]}
+    assert_error(await client.get("/api/v1/jobs", params=after, headers=tenants.beta), 404, "job_not_found")
+
+
 async def test_idempotency_keys_are_per_project(tenants: Tenants) -> None:
     client = tenants.client
     ids = []
@@ -171,8 +189,12 @@ async def test_templates_and_sessions_belong_to_their_project(tenants: Tenants) 
     # What the defect report saw beta do to alpha's objects: each is now a 404.
     version = f"/api/v1/templates/triage/versions/{number}"
     assert_error(await client.get("/api/v1/templates/triage", headers=beta), 404, "template_not_found")
+    assert (await client.get("/api/v1/templates", headers=beta)).json()["data"] == []
+    listed = (await client.get("/api/v1/templates", headers=alpha)).json()["data"]
+    assert [t["name"] for t in listed] == ["triage"]
     assert_error(await client.get(f"{version}/options", headers=beta), 404, "template_not_found")
     assert_error(await client.post(f"{version}/archive", headers=beta), 404, "template_not_found")
+    assert_error(await client.put(version, json={}, headers=beta), 404, "template_not_found")
     assert_error(
         await client.put("/api/v1/sessions/shared-code/answers", json={"answers": []}, headers=beta),
         404,

@@ -382,3 +382,38 @@ async def test_shutdown_lets_short_jobs_finish_and_gives_long_ones_back(tmp_path
         assert long.status == common_pb2.JOB_STATUS_QUEUED, "given back for another replica, not left leased"
         assert long.attempts == 0, "an attempt cut short by shutdown is not counted"
         assert backend.calls[1].cancelled
+
+
+async def test_jobs_and_pipeline_runs_are_listed_newest_first_with_filters_and_pages(mesh: Mesh) -> None:
+    ids = [(await submit(mesh, f"job {n}")).json()["job_id"] for n in range(3)]
+    for job_id in ids:
+        await until_ended(mesh.client, f"/api/v1/ai/status/{job_id}")
+    started = await mesh.client.post(
+        "/api/v1/pipelines/think-then-answer/runs", json={"input": {"question": "q"}}
+    )
+    run = await until_ended(mesh.client, started.headers["location"])
+    first = await mesh.client.get("/api/v1/jobs", params={"kind": "generate", "limit": 2})
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert page["object"] == "list" and page["request_id"] == first.headers["x-request-id"]
+    assert [job["job_id"] for job in page["data"]] == ids[:0:-1]
+    assert (page["first_id"], page["last_id"], page["has_more"]) == (ids[2], ids[1], True)
+    assert page["data"][0]["result"]["text"] == "echo: job 2"
+    rest = (
+        await mesh.client.get("/api/v1/jobs", params={"kind": "generate", "limit": 2, "after": ids[1]})
+    ).json()
+    assert [job["job_id"] for job in rest["data"]] == ids[:1] and rest["has_more"] is False
+    steps = (await mesh.client.get("/api/v1/jobs", params={"kind": "pipeline_step"})).json()
+    assert [job["job_id"] for job in steps["data"]] == [s["job_id"] for s in reversed(run["steps"])]
+    both = await mesh.client.get("/api/v1/jobs", params=[("kind", "generate"), ("kind", "pipeline_step")])
+    assert len(both.json()["data"]) == 5
+    assert (await mesh.client.get("/api/v1/jobs", params={"status": "FAILED"})).json()["data"] == []
+    runs = (await mesh.client.get("/api/v1/pipelines/runs", params={"status": "SUCCEEDED"})).json()
+    assert [r["run_id"] for r in runs["data"]] == [run["run_id"]]
+    assert runs["data"][0]["steps"] == run["steps"] and runs["data"][0]["output"] == run["output"]
+    assert (await mesh.client.get("/api/v1/pipelines/runs", params={"status": "FAILED"})).json()["data"] == []
+    assert_error(await mesh.client.get("/api/v1/jobs", params={"status": "DONE"}), 422, "invalid_request")
+    assert_error(await mesh.client.get("/api/v1/jobs", params={"limit": 0}), 422, "invalid_request")
+    assert_error(await mesh.client.get("/api/v1/jobs", params={"after": "nope"}), 404, "job_not_found")
+    missing = await mesh.client.get("/api/v1/pipelines/runs", params={"after": "nope"})
+    assert_error(missing, 404, "pipeline_run_not_found")

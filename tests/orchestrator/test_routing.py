@@ -6,9 +6,11 @@ error, so every fallback rule is exercised over the real gateway, orchestrator a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from services.inference.errors import ModelBusy, ProviderAuthFailed, ProviderUnavailable
 from tests.support.fakes import ScriptedBackend
 from tests.support.http import assert_error, sse_events
-from tests.support.mesh import scripted_mesh, scripted_registry
+from tests.support.mesh import eventually, scripted_mesh, scripted_registry
 
 URL = "/api/v1/ai/generate"
 CANNED = {"greetings": [{"match": r"^\s*(hi|hello|hey)\b[\s!.]*$", "reply": "Hello! How can I help?"}]}
@@ -178,6 +180,16 @@ async def test_models_lists_models_routes_and_what_is_loaded(mesh: Mesh) -> None
             "loaded": True,
             "pool_reachable": True,
             "context_length": 0,
+            "load": {
+                "running": 0,
+                "waiting": 0,
+                "window_s": 300.0,
+                "generations": 0,
+                "failures": 0,
+                "mean_ttft_s": 0.0,
+                "mean_latency_s": 0.0,
+                "tokens_per_s": 0.0,
+            },
         }
         for name in ("local", "cloud")
     ]
@@ -194,6 +206,29 @@ async def test_models_lists_models_routes_and_what_is_loaded(mesh: Mesh) -> None
     ]
     assert body["default_route"] == "default"
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_models_report_each_models_running_requests_and_recent_generations(mesh: Mesh) -> None:
+    async def load(name: str) -> dict[str, Any]:
+        models = (await mesh.client.get("/api/v1/models")).json()["models"]
+        return dict(next(m["load"] for m in models if m["name"] == name))
+
+    slow = asyncio.create_task(generate(mesh, "slow 20", model="local"))
+    await eventually(lambda: bool(mesh.local.calls), timeout_s=5)
+    assert (await load("local"))["running"] == 1
+    assert (await slow).status_code == 200
+    assert (await generate(mesh, "three words here", model="local")).status_code == 200
+    mesh.local.refuse = ProviderUnavailable("down")
+    await generate(mesh, "x", model="local-only")
+    mesh.local.refuse = None
+    local = await load("local")
+    assert (local["running"], local["waiting"]) == (0, 0)
+    assert local["failures"] >= 1 and local["generations"] == 2 + local["failures"]
+    # "slow 20": 20 tokens 50 ms apart; the echo's 4 tokens at once: about 24 tokens in 1 s
+    assert 0.9 <= local["mean_latency_s"] * 2 <= 2.5
+    assert 0 < local["mean_ttft_s"] < local["mean_latency_s"]
+    assert 5 <= local["tokens_per_s"] <= 30
+    assert (await load("cloud"))["generations"] == 0
 
 
 async def test_embeddings_of_a_generation_model_are_a_400(mesh: Mesh) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from llmmesh.common.v1 import common_pb2
+from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.orchestrator.errors import (
@@ -263,6 +264,23 @@ def test_what_does_not_reach_the_model_leaves_the_hash_alone() -> None:
     # Without a template the option keys are not rendered: same prompt, same hash.
     other.answers[0].option_key = "town"
     assert plan_run(other).input_hash == base
+
+
+def test_a_runs_sampling_override_is_what_it_samples_with_and_part_of_the_hash() -> None:
+    version = {"model": "local", "max_tokens": 64, "temperature": 0.7, "seed": 1}
+    base = plan_run(session(llm_options=version))
+    fresh = plan_run(session(llm_options=version), orchestrator_pb2.SamplingOverride(seed=2))
+    assert (fresh.spec.params.seed, fresh.spec.params.temperature) == (2, pytest.approx(0.7))
+    assert fresh.input_hash != base.input_hash
+    # the override is the same inputs as a version that had those options
+    assert fresh.input_hash == plan_run(session(llm_options={**version, "seed": 2})).input_hash
+    cooler = plan_run(session(llm_options=version), orchestrator_pb2.SamplingOverride(temperature=0))
+    assert cooler.spec.params.HasField("temperature") and cooler.spec.params.temperature == 0
+    assert cooler.input_hash == plan_run(session(llm_options={**version, "temperature": 0})).input_hash
+    # an empty override is no override
+    assert plan_run(session(llm_options=version), orchestrator_pb2.SamplingOverride()).input_hash == (
+        base.input_hash
+    )
 
 
 # --- cache reuse ------------------------------------------------------------------------------------

@@ -291,3 +291,64 @@ async def test_watchers_are_woken_when_a_job_is_queued(store: store_pb2_grpc.Sto
     await asyncio.wait_for(messages.__anext__(), 5)
     assert (datetime.now(UTC) - start).total_seconds() < 2
     stream.cancel()
+
+
+async def test_jobs_are_listed_newest_first_a_page_at_a_time_and_filtered(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    ids = [(await enqueue(store, n)).job.id for n in range(5)]
+    [claimed] = await claim(store, limit=1)  # the oldest
+    await complete(store, claimed, "done")
+    pages, after = [], ""
+    while True:
+        page = await store.ListJobs(store_pb2.ListJobsRequest(limit=2, after=after))
+        pages.append([job.id for job in page.jobs])
+        if not page.has_more:
+            break
+        after = page.jobs[-1].id
+    assert pages == [ids[4:2:-1], ids[2:0:-1], ids[:1]]
+    succeeded = await store.ListJobs(store_pb2.ListJobsRequest(statuses=[common_pb2.JOB_STATUS_SUCCEEDED]))
+    assert [job.id for job in succeeded.jobs] == [claimed.id] == [ids[0]]
+    queued = await store.ListJobs(
+        store_pb2.ListJobsRequest(
+            kinds=[common_pb2.JOB_KIND_GENERATE], statuses=[common_pb2.JOB_STATUS_QUEUED]
+        )
+    )
+    assert [job.id for job in queued.jobs] == ids[:0:-1] and not queued.has_more
+    sessions = await store.ListJobs(store_pb2.ListJobsRequest(kinds=[common_pb2.JOB_KIND_SESSION]))
+    assert list(sessions.jobs) == []
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await store.ListJobs(store_pb2.ListJobsRequest(after="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    for bad in (store_pb2.ListJobsRequest(limit=101), store_pb2.ListJobsRequest(statuses=[0])):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await store.ListJobs(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_pipeline_runs_are_listed_newest_first_with_their_steps(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    first_step = store_pb2.NewJob(kind=common_pb2.JOB_KIND_PIPELINE_STEP, request_json="{}")
+    runs = [
+        (
+            await store.CreatePipelineRun(
+                store_pb2.CreatePipelineRunRequest(
+                    pipeline="p", input_json=f'{{"n": {n}}}', first_step=first_step
+                )
+            )
+        ).run
+        for n in range(3)
+    ]
+    await store.CancelPipelineRun(store_pb2.CancelPipelineRunRequest(run_id=runs[0].id))
+    page = await store.ListPipelineRuns(store_pb2.ListPipelineRunsRequest(limit=2))
+    assert [run.id for run in page.runs] == [runs[2].id, runs[1].id] and page.has_more
+    assert [[step.status for step in run.steps] for run in page.runs] == [[common_pb2.JOB_STATUS_QUEUED]] * 2
+    rest = await store.ListPipelineRuns(store_pb2.ListPipelineRunsRequest(limit=2, after=page.runs[-1].id))
+    assert [run.id for run in rest.runs] == [runs[0].id] and not rest.has_more
+    cancelled = await store.ListPipelineRuns(
+        store_pb2.ListPipelineRunsRequest(statuses=[common_pb2.PIPELINE_RUN_STATUS_CANCELLED])
+    )
+    assert [(run.id, run.steps[0].status) for run in cancelled.runs] == [
+        (runs[0].id, common_pb2.JOB_STATUS_CANCELLED)
+    ]

@@ -49,12 +49,13 @@ async function readError(response) {
   return errorOf(response.status, body, response.headers.get("x-request-id"));
 }
 
-// One request; a 401 asks the user for a key and tries again with it.
-export async function request(method, path, body, { signal } = {}) {
+// One request; a 401 asks the user for a key and tries again with it. The admin page passes its own
+// `token` (the admin API's) and `prompt: false`: its 401 is the page's to show.
+export async function request(method, path, body, { signal, token = undefined, prompt = true } = {}) {
   for (;;) {
     const headers = { accept: "application/json, text/event-stream" };
     if (body !== undefined) headers["content-type"] = "application/json";
-    const key = storedKey();
+    const key = token === undefined ? storedKey() : token;
     if (key) headers.authorization = `Bearer ${key}`;
     let response;
     try {
@@ -70,7 +71,7 @@ export async function request(method, path, body, { signal } = {}) {
     }
     if (response.status === 401) {
       const error = await readError(response);
-      if (await keyPrompt(error)) continue;
+      if (prompt && (await keyPrompt(error))) continue;
       throw error;
     }
     if (!response.ok) throw await readError(response);
@@ -78,8 +79,8 @@ export async function request(method, path, body, { signal } = {}) {
   }
 }
 
-export async function json(method, path, body) {
-  const response = await request(method, path, body);
+export async function json(method, path, body, options = {}) {
+  const response = await request(method, path, body, options);
   return response.status === 204 ? null : response.json();
 }
 

@@ -1,6 +1,9 @@
 // The console's shell: the language switch, the API key dialog and the views, chosen by the URL's
-// fragment (#/playground, #/sessions, #/sessions/<code>), so a reload shows the same view.
+// fragment (#/playground, #/sessions, #/sessions/<code>, #/jobs, #/models, #/admin), so a reload shows the same view.
 import { saveKey, setKeyPrompt, storedKey } from "./api.js";
+import { renderAdmin } from "./admin.js";
+import { renderJobs } from "./jobs.js";
+import { renderModels } from "./models.js";
 import { initialLanguage, onLanguageChange, setLanguage, t } from "./i18n.js";
 import { renderPlayground } from "./playground.js";
 import { renderSession, renderSessionStart } from "./sessions.js";
@@ -10,17 +13,25 @@ const dialog = document.getElementById("key-dialog");
 const keyInput = document.getElementById("key-input");
 const keyReason = document.getElementById("key-reason");
 
+// Each page by its fragment; the first is the default.
+const PAGES = {
+  playground: (main) => renderPlayground(main),
+  sessions: (main, code) => (code ? renderSession(main, decodeURIComponent(code)) : renderSessionStart(main)),
+  jobs: (main) => renderJobs(main),
+  models: (main) => renderModels(main),
+  admin: (main) => renderAdmin(main),
+};
+
 function route() {
   const path = location.hash.replace(/^#/, "") || "/playground";
-  const [, page, code] = path.split("/");
+  const [, named, code] = path.split("/");
+  const page = named in PAGES ? named : "playground";
   for (const link of document.querySelectorAll("nav a[data-page]")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (page === "sessions" && code) renderSession(main, decodeURIComponent(code));
-  else if (page === "sessions") renderSessionStart(main);
-  else renderPlayground(main);
-  document.title = `${t(`nav.${page === "sessions" ? "sessions" : "playground"}`)} — ${t("app.title")}`;
+  PAGES[page](main, code);
+  document.title = `${t(`nav.${page}`)} — ${t("app.title")}`;
 }
 
 // The dialog resolves true once a key was given (the failed call is then made again with it).

@@ -1,7 +1,7 @@
-// Playground: chat with a model or route, streamed, through the OpenAI-compatible API (multi-turn,
-// optionally a stored conversation) or the mesh's generate API (one prompt; says which route and tier
-// served it).
-import { ApiError, api, errorOf, events, json, request } from "./api.js";
+// Playground: chat with a model or route, streamed, through the OpenAI-compatible API or the mesh's
+// WebSocket (multi-turn, optionally a stored conversation) or the mesh's generate API (one prompt).
+// The generate API and the WebSocket say which route and tier served each answer.
+import { ApiError, api, errorOf, events, json, request, storedKey } from "./api.js";
 import { field, h, tr } from "./dom.js";
 import { errorBox, figure } from "./feedback.js";
 import { t, translate } from "./i18n.js";
@@ -12,6 +12,7 @@ const state = {
   controller: null,
   conversationId: "",
   models: null,
+  socket: null, // the WebSocket of the WebSocket mode, opened at its first turn and kept
 };
 
 function newConversationId() {
@@ -47,6 +48,7 @@ export function renderPlayground(main) {
     "select",
     { id: "pg-api" },
     h("option", { value: "chat", "data-i18n": "playground.api.chat" }),
+    h("option", { value: "websocket", "data-i18n": "playground.api.websocket" }),
     h("option", { value: "generate", "data-i18n": "playground.api.generate" }),
   );
   const model = h("select", { id: "pg-model" }, h("option", { value: "" }, "…"));
@@ -66,7 +68,7 @@ export function renderPlayground(main) {
   const status = h("div", { id: "pg-status" });
 
   const syncMode = () => {
-    const chat = apiChoice.value === "chat";
+    const chat = apiChoice.value !== "generate"; // both chat modes send conversations
     stored.disabled = !chat;
     conversation.disabled = !chat || !stored.checked;
     if (chat && stored.checked && !conversation.value) conversation.value = newConversationId();
@@ -213,6 +215,7 @@ async function runTurn(settings, item, answer, signal) {
   };
   let outcome;
   if (settings.api === "chat") outcome = await streamChat(settings, append, signal);
+  else if (settings.api === "websocket") outcome = await streamSocket(settings, append, signal);
   else outcome = await streamGenerate(settings, append, signal);
   const finished = performance.now();
   const completion = outcome.usage ? outcome.usage.completion_tokens : deltas;
@@ -232,13 +235,17 @@ function sampling(settings) {
   return body;
 }
 
-async function streamChat(settings, append, signal) {
-  // A stored conversation keeps its turns in the mesh: only the new one is sent.
+// The turns a chat sends: a stored conversation keeps its turns in the mesh, so only the new one.
+function chatMessages(settings) {
   const turns = settings.conversation_id ? state.messages.slice(-1) : state.messages;
-  const messages = [
+  return [
     ...(settings.system ? [{ role: "system", content: settings.system }] : []),
     ...turns.map(({ role, content }) => ({ role, content })),
   ];
+}
+
+async function streamChat(settings, append, signal) {
+  const messages = chatMessages(settings);
   const body = {
     model: settings.model,
     messages,
@@ -277,4 +284,60 @@ async function streamGenerate(settings, append, signal) {
     }
   }
   throw new ApiError(0, "incomplete_generation", t("error.incomplete"), requestId);
+}
+
+// The mode's socket, opened when none is open; a browser cannot set headers on a WebSocket, so the
+// key goes in the query (?api_key=), as the API takes it.
+function openSocket() {
+  if (state.socket && state.socket.readyState <= WebSocket.OPEN) return state.socket;
+  const key = storedKey();
+  const url = new URL(api("/chat/ws"), location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (key) url.searchParams.set("api_key", key);
+  state.socket = new WebSocket(url);
+  return state.socket;
+}
+
+let turnCounter = 0;
+
+// One turn on the socket: delta frames, then done (or cancelled after Stop, or an error frame).
+async function streamSocket(settings, append, signal) {
+  const socket = openSocket();
+  const id = `turn-${++turnCounter}`;
+  const frame = { type: "chat", id, messages: chatMessages(settings), ...sampling(settings) };
+  if (settings.model) frame.model = settings.model;
+  if (settings.conversation_id) frame.conversation_id = settings.conversation_id;
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      socket.removeEventListener("message", onMessage);
+      socket.removeEventListener("close", onClose);
+      signal.removeEventListener("abort", onAbort);
+    };
+    const onMessage = (message) => {
+      const event = JSON.parse(message.data);
+      if (event.id !== id && event.id !== null) return;
+      if (event.type === "delta") append(event.text);
+      else if (event.type === "done") {
+        done();
+        resolve({ model: event.model, route: event.route, tier: event.tier, usage: event.usage, requestId: event.request_id });
+      } else if (event.type === "cancelled") {
+        done();
+        reject(new DOMException("stopped", "AbortError"));
+      } else if (event.type === "error") {
+        done();
+        reject(new ApiError(0, event.error.code, event.error.message, event.error.request_id || ""));
+      }
+    };
+    const onClose = () => {
+      done();
+      reject(new ApiError(0, "connection_closed", t("error.socket_closed"), ""));
+    };
+    const onAbort = () => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify({ type: "cancel", id }));
+    socket.addEventListener("message", onMessage);
+    socket.addEventListener("close", onClose);
+    signal.addEventListener("abort", onAbort);
+    const start = () => socket.send(JSON.stringify(frame));
+    if (socket.readyState === WebSocket.OPEN) start();
+    else socket.addEventListener("open", start, { once: true });
+  });
 }

@@ -141,6 +141,9 @@ export async function renderSession(main, code) {
   }
 }
 
+// A seed in the range the API takes (0 to 2^32 - 2).
+const freshSeed = () => crypto.getRandomValues(new Uint32Array(1))[0] % 0xffffffff;
+
 // One run, streamed: a loading state while the model writes, then the result screen (or the error
 // with a Retry that makes the same run again).
 async function run(view, force) {
@@ -154,10 +157,11 @@ async function run(view, force) {
   screen.setAttribute("aria-busy", "true");
   translate(screen);
   try {
-    const response = await request("POST", api(`/sessions/${encodeURIComponent(view.code)}/llm`), {
-      stream: true,
-      force_regenerate: force,
-    });
+    // Where the version samples, a regenerated text comes from a fresh seed (the seed is part of the
+    // inputs the result is stored for); at temperature 0 the model would write the same text anyway.
+    const body = { stream: true, force_regenerate: force };
+    if (force && !view.greedy) body.seed = freshSeed();
+    const response = await request("POST", api(`/sessions/${encodeURIComponent(view.code)}/llm`), body);
     const requestId = response.headers.get("x-request-id");
     let result = null;
     for await (const { event, data } of events(response)) {

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.common import results
+from services.common.enums import JOB_KIND_VALUES, JOB_STATUS_VALUES, PIPELINE_RUN_STATUS_VALUES
 from services.common.request_id import HTTP_HEADER
 from services.gateway.calls import orchestrator
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.jobs import protocol as api
 from services.gateway.jobs.submission import api_path, job_options
+from services.gateway.paging import AFTER, LIMIT, Page, page_of
 
 # A job's status and cancel: for any key that can queue one (generate and session runs take
 # `async: true`), not only for the jobs scope; pipelines are the jobs scope's.
@@ -51,6 +54,32 @@ async def cancel_job(job_id: str, request: Request) -> api.JobStatus:
 async def cancel_job_by_post(job_id: str, request: Request) -> api.JobStatus:
     """The same as DELETE, for clients that cannot send one."""
     return await _cancel(job_id, request)
+
+
+@router.get("/jobs", response_model=Page[results.JobStatus], responses=error_responses(404))
+async def list_jobs(
+    request: Request,
+    kind: Annotated[
+        list[results.JobKind] | None, Query(description="Only jobs of these kinds (repeatable).")
+    ] = None,
+    status: Annotated[
+        list[results.JobStatusName] | None, Query(description="Only jobs in these statuses (repeatable).")
+    ] = None,
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+) -> Page[results.JobStatus]:
+    """The project's jobs, newest first: async generations and session runs, pipeline steps, and
+    webhook deliveries. 404 when `after` names no job of the project."""
+    response = await orchestrator(request).list_jobs(
+        orchestrator_pb2.ListJobsRequest(
+            limit=limit,
+            after=after or "",
+            kinds=[JOB_KIND_VALUES[k] for k in kind or ()],
+            statuses=[JOB_STATUS_VALUES[s] for s in status or ()],
+        )
+    )
+    jobs = [results.JobStatus.from_proto(job) for job in response.jobs]
+    return page_of(request, jobs, lambda job: job.job_id, response.has_more)
 
 
 def _run_status(request: Request, run: orchestrator_pb2.PipelineRun) -> api.PipelineRunStatus:
@@ -93,6 +122,31 @@ async def start_pipeline_run(name: str, body: api.StartPipelineRun, request: Req
         status_code=202,
         headers={"Location": location, HTTP_HEADER: request_id_of(request)},
     )
+
+
+@router.get(
+    "/pipelines/runs",
+    response_model=Page[results.PipelineRunStatus],
+    responses=error_responses(404),
+    tags=["pipelines"],
+)
+async def list_pipeline_runs(
+    request: Request,
+    status: Annotated[
+        list[results.RunStatusName] | None, Query(description="Only runs in these statuses (repeatable).")
+    ] = None,
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+) -> Page[results.PipelineRunStatus]:
+    """The project's pipeline runs, newest first, each with every step's status. 404 when `after`
+    names no run of the project."""
+    response = await orchestrator(request).list_pipeline_runs(
+        orchestrator_pb2.ListPipelineRunsRequest(
+            limit=limit, after=after or "", statuses=[PIPELINE_RUN_STATUS_VALUES[s] for s in status or ()]
+        )
+    )
+    runs = [results.PipelineRunStatus.from_proto(run) for run in response.runs]
+    return page_of(request, runs, lambda run: run.run_id, response.has_more)
 
 
 @router.get(

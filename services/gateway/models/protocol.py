@@ -10,6 +10,19 @@ MAX_EMBED_INPUTS = 256
 MAX_EMBED_CHARS = 32_000
 
 
+class ModelLoad(BaseModel):
+    running: int = Field(description="Requests the model is working on now")
+    waiting: int = Field(
+        description="Requests queued for it (an engine that takes turns serves one at a time)"
+    )
+    window_s: float = Field(description="How far back the figures below reach, in seconds")
+    generations: int = Field(description="Generations that ended in the window")
+    failures: int = Field(description="Of those, how many failed")
+    mean_ttft_s: float = Field(description="Mean seconds to the first token, over the successful ones")
+    mean_latency_s: float = Field(description="Mean seconds to the end, over the successful ones")
+    tokens_per_s: float = Field(description="Completion tokens per second of generation time")
+
+
 class ModelEntry(BaseModel):
     name: str
     backend: str = Field(description="llama_cpp, vllm, openai, anthropic, gemini, bedrock or module:Class")
@@ -18,6 +31,10 @@ class ModelEntry(BaseModel):
     loaded: bool = Field(description="Loaded in its pool now (local models load at start or on first use)")
     pool_reachable: bool = Field(description="False when the orchestrator could not reach the model's pool")
     context_length: int = Field(description="Context window in tokens; 0 when unknown")
+    load: ModelLoad | None = Field(
+        description="What the model is doing now and did lately, as its pool reports it; null when the pool "
+        "did not answer"
+    )
 
 
 class TierEntry(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.gateway.auth.admission import charge, generation_slot
@@ -13,12 +14,26 @@ from services.gateway.models.protocol import (
     EmbeddingsResponse,
     EmbeddingsUsage,
     ModelEntry,
+    ModelLoad,
     ModelsResponse,
     RouteEntry,
     TierEntry,
 )
 
 router = APIRouter(tags=["models"])
+
+
+def _load(load: common_pb2.ModelLoad) -> ModelLoad:
+    return ModelLoad(
+        running=load.running,
+        waiting=load.waiting,
+        window_s=load.window_s,
+        generations=load.generations,
+        failures=load.failures,
+        mean_ttft_s=load.mean_ttft_s,
+        mean_latency_s=load.mean_latency_s,
+        tokens_per_s=load.tokens_per_s,
+    )
 
 
 @router.get(
@@ -38,6 +53,7 @@ async def list_models(request: Request) -> ModelsResponse:
                 loaded=m.loaded,
                 pool_reachable=m.pool_reachable,
                 context_length=m.context_length,
+                load=_load(m.load) if m.HasField("load") else None,
             )
             for m in answer.models
         ],

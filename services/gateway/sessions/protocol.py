@@ -112,6 +112,21 @@ class RunSession(JobFields):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     force_regenerate: bool = False
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="This run's temperature instead of the version's llm_options.temperature. Part of "
+        "the inputs a stored result is reused for: another temperature is another result.",
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 2,
+        description="This run's seed instead of the version's (a fresh one with force_regenerate gives "
+        "a new text where the version samples; at temperature 0 the text does not change). Part of the "
+        "inputs a stored result is reused for.",
+    )
     stream: bool = Field(default=False, description="Stream token deltas as Server-Sent Events.")
     run_async: bool = Field(
         default=False, alias="async", description="Queue the run as a durable job: 202 with its status_url."

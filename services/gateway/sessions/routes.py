@@ -18,6 +18,7 @@ from services.gateway.calls import orchestrator, store, stream_timeout_s
 from services.gateway.errors import error_responses
 from services.gateway.generate.protocol import StreamDelta
 from services.gateway.jobs.submission import ACCEPTED, accepted, job_options
+from services.gateway.paging import AFTER, LIMIT, Page, page_of
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_stream
 
@@ -107,6 +108,18 @@ async def create_template(body: api.CreateTemplate, request: Request) -> api.Tem
     return _template(response.template)
 
 
+@template_reads_router.get("/templates", response_model=Page[api.Template])
+async def list_templates(
+    request: Request, limit: int = LIMIT, after: str | None = AFTER
+) -> Page[api.Template]:
+    """The project's templates in name order, each with all its versions."""
+    response = await store(request).list_templates(
+        store_pb2.ListTemplatesRequest(limit=limit, after=after or "")
+    )
+    templates = [_template(t) for t in response.templates]
+    return page_of(request, templates, lambda template: template.name, response.has_more)
+
+
 @template_reads_router.get("/templates/{name}", response_model=api.Template, responses=error_responses(404))
 async def get_template(name: str, request: Request) -> api.Template:
     """A template with all its versions."""
@@ -119,26 +132,46 @@ async def get_template(name: str, request: Request) -> api.Template:
 )
 async def add_version(name: str, body: api.CreateVersion, request: Request) -> api.Version:
     """Add a DRAFT version: system prompt, user-prompt template, model options and answer choices."""
-    options = body.llm_options
     response = await store(request).add_version(
-        store_pb2.AddVersionRequest(
-            template_name=name,
-            system_prompt=body.system_prompt,
-            user_prompt_template=body.user_prompt_template,
-            llm_options=None
-            if options is None
-            else store_pb2.LlmOptions(
-                model=options.model,
-                max_tokens=options.max_tokens or 0,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                seed=options.seed,
-                stop=options.stop or [],
-            ),
-            options=[store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
-        )
+        store_pb2.AddVersionRequest(template_name=name, **_content(body))
     )
     return _version(response.version)
+
+
+@templates_router.put(
+    "/templates/{name}/versions/{number}",
+    response_model=api.Version,
+    responses=error_responses(404, 409, descriptions={409: "The version is not a DRAFT"}),
+)
+async def update_draft(
+    name: str, number: VersionNumber, body: api.CreateVersion, request: Request
+) -> api.Version:
+    """Replace a DRAFT version's content (the same fields as adding one); a PUBLISHED or ARCHIVED
+    version is final: 409 `version_not_draft`."""
+    response = await store(request).update_draft_version(
+        store_pb2.UpdateDraftVersionRequest(template_name=name, number=number, **_content(body))
+    )
+    return _version(response.version)
+
+
+def _content(body: api.CreateVersion) -> dict[str, Any]:
+    """A version's content as AddVersion and UpdateDraftVersion take it."""
+    options = body.llm_options
+    return {
+        "system_prompt": body.system_prompt,
+        "user_prompt_template": body.user_prompt_template,
+        "llm_options": None
+        if options is None
+        else store_pb2.LlmOptions(
+            model=options.model,
+            max_tokens=options.max_tokens or 0,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=options.stop or [],
+        ),
+        "options": [store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
+    }
 
 
 async def _version_of(request: Request, name: str, number: int) -> store_pb2.TemplateVersion:
@@ -228,6 +261,11 @@ async def put_answers(session_code: str, body: api.PutAnswers, request: Request)
     return _session(response.session)
 
 
+def _sampling(body: api.RunSession) -> orchestrator_pb2.SamplingOverride:
+    """The run's override of its version's sampling (empty: the version's own)."""
+    return orchestrator_pb2.SamplingOverride(temperature=body.temperature, seed=body.seed)
+
+
 async def run_session(
     session_code: str, request: Request, body: Annotated[api.RunSession | None, Body()] = None
 ) -> Any:
@@ -244,13 +282,14 @@ async def run_session(
                 session_code=session_code,
                 force_regenerate=body.force_regenerate,
                 options=job_options(request, body),
+                sampling=_sampling(body),
             )
         )
         return accepted(request, submitted.job)
     if not body.stream:
         response = await orchestrator(request).run_session(
             orchestrator_pb2.RunSessionRequest(
-                session_code=session_code, force_regenerate=body.force_regenerate
+                session_code=session_code, force_regenerate=body.force_regenerate, sampling=_sampling(body)
             )
         )
         if not response.run.cached:
@@ -258,7 +297,7 @@ async def run_session(
         return results.SessionRun.from_proto(response.run)
     stream = orchestrator(request).stream_session(
         orchestrator_pb2.StreamSessionRequest(
-            session_code=session_code, force_regenerate=body.force_regenerate
+            session_code=session_code, force_regenerate=body.force_regenerate, sampling=_sampling(body)
         ),
         stream_timeout_s(request),
     )

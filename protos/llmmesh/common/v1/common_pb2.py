@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"\x8c\x01\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1b.llmmesh.common.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xf5\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\x12/\n\ntool_calls\x18\t \x03(\x0b\x32\x1b.llmmesh.common.v1.ToolCall\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"M\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"\xb2\x01\n\nToolChoice\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".llmmesh.common.v1.ToolChoice.Mode\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"`\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_AUTO\x10\x01\x12\r\n\tMODE_NONE\x10\x02\x12\x11\n\rMODE_REQUIRED\x10\x03\x12\x11\n\rMODE_FUNCTION\x10\x04\"\x90\x01\n\x07Tooling\x12&\n\x05tools\x18\x01 \x03(\x0b\x32\x17.llmmesh.common.v1.Tool\x12-\n\x06\x63hoice\x18\x02 \x01(\x0b\x32\x1d.llmmesh.common.v1.ToolChoice\x12\x1b\n\x0eparallel_calls\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x11\n\x0f_parallel_calls\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*\x82\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"\x8c\x01\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1b.llmmesh.common.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xf5\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\x12/\n\ntool_calls\x18\t \x03(\x0b\x32\x1b.llmmesh.common.v1.ToolCall\"\xc8\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\x12/\n\x04load\x18\x08 \x01(\x0b\x32\x1c.llmmesh.common.v1.ModelLoadH\x00\x88\x01\x01\x42\x07\n\x05_load\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"M\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"\xb2\x01\n\nToolChoice\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".llmmesh.common.v1.ToolChoice.Mode\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"`\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_AUTO\x10\x01\x12\r\n\tMODE_NONE\x10\x02\x12\x11\n\rMODE_REQUIRED\x10\x03\x12\x11\n\rMODE_FUNCTION\x10\x04\"\x90\x01\n\x07Tooling\x12&\n\x05tools\x18\x01 \x03(\x0b\x32\x17.llmmesh.common.v1.Tool\x12-\n\x06\x63hoice\x18\x02 \x01(\x0b\x32\x1d.llmmesh.common.v1.ToolChoice\x12\x1b\n\x0eparallel_calls\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x11\n\x0f_parallel_calls\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\xa9\x01\n\tModelLoad\x12\x0f\n\x07running\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x10\n\x08window_s\x18\x03 \x01(\x01\x12\x13\n\x0bgenerations\x18\x04 \x01(\x05\x12\x10\n\x08\x66\x61ilures\x18\x05 \x01(\x05\x12\x13\n\x0bmean_ttft_s\x18\x06 \x01(\x01\x12\x16\n\x0emean_latency_s\x18\x07 \x01(\x01\x12\x14\n\x0ctokens_per_s\x18\x08 \x01(\x01*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*\x82\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1546
-  _globals['_ROLE']._serialized_end=1641
-  _globals['_FINISHREASON']._serialized_start=1644
-  _globals['_FINISHREASON']._serialized_end=1803
-  _globals['_JOBKIND']._serialized_start=1806
-  _globals['_JOBKIND']._serialized_end=1936
-  _globals['_JOBSTATUS']._serialized_start=1939
-  _globals['_JOBSTATUS']._serialized_end=2100
-  _globals['_PIPELINERUNSTATUS']._serialized_start=2103
-  _globals['_PIPELINERUNSTATUS']._serialized_end=2294
-  _globals['_RESPONSESTATUS']._serialized_start=2297
-  _globals['_RESPONSESTATUS']._serialized_end=2501
+  _globals['_ROLE']._serialized_start=1776
+  _globals['_ROLE']._serialized_end=1871
+  _globals['_FINISHREASON']._serialized_start=1874
+  _globals['_FINISHREASON']._serialized_end=2033
+  _globals['_JOBKIND']._serialized_start=2036
+  _globals['_JOBKIND']._serialized_end=2166
+  _globals['_JOBSTATUS']._serialized_start=2169
+  _globals['_JOBSTATUS']._serialized_end=2330
+  _globals['_PIPELINERUNSTATUS']._serialized_start=2333
+  _globals['_PIPELINERUNSTATUS']._serialized_end=2524
+  _globals['_RESPONSESTATUS']._serialized_start=2527
+  _globals['_RESPONSESTATUS']._serialized_end=2731
   _globals['_CHATMESSAGE']._serialized_start=54
   _globals['_CHATMESSAGE']._serialized_end=194
   _globals['_CONVERSATION']._serialized_start=196
@@ -56,21 +56,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATIONRESULT']._serialized_start=541
   _globals['_GENERATIONRESULT']._serialized_end=786
   _globals['_MODELINFO']._serialized_start=789
-  _globals['_MODELINFO']._serialized_end=931
-  _globals['_EMBEDDING']._serialized_start=933
-  _globals['_EMBEDDING']._serialized_end=960
-  _globals['_JOBERROR']._serialized_start=962
-  _globals['_JOBERROR']._serialized_end=1003
-  _globals['_TOOL']._serialized_start=1005
-  _globals['_TOOL']._serialized_end=1082
-  _globals['_TOOLCHOICE']._serialized_start=1085
-  _globals['_TOOLCHOICE']._serialized_end=1263
-  _globals['_TOOLCHOICE_MODE']._serialized_start=1167
-  _globals['_TOOLCHOICE_MODE']._serialized_end=1263
-  _globals['_TOOLING']._serialized_start=1266
-  _globals['_TOOLING']._serialized_end=1410
-  _globals['_TOOLCALL']._serialized_start=1412
-  _globals['_TOOLCALL']._serialized_end=1467
-  _globals['_TOOLCALLDELTA']._serialized_start=1469
-  _globals['_TOOLCALLDELTA']._serialized_end=1544
+  _globals['_MODELINFO']._serialized_end=989
+  _globals['_EMBEDDING']._serialized_start=991
+  _globals['_EMBEDDING']._serialized_end=1018
+  _globals['_JOBERROR']._serialized_start=1020
+  _globals['_JOBERROR']._serialized_end=1061
+  _globals['_TOOL']._serialized_start=1063
+  _globals['_TOOL']._serialized_end=1140
+  _globals['_TOOLCHOICE']._serialized_start=1143
+  _globals['_TOOLCHOICE']._serialized_end=1321
+  _globals['_TOOLCHOICE_MODE']._serialized_start=1225
+  _globals['_TOOLCHOICE_MODE']._serialized_end=1321
+  _globals['_TOOLING']._serialized_start=1324
+  _globals['_TOOLING']._serialized_end=1468
+  _globals['_TOOLCALL']._serialized_start=1470
+  _globals['_TOOLCALL']._serialized_end=1525
+  _globals['_TOOLCALLDELTA']._serialized_start=1527
+  _globals['_TOOLCALLDELTA']._serialized_end=1602
+  _globals['_MODELLOAD']._serialized_start=1605
+  _globals['_MODELLOAD']._serialized_end=1774
 # @@protoc_insertion_point(module_scope)

@@ -160,7 +160,7 @@ class GenerationResult(_message.Message):
     def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ..., stop_sequence: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "backend", "loaded", "context_length", "capabilities", "pool", "pool_reachable")
+    __slots__ = ("name", "backend", "loaded", "context_length", "capabilities", "pool", "pool_reachable", "load")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class ModelInfo(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     POOL_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: str
     loaded: bool
@@ -175,7 +176,8 @@ class ModelInfo(_message.Message):
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     pool: str
     pool_reachable: bool
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., loaded: _Optional[bool] = ..., context_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., pool: _Optional[str] = ..., pool_reachable: _Optional[bool] = ...) -> None: ...
+    load: ModelLoad
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., loaded: _Optional[bool] = ..., context_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., pool: _Optional[str] = ..., pool_reachable: _Optional[bool] = ..., load: _Optional[_Union[ModelLoad, _Mapping]] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("values",)
@@ -254,3 +256,23 @@ class ToolCallDelta(_message.Message):
     name: str
     arguments: str
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+
+class ModelLoad(_message.Message):
+    __slots__ = ("running", "waiting", "window_s", "generations", "failures", "mean_ttft_s", "mean_latency_s", "tokens_per_s")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    MEAN_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    running: int
+    waiting: int
+    window_s: float
+    generations: int
+    failures: int
+    mean_ttft_s: float
+    mean_latency_s: float
+    tokens_per_s: float
+    def __init__(self, running: _Optional[int] = ..., waiting: _Optional[int] = ..., window_s: _Optional[float] = ..., generations: _Optional[int] = ..., failures: _Optional[int] = ..., mean_ttft_s: _Optional[float] = ..., mean_latency_s: _Optional[float] = ..., tokens_per_s: _Optional[float] = ...) -> None: ...

@@ -114,12 +114,14 @@ class SessionRun(_message.Message):
     def __init__(self, session_code: _Optional[str] = ..., llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., cached: _Optional[bool] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunSessionRequest(_message.Message):
-    __slots__ = ("session_code", "force_regenerate")
+    __slots__ = ("session_code", "force_regenerate", "sampling")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     session_code: str
     force_regenerate: bool
-    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+    sampling: SamplingOverride
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., sampling: _Optional[_Union[SamplingOverride, _Mapping]] = ...) -> None: ...
 
 class RunSessionResponse(_message.Message):
     __slots__ = ("run",)
@@ -128,12 +130,14 @@ class RunSessionResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[SessionRun, _Mapping]] = ...) -> None: ...
 
 class StreamSessionRequest(_message.Message):
-    __slots__ = ("session_code", "force_regenerate")
+    __slots__ = ("session_code", "force_regenerate", "sampling")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     session_code: str
     force_regenerate: bool
-    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ...) -> None: ...
+    sampling: SamplingOverride
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., sampling: _Optional[_Union[SamplingOverride, _Mapping]] = ...) -> None: ...
 
 class StreamSessionResponse(_message.Message):
     __slots__ = ("delta", "run")
@@ -298,14 +302,16 @@ class SubmitGenerationResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class SubmitSessionRunRequest(_message.Message):
-    __slots__ = ("session_code", "force_regenerate", "options")
+    __slots__ = ("session_code", "force_regenerate", "options", "sampling")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_REGENERATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     session_code: str
     force_regenerate: bool
     options: JobOptions
-    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ...) -> None: ...
+    sampling: SamplingOverride
+    def __init__(self, session_code: _Optional[str] = ..., force_regenerate: _Optional[bool] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOverride, _Mapping]] = ...) -> None: ...
 
 class SubmitSessionRunResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -420,3 +426,49 @@ class CancelPipelineRunResponse(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: PipelineRun
     def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("limit", "after", "kinds", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    kinds: _containers.RepeatedScalarFieldContainer[_common_pb2.JobKind]
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.JobStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[_common_pb2.JobKind, str]]] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.JobStatus, str]]] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "has_more")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    has_more: bool
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListPipelineRunsRequest(_message.Message):
+    __slots__ = ("limit", "after", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.PipelineRunStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.PipelineRunStatus, str]]] = ...) -> None: ...
+
+class ListPipelineRunsResponse(_message.Message):
+    __slots__ = ("runs", "has_more")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PipelineRun]
+    has_more: bool
+    def __init__(self, runs: _Optional[_Iterable[_Union[PipelineRun, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class SamplingOverride(_message.Message):
+    __slots__ = ("temperature", "seed")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    seed: int
+    def __init__(self, temperature: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...

@@ -114,6 +114,16 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/ListJobs',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.ListPipelineRuns = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/ListPipelineRuns',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -233,6 +243,20 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """One page of the caller's project's jobs, newest first, optionally of some kinds and statuses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelineRuns(self, request, context):
+        """One page of the caller's project's pipeline runs, newest first, with every step's job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +339,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CancelPipelineRun,
                     request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.FromString,
                     response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'ListPipelineRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelineRuns,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +783,60 @@ class OrchestratorService:
             '/llmmesh.orchestrator.v1.OrchestratorService/CancelPipelineRun',
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunRequest.SerializeToString,
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CancelPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/ListJobs',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelineRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/ListPipelineRuns',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -891,3 +891,79 @@ class ListResponseInputItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[ResponseItem]
     has_more: bool
     def __init__(self, items: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("limit", "after", "kinds", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    kinds: _containers.RepeatedScalarFieldContainer[_common_pb2.JobKind]
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.JobStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[_common_pb2.JobKind, str]]] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.JobStatus, str]]] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "has_more")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    has_more: bool
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListPipelineRunsRequest(_message.Message):
+    __slots__ = ("limit", "after", "statuses")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.PipelineRunStatus]
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.PipelineRunStatus, str]]] = ...) -> None: ...
+
+class ListPipelineRunsResponse(_message.Message):
+    __slots__ = ("runs", "has_more")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PipelineRun]
+    has_more: bool
+    def __init__(self, runs: _Optional[_Iterable[_Union[PipelineRun, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class ListTemplatesRequest(_message.Message):
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
+
+class ListTemplatesResponse(_message.Message):
+    __slots__ = ("templates", "has_more")
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[Template]
+    has_more: bool
+    def __init__(self, templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class UpdateDraftVersionRequest(_message.Message):
+    __slots__ = ("template_name", "number", "system_prompt", "user_prompt_template", "llm_options", "options")
+    TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    USER_PROMPT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    LLM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    template_name: str
+    number: int
+    system_prompt: str
+    user_prompt_template: str
+    llm_options: LlmOptions
+    options: _containers.RepeatedCompositeFieldContainer[VersionOption]
+    def __init__(self, template_name: _Optional[str] = ..., number: _Optional[int] = ..., system_prompt: _Optional[str] = ..., user_prompt_template: _Optional[str] = ..., llm_options: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Iterable[_Union[VersionOption, _Mapping]]] = ...) -> None: ...
+
+class UpdateDraftVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: TemplateVersion
+    def __init__(self, version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...

@@ -224,6 +224,26 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListJobs',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.ListPipelineRuns = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListPipelineRuns',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.FromString,
+                _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListTemplates',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.UpdateDraftVersion = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/UpdateDraftVersion',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -497,6 +517,35 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """One page of the project's jobs, newest first, optionally of some kinds and statuses only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelineRuns(self, request, context):
+        """One page of the project's pipeline runs, newest first, each with its steps' jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTemplates(self, request, context):
+        """One page of the project's templates in name order, each with all its versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDraftVersion(self, request, context):
+        """Replaces a DRAFT version's content (prompts, options, answer choices); a PUBLISHED or ARCHIVED
+        version is final (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -689,6 +738,26 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.ListResponseInputItems,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'ListPipelineRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelineRuns,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'UpdateDraftVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDraftVersion,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1717,6 +1786,114 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/ListResponseInputItems',
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.ListResponseInputItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListJobs',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelineRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListPipelineRuns',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListPipelineRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListTemplates',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDraftVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/UpdateDraftVersion',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
