@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
+from typing import Any
+
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
 
 from services.common.errors import InvalidGenerationRequest, UpstreamError
-from services.inference.backends.base import Delta, Embeddings, Finished, GenerationInput, Message, Sampling
+from services.inference.backends.base import (
+    Delta,
+    Embeddings,
+    Finished,
+    GenerationInput,
+    Message,
+    OutputConstraint,
+    Sampling,
+)
 from services.inference.config import InferenceSettings
+from services.inference.errors import InvalidConstraint
 from services.inference.models import ModelHost
 
 MAX_EMBED_INPUTS = 256
+MAX_TOP_LOGPROBS = 20
+# A schema or grammar is a program the engine compiles; bound what one request may hand it.
+MAX_CONSTRAINT_CHARS = 64_000
+
+
+def json_schema_constraint(schema_text: str, strict: bool) -> OutputConstraint:
+    """A JSON-schema constraint, once the text parses as JSON and is a valid JSON Schema."""
+    if len(schema_text) > MAX_CONSTRAINT_CHARS:
+        raise InvalidConstraint(f"the JSON schema is over {MAX_CONSTRAINT_CHARS} characters")
+    try:
+        schema: Any = json.loads(schema_text)
+    except ValueError as exc:
+        raise InvalidConstraint(f"the JSON schema is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise InvalidConstraint("the JSON schema must be a JSON object")
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the top level"
+        raise InvalidConstraint(f"the JSON schema is invalid at {where}: {exc.message}") from None
+    return OutputConstraint("json_schema", json_schema=schema, strict=strict)
+
+
+def grammar_constraint(grammar: str) -> OutputConstraint:
+    """A GBNF grammar constraint; the engine parses it and names what is wrong."""
+    if not grammar.strip():
+        raise InvalidConstraint("the grammar is empty")
+    if len(grammar) > MAX_CONSTRAINT_CHARS:
+        raise InvalidConstraint(f"the grammar is over {MAX_CONSTRAINT_CHARS} characters")
+    return OutputConstraint("grammar", grammar=grammar)
 
 
 class InferenceService:
@@ -48,22 +92,40 @@ class InferenceService:
 
     @staticmethod
     def generation_input(
-        sampling: Sampling, prompt: str | None, messages: list[Message], one_shot: bool = False
+        sampling: Sampling,
+        prompt: str | None,
+        messages: list[Message],
+        one_shot: bool = False,
+        constraint: OutputConstraint | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> GenerationInput:
+        if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidGenerationRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+        if top_logprobs and not logprobs:
+            raise InvalidGenerationRequest("top_logprobs needs logprobs")
+        controls: dict[str, Any] = {
+            "one_shot": one_shot,
+            "constraint": constraint,
+            "logprobs": logprobs,
+            "top_logprobs": top_logprobs,
+        }
         if prompt is not None:
             if not prompt:
                 raise InvalidGenerationRequest("prompt must not be empty")
-            return GenerationInput(sampling=sampling, prompt=prompt, one_shot=one_shot)
+            return GenerationInput(sampling=sampling, prompt=prompt, **controls)
         if not messages:
             raise InvalidGenerationRequest("give a prompt or at least one message")
         if messages[-1].role == "assistant":
             raise InvalidGenerationRequest("the last message must not be the assistant's")
-        return GenerationInput(sampling=sampling, messages=tuple(messages), one_shot=one_shot)
+        return GenerationInput(sampling=sampling, messages=tuple(messages), **controls)
 
     async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
-        async with self.host.use(model, "generate") as backend, aclosing(backend.generate(request)) as events:
-            async for event in events:
-                yield event
+        async with self.host.use(model, "generate") as backend:
+            backend.check_output_controls(request)
+            async with aclosing(backend.generate(request)) as events:
+                async for event in events:
+                    yield event
 
     async def count_tokens(self, model: str, request: GenerationInput) -> int:
         async with self.host.use(model, "generate") as backend:

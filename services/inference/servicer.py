@@ -12,8 +12,8 @@ from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.enums import FINISH_REASON_VALUES, ROLE_NAMES
 from services.common.errors import InvalidGenerationRequest
-from services.inference.backends.base import Delta, Message, Role
-from services.inference.service import InferenceService
+from services.inference.backends.base import Delta, Message, OutputConstraint, Role, TokenLogprob
+from services.inference.service import InferenceService, grammar_constraint, json_schema_constraint
 
 
 def _messages(conversation: common_pb2.Conversation) -> list[Message]:
@@ -24,6 +24,33 @@ def _messages(conversation: common_pb2.Conversation) -> list[Message]:
             raise InvalidGenerationRequest("every message needs a role: system, user or assistant")
         messages.append(Message(cast(Role, role), message.content))
     return messages
+
+
+def _constraint(request: inference_pb2.GenerateRequest) -> OutputConstraint | None:
+    constraint = request.constraint
+    kind = constraint.WhichOneof("kind") if request.HasField("constraint") else None
+    if kind == "json_schema":
+        return json_schema_constraint(constraint.json_schema.schema, constraint.json_schema.strict)
+    if kind == "json_object":
+        return OutputConstraint("json_object")
+    if kind == "grammar":
+        return grammar_constraint(constraint.grammar)
+    return None
+
+
+def _logprobs(logprobs: tuple[TokenLogprob, ...]) -> list[common_pb2.TokenLogprob]:
+    return [
+        common_pb2.TokenLogprob(
+            token=item.token,
+            logprob=item.logprob,
+            bytes=item.token_bytes,
+            top_logprobs=[
+                common_pb2.TopLogprob(token=top.token, logprob=top.logprob, bytes=top.token_bytes)
+                for top in item.top
+            ],
+        )
+        for item in logprobs
+    ]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -49,12 +76,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             prompt=request.prompt if has_prompt else None,
             messages=[] if has_prompt else _messages(request.conversation),
             one_shot=request.one_shot,
+            constraint=_constraint(request),
+            logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs,
         )
         async with aclosing(self.service.generate(request.model, generation)) as events:
             async for event in events:
                 if isinstance(event, Delta):
                     yield inference_pb2.GenerateResponse(
-                        delta=common_pb2.TokenDelta(text=event.text, tokens=event.tokens)
+                        delta=common_pb2.TokenDelta(
+                            text=event.text, tokens=event.tokens, logprobs=_logprobs(event.logprobs)
+                        )
                     )
                     continue
                 yield inference_pb2.GenerateResponse(
@@ -67,7 +99,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                             prompt_tokens=event.prompt_tokens,
                             completion_tokens=event.completion_tokens,
                             total_tokens=event.prompt_tokens + event.completion_tokens,
+                            cached_tokens=event.cached_tokens,
                         ),
+                        logprobs=_logprobs(event.logprobs),
                     )
                 )
 

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"E\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xc4\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*\x81\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03*\x82\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"E\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"f\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\x12\x15\n\rcached_tokens\x18\x04 \x01(\x05\"]\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\x12\x31\n\x08logprobs\x18\x03 \x03(\x0b\x32\x1f.llmmesh.common.v1.TokenLogprob\"\xf7\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\x12\x31\n\x08logprobs\x18\x08 \x03(\x0b\x32\x1f.llmmesh.common.v1.TokenLogprob\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xad\x01\n\x10OutputConstraint\x12>\n\x0bjson_schema\x18\x01 \x01(\x0b\x32\'.llmmesh.common.v1.JsonSchemaConstraintH\x00\x12>\n\x0bjson_object\x18\x02 \x01(\x0b\x32\'.llmmesh.common.v1.JsonObjectConstraintH\x00\x12\x11\n\x07grammar\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"D\n\x14JsonSchemaConstraint\x12\x0e\n\x06schema\x18\x01 \x01(\t\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x16\n\x14JsonObjectConstraint\"r\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x01(\x0c\x12\x33\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x1d.llmmesh.common.v1.TopLogprob\";\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x01(\x0c*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*\x81\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03*\x82\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=884
-  _globals['_ROLE']._serialized_end=964
-  _globals['_FINISHREASON']._serialized_start=967
-  _globals['_FINISHREASON']._serialized_end=1096
-  _globals['_JOBKIND']._serialized_start=1099
-  _globals['_JOBKIND']._serialized_end=1229
-  _globals['_JOBSTATUS']._serialized_start=1232
-  _globals['_JOBSTATUS']._serialized_end=1393
-  _globals['_PIPELINERUNSTATUS']._serialized_start=1396
-  _globals['_PIPELINERUNSTATUS']._serialized_end=1587
-  _globals['_RESPONSESTATUS']._serialized_start=1590
-  _globals['_RESPONSESTATUS']._serialized_end=1794
+  _globals['_ROLE']._serialized_start=1456
+  _globals['_ROLE']._serialized_end=1536
+  _globals['_FINISHREASON']._serialized_start=1539
+  _globals['_FINISHREASON']._serialized_end=1668
+  _globals['_JOBKIND']._serialized_start=1671
+  _globals['_JOBKIND']._serialized_end=1801
+  _globals['_JOBSTATUS']._serialized_start=1804
+  _globals['_JOBSTATUS']._serialized_end=1965
+  _globals['_PIPELINERUNSTATUS']._serialized_start=1968
+  _globals['_PIPELINERUNSTATUS']._serialized_end=2159
+  _globals['_RESPONSESTATUS']._serialized_start=2162
+  _globals['_RESPONSESTATUS']._serialized_end=2366
   _globals['_CHATMESSAGE']._serialized_start=53
   _globals['_CHATMESSAGE']._serialized_end=122
   _globals['_CONVERSATION']._serialized_start=124
@@ -50,15 +50,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLINGPARAMS']._serialized_start=191
   _globals['_SAMPLINGPARAMS']._serialized_end=341
   _globals['_USAGE']._serialized_start=343
-  _globals['_USAGE']._serialized_end=422
-  _globals['_TOKENDELTA']._serialized_start=424
-  _globals['_TOKENDELTA']._serialized_end=466
-  _globals['_GENERATIONRESULT']._serialized_start=469
-  _globals['_GENERATIONRESULT']._serialized_end=665
-  _globals['_MODELINFO']._serialized_start=668
-  _globals['_MODELINFO']._serialized_end=810
-  _globals['_EMBEDDING']._serialized_start=812
-  _globals['_EMBEDDING']._serialized_end=839
-  _globals['_JOBERROR']._serialized_start=841
-  _globals['_JOBERROR']._serialized_end=882
+  _globals['_USAGE']._serialized_end=445
+  _globals['_TOKENDELTA']._serialized_start=447
+  _globals['_TOKENDELTA']._serialized_end=540
+  _globals['_GENERATIONRESULT']._serialized_start=543
+  _globals['_GENERATIONRESULT']._serialized_end=790
+  _globals['_MODELINFO']._serialized_start=793
+  _globals['_MODELINFO']._serialized_end=935
+  _globals['_EMBEDDING']._serialized_start=937
+  _globals['_EMBEDDING']._serialized_end=964
+  _globals['_JOBERROR']._serialized_start=966
+  _globals['_JOBERROR']._serialized_end=1007
+  _globals['_OUTPUTCONSTRAINT']._serialized_start=1010
+  _globals['_OUTPUTCONSTRAINT']._serialized_end=1183
+  _globals['_JSONSCHEMACONSTRAINT']._serialized_start=1185
+  _globals['_JSONSCHEMACONSTRAINT']._serialized_end=1253
+  _globals['_JSONOBJECTCONSTRAINT']._serialized_start=1255
+  _globals['_JSONOBJECTCONSTRAINT']._serialized_end=1277
+  _globals['_TOKENLOGPROB']._serialized_start=1279
+  _globals['_TOKENLOGPROB']._serialized_end=1393
+  _globals['_TOPLOGPROB']._serialized_start=1395
+  _globals['_TOPLOGPROB']._serialized_end=1454
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmmesh.common.v1 import common_pb2 as llmmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$llmmesh/inference/v1/inference.proto\x12\x14llmmesh.inference.v1\x1a\x1ellmmesh/common/v1/common.proto\"\xb9\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x12\x31\n\x06params\x18\x04 \x01(\x0b\x32!.llmmesh.common.v1.SamplingParams\x12\x10\n\x08one_shot\x18\x05 \x01(\x08\x42\x07\n\x05input\"\x82\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmmesh.common.v1.TokenDeltaH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.llmmesh.common.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.ModelInfo\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"g\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x42\x07\n\x05input\";\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t2\x86\x03\n\x10InferenceService\x12[\n\x08Generate\x12%.llmmesh.inference.v1.GenerateRequest\x1a&.llmmesh.inference.v1.GenerateResponse0\x01\x12_\n\nListModels\x12\'.llmmesh.inference.v1.ListModelsRequest\x1a(.llmmesh.inference.v1.ListModelsResponse\x12P\n\x05\x45mbed\x12\".llmmesh.inference.v1.EmbedRequest\x1a#.llmmesh.inference.v1.EmbedResponse\x12\x62\n\x0b\x43ountTokens\x12(.llmmesh.inference.v1.CountTokensRequest\x1a).llmmesh.inference.v1.CountTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$llmmesh/inference/v1/inference.proto\x12\x14llmmesh.inference.v1\x1a\x1ellmmesh/common/v1/common.proto\"\x9a\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x12\x31\n\x06params\x18\x04 \x01(\x0b\x32!.llmmesh.common.v1.SamplingParams\x12\x10\n\x08one_shot\x18\x05 \x01(\x08\x12\x37\n\nconstraint\x18\x06 \x01(\x0b\x32#.llmmesh.common.v1.OutputConstraint\x12\x10\n\x08logprobs\x18\x07 \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x08 \x01(\x05\x42\x07\n\x05input\"\x82\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmmesh.common.v1.TokenDeltaH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.llmmesh.common.v1.GenerationResultH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.ModelInfo\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"g\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x42\x07\n\x05input\";\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t2\x86\x03\n\x10InferenceService\x12[\n\x08Generate\x12%.llmmesh.inference.v1.GenerateRequest\x1a&.llmmesh.inference.v1.GenerateResponse0\x01\x12_\n\nListModels\x12\'.llmmesh.inference.v1.ListModelsRequest\x1a(.llmmesh.inference.v1.ListModelsResponse\x12P\n\x05\x45mbed\x12\".llmmesh.inference.v1.EmbedRequest\x1a#.llmmesh.inference.v1.EmbedResponse\x12\x62\n\x0b\x43ountTokens\x12(.llmmesh.inference.v1.CountTokensRequest\x1a).llmmesh.inference.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.inference.v1.infere
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=95
-  _globals['_GENERATEREQUEST']._serialized_end=280
-  _globals['_GENERATERESPONSE']._serialized_start=283
-  _globals['_GENERATERESPONSE']._serialized_end=413
-  _globals['_LISTMODELSREQUEST']._serialized_start=415
-  _globals['_LISTMODELSREQUEST']._serialized_end=434
-  _globals['_LISTMODELSRESPONSE']._serialized_start=436
-  _globals['_LISTMODELSRESPONSE']._serialized_end=502
-  _globals['_EMBEDREQUEST']._serialized_start=504
-  _globals['_EMBEDREQUEST']._serialized_end=549
-  _globals['_EMBEDRESPONSE']._serialized_start=551
-  _globals['_EMBEDRESPONSE']._serialized_end=654
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=656
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=775
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=777
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=836
-  _globals['_INFERENCESERVICE']._serialized_start=839
-  _globals['_INFERENCESERVICE']._serialized_end=1229
+  _globals['_GENERATEREQUEST']._serialized_end=377
+  _globals['_GENERATERESPONSE']._serialized_start=380
+  _globals['_GENERATERESPONSE']._serialized_end=510
+  _globals['_LISTMODELSREQUEST']._serialized_start=512
+  _globals['_LISTMODELSREQUEST']._serialized_end=531
+  _globals['_LISTMODELSRESPONSE']._serialized_start=533
+  _globals['_LISTMODELSRESPONSE']._serialized_end=599
+  _globals['_EMBEDREQUEST']._serialized_start=601
+  _globals['_EMBEDREQUEST']._serialized_end=646
+  _globals['_EMBEDRESPONSE']._serialized_start=648
+  _globals['_EMBEDRESPONSE']._serialized_end=751
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=753
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=872
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=874
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=933
+  _globals['_INFERENCESERVICE']._serialized_start=936
+  _globals['_INFERENCESERVICE']._serialized_end=1326
 # @@protoc_insertion_point(module_scope)
