@@ -82,13 +82,15 @@ class PoolCollector(Collector):
             labels=["model_name"],
         )
         totals: dict[tuple[str, str], list[int]] = {}
+        engines: dict[str, list[float]] = {}
         for host in list(self._hosts):
             for name, backend in host.backends.items():
                 gauges = backend.engine_gauges() if backend.loaded else {}
                 if gauges:
-                    slots.add_metric([name], gauges["slots"])
-                    slots_busy.add_metric([name], gauges["slots_busy"])
-                    kv_usage.add_metric([name], gauges["kv_cache_usage"])
+                    engine = engines.setdefault(name, [0, 0, 0.0])
+                    engine[0] += gauges["slots"]
+                    engine[1] += gauges["slots_busy"]
+                    engine[2] = max(engine[2], gauges["kv_cache_usage"])
                 waits = backend.requests_waiting()
                 runs = max(0, host.in_use(name) - waits)
                 total = totals.setdefault((name, backend.kind), [0, 0, 0])
@@ -102,6 +104,10 @@ class PoolCollector(Collector):
             if kind != "vllm":
                 vllm_running.add_metric([name], runs)
                 vllm_waiting.add_metric([name], waits)
+        for name, (slot_count, busy, usage) in sorted(engines.items()):
+            slots.add_metric([name], slot_count)
+            slots_busy.add_metric([name], busy)
+            kv_usage.add_metric([name], usage)
         yield from (loaded, running, waiting, vllm_running, vllm_waiting, slots, slots_busy, kv_usage)
 
 

@@ -120,6 +120,10 @@ class XllamacppBackend(Backend):
         # One KV cache shared by the slots, each able to fill the whole context window.
         params.kv_unified = True
         params.n_ctx = self.context_length * self.slots
+        # A full-size cache for sliding-window layers (Gemma 3's): without it the engine can cut a
+        # slot's cache back only to a checkpoint, and a prompt that shares a prefix with it but not
+        # its whole prompt is evaluated from the start.
+        params.swa_full = True
         params.cpuparams.n_threads = self._threads
         params.cpuparams_batch.n_threads = self._threads
         # Its HTTP routes listen on loopback only, on a port the kernel picks.
