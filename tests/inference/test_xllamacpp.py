@@ -303,3 +303,23 @@ async def test_top_logprobs_out_of_range_is_refused(stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await timed(stub.Generate(chat("Hi", logprobs=True, top_logprobs=21)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_an_unloaded_model_loads_again_and_generates(model_path: Path) -> None:
+    from services.inference.backends import create_backend
+    from services.inference.backends.base import Finished, GenerationInput, Message, Sampling
+
+    config = parse_registry(
+        {"models": {"reloaded": {"backend": "llama_cpp", "path": str(model_path), "context_length": 256}}}
+    ).models["reloaded"]
+    backend = create_backend("reloaded", config, InferenceSettings(port=0))
+    request = GenerationInput(
+        sampling=Sampling(max_tokens=3, temperature=0), messages=(Message("user", "Hi"),)
+    )
+    for _ in range(2):
+        await backend.load()
+        events = [event async for event in backend.generate(request)]
+        assert isinstance(events[-1], Finished) and events[-1].completion_tokens == 3
+        await backend.unload()
+        assert not backend.loaded
+    await backend.close()

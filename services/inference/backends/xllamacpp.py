@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,6 +59,9 @@ _MIN_P = 0.05
 _REPEAT_LAST_N = 64
 # Loopback calls to the engine's own HTTP routes (tokenize, slots) answer in milliseconds.
 _HTTP_TIMEOUT_S = 10.0
+# Tokenized message pieces remembered (least recently used dropped first), each at most this long.
+_CACHED_PIECES = 4096
+_CACHED_PIECE_CHARS = 16_384
 
 
 class XllamacppBackend(Backend):
@@ -93,6 +97,7 @@ class XllamacppBackend(Backend):
         self._idle = asyncio.Event()
         self._idle.set()
         self._special_tokens: dict[str, list[int]] = {}
+        self._piece_tokens: OrderedDict[str, list[int]] = OrderedDict()
         self._use_gguf_template = False
         self.tokens_generated = 0
         self.cached_tokens_total = 0
@@ -104,7 +109,11 @@ class XllamacppBackend(Backend):
         loop = asyncio.get_running_loop()
         server = await loop.run_in_executor(self._executor, self._load_blocking)
         self._server, self._address = server, server.listening_address
-        self._http = httpx.AsyncClient(base_url=self._address, timeout=_HTTP_TIMEOUT_S)
+        # One connection: the engine's HTTP server gives each kept-alive connection a thread of its
+        # few until it closes, so parallel connections starve each other (seen: 10 s read timeouts).
+        self._http = httpx.AsyncClient(
+            base_url=self._address, timeout=_HTTP_TIMEOUT_S, limits=httpx.Limits(max_connections=1)
+        )
         self.loaded = True
 
     def _load_blocking(self) -> xllamacpp.Server:
@@ -130,6 +139,8 @@ class XllamacppBackend(Backend):
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.endpoint_slots = True
+        # Threads for those routes: tokenizing requests, and scrapes of /slots beside them.
+        params.n_threads_http = 4
         params.verbosity = -1
         if self.config.task != "embed":
             self._use_gguf_template = self._gguf_template_applies(path)
@@ -183,12 +194,21 @@ class XllamacppBackend(Backend):
         assert self._http is not None
         if special and text in self._special_tokens:
             return self._special_tokens[text]
+        # A conversation sends its earlier turns again with every turn: their tokens are remembered.
+        cached = self._piece_tokens.get(text)
+        if cached is not None and not special:
+            self._piece_tokens.move_to_end(text)
+            return cached
         response = await self._http.post(
             "/tokenize", json={"content": text, "add_special": False, "parse_special": special}
         )
         tokens = [int(t) for t in response.json()["tokens"]]
         if special:
             self._special_tokens[text] = tokens
+        elif len(text) <= _CACHED_PIECE_CHARS:
+            self._piece_tokens[text] = tokens
+            if len(self._piece_tokens) > _CACHED_PIECES:
+                self._piece_tokens.popitem(last=False)
         return tokens
 
     async def _tokenize(self, request: GenerationInput) -> list[int]:
@@ -205,9 +225,10 @@ class XllamacppBackend(Backend):
             [(request.prompt, False)] if request.prompt is not None else render_gemma(request.messages)
         )
         # Content is never parsed for control tokens: a user cannot forge a turn.
-        parts = await asyncio.gather(*(self._tokens_of(text, special) for text, special in pieces))
-        bos = await self._bos()
-        return [*bos, *(t for part in parts for t in part)]
+        tokens = list(await self._bos())
+        for text, special in pieces:
+            tokens += await self._tokens_of(text, special)
+        return tokens
 
     async def _bos(self) -> list[int]:
         if "<bos>" not in self._special_tokens:
@@ -389,17 +410,16 @@ class XllamacppBackend(Backend):
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        # Dropping the last reference stops the engine's loop and frees the model.
-        await asyncio.get_running_loop().run_in_executor(self._executor, _release, server)
+        # Dropping the last reference stops the engine's loop and frees the model; that joins the
+        # engine's thread, so it happens on a worker thread, not the event loop's.
+        holder = [server]
+        del server
+        await asyncio.get_running_loop().run_in_executor(self._executor, holder.clear)
         log.info("model %s unloaded", self.name, extra={"model": self.name})
 
     async def close(self) -> None:
         await self.unload()
         self._executor.shutdown(wait=True)
-
-
-def _release(server: Any) -> None:
-    del server
 
 
 def _unit(vector: list[float]) -> list[float]:
