@@ -205,6 +205,11 @@ async def _measure(mesh_url: str, peer_url: str, native: Native, rounds: int, to
             f"xllamacpp native, in-process ({SLOTS} slots)": lambda: native.stream(tokens),
             "llama_cpp.server": lambda: _peer_stream(client, peer_url, tokens),
         }
+        turns: dict[str, list[float]] = {BATCHED: [], FRESH: []}
+        for rep in range(rounds):
+            for model in turns:
+                print(f"engine: conversation {rep} on {model}", file=sys.stderr, flush=True)
+                turns[model].append(await _conversation_ttft(client, mesh_url, model, rep))
         results: dict[str, dict[int, list[Round]]] = {
             name: {c: [] for c in CONCURRENCY} for name in contenders
         }
@@ -215,10 +220,6 @@ async def _measure(mesh_url: str, peer_url: str, native: Native, rounds: int, to
                     sample = await _round(send, concurrency)
                     if round_:
                         results[name][concurrency].append(sample)
-        turns: dict[str, list[float]] = {BATCHED: [], FRESH: []}
-        for rep in range(rounds):
-            for model in turns:
-                turns[model].append(await _conversation_ttft(client, mesh_url, model, rep))
     return {"rounds": results, "turns": turns}
 
 
