@@ -30,8 +30,9 @@ Event = tuple[str, dict[str, Any]]
 
 @pytest.fixture
 async def gateway(tmp_path: Path, model_path: Path) -> AsyncIterator[Gateway]:
-    """The mesh with the real model on the default route (the scripted one beside it, unused)."""
-    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
+    """The mesh with the real model on the default route (the scripted one beside it, unused), in
+    the deterministic mode: the doors' answers to one greedy request are compared whole."""
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024, "deterministic": True}
     registry = parse_registry(
         {
             "models": {"scripted": {"backend": "tests.support.fakes:ScriptedBackend"}, MODEL: gemma},
