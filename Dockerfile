@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for all four services: `llm-mesh serve <service>` picks which one a container runs.
-# They share one codebase and one dependency set, so one image means one build of llama.cpp, one
+# They share one codebase and one dependency set, so one image means one copy of llama.cpp, one
 # thing to scan, sign and roll out, and services that can never drift apart in version. The price is
 # that gateway, orchestrator and store carry llama.cpp and the small packaged model they do not use
 # (about 300 MB); the GPU image, which adds vLLM and CUDA, is built only for inference:
@@ -10,7 +10,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# llama-cpp-python compiles llama.cpp; the compilers stay in this stage.
+# The default engine (xllamacpp) is prebuilt; the compilers are for the llama-cpp extra
+# (llama-cpp-python compiles llama.cpp) and stay in this stage.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake git \
  && rm -rf /var/lib/apt/lists/*

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cached_session, overhead, peer, queue, streaming
+from bench import cached_session, engine, overhead, peer, queue, streaming
 from bench.report import Part, add_output_options, machine, output_dir, write_report
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -66,6 +66,44 @@ TARGETS = [
         _get("peer", "peer_ratio_c4"),
         lambda v: v >= 1,
         "x",
+    ),
+    Target(
+        "aggregate tokens/s, mesh (xllamacpp) / native engine, concurrency 4",
+        "≥ 0.90",
+        _get("engine", "native_ratio_c4"),
+        lambda v: v >= 0.9,
+        "x",
+    ),
+    Target(
+        "aggregate tokens/s, mesh (xllamacpp) / native engine, concurrency 1",
+        "≥ 0.95",
+        _get("engine", "native_ratio_c1"),
+        lambda v: v >= 0.95,
+        "x",
+    ),
+    *(
+        Target(
+            f"aggregate tokens/s, mesh (xllamacpp) / llama_cpp.server, concurrency {c}",
+            "≥ 1.00",
+            _get("engine", f"peer_ratio_c{c}"),
+            lambda v: v >= 1,
+            "x",
+        )
+        for c in engine.CONCURRENCY
+    ),
+    Target(
+        "10th-turn TTFT with prefix reuse / without",
+        "≤ 0.50",
+        _get("engine", "turn10_ttft_ratio"),
+        lambda v: v <= 0.5,
+        "x",
+    ),
+    Target(
+        "streaming cost per token through the gateway, vs the native engine",
+        "≤ 5 %",
+        lambda figures: None if (v := figures.get("engine", {}).get("stream_overhead")) is None else v * 100,
+        lambda v: v <= 5,
+        "%",
     ),
     Target(
         "cached session runs/s on SQLite, concurrency 50",
@@ -218,6 +256,7 @@ def main() -> int:
         ),
         "peer": lambda: peer.measure(rounds=1 if quick else 5, tokens=32 if quick else 128),
         "streaming": lambda: streaming.measure(reps=4 if quick else 20, tokens=16 if quick else 32),
+        "engine": lambda: engine.measure(rounds=1 if quick else 3, tokens=16 if quick else 64),
         "cached": lambda: cached_session.measure(
             args.postgres_url, seconds=1.0 if quick else 4.0, rounds=1 if quick else 3
         ),

@@ -68,6 +68,9 @@ class PeerServer:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # By default a new request cuts a streaming one short; queue them, as the mesh does.
+                "--interrupt_requests",
+                "False",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

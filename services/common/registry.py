@@ -62,6 +62,21 @@ class LlamaCppConfig(ModelConfig):
     chat_template: Literal["auto", "gemma", "gguf"] = "auto"
     # CPU threads; unset means every core the process may use.
     threads: int | None = Field(default=None, ge=1)
+    # What runs the GGUF file: "xllamacpp", llama.cpp's own server engine in-process (slots,
+    # continuous batching, prefix reuse, constrained decoding, logprobs; a prebuilt wheel), or
+    # "llama_cpp", llama-cpp-python's Llama (one request at a time; the llama-cpp extra).
+    engine: Literal["xllamacpp", "llama_cpp"] = "xllamacpp"
+    # xllamacpp: sequences decoded together, each with the whole context window. 1 when deterministic.
+    slots: int = Field(default=4, ge=1, le=64)
+    # xllamacpp: bit-identical greedy output for identical requests: one slot (each request decoded
+    # alone) and every prompt evaluated from an empty cache on the same chunk grid; no prefix reuse.
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _engine_options(self) -> LlamaCppConfig:
+        if self.engine == "llama_cpp" and self.slots > 1 and "slots" in self.model_fields_set:
+            raise ValueError("the llama_cpp engine has one slot; slots is an option of the xllamacpp engine")
+        return self
 
 
 class VllmConfig(ModelConfig):

@@ -55,10 +55,18 @@ def _loads(text: str) -> Any:
     return json.loads(text) if text else None
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(
+        default=0,
+        description="Prompt tokens the engine read from its cache instead of evaluating (part of prompt_tokens).",
+    )
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
 
     @classmethod
     def from_proto(cls, usage: common_pb2.Usage) -> Usage:
@@ -66,6 +74,7 @@ class Usage(BaseModel):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
         )
 
 

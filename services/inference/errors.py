@@ -19,6 +19,18 @@ class PromptTooLong(InvalidArgument):
     code = "prompt_too_long"
 
 
+class UnsupportedOutputControl(InvalidArgument):
+    """A constraint or logprobs asked of a backend that cannot honour them."""
+
+    code = "unsupported_output_control"
+
+
+class InvalidConstraint(InvalidArgument):
+    """A JSON schema or grammar that is not one, or that the engine cannot enforce."""
+
+    code = "invalid_constraint"
+
+
 class ModelBusy(ResourceExhausted):
     code = "model_busy"
 

@@ -2,7 +2,10 @@
 model — also under the names the Kubernetes Gateway API Inference Extension reads
 (`vllm:num_requests_running`, `vllm:num_requests_waiting`), so inference-aware load balancers route
 to llama.cpp pools unchanged. A vLLM engine publishes those names itself, so its models are left out
-of ours. The gauges are read from the pools' state at scrape time: nothing is paid per request."""
+of ours, and `vllm:kv_cache_usage_perc` (the share of a llama.cpp engine's KV cache the running
+sequences fill). The gauges are read from the pools' state at scrape time: nothing is paid per
+request. Prompt tokens an engine reused from its cache instead of evaluating count in
+`llmmesh_inference_prompt_tokens_cached_total`."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -22,6 +25,15 @@ MODEL_LOAD_SECONDS = Histogram(
     "Time to load a model (weights into memory, or a provider client built).",
     ["model"],
     buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+
+PROMPT_TOKENS_CACHED = Counter(
+    "llmmesh_inference_prompt_tokens_cached",
+    "Prompt tokens a local engine read from a slot's KV cache instead of evaluating (prefix reuse).",
+    ["model"],
+)
+PROMPT_TOKENS = Counter(
+    "llmmesh_inference_prompt_tokens", "Prompt tokens of generations on local engines.", ["model"]
 )
 
 
@@ -58,9 +70,27 @@ class PoolCollector(Collector):
             "Requests waiting for the model (llama.cpp pools).",
             labels=["model_name"],
         )
+        slots = GaugeMetricFamily(
+            "llmmesh_inference_slots", "Sequence slots of the model's engine.", labels=["model"]
+        )
+        slots_busy = GaugeMetricFamily(
+            "llmmesh_inference_slots_busy", "Slots decoding a sequence now.", labels=["model"]
+        )
+        kv_usage = GaugeMetricFamily(
+            "vllm:kv_cache_usage_perc",
+            "Share of the KV cache the running sequences fill, 0 to 1 (llama.cpp pools).",
+            labels=["model_name"],
+        )
         totals: dict[tuple[str, str], list[int]] = {}
+        engines: dict[str, list[float]] = {}
         for host in list(self._hosts):
             for name, backend in host.backends.items():
+                gauges = backend.engine_gauges() if backend.loaded else {}
+                if gauges:
+                    engine = engines.setdefault(name, [0, 0, 0.0])
+                    engine[0] += gauges["slots"]
+                    engine[1] += gauges["slots_busy"]
+                    engine[2] = max(engine[2], gauges["kv_cache_usage"])
                 runs, waits = host.requests(name)
                 total = totals.setdefault((name, backend.kind), [0, 0, 0])
                 total[0] = max(total[0], int(backend.loaded))
@@ -73,7 +103,11 @@ class PoolCollector(Collector):
             if kind != "vllm":
                 vllm_running.add_metric([name], runs)
                 vllm_waiting.add_metric([name], waits)
-        yield from (loaded, running, waiting, vllm_running, vllm_waiting)
+        for name, (slot_count, busy, usage) in sorted(engines.items()):
+            slots.add_metric([name], slot_count)
+            slots_busy.add_metric([name], busy)
+            kv_usage.add_metric([name], usage)
+        yield from (loaded, running, waiting, vllm_running, vllm_waiting, slots, slots_busy, kv_usage)
 
 
 POOLS = PoolCollector()

@@ -6,7 +6,10 @@ import json
 import time
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
+from typing import Any
 
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
 from llmmesh.common.v1 import common_pb2
 
 from services.common.errors import InvalidGenerationRequest, UpstreamError
@@ -16,14 +19,46 @@ from services.inference.backends.base import (
     Finished,
     GenerationInput,
     Message,
+    OutputConstraint,
     Sampling,
     Tooling,
 )
 from services.inference.config import InferenceSettings
+from services.inference.errors import InvalidConstraint
 from services.inference.models import ModelHost
 from services.inference.stats import Ended, RecentGenerations
 
 MAX_EMBED_INPUTS = 256
+MAX_TOP_LOGPROBS = 20
+# A schema or grammar is a program the engine compiles; bound what one request may hand it.
+MAX_CONSTRAINT_CHARS = 64_000
+
+
+def json_schema_constraint(schema_text: str, strict: bool) -> OutputConstraint:
+    """A JSON-schema constraint, once the text parses as JSON and is a valid JSON Schema."""
+    if len(schema_text) > MAX_CONSTRAINT_CHARS:
+        raise InvalidConstraint(f"the JSON schema is over {MAX_CONSTRAINT_CHARS} characters")
+    try:
+        schema: Any = json.loads(schema_text)
+    except ValueError as exc:
+        raise InvalidConstraint(f"the JSON schema is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise InvalidConstraint("the JSON schema must be a JSON object")
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the top level"
+        raise InvalidConstraint(f"the JSON schema is invalid at {where}: {exc.message}") from None
+    return OutputConstraint("json_schema", json_schema=schema, strict=strict)
+
+
+def grammar_constraint(grammar: str) -> OutputConstraint:
+    """A GBNF grammar constraint; the engine parses it and names what is wrong."""
+    if not grammar.strip():
+        raise InvalidConstraint("the grammar is empty")
+    if len(grammar) > MAX_CONSTRAINT_CHARS:
+        raise InvalidConstraint(f"the grammar is over {MAX_CONSTRAINT_CHARS} characters")
+    return OutputConstraint("grammar", grammar=grammar)
 
 
 def _json_object(text: str) -> bool:
@@ -74,13 +109,26 @@ class InferenceService:
         messages: list[Message],
         one_shot: bool = False,
         tooling: Tooling | None = None,
+        constraint: OutputConstraint | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> GenerationInput:
+        if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidGenerationRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+        if top_logprobs and not logprobs:
+            raise InvalidGenerationRequest("top_logprobs needs logprobs")
+        controls: dict[str, Any] = {
+            "one_shot": one_shot,
+            "constraint": constraint,
+            "logprobs": logprobs,
+            "top_logprobs": top_logprobs,
+        }
         if prompt is not None:
             if not prompt:
                 raise InvalidGenerationRequest("prompt must not be empty")
             if tooling is not None:
                 raise InvalidGenerationRequest("a raw prompt cannot call tools: send messages")
-            return GenerationInput(sampling=sampling, prompt=prompt, one_shot=one_shot)
+            return GenerationInput(sampling=sampling, prompt=prompt, **controls)
         if not messages:
             raise InvalidGenerationRequest("give a prompt or at least one message")
         if messages[-1].role == "assistant":
@@ -106,9 +154,7 @@ class InferenceService:
                 )
             if tooling.choice in ("required", "function") and not names:
                 raise InvalidGenerationRequest("tool_choice requires a tool call but no tools are given")
-        return GenerationInput(
-            sampling=sampling, messages=tuple(messages), one_shot=one_shot, tooling=tooling
-        )
+        return GenerationInput(sampling=sampling, messages=tuple(messages), tooling=tooling, **controls)
 
     async def generate(self, model: str, request: GenerationInput) -> AsyncGenerator[Event, None]:
         """The model's deltas and result; each generation that ends is recorded in `recent`, timed from
@@ -118,9 +164,9 @@ class InferenceService:
         reached = False
         try:
             async with self.host.use(model, "generate") as backend:
-                backend.check_tools(
-                    request
-                )  # refused before it reached the model: not one of its generations
+                # Refused before it reached the model: not one of its generations.
+                backend.check_tools(request)
+                backend.check_output_controls(request)
                 reached = True
                 async with aclosing(backend.generate(request)) as events:
                     async for event in events:

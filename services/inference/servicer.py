@@ -15,14 +15,16 @@ from services.common.errors import InvalidGenerationRequest
 from services.inference.backends.base import (
     Delta,
     Message,
+    OutputConstraint,
     Role,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
     ToolChoiceMode,
     Tooling,
 )
-from services.inference.service import InferenceService
+from services.inference.service import InferenceService, grammar_constraint, json_schema_constraint
 
 
 def _messages(conversation: common_pb2.Conversation) -> list[Message]:
@@ -67,6 +69,33 @@ def _tool_call(call: ToolCall) -> common_pb2.ToolCall:
     return common_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
 
 
+def _constraint(request: inference_pb2.GenerateRequest) -> OutputConstraint | None:
+    constraint = request.constraint
+    kind = constraint.WhichOneof("kind") if request.HasField("constraint") else None
+    if kind == "json_schema":
+        return json_schema_constraint(constraint.json_schema.schema, constraint.json_schema.strict)
+    if kind == "json_object":
+        return OutputConstraint("json_object")
+    if kind == "grammar":
+        return grammar_constraint(constraint.grammar)
+    return None
+
+
+def _logprobs(logprobs: tuple[TokenLogprob, ...]) -> list[common_pb2.TokenLogprob]:
+    return [
+        common_pb2.TokenLogprob(
+            token=item.token,
+            logprob=item.logprob,
+            bytes=item.token_bytes,
+            top_logprobs=[
+                common_pb2.TopLogprob(token=top.token, logprob=top.logprob, bytes=top.token_bytes)
+                for top in item.top
+            ],
+        )
+        for item in logprobs
+    ]
+
+
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Generate, ListModels, Embed and CountTokens, on the pool's models."""
 
@@ -91,12 +120,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             messages=[] if has_prompt else _messages(request.conversation),
             one_shot=request.one_shot,
             tooling=_tooling(request),
+            constraint=_constraint(request),
+            logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs,
         )
         async with aclosing(self.service.generate(request.model, generation)) as events:
             async for event in events:
                 if isinstance(event, Delta):
                     yield inference_pb2.GenerateResponse(
-                        delta=common_pb2.TokenDelta(text=event.text, tokens=event.tokens)
+                        delta=common_pb2.TokenDelta(
+                            text=event.text, tokens=event.tokens, logprobs=_logprobs(event.logprobs)
+                        )
                     )
                     continue
                 if isinstance(event, ToolCallDelta):
@@ -117,7 +151,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                             prompt_tokens=event.prompt_tokens,
                             completion_tokens=event.completion_tokens,
                             total_tokens=event.prompt_tokens + event.completion_tokens,
+                            cached_tokens=event.cached_tokens,
                         ),
+                        logprobs=_logprobs(event.logprobs),
                     )
                 )
 

@@ -88,6 +88,18 @@ def test_without_a_file_the_built_in_registry_serves_gemma_on_a_default_route() 
             "models:\n  a: {backend: llama_cpp}\nroutes:\n  r: [{model: a}]\n",
             "default_route 'default' is not one",
         ),
+        (
+            "models:\n  a: {backend: llama_cpp, engine: llama_cpp, slots: 4}\n",
+            "the llama_cpp engine has one slot",
+        ),
+        (
+            "models:\n  a: {backend: llama_cpp, engine: vulkan}\n",
+            "engine: Input should be 'xllamacpp' or 'llama_cpp'",
+        ),
+        (
+            "models:\n  a: {backend: llama_cpp, slots: 0}\n",
+            "slots: Input should be greater than or equal to 1",
+        ),
         ("models: {}\n", "models: Dictionary should have at least 1 item"),
         ("models: [\n", "is not valid YAML"),
     ],
@@ -136,6 +148,40 @@ def test_bedrock_without_aws_credentials_fails_the_start(
     with pytest.raises(ConfigError) as caught:
         create_inference(InferenceSettings(port=0), registry)
     assert "found no AWS credentials" in str(caught.value)
+
+
+def test_a_llama_cpp_model_runs_on_the_xllamacpp_engine_unless_it_names_another() -> None:
+    registry = parse_registry(
+        {
+            "models": {
+                "batched": {"backend": "llama_cpp"},
+                "exact": {"backend": "llama_cpp", "deterministic": True, "slots": 8},
+                "classic": {"backend": "llama_cpp", "engine": "llama_cpp"},
+            }
+        }
+    )
+    settings = InferenceSettings(port=0)
+    backends = {name: create_backend(name, config, settings) for name, config in registry.models.items()}
+    assert {name: type(b).__name__ for name, b in backends.items()} == {
+        "batched": "XllamacppBackend",
+        "exact": "XllamacppBackend",
+        "classic": "LlamaCppBackend",
+    }
+    # Deterministic decodes each request alone, whatever `slots` says.
+    assert (backends["batched"].slots, backends["exact"].slots) == (4, 1)  # type: ignore[attr-defined]
+    assert all(b.kind == "llama_cpp" for b in backends.values())
+
+
+def test_the_llama_cpp_engine_without_llama_cpp_python_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if it were not installed
+    registry = parse_registry({"models": {"classic": {"backend": "llama_cpp", "engine": "llama_cpp"}}})
+    with pytest.raises(ConfigError) as caught:
+        create_backend("classic", registry.models["classic"], InferenceSettings(port=0))
+    assert "pip install 'llm-mesh[llama-cpp]'" in str(caught.value)
 
 
 def test_a_custom_backend_that_cannot_be_imported_fails_the_start() -> None:

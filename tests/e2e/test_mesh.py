@@ -27,6 +27,18 @@ pytestmark = pytest.mark.e2e
 
 URL = "/api/v1/ai/generate"
 HAIKU = "Write a haiku about the sea"
+BATCHED = "gemma-3-270m-batched"
+# The packaged model twice: in the xllamacpp engine's deterministic mode (one request at a time, every
+# prompt from an empty cache: the greedy text llama-cpp-python gives in-process), and batched (four
+# slots, prefix reuse), the default for a model entry.
+REGISTRY = f"""
+models:
+  gemma-3-270m: {{backend: llama_cpp, deterministic: true}}
+  {BATCHED}: {{backend: llama_cpp, slots: 4}}
+routes:
+  default:
+    - model: gemma-3-270m
+"""
 
 
 class MeshUrl(str):
@@ -51,6 +63,8 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         postgres = fresh_postgres_database(server_url)
         database_url = asyncio.run(postgres.__aenter__())
     env = mesh_env(tmp, database_url)
+    (tmp / "models.yaml").write_text(REGISTRY)
+    env["LLM_MESH_REGISTRY"] = str(tmp / "models.yaml")
     # A request that waits for another's 160 tokens on a busy 2-core machine can outlast the default
     # 60 s deadline; these tests are about waiting and answers, not deadlines (the clients allow 120 s).
     env["ORCHESTRATOR_GENERATION_TIMEOUT_S"] = "110"
@@ -78,21 +92,33 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def in_process_greedy(model_path: Path) -> Any:
-    """llama-cpp-python called directly, greedy, with the mesh's defaults: the reference output."""
-    from llama_cpp import Llama
+    """llama.cpp's engine (xllamacpp) called directly, greedy, with the mesh's sampling defaults and
+    an empty cache per prompt: the reference output. (llama-cpp-python's own build of llama.cpp
+    computes other floating-point sums, and its greedy text differs after a few tokens.)"""
+    import xllamacpp
 
-    llama = Llama(model_path=str(model_path), n_ctx=4096, verbose=False)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    params.n_ctx = 4096
+    params.port = 0
+    params.hostnames = ["127.0.0.1"]
+    params.verbosity = -1
+    server = xllamacpp.Server(params)
     prompt = "".join(text for text, _ in render_gemma([Message("user", HAIKU)]))
 
     def complete(max_tokens: int) -> str:
-        # Without a reset, llama-cpp-python reuses the previous call's evaluated prefix, and greedy
-        # output can then differ from a fresh context's (the mesh's first request is fresh).
-        llama.reset()
-        out = llama.create_completion(prompt, max_tokens=max_tokens, temperature=0, repeat_penalty=1.1)
+        out = server.handle_completions(
+            {
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "repeat_penalty": 1.1,
+                "cache_prompt": False,
+            }
+        )
         return str(out["choices"][0]["text"])
 
     yield complete
-    llama.close()
 
 
 def test_generate_returns_real_model_text(mesh: str, in_process_greedy: Any) -> None:
@@ -105,7 +131,7 @@ def test_generate_returns_real_model_text(mesh: str, in_process_greedy: Any) -> 
     assert body["tokens"] == body["usage"]["completion_tokens"] <= 24
     assert body["usage"]["prompt_tokens"] > 5
     assert body["text"].strip()
-    # The very text llama-cpp-python produces in-process for the same prompt: no canned answer.
+    # The very text llama.cpp produces in-process for the same prompt: no canned answer.
     assert body["text"] == in_process_greedy(24)
 
 
@@ -209,7 +235,7 @@ def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) ->
             client.chat.completions.create(
                 model="gemma-3-270m", messages=[{"role": "user", "content": "word " * 5000}], max_tokens=8
             )
-    # The text llama-cpp-python produces in-process for the same turn, streamed token by token too.
+    # The text llama.cpp produces in-process for the same turn, streamed token by token too.
     assert whole.choices[0].message.content == in_process_greedy(24)
     assert "".join(pieces) == whole.choices[0].message.content
     assert len([p for p in pieces if p]) >= 12
@@ -249,19 +275,24 @@ def test_responses_api_chains_on_the_real_model(mesh: str) -> None:
     assert (stored.output_text, stored.previous_response_id) == (second.output_text, first.id)
 
 
+def pool_gauges(mesh: MeshUrl, model: str) -> tuple[float, float]:
+    """vllm:num_requests_running and vllm:num_requests_waiting of `model` on the inference pool."""
+    families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)
+    values = {
+        sample.name: sample.value
+        for family in families
+        for sample in family.samples
+        if sample.labels.get("model_name") == model
+    }
+    return values["vllm:num_requests_running"], values["vllm:num_requests_waiting"]
+
+
 def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: MeshUrl) -> None:
-    """llama.cpp serves one request at a time: while one generates, the next waits, and the gauges the
-    Gateway API Inference Extension reads show exactly that."""
+    """A deterministic llama.cpp model serves one request at a time: while one generates, the next
+    waits, and the gauges the Gateway API Inference Extension reads show exactly that."""
 
     def gauges() -> tuple[float, float]:
-        families = text_string_to_metric_families(httpx.get(mesh.inference_metrics, timeout=5).text)
-        values = {
-            sample.name: sample.value
-            for family in families
-            for sample in family.samples
-            if sample.labels.get("model_name") == "gemma-3-270m"
-        }
-        return values["vllm:num_requests_running"], values["vllm:num_requests_waiting"]
+        return pool_gauges(mesh, "gemma-3-270m")
 
     assert gauges() == (0, 0)
     counting = {"model": "gemma-3-270m", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 160, "temperature": 0}
@@ -277,3 +308,47 @@ def test_a_second_request_waits_for_the_model_and_the_pool_gauges_say_so(mesh: M
     assert (1, 1) in seen, f"one running and one waiting at some point: {sorted(seen)}"
     assert max(running for running, _ in seen) == 1, "never two at once on one llama.cpp context"
     assert gauges() == (0, 0)
+
+
+def test_a_batched_model_runs_requests_together_and_reuses_a_shared_prefix(mesh: MeshUrl) -> None:
+    """With slots, two requests decode at once (the gauges show both running, none waiting), and a
+    prompt that starts like one already in a slot reports the reused tokens as cached, in our usage
+    and in OpenAI's."""
+    import openai
+
+    counting = {"model": BATCHED, "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 120, "temperature": 0}
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(httpx.post, f"{mesh}/v1/completions", json=counting, timeout=120) for _ in "ab"]
+        seen = set()
+        while not all(call.done() for call in calls):
+            seen.add(pool_gauges(mesh, BATCHED))
+            time.sleep(0.05)
+        assert [call.result().status_code for call in calls] == [200, 200]
+    assert (2, 0) in seen, f"both running at once at some point: {sorted(seen)}"
+    assert pool_gauges(mesh, BATCHED) == (0, 0)
+
+    system = "You answer for a shipping company with depots in Osaka, Rotterdam and Santos. Be brief."
+    first = httpx.post(
+        f"{mesh}{URL}",
+        json={"model": BATCHED, "system": system, "prompt": "Where are the depots?", "max_tokens": 4},
+        timeout=60,
+    )
+    assert first.status_code == 200, first.text
+    with openai.OpenAI(base_url=f"{mesh}/v1", api_key="unused", max_retries=0) as client:
+        second = client.chat.completions.create(
+            model=BATCHED,
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": "How far is Santos?"},
+            ],
+            max_tokens=4,
+        )
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens or 0
+    assert 20 <= cached < second.usage.prompt_tokens, second.usage
+    again = httpx.post(
+        f"{mesh}{URL}",
+        json={"model": BATCHED, "system": system, "prompt": "Where are the depots?", "max_tokens": 4},
+        timeout=60,
+    ).json()
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= 20

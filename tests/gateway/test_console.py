@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from services.common.registry import parse_registry
-from services.inference.backends.llama_cpp import LlamaCppBackend
+from services.inference.backends import create_backend
 from services.inference.config import InferenceSettings
 from services.inference.errors import ProviderAuthFailed, ProviderUnavailable
 from tests.support.auth import ADMIN, ADMIN_TOKEN, create_key
@@ -666,7 +666,7 @@ async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, brow
             "routes": {"default": [{"model": model}]},
         }
     )
-    backend = LlamaCppBackend(model, registry.models[model], InferenceSettings(port=0))  # type: ignore[arg-type]
+    backend = create_backend(model, registry.models[model], InferenceSettings(port=0))
     async with scripted_mesh(
         f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=60, registry=registry, models=[backend]
     ) as mesh:

@@ -46,7 +46,12 @@ async def test_generate_returns_the_models_text_and_usage(gateway: Gateway) -> N
         "route": "default",
         "tier": 0,
         "finish_reason": "stop",
-        "usage": {"prompt_tokens": 6, "completion_tokens": 7, "total_tokens": 13},
+        "usage": {
+            "prompt_tokens": 6,
+            "completion_tokens": 7,
+            "total_tokens": 13,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
         "request_id": response.headers["x-request-id"],
     }
     (call,) = gateway.backend.calls
@@ -99,7 +104,12 @@ async def test_stream_sends_one_event_per_delta_then_done(gateway: Gateway) -> N
                 "tier": 0,
                 "tokens": 3,
                 "finish_reason": "stop",
-                "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+                "usage": {
+                    "prompt_tokens": 2,
+                    "completion_tokens": 3,
+                    "total_tokens": 5,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                },
                 "request_id": response.headers["x-request-id"],
             },
         ),

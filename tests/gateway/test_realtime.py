@@ -62,7 +62,12 @@ async def test_a_turn_streams_deltas_then_done_with_usage(gateway: Gateway) -> N
     assert "".join(f["text"] for f in deltas) == "echo: hello there"
     assert done["text"] == "echo: hello there"
     assert (done["id"], done["finish_reason"], done["model"]) == ("t1", "stop", "scripted")
-    assert done["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert done["usage"] == {
+        "prompt_tokens": 2,
+        "completion_tokens": 3,
+        "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert done["request_id"]
     (call,) = gateway.backend.calls
     assert call.request.sampling.max_tokens == 10

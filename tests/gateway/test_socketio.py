@@ -16,7 +16,7 @@ import socketio
 from websockets.asyncio.client import connect
 
 from services.common.registry import parse_registry
-from services.inference.backends.llama_cpp import LlamaCppBackend
+from services.inference.backends import create_backend
 from services.inference.config import InferenceSettings
 from tests.support.auth import ADMIN_TOKEN, create_key
 from tests.support.mesh import Gateway, scripted_mesh
@@ -30,8 +30,9 @@ Event = tuple[str, dict[str, Any]]
 
 @pytest.fixture
 async def gateway(tmp_path: Path, model_path: Path) -> AsyncIterator[Gateway]:
-    """The mesh with the real model on the default route (the scripted one beside it, unused)."""
-    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
+    """The mesh with the real model on the default route (the scripted one beside it, unused), in
+    the deterministic mode: the doors' answers to one greedy request are compared whole."""
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024, "deterministic": True}
     registry = parse_registry(
         {
             "models": {"scripted": {"backend": "tests.support.fakes:ScriptedBackend"}, MODEL: gemma},
@@ -39,7 +40,7 @@ async def gateway(tmp_path: Path, model_path: Path) -> AsyncIterator[Gateway]:
         }
     )
     settings = InferenceSettings(port=0)
-    backend = LlamaCppBackend(MODEL, registry.models[MODEL], settings)  # type: ignore[arg-type]
+    backend = create_backend(MODEL, registry.models[MODEL], settings)
     async with scripted_mesh(
         f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=60, registry=registry, models=[backend]
     ) as mesh:
@@ -168,7 +169,7 @@ async def test_cancel_mid_turn_ends_it_and_the_next_turn_runs(gateway: Gateway) 
 async def test_leaving_mid_turn_frees_the_generation_slot(tmp_path: Path, model_path: Path) -> None:
     gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
     registry = parse_registry({"models": {MODEL: gemma}})
-    backend = LlamaCppBackend(MODEL, registry.models[MODEL], InferenceSettings(port=0))  # type: ignore[arg-type]
+    backend = create_backend(MODEL, registry.models[MODEL], InferenceSettings(port=0))
     async with scripted_mesh(
         f"sqlite+aiosqlite:///{tmp_path}/s.db",
         generation_timeout_s=60,

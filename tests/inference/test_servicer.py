@@ -15,7 +15,8 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.registry import Registry, parse_registry
-from services.inference.backends.llama_cpp import LlamaCppBackend
+from services.inference.backends import create_backend
+from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 from services.inference.server import create_server
 from tests.support.fakes import ScriptedBackend
@@ -23,10 +24,25 @@ from tests.support.mesh import channel_to, error_code, running, scripted_registr
 
 MODEL = "gemma-3-270m"
 
+# These tests hold for an engine that serves one request at a time, in arrival order, with the same
+# greedy text for the same request: llama-cpp-python's Llama, and xllamacpp in its deterministic mode
+# (one slot, no prefix reuse). The batched mode has its own tests in test_xllamacpp.py.
+ENGINES = {
+    "xllamacpp-deterministic": {"engine": "xllamacpp", "deterministic": True},
+    "llama_cpp": {"engine": "llama_cpp"},
+}
 
-def registry(model_path: Path, **models: dict[str, object]) -> Registry:
-    """The packaged Gemma with a 512-token window, plus any other models."""
-    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 512}
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def engine(request: pytest.FixtureRequest) -> dict[str, object]:
+    if request.param == "llama_cpp":
+        pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llama-cpp extra)")
+    return ENGINES[request.param]
+
+
+def registry(model_path: Path, engine: dict[str, object], **models: dict[str, object]) -> Registry:
+    """The packaged Gemma with a 512-token window on `engine`, plus any other models."""
+    gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 512, **engine}
     return parse_registry({"models": {MODEL: gemma, **models}})
 
 
@@ -37,14 +53,14 @@ def settings(**overrides: object) -> InferenceSettings:
 @dataclass
 class Inference:
     stub: inference_pb2_grpc.InferenceServiceStub
-    backend: LlamaCppBackend
+    backend: Backend
     channel: grpc.aio.Channel
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def inference(model_path: Path) -> AsyncIterator[Inference]:
-    models = registry(model_path)
-    backend = LlamaCppBackend(MODEL, models.models[MODEL], settings())  # type: ignore[arg-type]
+async def inference(model_path: Path, engine: dict[str, object]) -> AsyncIterator[Inference]:
+    models = registry(model_path, engine)
+    backend = create_backend(MODEL, models.models[MODEL], settings())
     server, port = create_server(settings(), models, [backend])
     async with running(server), channel_to(port) as channel:
         yield Inference(inference_pb2_grpc.InferenceServiceStub(channel), backend, channel)
@@ -222,7 +238,7 @@ async def test_count_tokens_is_the_prompt_tokens_a_generation_reads(inference) -
 
 async def test_closing_the_stream_stops_the_generation(inference) -> None:
     stub, backend = inference.stub, inference.backend
-    before = backend.tokens_generated
+    before = backend.tokens_generated  # type: ignore[attr-defined]
     call = stub.Generate(chat("Write a haiku about the sea", max_tokens=400))
     received = 0
     async for _ in call:
@@ -233,7 +249,8 @@ async def test_closing_the_stream_stops_the_generation(inference) -> None:
     # The model is held until the cancelled generation has stopped, so this one runs after it.
     _, result = await collect(stub.Generate(chat("Hello", max_tokens=2)))
     assert result.usage.completion_tokens == 2
-    assert backend.tokens_generated - before < 3 + 20 + 2, "the cancelled generation ran on"
+    generated = backend.tokens_generated - before  # type: ignore[attr-defined]
+    assert generated < 3 + 20 + 2, "the cancelled generation ran on"
 
 
 async def test_concurrent_requests_are_served_in_arrival_order(inference) -> None:
@@ -273,8 +290,10 @@ async def test_list_models_reports_the_loaded_model(inference) -> None:
     ] == [(MODEL, "llama_cpp", True, 512, ["generate"])]
 
 
-async def test_full_queue_is_refused_with_resource_exhausted(model_path: Path) -> None:
-    server, port = create_server(settings(max_waiting=1), registry(model_path))
+async def test_full_queue_is_refused_with_resource_exhausted(
+    model_path: Path, engine: dict[str, object]
+) -> None:
+    server, port = create_server(settings(max_waiting=1), registry(model_path, engine))
     async with running(server), channel_to(port) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         running_call = stub.Generate(chat("Write a haiku about the sea", max_tokens=200))
@@ -311,9 +330,17 @@ async def test_not_serving_until_the_model_is_loaded() -> None:
     await server.stop()
 
 
-async def test_an_on_demand_embedding_model_loads_at_first_use(model_path: Path) -> None:
-    embedder = {"backend": "llama_cpp", "path": str(model_path), "task": "embed", "load": "on_demand"}
-    server, port = create_server(settings(), registry(model_path, **{"gemma-embed": embedder}))
+async def test_an_on_demand_embedding_model_loads_at_first_use(
+    model_path: Path, engine: dict[str, object]
+) -> None:
+    embedder = {
+        "backend": "llama_cpp",
+        "path": str(model_path),
+        "task": "embed",
+        "load": "on_demand",
+        **engine,
+    }
+    server, port = create_server(settings(), registry(model_path, engine, **{"gemma-embed": embedder}))
     async with running(server), channel_to(port) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         listed = {m.name: m for m in (await stub.ListModels(inference_pb2.ListModelsRequest())).models}

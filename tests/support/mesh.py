@@ -196,13 +196,15 @@ async def gemma_mesh(database_url: str, model_path: Path, **options: Any) -> Asy
     """scripted_mesh with the real Gemma 3 270M model: "gemma-3-270m" (the default route's model,
     after canned greetings: "hello" gets "Hi there!"), "gemma-embed" (the same weights as an
     embedding model) and "scripted" (`Gateway.backend`, for failures a real model cannot be asked
-    for). `options` go to scripted_mesh (gateway_settings, ...)."""
+    for). `options` go to scripted_mesh (gateway_settings, ...). The generating model runs in the
+    deterministic mode: the doors' tests compare one greedy request's answers whole (streamed and
+    not, through two doors)."""
     gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
     registry = parse_registry(
         {
             "models": {
                 "scripted": {"backend": SCRIPTED},
-                GEMMA: gemma,
+                GEMMA: {**gemma, "deterministic": True},
                 "gemma-embed": {**gemma, "task": "embed"},
             },
             "canned": {"greetings": [{"match": "^hello$", "reply": "Hi there!"}]},

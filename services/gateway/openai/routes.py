@@ -115,7 +115,7 @@ class _Chunks:
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
 
-    def envelope(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> ServerSentEvent:
+    def envelope(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> ServerSentEvent:
         data: dict[str, Any] = {
             "id": self.id,
             "object": self.object,

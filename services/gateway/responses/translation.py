@@ -24,6 +24,7 @@ from services.gateway.responses.protocol import (
     IncompleteDetails,
     InputMessageItem,
     InputText,
+    InputTokensDetails,
     OutputMessage,
     OutputText,
     ResponseError,
@@ -63,6 +64,7 @@ def _seconds(stamp: Timestamp) -> int:
 def _usage(usage: common_pb2.Usage) -> ResponseUsage:
     return ResponseUsage(
         input_tokens=usage.prompt_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens),
         output_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
     )

@@ -10,13 +10,15 @@ import importlib
 from collections.abc import Callable
 
 from services.common.config import ConfigError
-from services.common.registry import CustomConfig, ModelConfig
+from services.common.registry import CustomConfig, LlamaCppConfig, ModelConfig
 from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 
-# backend name -> (module of its class, class name, the SDK module it needs, the extra that installs it)
+# backend name (a llama_cpp model's engine) -> (module of its class, class name, the SDK module it
+# needs, the extra that installs it)
 _BUILT_IN = {
-    "llama_cpp": ("services.inference.backends.llama_cpp", "LlamaCppBackend", "llama_cpp", ""),
+    "xllamacpp": ("services.inference.backends.xllamacpp", "XllamacppBackend", "xllamacpp", ""),
+    "llama_cpp": ("services.inference.backends.llama_cpp", "LlamaCppBackend", "llama_cpp", "llama-cpp"),
     "vllm": ("services.inference.backends.vllm", "VllmBackend", "vllm", "vllm"),
     "openai": ("services.inference.backends.openai", "OpenAIBackend", "openai", "openai"),
     "anthropic": ("services.inference.backends.anthropic", "AnthropicBackend", "anthropic", "anthropic"),
@@ -42,11 +44,14 @@ def create_backend(name: str, config: ModelConfig, settings: InferenceSettings) 
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"model {name!r}: cannot load backend {config.backend!r}: {exc}") from None
         return factory(name, config, settings)
-    module_name, class_name, sdk, extra = _BUILT_IN[config.backend]
+    engine = config.engine if isinstance(config, LlamaCppConfig) else config.backend
+    module_name, class_name, sdk, extra = _BUILT_IN[engine]
     if _sdk_missing(sdk):
+        what = f"the {engine} engine" if isinstance(config, LlamaCppConfig) else f"the {engine} backend"
         raise ConfigError(
-            f"model {name!r} uses the {config.backend} backend, whose SDK is not installed: "
-            f"pip install 'llm-mesh[{extra}]'"
+            f"model {name!r} uses {what}, whose SDK is not installed: pip install 'llm-mesh[{extra}]'"
+            if extra
+            else f"model {name!r} uses {what}, whose package {sdk} is not installed"
         )
     backend_class = getattr(importlib.import_module(module_name), class_name)
     backend: Backend = backend_class(name, config, settings)

@@ -10,9 +10,7 @@ from typing import Any, Literal
 
 from services.common.errors import ToolsNotSupported, UnsupportedTask
 from services.common.registry import ModelConfig
-from services.inference.errors import (
-    PromptTooLong,
-)
+from services.inference.errors import PromptTooLong, UnsupportedOutputControl
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
@@ -71,6 +69,33 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class OutputConstraint:
+    """What the output must be, enforced while decoding: JSON valid against a schema, any JSON
+    object, or text a GBNF grammar accepts."""
+
+    kind: Literal["json_schema", "json_object", "grammar"]
+    # The schema (a parsed JSON object) for json_schema; the GBNF text for grammar.
+    json_schema: dict[str, Any] | None = None
+    strict: bool = False
+    grammar: str = ""
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    token_bytes: bytes
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    token_bytes: bytes
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationInput:
     """Either a raw prompt or chat messages (rendered with the model's turn template)."""
 
@@ -81,6 +106,10 @@ class GenerationInput:
     one_shot: bool = False
     # The tools the model may call; None: none.
     tooling: Tooling | None = None
+    constraint: OutputConstraint | None = None
+    # Per-token log probabilities, and how many likeliest alternatives with each (0-20).
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def as_messages(self) -> list[Message]:
         """The input as chat turns: a raw prompt is one user turn (for chat-only provider APIs)."""
@@ -94,6 +123,7 @@ class Delta:
     text: str
     # Model tokens this piece covers; 0 where the provider does not say (usage comes at the end).
     tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +144,9 @@ class Finished:
     finish_reason: FinishReason
     # The stop string that ended it, where the backend knows; empty otherwise.
     stop_sequence: str = ""
+    # Prompt tokens the engine read from its cache instead of evaluating (part of prompt_tokens).
+    cached_tokens: int = 0
+    logprobs: tuple[TokenLogprob, ...] = ()
     # The tools the model called (finish_reason "tool_calls").
     tool_calls: tuple[ToolCall, ...] = ()
 
@@ -133,6 +166,9 @@ class Backend(abc.ABC):
     """One model, generating as an async stream of deltas (and, where it can, embedding text)."""
 
     kind: str = "unknown"
+    # Whether it can enforce an OutputConstraint while decoding, and report per-token logprobs.
+    constrains_output: bool = False
+    reports_logprobs: bool = False
     # Whether the host may unload it when idle or to make room (local engines holding weights).
     unloadable: bool = False
     # Whether it can call tools (GenerationInput.tooling, tool turns in the conversation).
@@ -161,6 +197,20 @@ class Backend(abc.ABC):
             raise PromptTooLong(
                 f"the prompt is {count} tokens; model {self.name} accepts at most {limit} prompt tokens"
             )
+
+    def check_output_controls(self, request: GenerationInput) -> None:
+        """Refuse a constraint or logprobs this backend cannot honour, before anything runs."""
+        if request.constraint is not None and not self.constrains_output:
+            raise UnsupportedOutputControl(
+                f"model {self.name} ({self.describe()}) cannot constrain its output to "
+                f"{request.constraint.kind.replace('_', ' ')}"
+            )
+        if request.logprobs and not self.reports_logprobs:
+            raise UnsupportedOutputControl(f"model {self.name} ({self.describe()}) does not report logprobs")
+
+    def describe(self) -> str:
+        """The backend as error messages name it."""
+        return self.kind
 
     @abc.abstractmethod
     async def load(self) -> None:
@@ -193,6 +243,10 @@ class Backend(abc.ABC):
     def requests_waiting(self) -> int:
         """Requests queued for this model rather than running on it (engines that take turns say)."""
         return 0
+
+    def engine_gauges(self) -> dict[str, float]:
+        """Occupancy an engine with slots reports at scrape time: slots, slots_busy, kv_cache_usage."""
+        return {}
 
     async def unload(self) -> None:
         """Free the model's memory; the next request loads it again."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmmesh.common.v1 import common_pb2 as llmmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$llmmesh/inference/v1/inference.proto\x12\x14llmmesh.inference.v1\x1a\x1ellmmesh/common/v1/common.proto\"\xe6\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x12\x31\n\x06params\x18\x04 \x01(\x0b\x32!.llmmesh.common.v1.SamplingParams\x12\x10\n\x08one_shot\x18\x05 \x01(\x08\x12+\n\x07tooling\x18\t \x01(\x0b\x32\x1a.llmmesh.common.v1.ToolingB\x07\n\x05input\"\xb9\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmmesh.common.v1.TokenDeltaH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.llmmesh.common.v1.GenerationResultH\x00\x12\x35\n\ttool_call\x18\x03 \x01(\x0b\x32 .llmmesh.common.v1.ToolCallDeltaH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.ModelInfo\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"g\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x42\x07\n\x05input\";\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t2\x86\x03\n\x10InferenceService\x12[\n\x08Generate\x12%.llmmesh.inference.v1.GenerateRequest\x1a&.llmmesh.inference.v1.GenerateResponse0\x01\x12_\n\nListModels\x12\'.llmmesh.inference.v1.ListModelsRequest\x1a(.llmmesh.inference.v1.ListModelsResponse\x12P\n\x05\x45mbed\x12\".llmmesh.inference.v1.EmbedRequest\x1a#.llmmesh.inference.v1.EmbedResponse\x12\x62\n\x0b\x43ountTokens\x12(.llmmesh.inference.v1.CountTokensRequest\x1a).llmmesh.inference.v1.CountTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$llmmesh/inference/v1/inference.proto\x12\x14llmmesh.inference.v1\x1a\x1ellmmesh/common/v1/common.proto\"\xc7\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x12\x31\n\x06params\x18\x04 \x01(\x0b\x32!.llmmesh.common.v1.SamplingParams\x12\x10\n\x08one_shot\x18\x05 \x01(\x08\x12\x37\n\nconstraint\x18\x06 \x01(\x0b\x32#.llmmesh.common.v1.OutputConstraint\x12\x10\n\x08logprobs\x18\x07 \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x08 \x01(\x05\x12+\n\x07tooling\x18\t \x01(\x0b\x32\x1a.llmmesh.common.v1.ToolingB\x07\n\x05input\"\xb9\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmmesh.common.v1.TokenDeltaH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.llmmesh.common.v1.GenerationResultH\x00\x12\x35\n\ttool_call\x18\x03 \x01(\x0b\x32 .llmmesh.common.v1.ToolCallDeltaH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.ModelInfo\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"g\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.llmmesh.common.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x37\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32\x1f.llmmesh.common.v1.ConversationH\x00\x42\x07\n\x05input\";\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t2\x86\x03\n\x10InferenceService\x12[\n\x08Generate\x12%.llmmesh.inference.v1.GenerateRequest\x1a&.llmmesh.inference.v1.GenerateResponse0\x01\x12_\n\nListModels\x12\'.llmmesh.inference.v1.ListModelsRequest\x1a(.llmmesh.inference.v1.ListModelsResponse\x12P\n\x05\x45mbed\x12\".llmmesh.inference.v1.EmbedRequest\x1a#.llmmesh.inference.v1.EmbedResponse\x12\x62\n\x0b\x43ountTokens\x12(.llmmesh.inference.v1.CountTokensRequest\x1a).llmmesh.inference.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.inference.v1.infere
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=95
-  _globals['_GENERATEREQUEST']._serialized_end=325
-  _globals['_GENERATERESPONSE']._serialized_start=328
-  _globals['_GENERATERESPONSE']._serialized_end=513
-  _globals['_LISTMODELSREQUEST']._serialized_start=515
-  _globals['_LISTMODELSREQUEST']._serialized_end=534
-  _globals['_LISTMODELSRESPONSE']._serialized_start=536
-  _globals['_LISTMODELSRESPONSE']._serialized_end=602
-  _globals['_EMBEDREQUEST']._serialized_start=604
-  _globals['_EMBEDREQUEST']._serialized_end=649
-  _globals['_EMBEDRESPONSE']._serialized_start=651
-  _globals['_EMBEDRESPONSE']._serialized_end=754
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=756
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=875
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=877
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=936
-  _globals['_INFERENCESERVICE']._serialized_start=939
-  _globals['_INFERENCESERVICE']._serialized_end=1329
+  _globals['_GENERATEREQUEST']._serialized_end=422
+  _globals['_GENERATERESPONSE']._serialized_start=425
+  _globals['_GENERATERESPONSE']._serialized_end=610
+  _globals['_LISTMODELSREQUEST']._serialized_start=612
+  _globals['_LISTMODELSREQUEST']._serialized_end=631
+  _globals['_LISTMODELSRESPONSE']._serialized_start=633
+  _globals['_LISTMODELSRESPONSE']._serialized_end=699
+  _globals['_EMBEDREQUEST']._serialized_start=701
+  _globals['_EMBEDREQUEST']._serialized_end=746
+  _globals['_EMBEDRESPONSE']._serialized_start=748
+  _globals['_EMBEDRESPONSE']._serialized_end=851
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=853
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=972
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=974
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=1033
+  _globals['_INFERENCESERVICE']._serialized_start=1036
+  _globals['_INFERENCESERVICE']._serialized_end=1426
 # @@protoc_insertion_point(module_scope)

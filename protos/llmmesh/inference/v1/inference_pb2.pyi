@@ -8,20 +8,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "conversation", "params", "one_shot", "tooling")
+    __slots__ = ("model", "prompt", "conversation", "params", "one_shot", "constraint", "logprobs", "top_logprobs", "tooling")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     ONE_SHOT_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOOLING_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     conversation: _common_pb2.Conversation
     params: _common_pb2.SamplingParams
     one_shot: bool
+    constraint: _common_pb2.OutputConstraint
+    logprobs: bool
+    top_logprobs: int
     tooling: _common_pb2.Tooling
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[_common_pb2.Conversation, _Mapping]] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., one_shot: _Optional[bool] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[_common_pb2.Conversation, _Mapping]] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., one_shot: _Optional[bool] = ..., constraint: _Optional[_Union[_common_pb2.OutputConstraint, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "result", "tool_call")
