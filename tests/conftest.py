@@ -35,3 +35,24 @@ def model_path() -> Iterator[Path]:
     from services.inference.backends.llama_cpp import packaged_model_path
 
     yield packaged_model_path()
+
+
+@pytest.fixture(scope="session")
+def pgvector_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL 16 with pgvector of its own (the pgserver wheel), on a Unix socket, for the
+    session: the system's PostgreSQL may lack pgvector (Debian bookworm has no package of it)."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (the dev extra) runs PostgreSQL with pgvector")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
+    socket_dir = server.get_uri().partition("host=")[2]
+    yield f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "pgvector"])
+async def knowledge_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database whose engine has vector search: SQLite, or PostgreSQL with pgvector."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    async with fresh_postgres_database(request.getfixturevalue("pgvector_server_url")) as url:
+        yield url

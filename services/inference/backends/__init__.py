@@ -17,6 +17,12 @@ from services.inference.config import InferenceSettings
 # backend name -> (module of its class, class name, the SDK module it needs, the extra that installs it)
 _BUILT_IN = {
     "llama_cpp": ("services.inference.backends.llama_cpp", "LlamaCppBackend", "llama_cpp", ""),
+    "sentence_encoder": (
+        "services.inference.backends.sentence_encoder",
+        "SentenceEncoderBackend",
+        "tokenizers",
+        "",
+    ),
     "vllm": ("services.inference.backends.vllm", "VllmBackend", "vllm", "vllm"),
     "openai": ("services.inference.backends.openai", "OpenAIBackend", "openai", "openai"),
     "anthropic": ("services.inference.backends.anthropic", "AnthropicBackend", "anthropic", "anthropic"),

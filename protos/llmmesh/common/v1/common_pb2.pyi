@@ -28,6 +28,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_SESSION: _ClassVar[JobKind]
     JOB_KIND_PIPELINE_STEP: _ClassVar[JobKind]
     JOB_KIND_WEBHOOK: _ClassVar[JobKind]
+    JOB_KIND_INGEST: _ClassVar[JobKind]
 
 class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,13 @@ class ResponseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESPONSE_STATUS_INCOMPLETE: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_FAILED: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_CANCELLED: _ClassVar[ResponseStatus]
+
+class KnowledgeSearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KNOWLEDGE_SEARCH_MODE_UNSPECIFIED: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_VECTOR: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_TEXT: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_HYBRID: _ClassVar[KnowledgeSearchMode]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -67,6 +75,7 @@ JOB_KIND_GENERATE: JobKind
 JOB_KIND_SESSION: JobKind
 JOB_KIND_PIPELINE_STEP: JobKind
 JOB_KIND_WEBHOOK: JobKind
+JOB_KIND_INGEST: JobKind
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -84,6 +93,10 @@ RESPONSE_STATUS_COMPLETED: ResponseStatus
 RESPONSE_STATUS_INCOMPLETE: ResponseStatus
 RESPONSE_STATUS_FAILED: ResponseStatus
 RESPONSE_STATUS_CANCELLED: ResponseStatus
+KNOWLEDGE_SEARCH_MODE_UNSPECIFIED: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_VECTOR: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_TEXT: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_HYBRID: KnowledgeSearchMode
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
@@ -180,3 +193,27 @@ class JobError(_message.Message):
     code: str
     message: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class KnowledgeHit(_message.Message):
+    __slots__ = ("knowledge_base_id", "document_id", "file_id", "title", "chunk_position", "text", "start", "end", "score", "metadata_json")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_POSITION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    document_id: str
+    file_id: str
+    title: str
+    chunk_position: int
+    text: str
+    start: int
+    end: int
+    score: float
+    metadata_json: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., document_id: _Optional[str] = ..., file_id: _Optional[str] = ..., title: _Optional[str] = ..., chunk_position: _Optional[int] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ..., metadata_json: _Optional[str] = ...) -> None: ...
