@@ -41,7 +41,9 @@ def model_path() -> Iterator[Path]:
 def pgvector_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL 16 with pgvector of its own (the pgserver wheel), on a Unix socket, for the
     session: the system's PostgreSQL may lack pgvector (Debian bookworm has no package of it)."""
-    pgserver = pytest.importorskip("pgserver", reason="pgserver (the dev extra) runs PostgreSQL with pgvector")
+    pgserver = pytest.importorskip(
+        "pgserver", reason="pgserver (the dev extra) runs PostgreSQL with pgvector"
+    )
     server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
     socket_dir = server.get_uri().partition("host=")[2]
     yield f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"

@@ -33,7 +33,8 @@ def _loaded_at_startup(registry: Registry, pool: str) -> list[str]:
     return [
         name
         for name, config in registry.models_in_pool(pool).items()
-        if not isinstance(config, LlamaCppConfig | SentenceEncoderConfig | VllmConfig) or config.load == "startup"
+        if not isinstance(config, LlamaCppConfig | SentenceEncoderConfig | VllmConfig)
+        or config.load == "startup"
     ]
 
 

@@ -30,7 +30,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -41,7 +41,9 @@ from services.store.tables import KbChunk, KbDocument, KnowledgeBase, StoredFile
 log = logging.getLogger("llmmesh.store.knowledge")
 
 # What a file may be uploaded for (OpenAI's purposes).
-PURPOSES = frozenset({"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals"})
+PURPOSES = frozenset(
+    {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals"}
+)
 DOCUMENT_STATUSES = ("queued", "in_progress", "completed", "failed")
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 4_000_000
@@ -671,9 +673,10 @@ class Knowledge:
             self._indexed_dimensions.add(dimensions)
 
     async def put_chunks(
-        self, project: str, document_id: str, generation: int, chunks: Sequence[NewChunk]
+        self, project: str, document_id: str, generation: int, chunks: Sequence[NewChunk], chunk_total: int
     ) -> int:
-        """Write hidden chunks (positions already there are kept); the chunks written so far."""
+        """Write hidden chunks (positions already there are kept); the chunks written so far, which
+        with chunk_total (the document's chunks in all) is the progress its status shows."""
         if not chunks:
             raise InvalidKnowledgeRequest("no chunks to write")
         dimensions = {len(c.embedding) for c in chunks}
@@ -686,7 +689,11 @@ class Knowledge:
                 raise FailedPrecondition(
                     f"knowledge base {base.id} is at generation {base.generation}, not {generation}"
                 )
-            if any(c.position < 0 or c.position >= MAX_CHUNKS_PER_DOCUMENT for c in chunks):
+            if chunk_total > MAX_CHUNKS_PER_DOCUMENT:
+                raise FileTooLarge(
+                    f"a document is at most {MAX_CHUNKS_PER_DOCUMENT} chunks; this one is {chunk_total}"
+                )
+            if any(c.position < 0 or c.position >= chunk_total for c in chunks):
                 raise FileTooLarge(f"a document is at most {MAX_CHUNKS_PER_DOCUMENT} chunks")
             await self._ensure_vector_index(db, size)
             present = set(
@@ -726,10 +733,15 @@ class Knowledge:
                     rows,
                 )
             elif rows:
-                await db.execute(KbChunk.__table__.insert(), rows)
+                await db.execute(insert(KbChunk), rows)
             written = await db.scalar(
-                select(func.count()).where(KbChunk.document_pk == document.pk, KbChunk.generation == generation)
+                select(func.count()).where(
+                    KbChunk.document_pk == document.pk, KbChunk.generation == generation
+                )
             )
+            document.chunk_count, document.chunks_written = chunk_total, int(written or 0)
+            document.status = "in_progress" if document.status == "queued" else document.status
+            document.updated_at = utcnow()
         return int(written or 0)
 
     def _vector_value(self, vector: Sequence[float]) -> Any:
@@ -755,7 +767,9 @@ class Knowledge:
                     f"knowledge base {base.id} is at generation {base.generation}, not {generation}"
                 )
             written = await db.scalar(
-                select(func.count()).where(KbChunk.document_pk == document.pk, KbChunk.generation == generation)
+                select(func.count()).where(
+                    KbChunk.document_pk == document.pk, KbChunk.generation == generation
+                )
             )
             if written != chunk_count:
                 raise FailedPrecondition(
@@ -767,7 +781,7 @@ class Knowledge:
                 .values(visible=True)
             )
             document.indexed_generation = generation
-            document.chunk_count = chunk_count
+            document.chunk_count = document.chunks_written = chunk_count
             document.status = "completed"
             document.error = None
             document.updated_at = utcnow()
@@ -889,9 +903,7 @@ class Knowledge:
         dimensions = len(query.vector)
         exact = query.exact or allowed is not None
         scope = _scope(bases)
-        distance = (
-            f"(embedding::vector({dimensions})) <=> CAST(:query AS real[])::vector({dimensions})"
-        )
+        distance = f"(embedding::vector({dimensions})) <=> CAST(:query AS real[])::vector({dimensions})"
         # No index can serve a sum: the planner then scans the rows that pass the conditions.
         order = f"({distance}) + 0" if exact else distance
         if not exact:
@@ -941,7 +953,9 @@ class Knowledge:
                 ).all()
                 ids = np.array([[r[0], r[1]] for r in rows], dtype=np.int64).reshape(-1, 2)
                 matrix = (
-                    np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), len(vector))
+                    np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
+                        len(rows), len(vector)
+                    )
                     if rows
                     else np.zeros((0, len(vector)), dtype=np.float32)
                 )

@@ -17,11 +17,11 @@ from services.store.config import StoreSettings
 from services.store.conversations import Conversations
 from services.store.db import create_engine
 from services.store.errors import StoreUnavailable
+from services.store.knowledge import Knowledge
 from services.store.metrics import QUEUE
 from services.store.migrate import upgrade_to_head
 from services.store.queue import NOTIFY_CHANNEL, JobQueue, JobSignals
 from services.store.repository import Repository
-from services.store.knowledge import Knowledge
 from services.store.responses import StoredResponses
 from services.store.servicer import StoreServicer
 

@@ -349,6 +349,7 @@ def document_to_proto(document: tables.KbDocument) -> store_pb2.KbDocument:
         status=document.status,
         indexed_generation=document.indexed_generation,
         chunk_count=document.chunk_count,
+        chunks_written=document.chunks_written,
         error=common_pb2.JobError(**document.error) if document.error else None,
         job_id=document.job_id or "",
         created_at=_timestamp(document.created_at),
@@ -840,7 +841,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def DeleteKnowledgeBase(
         self, request: store_pb2.DeleteKnowledgeBaseRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.DeleteKnowledgeBaseResponse:
-        await self.knowledge.delete_knowledge_base(current_project(), request.knowledge_base_id, request.force)
+        await self.knowledge.delete_knowledge_base(
+            current_project(), request.knowledge_base_id, request.force
+        )
         return store_pb2.DeleteKnowledgeBaseResponse()
 
     async def AddDocument(
@@ -860,7 +863,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def SetDocumentJob(
         self, request: store_pb2.SetDocumentJobRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.SetDocumentJobResponse:
-        document = await self.knowledge.set_document_job(current_project(), request.document_id, request.job_id)
+        document = await self.knowledge.set_document_job(
+            current_project(), request.document_id, request.job_id
+        )
         return store_pb2.SetDocumentJobResponse(document=document_to_proto(document))
 
     async def ListDocuments(
@@ -889,7 +894,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def DeleteDocument(
         self, request: store_pb2.DeleteDocumentRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.DeleteDocumentResponse:
-        await self.knowledge.delete_document(current_project(), request.knowledge_base_id, request.document_id)
+        await self.knowledge.delete_document(
+            current_project(), request.knowledge_base_id, request.document_id
+        )
         return store_pb2.DeleteDocumentResponse()
 
     async def GetIndexingWork(
@@ -915,6 +922,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.document_id,
             request.generation,
             [NewChunk(c.position, c.text, c.start, c.end, list(c.embedding)) for c in request.chunks],
+            request.chunk_total,
         )
         return store_pb2.PutChunksResponse(chunks_written=written)
 

@@ -367,7 +367,9 @@ class KbDocument(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     # The newest generation all its chunks are indexed in (0: none yet).
     indexed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Progress of the generation being indexed: chunks it will have, and chunks written so far.
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_written: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[dict[str, str] | None] = mapped_column(JSON)
     job_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -408,6 +410,17 @@ class KbChunk(Base):
     terms: Mapped[Any] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"))
 
 
-# SQLite's full-text index of kb_chunks.terms (an FTS5 table and its shadow tables, made by migration
-# 0007): not an ORM table, so schema comparisons leave names starting with it out.
+# Search indexes the ORM does not describe: SQLite's full-text index of kb_chunks.terms (an FTS5
+# table and its shadow tables), PostgreSQL's GIN index of it (both made by migration 0007), and the
+# HNSW index of each vector dimension (made by the store when a knowledge base first needs it).
 FTS_TABLE = "kb_chunks_fts"
+SEARCH_INDEXES = ("ix_kb_chunks_terms", "ix_kb_chunks_hnsw_")
+
+
+def managed_by_orm(name: str | None, type_: str, parent_names: object) -> bool:
+    """For schema comparisons (Alembic's include_name): every name but the search indexes above."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(FTS_TABLE)
+    return not (type_ == "index" and name.startswith(SEARCH_INDEXES))

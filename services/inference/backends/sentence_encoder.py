@@ -14,11 +14,11 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from services.common.config import ConfigError
@@ -226,7 +226,9 @@ class SentenceEncoderBackend(Backend):
     async def count_tokens(self, request: GenerationInput) -> int:
         if self._tokenizer is None:
             raise ModelNotLoaded(f"model {self.name} is not loaded")
-        text = request.prompt if request.prompt is not None else "\n".join(m.content for m in request.messages)
+        text = (
+            request.prompt if request.prompt is not None else "\n".join(m.content for m in request.messages)
+        )
         return len(self._tokenizer.encode(text).ids)
 
     async def unload(self) -> None:

@@ -24,27 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"E\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xc4\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc6\x01\n\x0cKnowledgeHit\x12\x19\n\x11knowledge_base_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x16\n\x0e\x63hunk_position\x18\x05 \x01(\x05\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05start\x18\x07 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x08 \x01(\x05\x12\r\n\x05score\x18\t \x01(\x01\x12\x15\n\rmetadata_json\x18\n \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*\x81\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03*\x97\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04\x12\x13\n\x0fJOB_KIND_INGEST\x10\x05*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05*\xa0\x01\n\x13KnowledgeSearchMode\x12%\n!KNOWLEDGE_SEARCH_MODE_UNSPECIFIED\x10\x00\x12 \n\x1cKNOWLEDGE_SEARCH_MODE_VECTOR\x10\x01\x12\x1e\n\x1aKNOWLEDGE_SEARCH_MODE_TEXT\x10\x02\x12 \n\x1cKNOWLEDGE_SEARCH_MODE_HYBRID\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ellmmesh/common/v1/common.proto\x12\x11llmmesh.common.v1\"E\n\x0b\x43hatMessage\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.llmmesh.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"@\n\x0c\x43onversation\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.llmmesh.common.v1.ChatMessage\"\x96\x01\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xf6\x01\n\x10GenerationResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x05usage\x18\x02 \x01(\x0b\x32\x18.llmmesh.common.v1.Usage\x12\x36\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1f.llmmesh.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\x05\x12\x15\n\rstop_sequence\x18\x07 \x01(\t\x12\x30\n\x07sources\x18\x14 \x03(\x0b\x32\x1f.llmmesh.common.v1.KnowledgeHit\"\x8e\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x16\n\x0epool_reachable\x18\x07 \x01(\x08\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc6\x01\n\x0cKnowledgeHit\x12\x19\n\x11knowledge_base_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x16\n\x0e\x63hunk_position\x18\x05 \x01(\x05\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05start\x18\x07 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x08 \x01(\x05\x12\r\n\x05score\x18\t \x01(\x01\x12\x15\n\rmetadata_json\x18\n \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*\x81\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03*\x97\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_GENERATE\x10\x01\x12\x14\n\x10JOB_KIND_SESSION\x10\x02\x12\x1a\n\x16JOB_KIND_PIPELINE_STEP\x10\x03\x12\x14\n\x10JOB_KIND_WEBHOOK\x10\x04\x12\x13\n\x0fJOB_KIND_INGEST\x10\x05*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xbf\x01\n\x11PipelineRunStatus\x12#\n\x1fPIPELINE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPIPELINE_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dPIPELINE_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1e\n\x1aPIPELINE_RUN_STATUS_FAILED\x10\x03\x12!\n\x1dPIPELINE_RUN_STATUS_CANCELLED\x10\x04*\xcc\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESPONSE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x02\x12\x1e\n\x1aRESPONSE_STATUS_INCOMPLETE\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04\x12\x1d\n\x19RESPONSE_STATUS_CANCELLED\x10\x05*\xa0\x01\n\x13KnowledgeSearchMode\x12%\n!KNOWLEDGE_SEARCH_MODE_UNSPECIFIED\x10\x00\x12 \n\x1cKNOWLEDGE_SEARCH_MODE_VECTOR\x10\x01\x12\x1e\n\x1aKNOWLEDGE_SEARCH_MODE_TEXT\x10\x02\x12 \n\x1cKNOWLEDGE_SEARCH_MODE_HYBRID\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmmesh.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1085
-  _globals['_ROLE']._serialized_end=1165
-  _globals['_FINISHREASON']._serialized_start=1168
-  _globals['_FINISHREASON']._serialized_end=1297
-  _globals['_JOBKIND']._serialized_start=1300
-  _globals['_JOBKIND']._serialized_end=1451
-  _globals['_JOBSTATUS']._serialized_start=1454
-  _globals['_JOBSTATUS']._serialized_end=1615
-  _globals['_PIPELINERUNSTATUS']._serialized_start=1618
-  _globals['_PIPELINERUNSTATUS']._serialized_end=1809
-  _globals['_RESPONSESTATUS']._serialized_start=1812
-  _globals['_RESPONSESTATUS']._serialized_end=2016
-  _globals['_KNOWLEDGESEARCHMODE']._serialized_start=2019
-  _globals['_KNOWLEDGESEARCHMODE']._serialized_end=2179
+  _globals['_ROLE']._serialized_start=1135
+  _globals['_ROLE']._serialized_end=1215
+  _globals['_FINISHREASON']._serialized_start=1218
+  _globals['_FINISHREASON']._serialized_end=1347
+  _globals['_JOBKIND']._serialized_start=1350
+  _globals['_JOBKIND']._serialized_end=1501
+  _globals['_JOBSTATUS']._serialized_start=1504
+  _globals['_JOBSTATUS']._serialized_end=1665
+  _globals['_PIPELINERUNSTATUS']._serialized_start=1668
+  _globals['_PIPELINERUNSTATUS']._serialized_end=1859
+  _globals['_RESPONSESTATUS']._serialized_start=1862
+  _globals['_RESPONSESTATUS']._serialized_end=2066
+  _globals['_KNOWLEDGESEARCHMODE']._serialized_start=2069
+  _globals['_KNOWLEDGESEARCHMODE']._serialized_end=2229
   _globals['_CHATMESSAGE']._serialized_start=53
   _globals['_CHATMESSAGE']._serialized_end=122
   _globals['_CONVERSATION']._serialized_start=124
@@ -56,13 +56,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENDELTA']._serialized_start=424
   _globals['_TOKENDELTA']._serialized_end=466
   _globals['_GENERATIONRESULT']._serialized_start=469
-  _globals['_GENERATIONRESULT']._serialized_end=665
-  _globals['_MODELINFO']._serialized_start=668
-  _globals['_MODELINFO']._serialized_end=810
-  _globals['_EMBEDDING']._serialized_start=812
-  _globals['_EMBEDDING']._serialized_end=839
-  _globals['_JOBERROR']._serialized_start=841
-  _globals['_JOBERROR']._serialized_end=882
-  _globals['_KNOWLEDGEHIT']._serialized_start=885
-  _globals['_KNOWLEDGEHIT']._serialized_end=1083
+  _globals['_GENERATIONRESULT']._serialized_end=715
+  _globals['_MODELINFO']._serialized_start=718
+  _globals['_MODELINFO']._serialized_end=860
+  _globals['_EMBEDDING']._serialized_start=862
+  _globals['_EMBEDDING']._serialized_end=889
+  _globals['_JOBERROR']._serialized_start=891
+  _globals['_JOBERROR']._serialized_end=932
+  _globals['_KNOWLEDGEHIT']._serialized_start=935
+  _globals['_KNOWLEDGEHIT']._serialized_end=1133
 # @@protoc_insertion_point(module_scope)

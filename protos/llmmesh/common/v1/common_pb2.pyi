@@ -145,7 +145,7 @@ class TokenDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class GenerationResult(_message.Message):
-    __slots__ = ("text", "usage", "finish_reason", "model", "route", "tier", "stop_sequence")
+    __slots__ = ("text", "usage", "finish_reason", "model", "route", "tier", "stop_sequence", "sources")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class GenerationResult(_message.Message):
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     text: str
     usage: Usage
     finish_reason: FinishReason
@@ -160,7 +161,8 @@ class GenerationResult(_message.Message):
     route: str
     tier: int
     stop_sequence: str
-    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ..., stop_sequence: _Optional[str] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[KnowledgeHit]
+    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ..., stop_sequence: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[KnowledgeHit, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "backend", "loaded", "context_length", "capabilities", "pool", "pool_reachable")

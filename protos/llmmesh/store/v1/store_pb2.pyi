@@ -1142,7 +1142,7 @@ class DeleteKnowledgeBaseResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class KbDocument(_message.Message):
-    __slots__ = ("id", "knowledge_base_id", "file_id", "title", "content_type", "content_hash", "metadata_json", "status", "indexed_generation", "chunk_count", "error", "job_id", "bytes", "created_at", "updated_at")
+    __slots__ = ("id", "knowledge_base_id", "file_id", "title", "content_type", "content_hash", "metadata_json", "status", "indexed_generation", "chunk_count", "chunks_written", "error", "job_id", "bytes", "created_at", "updated_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -1153,6 +1153,7 @@ class KbDocument(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INDEXED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -1168,12 +1169,13 @@ class KbDocument(_message.Message):
     status: str
     indexed_generation: int
     chunk_count: int
+    chunks_written: int
     error: _common_pb2.JobError
     job_id: str
     bytes: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., knowledge_base_id: _Optional[str] = ..., file_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., metadata_json: _Optional[str] = ..., status: _Optional[str] = ..., indexed_generation: _Optional[int] = ..., chunk_count: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., job_id: _Optional[str] = ..., bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., knowledge_base_id: _Optional[str] = ..., file_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., metadata_json: _Optional[str] = ..., status: _Optional[str] = ..., indexed_generation: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunks_written: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., job_id: _Optional[str] = ..., bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddDocumentRequest(_message.Message):
     __slots__ = ("knowledge_base_id", "title", "content_type", "text", "metadata_json", "file_id")
@@ -1302,14 +1304,16 @@ class NewChunk(_message.Message):
     def __init__(self, position: _Optional[int] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PutChunksRequest(_message.Message):
-    __slots__ = ("document_id", "generation", "chunks")
+    __slots__ = ("document_id", "generation", "chunks", "chunk_total")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_TOTAL_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     generation: int
     chunks: _containers.RepeatedCompositeFieldContainer[NewChunk]
-    def __init__(self, document_id: _Optional[str] = ..., generation: _Optional[int] = ..., chunks: _Optional[_Iterable[_Union[NewChunk, _Mapping]]] = ...) -> None: ...
+    chunk_total: int
+    def __init__(self, document_id: _Optional[str] = ..., generation: _Optional[int] = ..., chunks: _Optional[_Iterable[_Union[NewChunk, _Mapping]]] = ..., chunk_total: _Optional[int] = ...) -> None: ...
 
 class PutChunksResponse(_message.Message):
     __slots__ = ("chunks_written",)

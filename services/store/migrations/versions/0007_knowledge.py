@@ -12,6 +12,7 @@ Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -30,7 +31,9 @@ def _moment(name: str, nullable: bool = False) -> sa.Column:
 def _project(table: str) -> tuple[sa.Column, sa.ForeignKeyConstraint]:
     return (
         sa.Column("project_id", sa.String(32), nullable=False),
-        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], name=op.f(f"fk_{table}_project_id_projects")),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name=op.f(f"fk_{table}_project_id_projects")
+        ),
     )
 
 
@@ -85,6 +88,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("indexed_generation", sa.Integer(), nullable=False),
         sa.Column("chunk_count", sa.Integer(), nullable=False),
+        sa.Column("chunks_written", sa.Integer(), nullable=False),
         sa.Column("error", sa.JSON(), nullable=True),
         sa.Column("job_id", sa.String(32), nullable=True),
         _moment("created_at"),
@@ -102,7 +106,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_kb_documents_knowledge_base_pk"), "kb_documents", ["knowledge_base_pk"])
-    vector = postgresql.ARRAY(sa.REAL()) if postgres else sa.LargeBinary()
+    vector: sa.types.TypeEngine[Any] = postgresql.ARRAY(sa.REAL()) if postgres else sa.LargeBinary()
     op.create_table(
         "kb_chunks",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -139,7 +143,9 @@ def upgrade() -> None:
     else:
         # An external-content FTS5 index of kb_chunks.terms (its rowid is the chunk's id), kept in
         # step by triggers, as SQLite's FTS5 documentation does it.
-        op.execute("CREATE VIRTUAL TABLE kb_chunks_fts USING fts5(terms, content='kb_chunks', content_rowid='id')")
+        op.execute(
+            "CREATE VIRTUAL TABLE kb_chunks_fts USING fts5(terms, content='kb_chunks', content_rowid='id')"
+        )
         op.execute(
             "CREATE TRIGGER kb_chunks_fts_insert AFTER INSERT ON kb_chunks BEGIN "
             "INSERT INTO kb_chunks_fts(rowid, terms) VALUES (new.id, new.terms); END"
