@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -38,16 +40,24 @@ def model_path() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def pgvector_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pgvector_server_url() -> Iterator[str]:
     """A PostgreSQL 16 with pgvector of its own (the pgserver wheel), on a Unix socket, for the
-    session: the system's PostgreSQL may lack pgvector (Debian bookworm has no package of it)."""
+    session: the system's PostgreSQL may lack pgvector (Debian bookworm has no package of it).
+
+    Its data lives outside pytest's temporary folders: run as root, pgserver runs PostgreSQL as a
+    user of its own, which cannot enter those (mode 0700)."""
     pgserver = pytest.importorskip(
         "pgserver", reason="pgserver (the dev extra) runs PostgreSQL with pgvector"
     )
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
-    socket_dir = server.get_uri().partition("host=")[2]
-    yield f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
-    server.cleanup()
+    data = Path(tempfile.mkdtemp(prefix="llmmesh-pgvector-"))
+    data.chmod(0o755)
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    try:
+        socket_dir = server.get_uri().partition("host=")[2]
+        yield f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "pgvector"])

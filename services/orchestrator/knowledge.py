@@ -22,7 +22,7 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, UnsupportedFileType
 from services.common.registry import DEFAULT_EMBEDDING_MODEL, Registry
 from services.store.client import StoreClient
 
@@ -39,12 +39,6 @@ _MODES = {
 
 class NotAnEmbeddingModel(InvalidArgument):
     code = "not_an_embedding_model"
-
-
-class UnsupportedFileType(InvalidArgument):
-    """A file whose text the mesh cannot read: the gateway answers 415."""
-
-    code = "unsupported_file_type"
 
 
 class UnreadableFile(InvalidArgument):

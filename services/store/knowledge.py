@@ -34,7 +34,7 @@ from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, shown
+from services.common.errors import FailedPrecondition, FileTooLarge, InvalidArgument, NotFound, shown
 from services.store.repository import unit_of_work
 from services.store.tables import KbChunk, KbDocument, KnowledgeBase, StoredFile, utcnow
 
@@ -45,7 +45,8 @@ PURPOSES = frozenset(
     {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals"}
 )
 DOCUMENT_STATUSES = ("queued", "in_progress", "completed", "failed")
-MAX_FILE_BYTES = 32 * 1024 * 1024
+# Below the mesh's 16 MiB gRPC message limit, with room for the rest of the message.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 4_000_000
 MAX_CHUNKS_PER_DOCUMENT = 20_000
 MAX_TOP_K = 50
@@ -79,12 +80,6 @@ class InvalidKnowledgeRequest(InvalidArgument):
     code = "invalid_knowledge_request"
 
 
-class FileTooLarge(InvalidArgument):
-    """Bigger than a limit: the gateway answers 413, naming it."""
-
-    code = "file_too_large"
-
-
 class KnowledgeBaseInUse(FailedPrecondition):
     code = "knowledge_base_in_use"
 
@@ -105,14 +100,29 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 _TERM = re.compile(f"([{_CJK}]+)|([^\\W_{_CJK}]+)")
 
 
+# English words too common to tell chunks apart (PostgreSQL's english configuration drops these too):
+# a question's "how", "do", "to" would otherwise rank a chunk above the one about its subject.
+STOPWORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers herself him himself his how i if in into is it its itself just me more most "
+    "my myself no nor not now of off on once only or other our ours ourselves out over own same she "
+    "should so some such than that the their theirs them themselves then there these they this those "
+    "through to too under until up very was we were what when where which while who whom why will with "
+    "would you your yours yourself yourselves".split()
+)
+
+
 def terms(source: str) -> list[str]:
-    """The full-text terms of a text, in order: NFKC-normalised lower-case words, and for runs of
-    Japanese or Chinese characters their overlapping bigrams (a lone character stands for itself)."""
+    """The full-text terms of a text, in order: NFKC-normalised lower-case words but English stopwords,
+    and for runs of Japanese or Chinese characters their overlapping bigrams (a lone character
+    stands for itself)."""
     found: list[str] = []
     for match in _TERM.finditer(unicodedata.normalize("NFKC", source).lower()):
         cjk, word = match.groups()
         if word:
-            found.append(word)
+            if word not in STOPWORDS:
+                found.append(word)
         elif len(cjk) == 1:
             found.append(cjk)
         else:

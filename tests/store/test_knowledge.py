@@ -114,6 +114,7 @@ async def search(
 
 def test_terms_are_words_and_bigrams_of_japanese_runs() -> None:
     assert terms("Hello, World! 42") == ["hello", "world", "42"]
+    assert terms("How do I get to the shop?") == ["get", "shop"]
     assert terms("全文検索です") == ["全文", "文検", "検索", "索で", "です"]
     # full-width letters fold to ASCII (NFKC)
     assert terms("\uff21\uff22\uff23 と 猫") == ["abc", "と", "猫"]

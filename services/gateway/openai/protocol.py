@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.results import FinishReason, Usage
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
+from services.gateway.knowledge.protocol import Hit
 
 MAX_MESSAGES = 256
 _ROLES = {
@@ -93,6 +94,13 @@ class ChatCompletionRequest(_Sampling):
         description="LLM Mesh extension: keep this conversation's turns in the store, so a client sends "
         "only its new turn (also accepted as the X-Conversation-ID header).",
     )
+    knowledge_bases: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="LLM Mesh extension: knowledge bases (vector store ids) the last user turn searches; "
+        "the chunks found go into the prompt, numbered, and the response lists them as `sources`.",
+    )
+    knowledge_top_k: int = Field(default=5, ge=1, le=50, description="LLM Mesh extension: chunks retrieved.")
     unsupported_fields = ("tools", "functions", "logprobs", "top_logprobs", "audio", "prediction")
 
     @model_validator(mode="after")
@@ -140,6 +148,8 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
     system_fingerprint: str | None = None
+    # LLM Mesh extension: the knowledge base chunks the prompt was given, [1] first (knowledge_bases).
+    sources: list[Hit] | None = None
 
 
 class CompletionChoice(BaseModel):

@@ -27,6 +27,7 @@ from services.gateway.errors import (
     openai_error_body,
     request_id_of,
 )
+from services.gateway.knowledge.protocol import Hit
 from services.gateway.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -78,12 +79,16 @@ def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
 
 
 def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb2.GenerationSpec:
-    return orchestrator_pb2.GenerationSpec(
+    spec = orchestrator_pb2.GenerationSpec(
         model=body.model,
         messages=[m.to_proto() for m in body.messages],
         params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
     )
+    if body.knowledge_bases:
+        spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)
+        spec.knowledge.top_k = body.knowledge_top_k
+    return spec
 
 
 class _Chunks:
@@ -192,6 +197,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             ChatChoice(message=AssistantMessage(content=result.text), finish_reason=_finish_reason(result))
         ],
         usage=Usage.from_proto(result.usage),
+        sources=[Hit.from_proto(hit) for hit in result.sources] if body.knowledge_bases else None,
     )
 
 
