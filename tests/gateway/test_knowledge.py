@@ -15,7 +15,7 @@ import pytest
 from services.common.registry import DEFAULT_EMBEDDING_MODEL, parse_registry
 from services.inference.backends import create_backend
 from services.inference.config import InferenceSettings
-from tests.support.fakes import ScriptedBackend
+from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.http import assert_error
 from tests.support.mesh import Gateway, scripted_mesh
 
@@ -184,3 +184,73 @@ async def test_bad_input_gets_its_own_status(mesh: Gateway) -> None:
     assert "makes no embeddings" in generating.value.message
     answer = await mesh.client.post("/api/v1/knowledge/bases", json={"embedding_model": "scripted"})
     assert_error(answer, 400, "not_an_embedding_model")
+
+
+async def test_a_response_with_the_file_search_tool_cites_its_sources(mesh: Gateway) -> None:
+    client = sdk(mesh)
+    store = await store_with_documents(client)
+    response = await client.responses.create(
+        model="scripted",
+        input="Where do orders ship from?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}],
+    )
+    annotations = response.output[0].content[0].annotations
+    assert annotations[0].type == "file_citation" and annotations[0].filename == "shipping.md"
+    received = mesh.backend.calls[-1].request.messages
+    assert "[1] shipping.md" in received[0].content and "warehouse in Osaka" in received[0].content
+
+
+async def test_changing_the_model_re_embeds_and_searches_never_mix_models(
+    knowledge_database_url: str,
+) -> None:
+    registry = parse_registry(
+        {
+            "models": {
+                "scripted": {"backend": "tests.support.fakes:ScriptedBackend"},
+                DEFAULT_EMBEDDING_MODEL: {"backend": "sentence_encoder"},
+                "other-embed": {"backend": "tests.support.fakes:ScriptedEmbedder", "task": "embed"},
+            }
+        }
+    )
+    embedder = create_backend(
+        DEFAULT_EMBEDDING_MODEL, registry.models[DEFAULT_EMBEDDING_MODEL], InferenceSettings()
+    )
+    async with scripted_mesh(
+        knowledge_database_url,
+        registry=registry,
+        backends=[ScriptedBackend(), ScriptedEmbedder("other-embed", registry.models["other-embed"])],
+        models=[embedder],
+        generation_timeout_s=30,
+    ) as mesh:
+        base = (await mesh.client.post("/api/v1/knowledge/bases", json={"name": "kb"})).json()
+        added = await mesh.client.post(
+            f"/api/v1/knowledge/bases/{base['id']}/documents", json={"text": DOCUMENTS["returns.md"]}
+        )
+        await wait_indexed(mesh, base["id"], added.json()["document_id"])
+        changed = await mesh.client.patch(
+            f"/api/v1/knowledge/bases/{base['id']}", json={"embedding_model": "other-embed"}
+        )
+        assert changed.status_code == 200, changed.text
+        assert len(changed.json()["job_ids"]) == 1
+        for _ in range(300):
+            got = (await mesh.client.get(f"/api/v1/knowledge/bases/{base['id']}")).json()
+            if got["serving_model"] == "other-embed":
+                break
+            await asyncio.sleep(0.1)
+        assert (got["serving_model"], got["serving_generation"], got["documents"]["completed"]) == (
+            "other-embed",
+            2,
+            1,
+        )
+        # The query is embedded by the serving model: 4 dimensions now, and the 384-dimension
+        # vectors of the old model are gone.
+        hits = await mesh.client.post(
+            "/api/v1/knowledge/search",
+            json={"knowledge_bases": [base["id"]], "query": "refund", "mode": "vector"},
+        )
+        assert hits.status_code == 200, hits.text
+        assert [h["title"] for h in hits.json()["hits"]] == ["document"]
+        bad = await mesh.client.patch(
+            f"/api/v1/knowledge/bases/{base['id']}", json={"embedding_model": "scripted"}
+        )
+        assert_error(bad, 400, "not_an_embedding_model")
