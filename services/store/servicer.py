@@ -79,12 +79,16 @@ def _options_to_json(options: store_pb2.LlmOptions) -> dict[str, Any]:
             data[name] = getattr(options, name)
     if options.stop:
         data["stop"] = list(options.stop)
+    if options.knowledge_bases:
+        data["knowledge_bases"] = list(options.knowledge_bases)
     return data
 
 
 def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
     return store_pb2.LlmOptions(
-        **{k: data[k] for k in _OPTION_FIELDS if data.get(k) is not None}, stop=data.get("stop", [])
+        **{k: data[k] for k in _OPTION_FIELDS if data.get(k) is not None},
+        stop=data.get("stop", []),
+        knowledge_bases=data.get("knowledge_bases", []),
     )
 
 

@@ -18,6 +18,7 @@ from services.inference.config import InferenceSettings
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.http import assert_error
 from tests.support.mesh import Gateway, scripted_mesh
+from tests.support.sessions import ANSWERS, LLM_OPTIONS, SYSTEM, make_session, make_version
 
 pytest.importorskip("tokenizers", reason="the default embedder needs tokenizers (a base dependency)")
 
@@ -254,3 +255,22 @@ async def test_changing_the_model_re_embeds_and_searches_never_mix_models(
             f"/api/v1/knowledge/bases/{base['id']}", json={"embedding_model": "scripted"}
         )
         assert_error(bad, 400, "not_an_embedding_model")
+
+
+async def test_a_session_template_version_retrieves_from_its_knowledge_bases(mesh: Gateway) -> None:
+    base = (await mesh.client.post("/api/v1/knowledge/bases", json={"name": "clinic"})).json()
+    added = await mesh.client.post(
+        f"/api/v1/knowledge/bases/{base['id']}/documents",
+        json={
+            "text": "A fever above 39 C with a cough for three days needs a doctor's visit.",
+            "title": "fever.md",
+        },
+    )
+    await wait_indexed(mesh, base["id"], added.json()["document_id"])
+    version = await make_version(mesh, llm_options={**LLM_OPTIONS, "knowledge_bases": [base["id"]]})
+    assert version["llm_options"]["knowledge_bases"] == [base["id"]]
+    code = await make_session(mesh, ANSWERS)
+    run = await mesh.client.post(f"/api/v1/sessions/{code}/llm")
+    assert run.status_code == 200, run.text
+    system = mesh.backend.calls[-1].request.messages[0].content
+    assert system.startswith(SYSTEM) and "[1] fever.md" in system and "needs a doctor's visit" in system

@@ -49,6 +49,7 @@ def _options(options: store_pb2.LlmOptions) -> api.LlmOptions:
         top_p=options.top_p if options.HasField("top_p") else None,
         seed=options.seed if options.HasField("seed") else None,
         stop=list(options.stop) or None,
+        knowledge_bases=list(options.knowledge_bases) or None,
     )
 
 
@@ -134,6 +135,7 @@ async def add_version(name: str, body: api.CreateVersion, request: Request) -> a
                 top_p=options.top_p,
                 seed=options.seed,
                 stop=options.stop or [],
+                knowledge_bases=options.knowledge_bases or [],
             ),
             options=[store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
         )

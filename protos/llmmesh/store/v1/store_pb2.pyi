@@ -37,20 +37,22 @@ class DescribeStoreResponse(_message.Message):
     def __init__(self, dialect: _Optional[str] = ..., server_version: _Optional[str] = ..., schema_revision: _Optional[str] = ...) -> None: ...
 
 class LlmOptions(_message.Message):
-    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop")
+    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop", "knowledge_bases")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
     model: str
     max_tokens: int
     temperature: float
     top_p: float
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    knowledge_bases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., knowledge_bases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionOption(_message.Message):
     __slots__ = ("key", "label")
