@@ -7,6 +7,7 @@ session code as a synchronous request, so a job behaves exactly like the call it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -147,7 +148,9 @@ class Jobs:
                 return JobOutcome(await self.knowledge.ingest(request))
             except MeshError as error:
                 if not retryable(error) or job.attempts >= job.max_attempts:
-                    await self.knowledge.fail(request, error.code, error.message)
+                    # The document says why, unless it is gone (its knowledge base deleted with force).
+                    with contextlib.suppress(MeshError):
+                        await self.knowledge.fail(request, error.code, error.message)
                 raise
         raise InvalidJob(f"this orchestrator does not know jobs of kind {job.kind}")
 

@@ -30,7 +30,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -553,8 +553,7 @@ class Knowledge:
             if existing is not None:
                 return existing, False
             document = KbDocument(
-                # A file's document has the file's id, as OpenAI's vector store files do.
-                id=file_id or _new_id("doc_"),
+                id=_new_id("doc_"),
                 knowledge_base_pk=base.pk,
                 file_id=file_id,
                 title=(title or file_id or "document")[:500],
@@ -566,25 +565,25 @@ class Knowledge:
             )
             document.knowledge_base = base
             db.add(document)
-            try:
-                await db.flush()
-            except IntegrityError:
-                raise InvalidKnowledgeRequest(
-                    f"{shown(document.id)} is in another knowledge base already; upload it again to add it here"
-                ) from None
         return document, True
 
     @staticmethod
     async def _document(
         db: AsyncSession, project: str, document_id: str, base_id: str | None = None
     ) -> tuple[KbDocument, KnowledgeBase]:
-        query = (
-            select(KbDocument, KnowledgeBase)
-            .join(KnowledgeBase, KnowledgeBase.pk == KbDocument.knowledge_base_pk)
-            .where(KnowledgeBase.project_id == project, KbDocument.id == document_id)
+        """A document by its id; within a knowledge base also by the id of the file it came from (as
+        OpenAI names a vector store's files: one file may be in several vector stores)."""
+        query = select(KbDocument, KnowledgeBase).join(
+            KnowledgeBase, KnowledgeBase.pk == KbDocument.knowledge_base_pk
         )
         if base_id:
-            query = query.where(KnowledgeBase.id == base_id)
+            query = query.where(
+                KnowledgeBase.id == base_id,
+                or_(KbDocument.id == document_id, KbDocument.file_id == document_id),
+            )
+        else:
+            query = query.where(KbDocument.id == document_id)
+        query = query.where(KnowledgeBase.project_id == project)
         row = (await db.execute(query)).first()
         if row is None:
             raise DocumentNotFound(f"no document has id {shown(document_id)}")

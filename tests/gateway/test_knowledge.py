@@ -103,7 +103,13 @@ async def test_a_vector_store_is_searched_after_create_and_poll(mesh: Gateway) -
     assert {r.filename for r in filtered.data} == {"shipping.md"}
     files = await client.vector_stores.files.list(store.id)
     assert len(files.data) == len(DOCUMENTS)
-    assert [s.id for s in (await client.vector_stores.list()).data] == [store.id]
+    assert all(f.id.startswith("file-") for f in files.data)
+    other = await client.vector_stores.create(name="second")
+    again = await client.vector_stores.files.create_and_poll(
+        vector_store_id=other.id, file_id=files.data[0].id
+    )
+    assert (again.id, again.status) == (files.data[0].id, "completed"), "one file, two vector stores"
+    assert [s.id for s in (await client.vector_stores.list()).data] == [other.id, store.id]
     removed = await client.vector_stores.files.delete(file_id=files.data[0].id, vector_store_id=store.id)
     assert removed.deleted
     assert (await client.vector_stores.delete(store.id)).deleted

@@ -193,7 +193,8 @@ class VectorStoreFile(BaseModel):
             else None
         )
         return cls(
-            id=document.id,
+            # OpenAI's vector store file is named by its file's id.
+            id=document.file_id or document.id,
             created_at=_seconds(document.created_at),
             vector_store_id=document.knowledge_base_id,
             status=status,
