@@ -199,6 +199,8 @@ class PipelineStep(_Strict):
     prompt: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    # Knowledge bases (ids) the rendered prompt searches; the chunks found go into the system prompt.
+    knowledge_bases: list[str] = Field(default_factory=list, max_length=20)
 
     @field_validator("prompt", "system")
     @classmethod
