@@ -149,6 +149,12 @@ class WebhookState(BaseModel):
     error: str | None
 
 
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    unit: str
+
+
 class JobStatus(BaseModel):
     """A job's status; once SUCCEEDED, its `result` is what the synchronous call would have returned."""
 
@@ -166,6 +172,9 @@ class JobStatus(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     webhook: WebhookState | None = None
+    progress: JobProgress | None = Field(
+        default=None, description="An ingestion job's progress: chunks of its document written so far."
+    )
 
     @classmethod
     def from_proto(cls, job: orchestrator_pb2.Job) -> JobStatus:
@@ -190,6 +199,9 @@ class JobStatus(BaseModel):
             started_at=timestamp(job.started_at, job.HasField("started_at")),
             completed_at=timestamp(job.completed_at, job.HasField("completed_at")),
             webhook=webhook,
+            progress=JobProgress(done=job.progress.done, total=job.progress.total, unit=job.progress.unit)
+            if job.HasField("progress")
+            else None,
         )
 
 

@@ -84,8 +84,14 @@ class Jobs:
         return job.id
 
     async def get(self, job_id: str) -> orchestrator_pb2.Job:
-        """A job with its webhook's delivery, once that is queued."""
-        return await self._view((await self._store.get_job(store_pb2.GetJobRequest(job_id=job_id))).job)
+        """A job with its webhook's delivery, once that is queued, and an ingestion's progress."""
+        job = (await self._store.get_job(store_pb2.GetJobRequest(job_id=job_id))).job
+        view = await self._view(job)
+        if job.kind == common_pb2.JOB_KIND_INGEST and self.knowledge is not None:
+            progress = await self.knowledge.progress(json.loads(job.request_json))
+            if progress is not None:
+                view.progress.CopyFrom(progress)
+        return view
 
     async def cancel(self, job_id: str) -> orchestrator_pb2.Job:
         return await self._view((await self._store.cancel_job(store_pb2.CancelJobRequest(job_id=job_id))).job)

@@ -22,7 +22,7 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import InvalidArgument, UnsupportedFileType
+from services.common.errors import InvalidArgument, NotFound, UnsupportedFileType
 from services.common.registry import DEFAULT_EMBEDDING_MODEL, Registry
 from services.store.client import StoreClient
 
@@ -361,6 +361,20 @@ class KnowledgeBases:
             extra={"document_id": document_id, "chunks": len(chunks), "written": written},
         )
         return {"document_id": document_id, "chunks": len(chunks), "written": written}
+
+    async def progress(self, request: dict[str, Any]) -> orchestrator_pb2.JobProgress | None:
+        """An ingestion job's progress: its document's chunks written of all (None: the document is gone)."""
+        try:
+            document = (
+                await self._store.get_document(
+                    store_pb2.GetDocumentRequest(document_id=request["document_id"])
+                )
+            ).document
+        except NotFound:
+            return None
+        return orchestrator_pb2.JobProgress(
+            done=document.chunks_written, total=document.chunk_count, unit="chunks"
+        )
 
     async def fail(self, request: dict[str, Any], code: str, message: str) -> None:
         """A job that gave up: its document says why."""

@@ -164,6 +164,11 @@ async def test_the_mesh_api_adds_text_documents_idempotently_and_reports_progres
     job = await mesh.client.get(f"/api/v1/ai/status/{first.json()['job_id']}")
     assert job.status_code == 200, job.text
     assert job.json()["status"] == "SUCCEEDED"
+    assert job.json()["progress"] == {
+        "done": document["chunk_count"],
+        "total": document["chunk_count"],
+        "unit": "chunks",
+    }
 
 
 async def wait_indexed(mesh: Gateway, base_id: str, document_id: str) -> dict[str, Any]:
