@@ -102,6 +102,7 @@ async def _fill(knowledge: Knowledge, base_id: str, vectors: np.ndarray, texts: 
         # empty and scans the knowledge base's rows through the b-tree instead of the HNSW index.
         async with knowledge.engine.connect() as connection:
             await connection.execute(text("ANALYZE kb_chunks"))
+            await connection.execute(text("ANALYZE kb_documents"))
             await connection.commit()
     return time.perf_counter() - started
 

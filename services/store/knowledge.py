@@ -14,7 +14,8 @@ A query's terms are OR-ed, so a Japanese query matches chunks that share its big
 many and how rare. Hybrid search fuses the vector and text rankings by reciprocal rank (k = 60).
 
 A document is searchable once all its chunks of the serving generation are written: chunks are
-written hidden and shown together (FinishDocument).
+written hidden and shown together when FinishDocument records the document's indexed generation
+(searches take only chunks whose document has finished their generation; no chunk row is rewritten).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, text, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -720,7 +721,6 @@ class Knowledge:
                     "document_pk": document.pk,
                     "generation": generation,
                     "position": c.position,
-                    "visible": False,
                     "text": c.text,
                     "start": c.start,
                     "end": c.end,
@@ -734,9 +734,9 @@ class Knowledge:
             if rows and self._postgres:
                 await db.execute(
                     text(
-                        "INSERT INTO kb_chunks (knowledge_base_pk, document_pk, generation, position, visible, "
+                        "INSERT INTO kb_chunks (knowledge_base_pk, document_pk, generation, position, "
                         'text, start, "end", dimensions, embedding, terms) VALUES (:knowledge_base_pk, '
-                        ":document_pk, :generation, :position, :visible, :text, :start, :end, :dimensions, "
+                        ":document_pk, :generation, :position, :text, :start, :end, :dimensions, "
                         "CAST(:embedding AS real[]), CAST(:terms AS tsvector))"
                     ),
                     rows,
@@ -784,11 +784,8 @@ class Knowledge:
                 raise FailedPrecondition(
                     f"document {document.id} has {written} of its {chunk_count} chunks written"
                 )
-            await db.execute(
-                update(KbChunk)
-                .where(KbChunk.document_pk == document.pk, KbChunk.generation == generation)
-                .values(visible=True)
-            )
+            # This shows the generation's chunks (see _SHOWN): no chunk row is rewritten, so neither
+            # is its entry in the vector index.
             document.indexed_generation = generation
             document.chunk_count = document.chunks_written = chunk_count
             document.status = "completed"
@@ -822,8 +819,9 @@ class Knowledge:
     async def fail_document(self, project: str, document_id: str, error: dict[str, str]) -> KbDocument:
         async with self._transaction() as db:
             document, _ = await self._document(db, project, document_id)
-            if document.indexed_generation == 0:
-                document.status = "failed"
+            # Failed also when it was being embedded again: a knowledge base waits for no failed
+            # document before serving a new model (the document is then not searchable any more).
+            document.status = "failed"
             document.error = error
             document.updated_at = utcnow()
             return document
@@ -926,7 +924,7 @@ class Knowledge:
         rows = await db.execute(
             text(
                 f"SELECT id, {distance} AS distance FROM kb_chunks "
-                f"WHERE visible AND dimensions = {dimensions} AND ({scope}) {only} "
+                f"WHERE dimensions = {dimensions} AND ({scope}) AND {_shown('kb_chunks.')} {only} "
                 f"ORDER BY {order} LIMIT :pool"
             ),
             params,
@@ -952,10 +950,12 @@ class Knowledge:
             if cached is None:
                 rows = (
                     await db.execute(
-                        select(KbChunk.id, KbChunk.document_pk, KbChunk.embedding).where(
+                        select(KbChunk.id, KbChunk.document_pk, KbChunk.embedding)
+                        .join(KbDocument, KbDocument.pk == KbChunk.document_pk)
+                        .where(
                             KbChunk.knowledge_base_pk == base.pk,
                             KbChunk.generation == base.serving_generation,
-                            KbChunk.visible.is_(True),
+                            KbDocument.indexed_generation >= KbChunk.generation,
                             KbChunk.dimensions == len(vector),
                         )
                     )
@@ -1016,7 +1016,7 @@ class Knowledge:
             params["query"] = _tsquery(words)
             sql = (
                 "SELECT c.id, ts_rank_cd(c.terms, CAST(:query AS tsquery)) AS score FROM kb_chunks c "
-                f"WHERE c.visible AND ({scope}) {only} AND c.terms @@ CAST(:query AS tsquery) "
+                f"WHERE ({scope}) AND {_shown('c.')} {only} AND c.terms @@ CAST(:query AS tsquery) "
                 "ORDER BY score DESC, c.id LIMIT :pool"
             )
             sign = 1.0
@@ -1025,7 +1025,7 @@ class Knowledge:
             sql = (
                 "SELECT c.id, bm25(kb_chunks_fts) AS score FROM kb_chunks_fts "
                 "JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid "
-                f"WHERE kb_chunks_fts MATCH :query AND c.visible AND ({scope}) {only} "
+                f"WHERE kb_chunks_fts MATCH :query AND ({scope}) AND {_shown('c.')} {only} "
                 "ORDER BY score, c.id LIMIT :pool"
             )
             sign = -1.0
@@ -1073,6 +1073,15 @@ def _scope(bases: Sequence[KnowledgeBase], prefix: str = "") -> str:
     return " OR ".join(
         f"({prefix}knowledge_base_pk = {int(b.pk)} AND {prefix}generation = {int(b.serving_generation)})"
         for b in bases
+    )
+
+
+def _shown(prefix: str) -> str:
+    """SQL for "the chunk's document has finished its generation": a document's chunks are written
+    hidden and all shown at once when FinishDocument sets its indexed_generation."""
+    return (
+        f"EXISTS (SELECT 1 FROM kb_documents d WHERE d.pk = {prefix}document_pk "
+        f"AND d.indexed_generation >= {prefix}generation)"
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -382,8 +381,8 @@ class KbDocument(Base):
 
 
 class KbChunk(Base):
-    """A piece of a document's text with its embedding, in one generation. Written hidden while its
-    document is being indexed and shown together with the document's other chunks at the end.
+    """A piece of a document's text with its embedding, in one generation. Searches take it only once
+    its document's indexed_generation has reached its generation: all its chunks are shown at once.
 
     The vector is float32 bytes on SQLite and real[] on PostgreSQL (cast to pgvector's vector(n) by
     its HNSW index and queries, so the schema needs no extension). Full text: the `terms` column,
@@ -392,7 +391,7 @@ class KbChunk(Base):
     __tablename__ = "kb_chunks"
     __table_args__ = (
         UniqueConstraint("document_pk", "generation", "position"),
-        Index("ix_kb_chunks_search", "knowledge_base_pk", "generation", "visible"),
+        Index("ix_kb_chunks_search", "knowledge_base_pk", "generation"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -400,7 +399,6 @@ class KbChunk(Base):
     document_pk: Mapped[int] = mapped_column(ForeignKey("kb_documents.pk", ondelete="CASCADE"), index=True)
     generation: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
-    visible: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str] = mapped_column(Text)
     start: Mapped[int] = mapped_column(Integer)
     end: Mapped[int] = mapped_column(Integer)

@@ -114,7 +114,6 @@ def upgrade() -> None:
         sa.Column("document_pk", sa.Integer(), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("visible", sa.Boolean(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("start", sa.Integer(), nullable=False),
         sa.Column("end", sa.Integer(), nullable=False),
@@ -137,7 +136,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("document_pk", "generation", "position", name=op.f("uq_kb_chunks_document_pk")),
     )
     op.create_index(op.f("ix_kb_chunks_document_pk"), "kb_chunks", ["document_pk"])
-    op.create_index("ix_kb_chunks_search", "kb_chunks", ["knowledge_base_pk", "generation", "visible"])
+    op.create_index("ix_kb_chunks_search", "kb_chunks", ["knowledge_base_pk", "generation"])
     if postgres:
         op.execute("CREATE INDEX ix_kb_chunks_terms ON kb_chunks USING gin (terms)")
     else:
