@@ -285,3 +285,19 @@ async def test_a_session_template_version_retrieves_from_its_knowledge_bases(mes
     assert run.status_code == 200, run.text
     system = mesh.backend.calls[-1].request.messages[0].content
     assert system.startswith(SYSTEM) and "[1] fever.md" in system and "needs a doctor's visit" in system
+
+
+async def test_a_streamed_grounded_chat_sends_its_sources_with_the_last_chunk(mesh: Gateway) -> None:
+    client = sdk(mesh)
+    store = await store_with_documents(client)
+    stream = await client.chat.completions.create(
+        model="scripted",
+        messages=[{"role": "user", "content": "When does the shop open?"}],
+        extra_body={"knowledge_bases": [store.id], "knowledge_top_k": 1},
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream]
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert [s["title"] for s in last.model_extra["sources"]] == ["hours.md"]
+    assert all("sources" not in (c.model_extra or {}) for c in chunks[:-1])

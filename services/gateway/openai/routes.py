@@ -108,7 +108,9 @@ class _Chunks:
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
 
-    def envelope(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> ServerSentEvent:
+    def envelope(
+        self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None, **extra: Any
+    ) -> ServerSentEvent:
         data: dict[str, Any] = {
             "id": self.id,
             "object": self.object,
@@ -119,9 +121,9 @@ class _Chunks:
         }
         if self.include_usage:  # null on every chunk but the last, as OpenAI sends it
             data["usage"] = usage
-        return self.frame(data)
+        return self.frame({**data, **extra})
 
-    def chunk(self, text: str | None, finish_reason: str | None) -> ServerSentEvent:
+    def chunk(self, text: str | None, finish_reason: str | None, **extra: Any) -> ServerSentEvent:
         choice: dict[str, Any] = {"index": 0}
         if not self.chat:
             choice["text"] = text or ""
@@ -130,14 +132,18 @@ class _Chunks:
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
-        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}])
+        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}], **extra)
 
     def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
             return [self.chunk(event.delta.text, None)]
         result = event.result
         charge(self.request, result.usage)
-        frames = [self.chunk(None, _finish_reason(result))]
+        # A grounded chat's sources arrive with its last chunk, the one with the finish reason.
+        sources = (
+            {"sources": [Hit.from_proto(h).model_dump() for h in result.sources]} if result.sources else {}
+        )
+        frames = [self.chunk(None, _finish_reason(result), **sources)]
         if self.include_usage:
             frames.append(self.envelope([], Usage.from_proto(result.usage).model_dump()))
         return frames
