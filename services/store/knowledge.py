@@ -63,6 +63,7 @@ RRF_K = 60
 # this many times top_k keeps a filtered-out row from costing a hit.
 EF_SEARCH_FACTOR = 4
 MIN_EF_SEARCH = 40
+MAX_INDEXED_DIMENSIONS = 2000
 
 
 class FileNotFound(NotFound):
@@ -668,7 +669,8 @@ class Knowledge:
                     "have (install pgvector, or use an image that ships it, e.g. pgvector/pgvector:pg16)"
                 ) from None
             self._vector_ready = True
-        if dimensions and dimensions not in self._indexed_dimensions:
+        # pgvector's HNSW indexes vectors of at most 2000 dimensions; longer ones are searched exactly.
+        if 0 < dimensions <= MAX_INDEXED_DIMENSIONS and dimensions not in self._indexed_dimensions:
             try:
                 async with db.begin_nested():
                     await db.execute(
