@@ -37,7 +37,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.errors import FailedPrecondition, FileTooLarge, InvalidArgument, NotFound, shown
 from services.store.repository import unit_of_work
-from services.store.tables import KbChunk, KbDocument, KnowledgeBase, StoredFile, utcnow
+from services.store.tables import (
+    KbChunk,
+    KbDocument,
+    KnowledgeBase,
+    PromptTemplate,
+    StoredFile,
+    TemplateVersion,
+    utcnow,
+)
 
 log = logging.getLogger("llmmesh.store.knowledge")
 
@@ -519,6 +527,22 @@ class Knowledge:
                 raise KnowledgeBaseInUse(
                     f"knowledge base {base.id} has {busy} documents being indexed; delete it with force"
                 )
+            if not force:
+                rows = await db.execute(
+                    select(PromptTemplate.name, TemplateVersion.number, TemplateVersion.llm_options)
+                    .join(TemplateVersion, TemplateVersion.template_id == PromptTemplate.id)
+                    .where(PromptTemplate.project_id == project, TemplateVersion.status != "ARCHIVED")
+                )
+                users = [
+                    f"{name} v{number}"
+                    for name, number, options in rows
+                    if base.id in ((options or {}).get("knowledge_bases") or ())
+                ]
+                if users:
+                    raise KnowledgeBaseInUse(
+                        f"knowledge base {base.id} is named by template versions {', '.join(users[:5])}; "
+                        "archive them, or delete it with force"
+                    )
             # Chunks first: on SQLite their FTS rows go with them (a trigger per deleted row).
             await db.execute(delete(KbChunk).where(KbChunk.knowledge_base_pk == base.pk))
             await db.execute(delete(KbDocument).where(KbDocument.knowledge_base_pk == base.pk))

@@ -285,6 +285,11 @@ async def test_a_session_template_version_retrieves_from_its_knowledge_bases(mes
     assert run.status_code == 200, run.text
     system = mesh.backend.calls[-1].request.messages[0].content
     assert system.startswith(SYSTEM) and "[1] fever.md" in system and "needs a doctor's visit" in system
+    in_use = await mesh.client.delete(f"/api/v1/knowledge/bases/{base['id']}")
+    assert_error(in_use, 409, "knowledge_base_in_use")
+    assert "triage v1" in in_use.json()["error"]["message"]
+    forced = await mesh.client.delete(f"/api/v1/knowledge/bases/{base['id']}", params={"force": "true"})
+    assert forced.status_code == 204
 
 
 async def test_a_streamed_grounded_chat_sends_its_sources_with_the_last_chunk(mesh: Gateway) -> None:
