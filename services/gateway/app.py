@@ -23,6 +23,8 @@ from services.gateway.generate.routes import router as generate_router
 from services.gateway.health import router as health_router
 from services.gateway.jobs.routes import router as jobs_router
 from services.gateway.jobs.routes import status_router as job_status_router
+from services.gateway.knowledge.routes import files_router, vector_stores_router
+from services.gateway.knowledge.routes import router as knowledge_router
 from services.gateway.middleware import RequestIdMiddleware, RequestLimitsMiddleware
 from services.gateway.models.routes import router as models_router
 from services.gateway.ollama.routes import router as ollama_router
@@ -97,6 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
+        max_upload_bytes=settings.max_upload_bytes,
     )
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
@@ -121,6 +124,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (job_status_router, prefix, ("jobs", "generate", "sessions")),
         (jobs_router, prefix, ("jobs",)),
         (conversations_router, prefix, ("generate",)),
+        (knowledge_router, prefix, ("generate",)),
+        (files_router, "", ("generate",)),
+        (vector_stores_router, "", ("generate",)),
         (openai_router, "", ("generate",)),
         (anthropic_router, "", ("generate",)),
         (ollama_router, "", ("generate",)),

@@ -61,6 +61,8 @@ class GatewaySettings(ServiceSettings):
     max_concurrent_requests: int = Field(default=64, ge=1)
     # Larger request bodies are refused with 413 before they are read.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Uploads (POST /v1/files) may be this large; the store keeps files of at most 8 MiB.
+    max_upload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=8 * 1024 * 1024)
     # A request's headers: at most this many bytes (431 beyond), all in within header_timeout_s of its
     # first byte (408 otherwise, as for a connection that sends nothing); each read of its body within
     # body_timeout_s (408). Slow or endless requests cannot tie the gateway up.

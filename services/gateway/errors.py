@@ -56,6 +56,7 @@ OPENAI_ERROR_TYPES = {
     404: "not_found_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -333,10 +334,15 @@ def error_response(
     )
 
 
+# Bad requests with a status of their own: too large (413, the message names the limit), and files of
+# a type whose text the mesh cannot read (415).
+HTTP_STATUS_BY_CODE = {"file_too_large": 413, "unsupported_file_type": 415}
+
+
 def http_status_of(error: MeshError) -> int:
     if error.code.startswith(UPSTREAM_CODE_PREFIX):  # the model provider failed, not the mesh
         return 504 if error.status == grpc.StatusCode.DEADLINE_EXCEEDED else 502
-    return HTTP_STATUS_BY_GRPC.get(error.status, 500)
+    return HTTP_STATUS_BY_CODE.get(error.code) or HTTP_STATUS_BY_GRPC.get(error.status, 500)
 
 
 # Pydantic's messages that name its own types; a caller knows JSON's.

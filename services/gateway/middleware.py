@@ -72,18 +72,29 @@ class RequestLimitsMiddleware:
     a chunked body passes it) and bodies that stall with 408 (each read must arrive within
     body_timeout_s), and gives back a generation slot once its response has been sent."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
+    # Paths whose POST bodies are uploads (multipart): limited by max_upload_bytes, plus room for the
+    # form around the file, instead of max_body_bytes.
+    UPLOAD_PATHS = frozenset({"/v1/files"})
+    FORM_OVERHEAD_BYTES = 64 * 1024
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0, max_upload_bytes: int = 0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_body_bytes
+        if self.max_upload_bytes and scope["method"] == "POST" and scope["path"] in self.UPLOAD_PATHS:
+            limit = max(limit, self.max_upload_bytes + self.FORM_OVERHEAD_BYTES)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, BodyTooLarge(limit))
             return
         received = 0
         started = False
@@ -100,8 +111,8 @@ class RequestLimitsMiddleware:
                 raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
                 body_done = not message.get("more_body", False)
             return message
 
@@ -121,17 +132,14 @@ class RequestLimitsMiddleware:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not started:
-                await self._too_large(scope, send)
+                await self._refuse(scope, send, exc)
         except BodyTimeout as exc:
             if not started:
                 await self._refuse(scope, send, exc)
         finally:
             await release_slot()  # an answer that ended without its last body message
-
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        await self._refuse(scope, send, BodyTooLarge(self.max_body_bytes))
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, error: BodyTooLarge | BodyTimeout) -> None:

@@ -11,7 +11,13 @@ from collections.abc import Iterable
 from llmmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 
 from services.common.config import ConfigError
-from services.common.registry import LlamaCppConfig, Registry, VllmConfig, load_registry
+from services.common.registry import (
+    LlamaCppConfig,
+    Registry,
+    SentenceEncoderConfig,
+    VllmConfig,
+    load_registry,
+)
 from services.common.server import MeshServer, run_service
 from services.inference.backends import create_backend
 from services.inference.backends.base import Backend
@@ -27,7 +33,8 @@ def _loaded_at_startup(registry: Registry, pool: str) -> list[str]:
     return [
         name
         for name, config in registry.models_in_pool(pool).items()
-        if not isinstance(config, LlamaCppConfig | VllmConfig) or config.load == "startup"
+        if not isinstance(config, LlamaCppConfig | SentenceEncoderConfig | VllmConfig)
+        or config.load == "startup"
     ]
 
 

@@ -125,3 +125,27 @@ class OrchestratorClient(ServiceClient):
     ) -> orchestrator_pb2.ListPipelineRunsResponse:
         """One page of the caller's project's pipeline runs, newest first, with every step's job."""
         return await self._unary(self._stub.ListPipelineRuns, request, timeout_s)
+
+    async def create_knowledge_base(
+        self, request: orchestrator_pb2.CreateKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CreateKnowledgeBaseResponse:
+        """A knowledge base whose model embeds (not_an_embedding_model otherwise)."""
+        return await self._unary(self._stub.CreateKnowledgeBase, request, timeout_s)
+
+    async def update_knowledge_base(
+        self, request: orchestrator_pb2.UpdateKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.UpdateKnowledgeBaseResponse:
+        """Renames it, or queues re-embedding with a new model."""
+        return await self._unary(self._stub.UpdateKnowledgeBase, request, timeout_s)
+
+    async def add_knowledge_document(
+        self, request: orchestrator_pb2.AddKnowledgeDocumentRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.AddKnowledgeDocumentResponse:
+        """A document from a file or text, read now and indexed by a job."""
+        return await self._unary(self._stub.AddKnowledgeDocument, request, timeout_s)
+
+    async def search_knowledge(
+        self, request: orchestrator_pb2.SearchKnowledgeRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.SearchKnowledgeResponse:
+        """Top chunks of knowledge bases for a query."""
+        return await self._unary(self._stub.SearchKnowledge, request, timeout_s)

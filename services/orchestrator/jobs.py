@@ -7,6 +7,7 @@ session code as a synchronous request, so a job behaves exactly like the call it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -16,17 +17,18 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.enums import JOB_KIND_NAMES
-from services.common.errors import InvalidGenerationRequest
+from services.common.errors import InvalidGenerationRequest, MeshError
 from services.common.results import Generation, JobStatus, PipelineRunStatus, SessionRun
 from services.orchestrator.errors import (
     InvalidJob,
 )
+from services.orchestrator.knowledge import KnowledgeBases
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.queueing import job_view, request_fingerprint
 from services.orchestrator.routing import Router, user_text
 from services.orchestrator.sessions import SessionRuns
 from services.orchestrator.webhooks import WebhookGuard, WebhookSender
-from services.orchestrator.worker import JobOutcome
+from services.orchestrator.worker import JobOutcome, retryable
 from services.store.client import StoreClient
 
 log = logging.getLogger("llmmesh.orchestrator.jobs")
@@ -50,6 +52,8 @@ class Jobs:
         self._pipelines = pipelines
         self._webhooks = webhooks
         self._sender = sender
+        # Set once the knowledge bases exist (they queue their ingestion jobs here).
+        self.knowledge: KnowledgeBases | None = None
 
     async def submit_generation(
         self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
@@ -76,9 +80,24 @@ class Jobs:
             request["sampling"] = json_format.MessageToDict(sampling, preserving_proto_field_name=True)
         return await self._enqueue(common_pb2.JOB_KIND_SESSION, request, options)
 
+    async def enqueue_work(
+        self, kind: common_pb2.JobKind, request: dict[str, object], idempotency_key: str
+    ) -> str:
+        """Queue work the mesh gives itself (an ingestion); the same key queues it once."""
+        job, _ = await self._enqueue(
+            kind, request, orchestrator_pb2.JobOptions(idempotency_key=idempotency_key)
+        )
+        return job.id
+
     async def get(self, job_id: str) -> orchestrator_pb2.Job:
-        """A job with its webhook's delivery, once that is queued."""
-        return await self._view((await self._store.get_job(store_pb2.GetJobRequest(job_id=job_id))).job)
+        """A job with its webhook's delivery, once that is queued, and an ingestion's progress."""
+        job = (await self._store.get_job(store_pb2.GetJobRequest(job_id=job_id))).job
+        view = await self._view(job)
+        if job.kind == common_pb2.JOB_KIND_INGEST and self.knowledge is not None:
+            progress = await self.knowledge.progress(json.loads(job.request_json))
+            if progress is not None:
+                view.progress.CopyFrom(progress)
+        return view
 
     async def cancel(self, job_id: str) -> orchestrator_pb2.Job:
         return await self._view((await self._store.cancel_job(store_pb2.CancelJobRequest(job_id=job_id))).job)
@@ -150,6 +169,15 @@ class Jobs:
             return await self._pipelines.run_step(job)
         if job.kind == common_pb2.JOB_KIND_WEBHOOK:
             return await self._deliver(job.id, request)
+        if job.kind == common_pb2.JOB_KIND_INGEST and self.knowledge is not None:
+            try:
+                return JobOutcome(await self.knowledge.ingest(request))
+            except MeshError as error:
+                if not retryable(error) or job.attempts >= job.max_attempts:
+                    # The document says why, unless it is gone (its knowledge base deleted with force).
+                    with contextlib.suppress(MeshError):
+                        await self.knowledge.fail(request, error.code, error.message)
+                raise
         raise InvalidJob(f"this orchestrator does not know jobs of kind {job.kind}")
 
     async def _deliver(self, delivery_id: str, request: dict[str, str]) -> JobOutcome:

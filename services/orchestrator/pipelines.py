@@ -66,12 +66,15 @@ def step_spec(
     }
     step = pipeline.steps[step_index]
     system, prompt = render_step(step, json.loads(run.input_json or "{}"), outputs)
-    return orchestrator_pb2.GenerationSpec(
+    spec = orchestrator_pb2.GenerationSpec(
         model=step.model or "",
         system=system,
         prompt=prompt,
         params=common_pb2.SamplingParams(max_tokens=step.max_tokens or 0, temperature=step.temperature),
     )
+    if step.knowledge_bases:
+        spec.knowledge.knowledge_base_ids.extend(step.knowledge_bases)
+    return spec
 
 
 class Pipelines:

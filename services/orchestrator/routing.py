@@ -49,6 +49,7 @@ from services.orchestrator.errors import (
     GenerationTimeout,
     NoTierAvailable,
 )
+from services.orchestrator.knowledge import KnowledgeBases, with_sources
 from services.orchestrator.metrics import GenerationMeter
 
 log = logging.getLogger("llmmesh.orchestrator.routing")
@@ -180,6 +181,8 @@ class Router:
         self.routes = {name: Route(name, tuple(tiers)) for name, tiers in registry.effective_routes().items()}
         self._pools = pools
         self._settings = settings
+        # Set once the knowledge bases exist: a spec naming some retrieves from them first.
+        self.knowledge: KnowledgeBases | None = None
 
     def resolve(self, name: str) -> Route:
         """A route by name; a model's name gives a one-tier route of that model; empty, the default."""
@@ -223,10 +226,17 @@ class Router:
         """
         asked = user_text(spec)
         route = self.resolve(spec.model)
+        sources: list[common_pb2.KnowledgeHit] = []
+        if spec.HasField("knowledge"):
+            if self.knowledge is None:
+                raise InvalidGenerationRequest("this orchestrator has no knowledge bases")
+            sources = await self.knowledge.retrieve(spec.knowledge, asked)
+            spec = with_sources(spec, sources)
         meter = GenerationMeter(route.name, streamed=not one_shot)
         try:
             async for event in self._serve(spec, asked, route, meter, caller_time_remaining, one_shot):
                 if event.HasField("result"):
+                    event.result.sources.extend(sources)
                     meter.finished(event.result)
                 else:
                     meter.token()

@@ -12,6 +12,7 @@ from services.orchestrator.client import SERVICE_NAME
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.generations import Generations
 from services.orchestrator.jobs import Jobs
+from services.orchestrator.knowledge import KnowledgeBases
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
@@ -38,6 +39,8 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     sender = WebhookSender(webhooks, http, settings.webhook_timeout_s, secret)
     jobs = Jobs(store, router, sessions, pipelines, webhooks, sender)
+    knowledge = KnowledgeBases(store, registry, router.embed, jobs.enqueue_work)
+    jobs.knowledge = router.knowledge = knowledge
     worker = JobWorker(store, jobs.execute, settings)
     server = MeshServer(settings)
     # What every request may need, as the gateway's readiness does: while this orchestrator's own
@@ -47,7 +50,7 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     server.add_service(
         SERVICE_NAME,
         lambda s: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-            OrchestratorServicer(router, Generations(router, store), sessions, jobs, pipelines), s
+            OrchestratorServicer(router, Generations(router, store), sessions, jobs, pipelines, knowledge), s
         ),
     )
 

@@ -11,6 +11,7 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.orchestrator.generations import Generations
 from services.orchestrator.jobs import Jobs
+from services.orchestrator.knowledge import KnowledgeBases
 from services.orchestrator.pipelines import Pipelines
 from services.orchestrator.routing import Router
 from services.orchestrator.sessions import SessionRuns
@@ -20,7 +21,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """RunGeneration and StreamGeneration (through Generations); RunSession and StreamSession;
     CreateEmbeddings, DescribeRouting and CountTokens (the router); SubmitGeneration, SubmitSessionRun, GetJob,
     CancelJob and ListJobs (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun,
-    CancelPipelineRun and ListPipelineRuns (pipelines)."""
+    CancelPipelineRun and ListPipelineRuns (pipelines); CreateKnowledgeBase, UpdateKnowledgeBase,
+    AddKnowledgeDocument and SearchKnowledge (knowledge)."""
 
     def __init__(
         self,
@@ -29,12 +31,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         sessions: SessionRuns,
         jobs: Jobs,
         pipelines: Pipelines,
+        knowledge: KnowledgeBases,
     ) -> None:
         self.router = router
         self.generations = generations
         self.sessions = sessions
         self.jobs = jobs
         self.pipelines = pipelines
+        self.knowledge = knowledge
 
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
@@ -160,3 +164,33 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ListPipelineRunsRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ListPipelineRunsResponse:
         return await self.pipelines.recent(request)
+
+    async def CreateKnowledgeBase(
+        self, request: orchestrator_pb2.CreateKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CreateKnowledgeBaseResponse:
+        return orchestrator_pb2.CreateKnowledgeBaseResponse(
+            knowledge_base_id=await self.knowledge.create(request)
+        )
+
+    async def UpdateKnowledgeBase(
+        self, request: orchestrator_pb2.UpdateKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.UpdateKnowledgeBaseResponse:
+        return orchestrator_pb2.UpdateKnowledgeBaseResponse(job_ids=await self.knowledge.update(request))
+
+    async def AddKnowledgeDocument(
+        self, request: orchestrator_pb2.AddKnowledgeDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.AddKnowledgeDocumentResponse:
+        return await self.knowledge.add_document(request)
+
+    async def SearchKnowledge(
+        self, request: orchestrator_pb2.SearchKnowledgeRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.SearchKnowledgeResponse:
+        hits = await self.knowledge.search(
+            request.knowledge_base_ids,
+            request.query,
+            request.mode,
+            request.top_k,
+            request.filter_json,
+            request.exact,
+        )
+        return orchestrator_pb2.SearchKnowledgeResponse(hits=hits)

@@ -108,6 +108,8 @@ def plan_run(
     spec = orchestrator_pb2.GenerationSpec(
         model=options.model, system=version.system_prompt, prompt=user_prompt, params=params
     )
+    if options.knowledge_bases:
+        spec.knowledge.knowledge_base_ids.extend(options.knowledge_bases)
     return RunPlan(spec=spec, messages=messages, input_hash=input_hash)
 
 

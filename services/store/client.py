@@ -268,3 +268,123 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.UpdateDraftVersionResponse:
         """Replaces a DRAFT version's content; a PUBLISHED or ARCHIVED version is final."""
         return await self._unary(self._stub.UpdateDraftVersion, request, timeout_s)
+
+    async def create_file(
+        self, request: store_pb2.CreateFileRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateFileResponse:
+        """A stored upload (bytes kept in the database, in the caller's project)."""
+        return await self._unary(self._stub.CreateFile, request, timeout_s)
+
+    async def list_files(
+        self, request: store_pb2.ListFilesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListFilesResponse:
+        """One page of the project's files, newest first unless ascending."""
+        return await self._unary(self._stub.ListFiles, request, timeout_s)
+
+    async def get_file(
+        self, request: store_pb2.GetFileRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetFileResponse:
+        """A file's record, without its bytes."""
+        return await self._unary(self._stub.GetFile, request, timeout_s)
+
+    async def get_file_content(
+        self, request: store_pb2.GetFileContentRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetFileContentResponse:
+        """A file's record and its bytes."""
+        return await self._unary(self._stub.GetFileContent, request, timeout_s)
+
+    async def delete_file(
+        self, request: store_pb2.DeleteFileRequest, timeout_s: float | None = None
+    ) -> store_pb2.DeleteFileResponse:
+        """Forgets a file (documents made from it stay)."""
+        return await self._unary(self._stub.DeleteFile, request, timeout_s)
+
+    async def create_knowledge_base(
+        self, request: store_pb2.CreateKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateKnowledgeBaseResponse:
+        """A new, empty knowledge base."""
+        return await self._unary(self._stub.CreateKnowledgeBase, request, timeout_s)
+
+    async def list_knowledge_bases(
+        self, request: store_pb2.ListKnowledgeBasesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListKnowledgeBasesResponse:
+        """One page of the project's knowledge bases."""
+        return await self._unary(self._stub.ListKnowledgeBases, request, timeout_s)
+
+    async def get_knowledge_base(
+        self, request: store_pb2.GetKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetKnowledgeBaseResponse:
+        """A knowledge base with its documents counted by status."""
+        return await self._unary(self._stub.GetKnowledgeBase, request, timeout_s)
+
+    async def update_knowledge_base(
+        self, request: store_pb2.UpdateKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> store_pb2.UpdateKnowledgeBaseResponse:
+        """Renames it, or a new model starts a new generation."""
+        return await self._unary(self._stub.UpdateKnowledgeBase, request, timeout_s)
+
+    async def delete_knowledge_base(
+        self, request: store_pb2.DeleteKnowledgeBaseRequest, timeout_s: float | None = None
+    ) -> store_pb2.DeleteKnowledgeBaseResponse:
+        """Deletes it with its documents (FAILED_PRECONDITION while indexing, unless forced)."""
+        return await self._unary(self._stub.DeleteKnowledgeBase, request, timeout_s)
+
+    async def add_document(
+        self, request: store_pb2.AddDocumentRequest, timeout_s: float | None = None
+    ) -> store_pb2.AddDocumentResponse:
+        """A document by its text; the same text again returns the one there (created = false)."""
+        return await self._unary(self._stub.AddDocument, request, timeout_s)
+
+    async def set_document_job(
+        self, request: store_pb2.SetDocumentJobRequest, timeout_s: float | None = None
+    ) -> store_pb2.SetDocumentJobResponse:
+        """Records the ingestion job of a document."""
+        return await self._unary(self._stub.SetDocumentJob, request, timeout_s)
+
+    async def list_documents(
+        self, request: store_pb2.ListDocumentsRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListDocumentsResponse:
+        """One page of a knowledge base's documents."""
+        return await self._unary(self._stub.ListDocuments, request, timeout_s)
+
+    async def get_document(
+        self, request: store_pb2.GetDocumentRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetDocumentResponse:
+        """A document and its indexing status."""
+        return await self._unary(self._stub.GetDocument, request, timeout_s)
+
+    async def delete_document(
+        self, request: store_pb2.DeleteDocumentRequest, timeout_s: float | None = None
+    ) -> store_pb2.DeleteDocumentResponse:
+        """Deletes a document and its chunks."""
+        return await self._unary(self._stub.DeleteDocument, request, timeout_s)
+
+    async def get_indexing_work(
+        self, request: store_pb2.GetIndexingWorkRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetIndexingWorkResponse:
+        """What an ingestion job needs: text, generation, model, chunking, progress."""
+        return await self._unary(self._stub.GetIndexingWork, request, timeout_s)
+
+    async def put_chunks(
+        self, request: store_pb2.PutChunksRequest, timeout_s: float | None = None
+    ) -> store_pb2.PutChunksResponse:
+        """Writes hidden chunks; positions already written are kept."""
+        return await self._unary(self._stub.PutChunks, request, timeout_s)
+
+    async def finish_document(
+        self, request: store_pb2.FinishDocumentRequest, timeout_s: float | None = None
+    ) -> store_pb2.FinishDocumentResponse:
+        """Shows a document's chunks at once, when all are written."""
+        return await self._unary(self._stub.FinishDocument, request, timeout_s)
+
+    async def fail_document(
+        self, request: store_pb2.FailDocumentRequest, timeout_s: float | None = None
+    ) -> store_pb2.FailDocumentResponse:
+        """Records why a document's indexing failed."""
+        return await self._unary(self._stub.FailDocument, request, timeout_s)
+
+    async def search_chunks(
+        self, request: store_pb2.SearchChunksRequest, timeout_s: float | None = None
+    ) -> store_pb2.SearchChunksResponse:
+        """Top chunks by vector, full text or hybrid."""
+        return await self._unary(self._stub.SearchChunks, request, timeout_s)

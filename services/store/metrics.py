@@ -18,7 +18,7 @@ log = logging.getLogger("llmmesh.store.metrics")
 
 # A scrape waits at most this long for the counts; Prometheus's own timeout is 10 s by default.
 STATS_TIMEOUT_S = 5.0
-KNOWN_KINDS = ("generate", "session", "pipeline_step", "webhook")
+KNOWN_KINDS = ("generate", "session", "pipeline_step", "webhook", "ingest")
 
 
 class QueueCollector(Collector):

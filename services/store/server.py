@@ -17,6 +17,7 @@ from services.store.config import StoreSettings
 from services.store.conversations import Conversations
 from services.store.db import create_engine
 from services.store.errors import StoreUnavailable
+from services.store.knowledge import Knowledge
 from services.store.metrics import QUEUE
 from services.store.migrate import upgrade_to_head
 from services.store.queue import NOTIFY_CHANNEL, JobQueue, JobSignals
@@ -38,7 +39,14 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
     server.add_service(
         SERVICE_NAME,
         lambda s: store_pb2_grpc.add_StoreServiceServicer_to_server(
-            StoreServicer(repository, queue, ApiKeys(engine), Conversations(engine), StoredResponses(engine)),
+            StoreServicer(
+                repository,
+                queue,
+                ApiKeys(engine),
+                Conversations(engine),
+                StoredResponses(engine),
+                Knowledge(engine),
+            ),
             s,
         ),
     )

@@ -34,6 +34,14 @@ from services.store import tables
 from services.store.api_keys import ApiKeys
 from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
+from services.store.knowledge import (
+    Hit,
+    Knowledge,
+    KnowledgeBaseView,
+    NewChunk,
+    SearchQuery,
+    metadata_json,
+)
 from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
 from services.store.repository import (
     NewAnswer,
@@ -73,12 +81,16 @@ def _options_to_json(options: store_pb2.LlmOptions) -> dict[str, Any]:
             data[name] = getattr(options, name)
     if options.stop:
         data["stop"] = list(options.stop)
+    if options.knowledge_bases:
+        data["knowledge_bases"] = list(options.knowledge_bases)
     return data
 
 
 def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
     return store_pb2.LlmOptions(
-        **{k: data[k] for k in _OPTION_FIELDS if data.get(k) is not None}, stop=data.get("stop", [])
+        **{k: data[k] for k in _OPTION_FIELDS if data.get(k) is not None},
+        stop=data.get("stop", []),
+        knowledge_bases=data.get("knowledge_bases", []),
     )
 
 
@@ -324,12 +336,92 @@ def stored_response_to_proto(
     )
 
 
+def file_to_proto(stored: tables.StoredFile) -> store_pb2.StoredFile:
+    return store_pb2.StoredFile(
+        id=stored.id,
+        filename=stored.filename,
+        purpose=stored.purpose,
+        content_type=stored.content_type,
+        bytes=stored.size,
+        sha256=stored.sha256,
+        created_at=_timestamp(stored.created_at),
+        expires_at=_timestamp(stored.expires_at),
+    )
+
+
+def knowledge_base_to_proto(view: KnowledgeBaseView) -> store_pb2.KnowledgeBase:
+    base = view.base
+    return store_pb2.KnowledgeBase(
+        id=base.id,
+        name=base.name,
+        description=base.description,
+        metadata=base.labels,
+        embedding_model=base.embedding_model,
+        serving_model=base.serving_model,
+        generation=base.generation,
+        serving_generation=base.serving_generation,
+        chunk_size=base.chunk_size,
+        chunk_overlap=base.chunk_overlap,
+        documents=store_pb2.DocumentCounts(**view.counts, total=sum(view.counts.values())),
+        bytes=view.bytes,
+        created_at=_timestamp(base.created_at),
+        updated_at=_timestamp(base.updated_at),
+    )
+
+
+def document_to_proto(document: tables.KbDocument) -> store_pb2.KbDocument:
+    return store_pb2.KbDocument(
+        id=document.id,
+        knowledge_base_id=document.knowledge_base_id,
+        file_id=document.file_id or "",
+        title=document.title,
+        content_type=document.content_type,
+        content_hash=document.content_hash,
+        metadata_json=metadata_json(document.labels or {}),
+        status=document.status,
+        indexed_generation=document.indexed_generation,
+        chunk_count=document.chunk_count,
+        chunks_written=document.chunks_written,
+        error=common_pb2.JobError(**document.error) if document.error else None,
+        job_id=document.job_id or "",
+        created_at=_timestamp(document.created_at),
+        updated_at=_timestamp(document.updated_at),
+    )
+
+
+def hit_to_proto(hit: Hit) -> common_pb2.KnowledgeHit:
+    return common_pb2.KnowledgeHit(
+        knowledge_base_id=hit.knowledge_base_id,
+        document_id=hit.document_id,
+        file_id=hit.file_id,
+        title=hit.title,
+        chunk_position=hit.position,
+        text=hit.text,
+        start=hit.start,
+        end=hit.end,
+        score=hit.score,
+        metadata_json=metadata_json(hit.metadata),
+    )
+
+
+_SEARCH_MODES = {
+    common_pb2.KNOWLEDGE_SEARCH_MODE_VECTOR: "vector",
+    common_pb2.KNOWLEDGE_SEARCH_MODE_TEXT: "text",
+    common_pb2.KNOWLEDGE_SEARCH_MODE_HYBRID: "hybrid",
+}
+
+
+def _attribute_filter(text: str) -> dict[str, Any] | None:
+    return _object(text, "filter_json") if text else None
+
+
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     """DescribeStore; templates (ListTemplates too), versions (UpdateDraftVersion too), sessions and
     results (repository); the job queue and pipeline runs (queue: EnqueueJob … WatchJobs,
     CreatePipelineRun … CancelPipelineRun, ListJobs, ListPipelineRuns); projects and API keys
     (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
-    (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems).
+    (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems);
+    files, knowledge bases, documents, chunks and search (knowledge: CreateFile … SearchChunks).
     Calls on a project's objects act for the project the call names (services/common/tenancy); keys
     and projects are managed across projects by the admin API."""
 
@@ -340,12 +432,14 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         api_keys: ApiKeys,
         conversations: Conversations,
         responses: StoredResponses,
+        knowledge: Knowledge,
     ) -> None:
         self.repository = repository
         self.queue = queue
         self.api_keys = api_keys
         self.conversations = conversations
         self.responses = responses
+        self.knowledge = knowledge
 
     async def DescribeStore(
         self, request: store_pb2.DescribeStoreRequest, context: grpc.aio.ServicerContext
@@ -736,3 +830,214 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             current_project(), request.template_name, request.number, **_content(request)
         )
         return store_pb2.UpdateDraftVersionResponse(version=version_to_proto(version))
+
+    # Files
+
+    async def CreateFile(
+        self, request: store_pb2.CreateFileRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateFileResponse:
+        stored = await self.knowledge.create_file(
+            current_project(), request.filename, request.purpose, request.content_type, request.content
+        )
+        return store_pb2.CreateFileResponse(file=file_to_proto(stored))
+
+    async def ListFiles(
+        self, request: store_pb2.ListFilesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListFilesResponse:
+        files, has_more = await self.knowledge.list_files(
+            current_project(), request.purpose, request.limit, request.after, request.ascending
+        )
+        return store_pb2.ListFilesResponse(files=[file_to_proto(f) for f in files], has_more=has_more)
+
+    async def GetFile(
+        self, request: store_pb2.GetFileRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetFileResponse:
+        return store_pb2.GetFileResponse(
+            file=file_to_proto(await self.knowledge.get_file(current_project(), request.file_id))
+        )
+
+    async def GetFileContent(
+        self, request: store_pb2.GetFileContentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetFileContentResponse:
+        stored, content = await self.knowledge.file_content(current_project(), request.file_id)
+        return store_pb2.GetFileContentResponse(file=file_to_proto(stored), content=content)
+
+    async def DeleteFile(
+        self, request: store_pb2.DeleteFileRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.DeleteFileResponse:
+        await self.knowledge.delete_file(current_project(), request.file_id)
+        return store_pb2.DeleteFileResponse()
+
+    # Knowledge bases
+
+    async def CreateKnowledgeBase(
+        self, request: store_pb2.CreateKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateKnowledgeBaseResponse:
+        view = await self.knowledge.create_knowledge_base(
+            current_project(),
+            request.name,
+            request.description,
+            dict(request.metadata),
+            request.embedding_model,
+            request.chunk_size,
+            request.chunk_overlap if request.HasField("chunk_overlap") else None,
+        )
+        return store_pb2.CreateKnowledgeBaseResponse(knowledge_base=knowledge_base_to_proto(view))
+
+    async def ListKnowledgeBases(
+        self, request: store_pb2.ListKnowledgeBasesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListKnowledgeBasesResponse:
+        views, has_more = await self.knowledge.list_knowledge_bases(
+            current_project(), request.limit, request.after, request.ascending
+        )
+        return store_pb2.ListKnowledgeBasesResponse(
+            knowledge_bases=[knowledge_base_to_proto(v) for v in views], has_more=has_more
+        )
+
+    async def GetKnowledgeBase(
+        self, request: store_pb2.GetKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetKnowledgeBaseResponse:
+        view = await self.knowledge.get_knowledge_base(current_project(), request.knowledge_base_id)
+        return store_pb2.GetKnowledgeBaseResponse(knowledge_base=knowledge_base_to_proto(view))
+
+    async def UpdateKnowledgeBase(
+        self, request: store_pb2.UpdateKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.UpdateKnowledgeBaseResponse:
+        view, reindex = await self.knowledge.update_knowledge_base(
+            current_project(),
+            request.knowledge_base_id,
+            name=request.name if request.HasField("name") else None,
+            description=request.description if request.HasField("description") else None,
+            metadata=dict(request.metadata) if request.set_metadata else None,
+            embedding_model=request.embedding_model if request.HasField("embedding_model") else None,
+        )
+        return store_pb2.UpdateKnowledgeBaseResponse(
+            knowledge_base=knowledge_base_to_proto(view), reindex_document_ids=reindex
+        )
+
+    async def DeleteKnowledgeBase(
+        self, request: store_pb2.DeleteKnowledgeBaseRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.DeleteKnowledgeBaseResponse:
+        await self.knowledge.delete_knowledge_base(
+            current_project(), request.knowledge_base_id, request.force
+        )
+        return store_pb2.DeleteKnowledgeBaseResponse()
+
+    async def AddDocument(
+        self, request: store_pb2.AddDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.AddDocumentResponse:
+        document, created = await self.knowledge.add_document(
+            current_project(),
+            request.knowledge_base_id,
+            request.title,
+            request.content_type,
+            request.text,
+            _object(request.metadata_json, "metadata_json"),
+            request.file_id or None,
+        )
+        return store_pb2.AddDocumentResponse(document=document_to_proto(document), created=created)
+
+    async def SetDocumentJob(
+        self, request: store_pb2.SetDocumentJobRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.SetDocumentJobResponse:
+        document = await self.knowledge.set_document_job(
+            current_project(), request.document_id, request.job_id
+        )
+        return store_pb2.SetDocumentJobResponse(document=document_to_proto(document))
+
+    async def ListDocuments(
+        self, request: store_pb2.ListDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListDocumentsResponse:
+        documents, has_more = await self.knowledge.list_documents(
+            current_project(),
+            request.knowledge_base_id,
+            request.status,
+            request.limit,
+            request.after,
+            request.ascending,
+        )
+        return store_pb2.ListDocumentsResponse(
+            documents=[document_to_proto(d) for d in documents], has_more=has_more
+        )
+
+    async def GetDocument(
+        self, request: store_pb2.GetDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetDocumentResponse:
+        document = await self.knowledge.get_document(
+            current_project(), request.knowledge_base_id, request.document_id
+        )
+        return store_pb2.GetDocumentResponse(document=document_to_proto(document))
+
+    async def DeleteDocument(
+        self, request: store_pb2.DeleteDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.DeleteDocumentResponse:
+        await self.knowledge.delete_document(
+            current_project(), request.knowledge_base_id, request.document_id
+        )
+        return store_pb2.DeleteDocumentResponse()
+
+    async def GetIndexingWork(
+        self, request: store_pb2.GetIndexingWorkRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetIndexingWorkResponse:
+        work = await self.knowledge.indexing_work(current_project(), request.document_id)
+        return store_pb2.GetIndexingWorkResponse(
+            document=document_to_proto(work.document),
+            text=work.text,
+            generation=work.generation,
+            embedding_model=work.embedding_model,
+            chunk_size=work.chunk_size,
+            chunk_overlap=work.chunk_overlap,
+            chunks_written=work.chunks_written,
+            done=work.done,
+        )
+
+    async def PutChunks(
+        self, request: store_pb2.PutChunksRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.PutChunksResponse:
+        written = await self.knowledge.put_chunks(
+            current_project(),
+            request.document_id,
+            request.generation,
+            [NewChunk(c.position, c.text, c.start, c.end, list(c.embedding)) for c in request.chunks],
+            request.chunk_total,
+        )
+        return store_pb2.PutChunksResponse(chunks_written=written)
+
+    async def FinishDocument(
+        self, request: store_pb2.FinishDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.FinishDocumentResponse:
+        document = await self.knowledge.finish_document(
+            current_project(), request.document_id, request.generation, request.chunk_count
+        )
+        return store_pb2.FinishDocumentResponse(document=document_to_proto(document))
+
+    async def FailDocument(
+        self, request: store_pb2.FailDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.FailDocumentResponse:
+        document = await self.knowledge.fail_document(
+            current_project(),
+            request.document_id,
+            {"code": request.error.code or "ingestion_failed", "message": request.error.message},
+        )
+        return store_pb2.FailDocumentResponse(document=document_to_proto(document))
+
+    async def SearchChunks(
+        self, request: store_pb2.SearchChunksRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.SearchChunksResponse:
+        mode = _SEARCH_MODES.get(request.mode)
+        if mode is None:
+            raise InvalidStoreRequest("a search needs a mode: vector, text or hybrid")
+        hits = await self.knowledge.search(
+            current_project(),
+            SearchQuery(
+                knowledge_base_ids=list(request.knowledge_base_ids),
+                embedding_model=request.embedding_model,
+                mode=mode,
+                vector=list(request.query_vector),
+                text=request.query_text,
+                top_k=request.top_k,
+                filter=_attribute_filter(request.filter_json),
+                exact=request.exact,
+            ),
+        )
+        return store_pb2.SearchChunksResponse(hits=[hit_to_proto(h) for h in hits])

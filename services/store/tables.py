@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, REAL, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so migrations are identical on SQLite and PostgreSQL.
@@ -288,3 +300,129 @@ class StoredResponseItem(Base):
     # user, assistant, system or developer
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+
+
+class StoredFile(Base):
+    """An uploaded file (OpenAI's /v1/files): its bytes kept in the database, per project. What it is
+    for (`purpose`) is the uploader's word: assistants (knowledge bases), batch, user_data, …"""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = _project_column()
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column("bytes", Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class KnowledgeBase(Base):
+    """A collection of documents searched together (OpenAI's vector store), embedded by one model.
+
+    Changing the model starts a new generation: documents are embedded again into it while searches
+    keep reading the serving generation, which moves once every document has the new one; a search
+    never mixes two models' vectors."""
+
+    __tablename__ = "knowledge_bases"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    project_id: Mapped[str] = _project_column()
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    # The model new chunks are embedded with (generation), and the one searches use (serving_*).
+    embedding_model: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    serving_generation: Mapped[int] = mapped_column(Integer, default=1)
+    serving_model: Mapped[str] = mapped_column(String(128))
+    # Characters per chunk and characters shared by neighbouring chunks.
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_overlap: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KbDocument(Base):
+    """A document of a knowledge base: its extracted text, metadata and indexing state."""
+
+    __tablename__ = "kb_documents"
+    __table_args__ = (UniqueConstraint("knowledge_base_pk", "content_hash"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    knowledge_base_pk: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_bases.pk", ondelete="CASCADE"), index=True
+    )
+    # The uploaded file it came from, if any (not a foreign key: deleting the file keeps the document).
+    file_id: Mapped[str | None] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(100))
+    # SHA-256 of the text: the same text added twice is one document.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text, deferred=True)
+    labels: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    # queued, in_progress, completed, failed (OpenAI's vector store file statuses)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # The newest generation all its chunks are indexed in (0: none yet).
+    indexed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Progress of the generation being indexed: chunks it will have, and chunks written so far.
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_written: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    knowledge_base: Mapped[KnowledgeBase] = relationship(lazy="joined")
+
+    @property
+    def knowledge_base_id(self) -> str:
+        return self.knowledge_base.id
+
+
+class KbChunk(Base):
+    """A piece of a document's text with its embedding, in one generation. Searches take it only once
+    its document's indexed_generation has reached its generation: all its chunks are shown at once.
+
+    The vector is float32 bytes on SQLite and real[] on PostgreSQL (cast to pgvector's vector(n) by
+    its HNSW index and queries, so the schema needs no extension). Full text: the `terms` column,
+    indexed by kb_chunks_fts on SQLite (FTS5, kept by triggers) and by a GIN index on PostgreSQL."""
+
+    __tablename__ = "kb_chunks"
+    __table_args__ = (
+        UniqueConstraint("document_pk", "generation", "position"),
+        Index("ix_kb_chunks_search", "knowledge_base_pk", "generation"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    knowledge_base_pk: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.pk", ondelete="CASCADE"))
+    document_pk: Mapped[int] = mapped_column(ForeignKey("kb_documents.pk", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    dimensions: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[Any] = mapped_column(LargeBinary().with_variant(ARRAY(REAL), "postgresql"))
+    # The words and CJK bigrams of the text (services/store/knowledge.terms), space-separated on SQLite.
+    terms: Mapped[Any] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"))
+
+
+# Search indexes the ORM does not describe: SQLite's full-text index of kb_chunks.terms (an FTS5
+# table and its shadow tables), PostgreSQL's GIN index of it (both made by migration 0007), and the
+# HNSW index of each vector dimension (made by the store when a knowledge base first needs it).
+FTS_TABLE = "kb_chunks_fts"
+SEARCH_INDEXES = ("ix_kb_chunks_terms", "ix_kb_chunks_hnsw_")
+
+
+def managed_by_orm(name: str | None, type_: str, parent_names: object) -> bool:
+    """For schema comparisons (Alembic's include_name): every name but the search indexes above."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(FTS_TABLE)
+    return not (type_ == "index" and name.startswith(SEARCH_INDEXES))

@@ -55,8 +55,10 @@ def test_a_good_registry_loads(tmp_path: Path) -> None:
 
 
 def test_without_a_file_the_built_in_registry_serves_gemma_on_a_default_route() -> None:
+    """Gemma generates; all-MiniLM-L6-v2 embeds (knowledge bases), loaded at its first use."""
     registry = load_registry(None)
-    assert list(registry.models) == ["gemma-3-270m"]
+    assert list(registry.models) == ["gemma-3-270m", "all-minilm-l6-v2"]
+    assert registry.models["all-minilm-l6-v2"].task == "embed"
     assert [str(t) for t in registry.effective_routes()["default"]] == ["model:gemma-3-270m"]
 
 

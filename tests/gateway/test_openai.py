@@ -449,7 +449,7 @@ async def test_an_endpoint_this_server_lacks_is_a_404_naming_it(gateway: Gateway
         with pytest.raises(openai.NotFoundError) as unsupported:
             await client.post("/audio/speech", body={"model": "tts-1", "input": "hi"}, cast_to=httpx.Response)
         with pytest.raises(openai.NotFoundError) as listed:
-            await client.get("/vector_stores", cast_to=httpx.Response)
+            await client.get("/assistants", cast_to=httpx.Response)
     assert unsupported.value.status_code == 404
     assert unsupported.value.body == {  # the SDK keeps the body's `error` object
         "message": "POST /v1/audio/speech is not supported by this server",
@@ -459,7 +459,7 @@ async def test_an_endpoint_this_server_lacks_is_a_404_naming_it(gateway: Gateway
         "request_id": unsupported.value.response.headers["x-request-id"],
     }
     assert unsupported.value.code == "unsupported_endpoint"
-    assert listed.value.body["message"] == "GET /v1/vector_stores is not supported by this server"  # type: ignore[index]
+    assert listed.value.body["message"] == "GET /v1/assistants is not supported by this server"  # type: ignore[index]
     long = await gateway.client.post(f"/v1/{'x' * 500}", json={})
     assert long.status_code == 404 and long.json()["error"]["code"] == "unsupported_endpoint"
     assert len(long.json()["error"]["message"]) < 150  # a caller's long path is not echoed whole

@@ -342,7 +342,7 @@ async def test_store_false_is_not_kept(gateway: Gateway) -> None:
         (
             {"tools": [{"type": "function", "name": "f", "parameters": {}}]},
             "tools",
-            "tools are not supported yet",
+            "tools are not supported yet, but for file_search",
         ),
         ({"tool_choice": "required"}, "tool_choice", "not supported yet"),
         (

@@ -206,3 +206,10 @@ def test_an_earlier_step_that_did_not_succeed_is_missing_to_the_template() -> No
 def test_a_run_stored_without_input_renders_with_an_empty_one() -> None:
     pipeline = Pipeline(steps=[step("Say hi", name="hi")])
     assert step_spec(pipeline, run(""), 0).prompt == "Say hi"
+
+
+def test_a_step_naming_knowledge_bases_retrieves_from_them() -> None:
+    grounded = Pipeline(steps=[step("Answer {{ input.q }}", knowledge_bases=["vs_1", "vs_2"])])
+    spec = step_spec(grounded, run('{"q": "why"}'), 0)
+    assert list(spec.knowledge.knowledge_base_ids) == ["vs_1", "vs_2"]
+    assert not step_spec(PIPELINE, run('{"topic": "bees"}'), 0).HasField("knowledge")

@@ -24,7 +24,7 @@ async def test_migrates_at_start_and_describes_its_database(database_url: str) -
             health_pb2.HealthCheckRequest(service="llmmesh.store.v1.StoreService")
         )
     assert description.dialect == database_url.split("+")[0]
-    assert description.schema_revision == head_revision() == "0007_conversation_tools"
+    assert description.schema_revision == head_revision() == "0008_conversation_tools"
     assert description.server_version[0].isdigit()
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -78,14 +78,16 @@ async def test_migrations_build_exactly_the_models_schema(database_url: str) -> 
 
     from services.store.db import create_engine
     from services.store.migrate import upgrade_to_head
-    from services.store.tables import metadata
+    from services.store.tables import managed_by_orm, metadata
 
     engine = create_engine(database_url)
     try:
         await upgrade_to_head(engine)
         async with engine.connect() as connection:
             differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"include_name": managed_by_orm}), metadata
+                )
             )
     finally:
         await engine.dispose()

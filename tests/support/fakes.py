@@ -131,3 +131,11 @@ class ScriptedEmbedder(ScriptedBackend):
             norm = sum(v * v for v in raw) ** 0.5
             vectors.append([v / norm for v in raw])
         return Embeddings(vectors, sum(len(t.split()) for t in inputs))
+
+
+class SlowEmbedder(ScriptedEmbedder):
+    """The scripted embedder taking 0.25 s per call: an ingestion lasts long enough to be killed."""
+
+    async def embed(self, inputs: list[str]) -> Embeddings:
+        await asyncio.sleep(0.25)
+        return await super().embed(inputs)

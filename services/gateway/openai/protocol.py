@@ -24,6 +24,7 @@ from pydantic import (
 from services.common.results import FinishReason, Usage
 from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
+from services.gateway.knowledge.protocol import Hit
 from services.gateway.openai import tokens
 
 MAX_MESSAGES = 256
@@ -189,6 +190,13 @@ class ChatCompletionRequest(_Sampling):
     tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    knowledge_bases: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="LLM Mesh extension: knowledge bases (vector store ids) the last user turn searches; "
+        "the chunks found go into the prompt, numbered, and the response lists them as `sources`.",
+    )
+    knowledge_top_k: int = Field(default=5, ge=1, le=50, description="LLM Mesh extension: chunks retrieved.")
     unsupported_fields = ("functions", "logprobs", "top_logprobs", "audio", "prediction")
 
     @model_validator(mode="after")
@@ -286,6 +294,8 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    # LLM Mesh extension: the knowledge base chunks the prompt was given, [1] first (knowledge_bases).
+    sources: list[Hit] | None = None
 
 
 class CompletionChoice(BaseModel):

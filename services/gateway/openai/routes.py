@@ -27,6 +27,7 @@ from services.gateway.errors import (
     openai_error_body,
     request_id_of,
 )
+from services.gateway.knowledge.protocol import Hit
 from services.gateway.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -89,13 +90,17 @@ def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
 
 
 def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb2.GenerationSpec:
-    return orchestrator_pb2.GenerationSpec(
+    spec = orchestrator_pb2.GenerationSpec(
         model=body.model,
         messages=[m.to_proto() for m in body.messages],
         params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
         tooling=body.tooling(),
     )
+    if body.knowledge_bases:
+        spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)
+        spec.knowledge.top_k = body.knowledge_top_k
+    return spec
 
 
 class _Chunks:
@@ -115,7 +120,9 @@ class _Chunks:
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
 
-    def envelope(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> ServerSentEvent:
+    def envelope(
+        self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None, **extra: Any
+    ) -> ServerSentEvent:
         data: dict[str, Any] = {
             "id": self.id,
             "object": self.object,
@@ -125,9 +132,9 @@ class _Chunks:
         }
         if self.include_usage:  # null on every chunk but the last, as OpenAI sends it
             data["usage"] = usage
-        return self.frame(data)
+        return self.frame({**data, **extra})
 
-    def chunk(self, text: str | None, finish_reason: str | None) -> ServerSentEvent:
+    def chunk(self, text: str | None, finish_reason: str | None, **extra: Any) -> ServerSentEvent:
         choice: dict[str, Any] = {"index": 0}
         if not self.chat:
             choice["text"] = text or ""
@@ -136,7 +143,7 @@ class _Chunks:
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
-        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}])
+        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}], **extra)
 
     def tool_call(self, piece: common_pb2.ToolCallDelta) -> ServerSentEvent:
         """OpenAI's tool-call delta: the call's first piece has its id, type and name."""
@@ -159,7 +166,11 @@ class _Chunks:
             return [self.tool_call(event.tool_call)]
         result = event.result
         charge(self.request, result.usage)
-        frames = [self.chunk(None, _finish_reason(result))]
+        # A grounded chat's sources arrive with its last chunk, the one with the finish reason.
+        sources = (
+            {"sources": [Hit.from_proto(h).model_dump() for h in result.sources]} if result.sources else {}
+        )
+        frames = [self.chunk(None, _finish_reason(result), **sources)]
         if self.include_usage:
             frames.append(self.envelope([], Usage.from_proto(result.usage).model_dump()))
         return frames
@@ -217,6 +228,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         model=body.model,
         choices=[ChatChoice(message=_assistant_message(result), finish_reason=_finish_reason(result))],
         usage=Usage.from_proto(result.usage),
+        sources=[Hit.from_proto(hit) for hit in result.sources] if body.knowledge_bases else None,
     )
 
 

@@ -126,7 +126,10 @@ class CreateResponseRequest(BaseModel):
     stream: bool = False
     parallel_tool_calls: bool | None = None
     tools: list[dict[str, Any]] | None = Field(
-        default=None, description="Not supported yet: only an empty list."
+        default=None,
+        description="Only file_search tools: their vector stores are searched with the last user turn and "
+        "the chunks found are placed in the prompt, numbered; the output text cites them "
+        "(file_citation annotations).",
     )
     tool_choice: str | dict[str, Any] | None = Field(default=None, description='Only "auto" or "none".')
     text: dict[str, Any] | None = Field(default=None, description='Only {"format": {"type": "text"}}.')
@@ -186,10 +189,23 @@ class CreateResponseRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _no_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if value:
-            raise _unsupported("tools are not supported yet")
+    def _file_search_only(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for tool in value or ():
+            if tool.get("type") != "file_search":
+                raise _unsupported("tools are not supported yet, but for file_search")
+            ids = tool.get("vector_store_ids")
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+                raise PydanticCustomError("file_search", "a file_search tool needs vector_store_ids")
         return value
+
+    def file_search(self) -> dict[str, Any] | None:
+        """The file_search tool, its vector stores joined when there are several."""
+        tools = [tool for tool in self.tools or () if tool.get("type") == "file_search"]
+        if not tools:
+            return None
+        joined = dict(tools[0])
+        joined["vector_store_ids"] = [i for tool in tools for i in tool["vector_store_ids"]]
+        return joined
 
     @field_validator("tool_choice")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request
@@ -41,7 +42,7 @@ _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content
 def generation_spec(body: CreateResponseRequest) -> orchestrator_pb2.GenerationSpec:
     """The request as a generation: instructions as the system turn, input items as messages."""
     messages = body.messages()
-    return orchestrator_pb2.GenerationSpec(
+    spec = orchestrator_pb2.GenerationSpec(
         model=body.model or "",
         system=body.instructions or "",
         messages=[common_pb2.ChatMessage(role=MESSAGE_ROLES[m.role], content=m.text()) for m in messages],
@@ -55,6 +56,13 @@ def generation_spec(body: CreateResponseRequest) -> orchestrator_pb2.GenerationS
             message_roles=[m.role for m in messages],
         ),
     )
+    search = body.file_search()
+    if search is not None:
+        spec.knowledge.knowledge_base_ids.extend(search["vector_store_ids"])
+        spec.knowledge.top_k = int(search.get("max_num_results") or 5)
+        if search.get("filters"):
+            spec.knowledge.filter_json = json.dumps(search["filters"])
+    return spec
 
 
 def _seconds(stamp: Timestamp) -> int:
@@ -70,9 +78,25 @@ def _usage(usage: common_pb2.Usage) -> ResponseUsage:
     )
 
 
-def _output(item_id: str, text: str, status: ResponseStatus) -> list[OutputMessage]:
+def _citations(text: str, sources: Sequence[common_pb2.KnowledgeHit]) -> list[dict[str, Any]]:
+    """OpenAI's file_citation annotations for the sources the prompt was given, [1] first."""
+    return [
+        {
+            "type": "file_citation",
+            "file_id": hit.file_id or hit.document_id,
+            "filename": hit.title,
+            "index": len(text),
+        }
+        for hit in sources
+    ]
+
+
+def _output(
+    item_id: str, text: str, status: ResponseStatus, sources: Sequence[common_pb2.KnowledgeHit] = ()
+) -> list[OutputMessage]:
     item_status = "incomplete" if status == "incomplete" else "completed"
-    return [OutputMessage(id=item_id, status=item_status, content=[OutputText(text=text)])]
+    content = OutputText(text=text, annotations=_citations(text, sources))
+    return [OutputMessage(id=item_id, status=item_status, content=[content])]
 
 
 def _incomplete(finish_reason: common_pb2.FinishReason) -> IncompleteDetails | None:
@@ -105,12 +129,15 @@ class Fresh:
             instructions=body.instructions,
             max_output_tokens=body.max_output_tokens,
             model=self.info.model,
-            output=_output(self.info.output_item_id, result.text, status) if result is not None else [],
+            output=_output(self.info.output_item_id, result.text, status, result.sources)
+            if result is not None
+            else [],
             parallel_tool_calls=body.parallel_tool_calls is not False,
             previous_response_id=body.previous_response_id,
             store=body.store,
             temperature=body.temperature,
             tool_choice="none" if body.tool_choice == "none" else "auto",
+            tools=body.tools or [],
             top_p=body.top_p,
             usage=_usage(result.usage) if result is not None else None,
             metadata=body.metadata or {},

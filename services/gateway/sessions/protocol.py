@@ -28,6 +28,8 @@ class LlmOptions(StrictModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 2)
     stop: list[StopString] | None = Field(default=None, max_length=4)
+    # Knowledge bases a run retrieves from (their chunks go into the system prompt, numbered).
+    knowledge_bases: list[str] | None = Field(default=None, max_length=20)
 
 
 class VersionOption(StrictModel):

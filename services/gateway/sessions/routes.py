@@ -50,6 +50,7 @@ def _options(options: store_pb2.LlmOptions) -> api.LlmOptions:
         top_p=options.top_p if options.HasField("top_p") else None,
         seed=options.seed if options.HasField("seed") else None,
         stop=list(options.stop) or None,
+        knowledge_bases=list(options.knowledge_bases) or None,
     )
 
 
@@ -169,6 +170,7 @@ def _content(body: api.CreateVersion) -> dict[str, Any]:
             top_p=options.top_p,
             seed=options.seed,
             stop=options.stop or [],
+            knowledge_bases=options.knowledge_bases or [],
         ),
         "options": [store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
     }

@@ -19,6 +19,12 @@ from services.inference.config import InferenceSettings
 _BUILT_IN = {
     "xllamacpp": ("services.inference.backends.xllamacpp", "XllamacppBackend", "xllamacpp", ""),
     "llama_cpp": ("services.inference.backends.llama_cpp", "LlamaCppBackend", "llama_cpp", "llama-cpp"),
+    "sentence_encoder": (
+        "services.inference.backends.sentence_encoder",
+        "SentenceEncoderBackend",
+        "tokenizers",
+        "",
+    ),
     "vllm": ("services.inference.backends.vllm", "VllmBackend", "vllm", "vllm"),
     "openai": ("services.inference.backends.openai", "OpenAIBackend", "openai", "openai"),
     "anthropic": ("services.inference.backends.anthropic", "AnthropicBackend", "anthropic", "anthropic"),

@@ -30,6 +30,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_SESSION: _ClassVar[JobKind]
     JOB_KIND_PIPELINE_STEP: _ClassVar[JobKind]
     JOB_KIND_WEBHOOK: _ClassVar[JobKind]
+    JOB_KIND_INGEST: _ClassVar[JobKind]
 
 class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,13 @@ class ResponseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESPONSE_STATUS_INCOMPLETE: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_FAILED: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_CANCELLED: _ClassVar[ResponseStatus]
+
+class KnowledgeSearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KNOWLEDGE_SEARCH_MODE_UNSPECIFIED: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_VECTOR: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_TEXT: _ClassVar[KnowledgeSearchMode]
+    KNOWLEDGE_SEARCH_MODE_HYBRID: _ClassVar[KnowledgeSearchMode]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -71,6 +79,7 @@ JOB_KIND_GENERATE: JobKind
 JOB_KIND_SESSION: JobKind
 JOB_KIND_PIPELINE_STEP: JobKind
 JOB_KIND_WEBHOOK: JobKind
+JOB_KIND_INGEST: JobKind
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -88,6 +97,10 @@ RESPONSE_STATUS_COMPLETED: ResponseStatus
 RESPONSE_STATUS_INCOMPLETE: ResponseStatus
 RESPONSE_STATUS_FAILED: ResponseStatus
 RESPONSE_STATUS_CANCELLED: ResponseStatus
+KNOWLEDGE_SEARCH_MODE_UNSPECIFIED: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_VECTOR: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_TEXT: KnowledgeSearchMode
+KNOWLEDGE_SEARCH_MODE_HYBRID: KnowledgeSearchMode
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "tool_calls", "tool_call_id")
@@ -144,7 +157,7 @@ class TokenDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., tokens: _Optional[int] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ...) -> None: ...
 
 class GenerationResult(_message.Message):
-    __slots__ = ("text", "usage", "finish_reason", "model", "route", "tier", "stop_sequence", "logprobs", "tool_calls")
+    __slots__ = ("text", "usage", "finish_reason", "model", "route", "tier", "stop_sequence", "logprobs", "tool_calls", "sources")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +167,7 @@ class GenerationResult(_message.Message):
     STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     text: str
     usage: Usage
     finish_reason: FinishReason
@@ -163,7 +177,8 @@ class GenerationResult(_message.Message):
     stop_sequence: str
     logprobs: _containers.RepeatedCompositeFieldContainer[TokenLogprob]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ..., stop_sequence: _Optional[str] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[KnowledgeHit]
+    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., tier: _Optional[int] = ..., stop_sequence: _Optional[str] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[KnowledgeHit, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "backend", "loaded", "context_length", "capabilities", "pool", "pool_reachable", "load")
@@ -328,3 +343,27 @@ class TopLogprob(_message.Message):
     logprob: float
     bytes: bytes
     def __init__(self, token: _Optional[str] = ..., logprob: _Optional[float] = ..., bytes: _Optional[bytes] = ...) -> None: ...
+
+class KnowledgeHit(_message.Message):
+    __slots__ = ("knowledge_base_id", "document_id", "file_id", "title", "chunk_position", "text", "start", "end", "score", "metadata_json")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_POSITION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    document_id: str
+    file_id: str
+    title: str
+    chunk_position: int
+    text: str
+    start: int
+    end: int
+    score: float
+    metadata_json: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., document_id: _Optional[str] = ..., file_id: _Optional[str] = ..., title: _Optional[str] = ..., chunk_position: _Optional[int] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ..., metadata_json: _Optional[str] = ...) -> None: ...

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response", "tooling")
+    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response", "tooling", "knowledge")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class GenerationSpec(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     TOOLING_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
     model: str
     system: str
     prompt: str
@@ -30,7 +31,20 @@ class GenerationSpec(_message.Message):
     conversation_id: str
     response: ResponseOptions
     tooling: _common_pb2.Tooling
-    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ...) -> None: ...
+    knowledge: KnowledgeOptions
+    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ..., knowledge: _Optional[_Union[KnowledgeOptions, _Mapping]] = ...) -> None: ...
+
+class KnowledgeOptions(_message.Message):
+    __slots__ = ("knowledge_base_ids", "top_k", "mode", "filter_json")
+    KNOWLEDGE_BASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_ids: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    mode: _common_pb2.KnowledgeSearchMode
+    filter_json: str
+    def __init__(self, knowledge_base_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.KnowledgeSearchMode, str]] = ..., filter_json: _Optional[str] = ...) -> None: ...
 
 class ResponseOptions(_message.Message):
     __slots__ = ("store", "previous_response_id", "metadata", "message_roles")
@@ -210,7 +224,7 @@ class DescribeRoutingResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[_common_pb2.ModelInfo, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteInfo, _Mapping]]] = ..., default_route: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "result_json", "error", "created_at", "started_at", "completed_at", "webhook", "pipeline_run_id", "step_index")
+    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "result_json", "error", "created_at", "started_at", "completed_at", "webhook", "pipeline_run_id", "step_index", "progress")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +238,7 @@ class Job(_message.Message):
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: _common_pb2.JobKind
     status: _common_pb2.JobStatus
@@ -237,7 +252,18 @@ class Job(_message.Message):
     webhook: WebhookDelivery
     pipeline_run_id: str
     step_index: int
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ...) -> None: ...
+    progress: JobProgress
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ...) -> None: ...
+
+class JobProgress(_message.Message):
+    __slots__ = ("done", "total", "unit")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    unit: str
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class WebhookDelivery(_message.Message):
     __slots__ = ("url", "status", "attempts", "error")
@@ -472,3 +498,109 @@ class SamplingOverride(_message.Message):
     temperature: float
     seed: int
     def __init__(self, temperature: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class CreateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("name", "description", "metadata", "embedding_model", "chunk_size", "chunk_overlap")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embedding_model: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_overlap: _Optional[int] = ...) -> None: ...
+
+class CreateKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("knowledge_base_id",)
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ...) -> None: ...
+
+class UpdateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "name", "description", "set_metadata", "metadata", "embedding_model")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SET_METADATA_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    name: str
+    description: str
+    set_metadata: bool
+    metadata: _containers.ScalarMap[str, str]
+    embedding_model: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., set_metadata: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+
+class UpdateKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("job_ids",)
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AddKnowledgeDocumentRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "file_id", "text", "title", "content_type", "metadata_json")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    file_id: str
+    text: str
+    title: str
+    content_type: str
+    metadata_json: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., file_id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class AddKnowledgeDocumentResponse(_message.Message):
+    __slots__ = ("document_id", "created", "job_id")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    created: bool
+    job_id: str
+    def __init__(self, document_id: _Optional[str] = ..., created: _Optional[bool] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class SearchKnowledgeRequest(_message.Message):
+    __slots__ = ("knowledge_base_ids", "query", "mode", "top_k", "filter_json", "exact")
+    KNOWLEDGE_BASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_ids: _containers.RepeatedScalarFieldContainer[str]
+    query: str
+    mode: _common_pb2.KnowledgeSearchMode
+    top_k: int
+    filter_json: str
+    exact: bool
+    def __init__(self, knowledge_base_ids: _Optional[_Iterable[str]] = ..., query: _Optional[str] = ..., mode: _Optional[_Union[_common_pb2.KnowledgeSearchMode, str]] = ..., top_k: _Optional[int] = ..., filter_json: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class SearchKnowledgeResponse(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.KnowledgeHit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...

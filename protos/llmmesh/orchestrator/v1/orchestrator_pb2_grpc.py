@@ -124,6 +124,26 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.FromString,
                 _registered_method=True)
+        self.CreateKnowledgeBase = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/CreateKnowledgeBase',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.UpdateKnowledgeBase = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/UpdateKnowledgeBase',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.AddKnowledgeDocument = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/AddKnowledgeDocument',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentResponse.FromString,
+                _registered_method=True)
+        self.SearchKnowledge = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/SearchKnowledge',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -257,6 +277,36 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKnowledgeBase(self, request, context):
+        """A knowledge base; INVALID_ARGUMENT (not_an_embedding_model) when its model does not embed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKnowledgeBase(self, request, context):
+        """Renames it, or re-embeds every document with a new model (as jobs; searches keep the old
+        model's vectors until all documents have the new one's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddKnowledgeDocument(self, request, context):
+        """A document from an uploaded file or a text: its text extracted now (INVALID_ARGUMENT,
+        unsupported_file_type, for a type it cannot read), chunked, embedded and indexed by a job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchKnowledge(self, request, context):
+        """Top chunks of knowledge bases for a query: vector, full text or hybrid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +399,26 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListPipelineRuns,
                     request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.FromString,
                     response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.SerializeToString,
+            ),
+            'CreateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKnowledgeBase,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseResponse.SerializeToString,
+            ),
+            'UpdateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKnowledgeBase,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseResponse.SerializeToString,
+            ),
+            'AddKnowledgeDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKnowledgeDocument,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentResponse.SerializeToString,
+            ),
+            'SearchKnowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchKnowledge,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -837,6 +907,114 @@ class OrchestratorService:
             '/llmmesh.orchestrator.v1.OrchestratorService/ListPipelineRuns',
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsRequest.SerializeToString,
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListPipelineRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CreateKnowledgeBase',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/UpdateKnowledgeBase',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UpdateKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKnowledgeDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/AddKnowledgeDocument',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.AddKnowledgeDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchKnowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/SearchKnowledge',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SearchKnowledgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

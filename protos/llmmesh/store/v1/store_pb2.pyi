@@ -37,20 +37,22 @@ class DescribeStoreResponse(_message.Message):
     def __init__(self, dialect: _Optional[str] = ..., server_version: _Optional[str] = ..., schema_revision: _Optional[str] = ...) -> None: ...
 
 class LlmOptions(_message.Message):
-    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop")
+    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop", "knowledge_bases")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
     model: str
     max_tokens: int
     temperature: float
     top_p: float
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    knowledge_bases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., knowledge_bases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionOption(_message.Message):
     __slots__ = ("key", "label")
@@ -967,3 +969,488 @@ class UpdateDraftVersionResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: TemplateVersion
     def __init__(self, version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...
+
+class StoredFile(_message.Message):
+    __slots__ = ("id", "filename", "purpose", "content_type", "bytes", "sha256", "created_at", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    filename: str
+    purpose: str
+    content_type: str
+    bytes: int
+    sha256: str
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., filename: _Optional[str] = ..., purpose: _Optional[str] = ..., content_type: _Optional[str] = ..., bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateFileRequest(_message.Message):
+    __slots__ = ("filename", "purpose", "content_type", "content")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    purpose: str
+    content_type: str
+    content: bytes
+    def __init__(self, filename: _Optional[str] = ..., purpose: _Optional[str] = ..., content_type: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class CreateFileResponse(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: StoredFile
+    def __init__(self, file: _Optional[_Union[StoredFile, _Mapping]] = ...) -> None: ...
+
+class ListFilesRequest(_message.Message):
+    __slots__ = ("purpose", "limit", "after", "ascending")
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    purpose: str
+    limit: int
+    after: str
+    ascending: bool
+    def __init__(self, purpose: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[str] = ..., ascending: _Optional[bool] = ...) -> None: ...
+
+class ListFilesResponse(_message.Message):
+    __slots__ = ("files", "has_more")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[StoredFile]
+    has_more: bool
+    def __init__(self, files: _Optional[_Iterable[_Union[StoredFile, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class GetFileRequest(_message.Message):
+    __slots__ = ("file_id",)
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    def __init__(self, file_id: _Optional[str] = ...) -> None: ...
+
+class GetFileResponse(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: StoredFile
+    def __init__(self, file: _Optional[_Union[StoredFile, _Mapping]] = ...) -> None: ...
+
+class GetFileContentRequest(_message.Message):
+    __slots__ = ("file_id",)
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    def __init__(self, file_id: _Optional[str] = ...) -> None: ...
+
+class GetFileContentResponse(_message.Message):
+    __slots__ = ("file", "content")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    file: StoredFile
+    content: bytes
+    def __init__(self, file: _Optional[_Union[StoredFile, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class DeleteFileRequest(_message.Message):
+    __slots__ = ("file_id",)
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    def __init__(self, file_id: _Optional[str] = ...) -> None: ...
+
+class DeleteFileResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DocumentCounts(_message.Message):
+    __slots__ = ("queued", "in_progress", "completed", "failed", "total")
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    queued: int
+    in_progress: int
+    completed: int
+    failed: int
+    total: int
+    def __init__(self, queued: _Optional[int] = ..., in_progress: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class KnowledgeBase(_message.Message):
+    __slots__ = ("id", "name", "description", "metadata", "embedding_model", "serving_model", "generation", "serving_generation", "chunk_size", "chunk_overlap", "documents", "bytes", "created_at", "updated_at")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERVING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SERVING_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    embedding_model: str
+    serving_model: str
+    generation: int
+    serving_generation: int
+    chunk_size: int
+    chunk_overlap: int
+    documents: DocumentCounts
+    bytes: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embedding_model: _Optional[str] = ..., serving_model: _Optional[str] = ..., generation: _Optional[int] = ..., serving_generation: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_overlap: _Optional[int] = ..., documents: _Optional[_Union[DocumentCounts, _Mapping]] = ..., bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("name", "description", "metadata", "embedding_model", "chunk_size", "chunk_overlap")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embedding_model: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_overlap: _Optional[int] = ...) -> None: ...
+
+class CreateKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("knowledge_base",)
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: KnowledgeBase
+    def __init__(self, knowledge_base: _Optional[_Union[KnowledgeBase, _Mapping]] = ...) -> None: ...
+
+class ListKnowledgeBasesRequest(_message.Message):
+    __slots__ = ("limit", "after", "ascending")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    ascending: bool
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ..., ascending: _Optional[bool] = ...) -> None: ...
+
+class ListKnowledgeBasesResponse(_message.Message):
+    __slots__ = ("knowledge_bases", "has_more")
+    KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_bases: _containers.RepeatedCompositeFieldContainer[KnowledgeBase]
+    has_more: bool
+    def __init__(self, knowledge_bases: _Optional[_Iterable[_Union[KnowledgeBase, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class GetKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base_id",)
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ...) -> None: ...
+
+class GetKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("knowledge_base",)
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: KnowledgeBase
+    def __init__(self, knowledge_base: _Optional[_Union[KnowledgeBase, _Mapping]] = ...) -> None: ...
+
+class UpdateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "name", "description", "set_metadata", "metadata", "embedding_model")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SET_METADATA_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    name: str
+    description: str
+    set_metadata: bool
+    metadata: _containers.ScalarMap[str, str]
+    embedding_model: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., set_metadata: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+
+class UpdateKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("knowledge_base", "reindex_document_ids")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    REINDEX_DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: KnowledgeBase
+    reindex_document_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, knowledge_base: _Optional[_Union[KnowledgeBase, _Mapping]] = ..., reindex_document_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "force")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    force: bool
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteKnowledgeBaseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class KbDocument(_message.Message):
+    __slots__ = ("id", "knowledge_base_id", "file_id", "title", "content_type", "content_hash", "metadata_json", "status", "indexed_generation", "chunk_count", "chunks_written", "error", "job_id", "bytes", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    knowledge_base_id: str
+    file_id: str
+    title: str
+    content_type: str
+    content_hash: str
+    metadata_json: str
+    status: str
+    indexed_generation: int
+    chunk_count: int
+    chunks_written: int
+    error: _common_pb2.JobError
+    job_id: str
+    bytes: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., knowledge_base_id: _Optional[str] = ..., file_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., metadata_json: _Optional[str] = ..., status: _Optional[str] = ..., indexed_generation: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunks_written: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., job_id: _Optional[str] = ..., bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddDocumentRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "title", "content_type", "text", "metadata_json", "file_id")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    title: str
+    content_type: str
+    text: str
+    metadata_json: str
+    file_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., file_id: _Optional[str] = ...) -> None: ...
+
+class AddDocumentResponse(_message.Message):
+    __slots__ = ("document", "created")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    created: bool
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class SetDocumentJobRequest(_message.Message):
+    __slots__ = ("document_id", "job_id")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    job_id: str
+    def __init__(self, document_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class SetDocumentJobResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ...) -> None: ...
+
+class ListDocumentsRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "status", "limit", "after", "ascending")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    status: str
+    limit: int
+    after: str
+    ascending: bool
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[str] = ..., ascending: _Optional[bool] = ...) -> None: ...
+
+class ListDocumentsResponse(_message.Message):
+    __slots__ = ("documents", "has_more")
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedCompositeFieldContainer[KbDocument]
+    has_more: bool
+    def __init__(self, documents: _Optional[_Iterable[_Union[KbDocument, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class GetDocumentRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "document_id")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    document_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
+
+class GetDocumentResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ...) -> None: ...
+
+class DeleteDocumentRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "document_id")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    document_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
+
+class DeleteDocumentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetIndexingWorkRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class GetIndexingWorkResponse(_message.Message):
+    __slots__ = ("document", "text", "generation", "embedding_model", "chunk_size", "chunk_overlap", "chunks_written", "done")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    text: str
+    generation: int
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    chunks_written: int
+    done: bool
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ..., text: _Optional[str] = ..., generation: _Optional[int] = ..., embedding_model: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_overlap: _Optional[int] = ..., chunks_written: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class NewChunk(_message.Message):
+    __slots__ = ("position", "text", "start", "end", "embedding")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    text: str
+    start: int
+    end: int
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, position: _Optional[int] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PutChunksRequest(_message.Message):
+    __slots__ = ("document_id", "generation", "chunks", "chunk_total")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    generation: int
+    chunks: _containers.RepeatedCompositeFieldContainer[NewChunk]
+    chunk_total: int
+    def __init__(self, document_id: _Optional[str] = ..., generation: _Optional[int] = ..., chunks: _Optional[_Iterable[_Union[NewChunk, _Mapping]]] = ..., chunk_total: _Optional[int] = ...) -> None: ...
+
+class PutChunksResponse(_message.Message):
+    __slots__ = ("chunks_written",)
+    CHUNKS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    chunks_written: int
+    def __init__(self, chunks_written: _Optional[int] = ...) -> None: ...
+
+class FinishDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "generation", "chunk_count")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    generation: int
+    chunk_count: int
+    def __init__(self, document_id: _Optional[str] = ..., generation: _Optional[int] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+
+class FinishDocumentResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ...) -> None: ...
+
+class FailDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "error")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    error: _common_pb2.JobError
+    def __init__(self, document_id: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class FailDocumentResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: KbDocument
+    def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ...) -> None: ...
+
+class SearchChunksRequest(_message.Message):
+    __slots__ = ("knowledge_base_ids", "embedding_model", "query_vector", "query_text", "mode", "top_k", "filter_json", "exact")
+    KNOWLEDGE_BASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_ids: _containers.RepeatedScalarFieldContainer[str]
+    embedding_model: str
+    query_vector: _containers.RepeatedScalarFieldContainer[float]
+    query_text: str
+    mode: _common_pb2.KnowledgeSearchMode
+    top_k: int
+    filter_json: str
+    exact: bool
+    def __init__(self, knowledge_base_ids: _Optional[_Iterable[str]] = ..., embedding_model: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., query_text: _Optional[str] = ..., mode: _Optional[_Union[_common_pb2.KnowledgeSearchMode, str]] = ..., top_k: _Optional[int] = ..., filter_json: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class SearchChunksResponse(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.KnowledgeHit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...

@@ -244,6 +244,106 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
                 _registered_method=True)
+        self.CreateFile = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateFile',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileResponse.FromString,
+                _registered_method=True)
+        self.ListFiles = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListFiles',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesResponse.FromString,
+                _registered_method=True)
+        self.GetFile = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetFile',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileResponse.FromString,
+                _registered_method=True)
+        self.GetFileContent = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetFileContent',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentResponse.FromString,
+                _registered_method=True)
+        self.DeleteFile = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/DeleteFile',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileResponse.FromString,
+                _registered_method=True)
+        self.CreateKnowledgeBase = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateKnowledgeBase',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.ListKnowledgeBases = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListKnowledgeBases',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesResponse.FromString,
+                _registered_method=True)
+        self.GetKnowledgeBase = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetKnowledgeBase',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.UpdateKnowledgeBase = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/UpdateKnowledgeBase',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.DeleteKnowledgeBase = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/DeleteKnowledgeBase',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.AddDocument = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/AddDocument',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentResponse.FromString,
+                _registered_method=True)
+        self.SetDocumentJob = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/SetDocumentJob',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobResponse.FromString,
+                _registered_method=True)
+        self.ListDocuments = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListDocuments',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsResponse.FromString,
+                _registered_method=True)
+        self.GetDocument = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetDocument',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentResponse.FromString,
+                _registered_method=True)
+        self.DeleteDocument = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/DeleteDocument',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentResponse.FromString,
+                _registered_method=True)
+        self.GetIndexingWork = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetIndexingWork',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkResponse.FromString,
+                _registered_method=True)
+        self.PutChunks = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/PutChunks',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksResponse.FromString,
+                _registered_method=True)
+        self.FinishDocument = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/FinishDocument',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentResponse.FromString,
+                _registered_method=True)
+        self.FailDocument = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/FailDocument',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.FromString,
+                _registered_method=True)
+        self.SearchChunks = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/SearchChunks',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -546,6 +646,136 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateFile(self, request, context):
+        """Uploaded files (OpenAI's /v1/files), per project: bytes kept in the database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFileContent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKnowledgeBase(self, request, context):
+        """Knowledge bases (OpenAI's vector stores), their documents and chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKnowledgeBases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKnowledgeBase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKnowledgeBase(self, request, context):
+        """Renames or re-describes it; a new embedding model starts a new generation (see the response).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKnowledgeBase(self, request, context):
+        """FAILED_PRECONDITION while documents are being indexed, unless forced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddDocument(self, request, context):
+        """A document by its text; the same text again is the same document (created = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDocumentJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDocuments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDocument(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDocument(self, request, context):
+        """Deletes the document and its chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIndexingWork(self, request, context):
+        """What an ingestion job needs: the text, the generation to index it in, and how far it got.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutChunks(self, request, context):
+        """Chunks written hidden; positions already written are left as they are (a retried batch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishDocument(self, request, context):
+        """Shows the document's chunks of a generation at once, when all are written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailDocument(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchChunks(self, request, context):
+        """Top chunks of searchable documents by vector, full text or both fused by reciprocal rank.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -758,6 +988,106 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.UpdateDraftVersion,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.SerializeToString,
+            ),
+            'CreateFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFile,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileResponse.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'GetFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFile,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileResponse.SerializeToString,
+            ),
+            'GetFileContent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFileContent,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentResponse.SerializeToString,
+            ),
+            'DeleteFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFile,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileResponse.SerializeToString,
+            ),
+            'CreateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKnowledgeBase,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseResponse.SerializeToString,
+            ),
+            'ListKnowledgeBases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnowledgeBases,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesResponse.SerializeToString,
+            ),
+            'GetKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKnowledgeBase,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseResponse.SerializeToString,
+            ),
+            'UpdateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKnowledgeBase,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseResponse.SerializeToString,
+            ),
+            'DeleteKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKnowledgeBase,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseResponse.SerializeToString,
+            ),
+            'AddDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddDocument,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentResponse.SerializeToString,
+            ),
+            'SetDocumentJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDocumentJob,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobResponse.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsResponse.SerializeToString,
+            ),
+            'GetDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocument,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentResponse.SerializeToString,
+            ),
+            'DeleteDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDocument,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentResponse.SerializeToString,
+            ),
+            'GetIndexingWork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndexingWork,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkResponse.SerializeToString,
+            ),
+            'PutChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutChunks,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksResponse.SerializeToString,
+            ),
+            'FinishDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishDocument,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentResponse.SerializeToString,
+            ),
+            'FailDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailDocument,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.SerializeToString,
+            ),
+            'SearchChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchChunks,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1894,6 +2224,546 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/UpdateDraftVersion',
             llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateDraftVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateFile',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListFiles',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetFile',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFileContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetFileContent',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/DeleteFile',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateKnowledgeBase',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnowledgeBases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListKnowledgeBases',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListKnowledgeBasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetKnowledgeBase',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/UpdateKnowledgeBase',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.UpdateKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/DeleteKnowledgeBase',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/AddDocument',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.AddDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDocumentJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/SetDocumentJob',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SetDocumentJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListDocuments',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetDocument',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/DeleteDocument',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.DeleteDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndexingWork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetIndexingWork',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetIndexingWorkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/PutChunks',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.PutChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/FinishDocument',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FinishDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/FailDocument',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/SearchChunks',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """Stored conversations keep tool calls: an assistant turn's calls and a tool turn's call id.
 
-Revision ID: 0007_conversation_tools
-Revises: 0006_responses
+Revision ID: 0008_conversation_tools
+Revises: 0007_knowledge
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_conversation_tools"
-down_revision: str | None = "0006_responses"
+revision: str = "0008_conversation_tools"
+down_revision: str | None = "0007_knowledge"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
