@@ -40,6 +40,12 @@ class EmptyModelResponse(UpstreamError):
     code = "upstream_empty_response"
 
 
+class InvalidModelOutput(UpstreamError):
+    """A model's output that the request's constraint rejects (not JSON, or not valid against the schema)."""
+
+    code = "upstream_invalid_output"
+
+
 class NoTierAvailable(Unavailable):
     """Every tier of a route was unavailable or busy (our own pools, not a provider)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -23,6 +24,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 import grpc
+import jsonschema
 from llmmesh.common.v1 import common_pb2
 from llmmesh.inference.v1 import inference_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
@@ -47,6 +49,7 @@ from services.orchestrator.errors import (
     AllTiersFailed,
     EmptyModelResponse,
     GenerationTimeout,
+    InvalidModelOutput,
     NoTierAvailable,
 )
 from services.orchestrator.knowledge import KnowledgeBases, with_sources
@@ -64,14 +67,42 @@ class Outcome(enum.Enum):
     FAIL = "fail"
 
 
+_PASSED_OVER = (_CRASHED, ToolsNotSupported.code, "unsupported_output_control")
+
+
+def output_problem(constraint: common_pb2.OutputConstraint, text: str) -> str | None:
+    """What is wrong with a finished output under its constraint (None: nothing). A grammar is the
+    engine's to enforce; JSON is checked here, against the schema when there is one."""
+    kind = constraint.WhichOneof("kind")
+    if kind not in ("json_object", "json_schema"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "the output is not JSON"
+    if kind == "json_object":
+        return None if isinstance(value, dict) else "the output is not a JSON object"
+    try:
+        schema = json.loads(constraint.json_schema.schema)
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        return f"the output does not match the schema at {where}: {exc.message}"
+    except (ValueError, jsonschema.SchemaError):
+        return None  # the inference service refuses a bad schema before generating
+    return None
+
+
 def outcome_of(error: MeshError) -> Outcome:
     """What a failed attempt allows, read from its status and code (see the module docstring)."""
-    if error.status == grpc.StatusCode.UNAVAILABLE or isinstance(error, EmptyModelResponse):
+    if error.status == grpc.StatusCode.UNAVAILABLE or isinstance(
+        error, EmptyModelResponse | InvalidModelOutput
+    ):
         return Outcome.RETRY
     if error.status == grpc.StatusCode.DEADLINE_EXCEEDED and error.code.startswith(UPSTREAM_CODE_PREFIX):
         return Outcome.RETRY
-    # A model that cannot call tools is passed over for the route's next tier, which may.
-    if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED or error.code in (_CRASHED, ToolsNotSupported.code):
+    # A model that cannot call tools or constrain its output is passed over for the next tier, which may.
+    if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED or error.code in _PASSED_OVER:
         return Outcome.FALL_BACK
     return Outcome.FAIL
 
@@ -263,10 +294,10 @@ class Router:
         failures: list[tuple[str, MeshError]] = []
         for index, tier in enumerate(route.tiers):
             if tier.canned:
-                # A canned reply is text: it answers no request that must call a tool, nor a tool's result.
-                reply = (
-                    None if requires_tool_call(spec) or not asked else self._canned_reply(tier.canned, asked)
-                )
+                # A canned reply is text: it answers no request that must call a tool or whose output is
+                # constrained, nor a tool's result.
+                plain = not requires_tool_call(spec) and not spec.HasField("constraint") and asked
+                reply = self._canned_reply(tier.canned, asked) if plain else None
                 if reply is not None:
                     meter.attempting(f"canned:{tier.canned}", index)
                     yield inference_pb2.GenerateResponse(delta=common_pb2.TokenDelta(text=reply))
@@ -316,11 +347,15 @@ class Router:
                     )
                     if outcome is Outcome.FAIL:
                         raise
-                    if isinstance(error, EmptyModelResponse):
+                    if isinstance(error, EmptyModelResponse | InvalidModelOutput):
                         empties += 1
-                        if empties == 1:  # an empty reply is retried once, at once
+                        if empties == 1:  # an empty or invalid reply is retried once, at once
                             continue
-                        error = EmptyModelResponse(f"model {tier.model} returned an empty response twice")
+                        error = (
+                            EmptyModelResponse(f"model {tier.model} returned an empty response twice")
+                            if isinstance(error, EmptyModelResponse)
+                            else InvalidModelOutput(f"{error.message} (twice)")
+                        )
                     elif outcome is Outcome.RETRY and attempt < self._settings.retry_attempts:
                         delay = self._backoff(attempt)
                         if asyncio.get_running_loop().time() + delay < deadline:
@@ -361,6 +396,9 @@ class Router:
         request = inference_pb2.GenerateRequest(model=model, params=spec.params, one_shot=one_shot)
         if spec.HasField("tooling"):
             request.tooling.CopyFrom(spec.tooling)
+        constrained = spec.HasField("constraint")
+        if constrained:
+            request.constraint.CopyFrom(spec.constraint)
         if spec.raw:
             request.prompt = spec.prompt
         else:
@@ -373,12 +411,22 @@ class Router:
             async with aclosing(events):  # leaving early (an empty reply) cancels the call at once
                 async for response in events:
                     if response.HasField("result"):
-                        if not response.result.text.strip() and not response.result.tool_calls:
+                        result = response.result
+                        if not result.text.strip() and not result.tool_calls:
                             raise EmptyModelResponse(f"model {model} returned an empty response")
+                        # An output cut by the token limit is the caller's to judge (OpenAI's `length`).
+                        if constrained and result.finish_reason != common_pb2.FINISH_REASON_LENGTH:
+                            problem = output_problem(spec.constraint, result.text)
+                            if problem:
+                                raise InvalidModelOutput(
+                                    f"model {model} broke the output constraint: {problem}"
+                                )
                         finished = True
                     if held is not None:
                         held.append(response)
-                        if not finished and not _says_something(held):
+                        # A caller waiting for the whole result gets nothing of a constrained output
+                        # before it is checked, so an invalid one can be retried.
+                        if not finished and (not _says_something(held) or (constrained and one_shot)):
                             continue
                         for waiting in held:
                             yield waiting

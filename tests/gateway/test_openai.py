@@ -358,9 +358,9 @@ HI = [{"role": "user", "content": "hi"}]
         ),
         (
             {"messages": HI, "response_format": {"type": "json_object"}},
-            "invalid_request",
-            "response_format",
-            "response_format other than text is not supported",
+            "unsupported_output_control",
+            None,
+            "model scripted (scripted) cannot constrain its output to json object",
         ),
         ({"messages": HI, "logprobs": True}, "invalid_request", "logprobs", "logprobs is not supported"),
         (
@@ -571,9 +571,9 @@ async def test_prompt_over_the_models_limit_is_400_naming_the_limit(tmp_path: Pa
 
 async def test_sdk_timeout_and_client_disconnect_cancel_the_model(tmp_path: Path) -> None:
     # The mesh's own deadline is far off, so only the client's leaving can stop the model; the SDK
-    # waits long enough (1 s, one attempt) for the call to reach the model even on a busy machine.
+    # waits long enough (3 s, one attempt) for the call to reach the model even on a busy machine.
     async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", generation_timeout_s=30) as mesh:
-        async with async_client(mesh, timeout=httpx.Timeout(1.0)) as client:
+        async with async_client(mesh, timeout=httpx.Timeout(3.0)) as client:
             with pytest.raises(openai.APITimeoutError):
                 await client.chat.completions.create(
                     model="scripted", messages=[{"role": "user", "content": "stall"}]

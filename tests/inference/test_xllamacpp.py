@@ -196,7 +196,11 @@ SCHEMAS = {
             "name": {"type": "string", "maxLength": 20},
             "address": {
                 "type": "object",
-                "properties": {"city": {"type": "string", "maxLength": 20}, "zip": {"type": "integer"}},
+                "properties": {
+                    "city": {"type": "string", "maxLength": 20},
+                    # bounded, as the strings are: a small model under a grammar may run on with digits
+                    "zip": {"type": "integer", "minimum": 0, "maximum": 99999},
+                },
                 "required": ["city", "zip"],
                 "additionalProperties": False,
             },

@@ -13,6 +13,7 @@ Each request takes the next behaviour from `script` ("ok" when it is empty):
   down     503
   slow     waits 3 s before answering (longer than the tests' provider timeout)
   parallel (OpenAI, Anthropic; with tools) "Let me check." and two tool calls in one turn
+  badjson  (OpenAI; with a JSON response_format) "not json"
 
 A request that offers tools (and does not rule them out) is answered, on "ok", as a model would: a call
 of the named tool (or the first) with `{"input": <last user message>}`; a request whose last turn is a
@@ -68,6 +69,35 @@ def event_stream_message(headers: dict[str, str], payload: bytes) -> bytes:
     prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
     return message + struct.pack(">I", zlib.crc32(message))
+
+
+def instance(schema: dict[str, Any]) -> Any:
+    """A small value valid against a JSON schema (objects, arrays, enums, strings, numbers, booleans)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        return {name: instance(sub) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [instance(schema.get("items", {}))]
+    return {"string": "x", "integer": 1, "number": 1.5, "boolean": True}.get(kind)
+
+
+def conforming(response_format: dict[str, Any]) -> Any:
+    """What a model that honours OpenAI's response_format answers."""
+    if response_format["type"] == "json_object":
+        return {"answer": "yes"}
+    schema = response_format["json_schema"]["schema"]
+    definitions = schema.get("$defs", {})
+
+    def resolved(node: Any) -> Any:  # pydantic's schemas refer to $defs
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolved(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {k: resolved(v) for k, v in node.items()}
+        return [resolved(v) for v in node] if isinstance(node, list) else node
+
+    return instance(resolved(schema))
 
 
 def tool_arguments(text: str) -> str:
@@ -135,6 +165,8 @@ class FakeProviders:
                 {"id": f"call_{i + 1}", "type": "function", "function": {"name": name, "arguments": arguments}}
                 for i, (name, arguments) in enumerate(self._calls(behaviour, named, [t["function"]["name"] for t in tools], last["content"]))
             ]  # fmt: skip
+        elif body.get("response_format", {}).get("type") in ("json_object", "json_schema"):
+            text = "not json" if behaviour == "badjson" else json.dumps(conforming(body["response_format"]))
         else:
             text = "" if behaviour == "empty" else reply_for("openai", last["content"])
         usage = {

@@ -130,6 +130,30 @@ class ToolDefinition(BaseModel):
     function: FunctionDefinition
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, _ and -, at most 64.")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="The JSON Schema the reply validates against."
+    )
+    strict: bool | None = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_when_asked(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise field_error("json_schema", 'type "json_schema" needs json_schema: {"name", "schema"}')
+        return self
+
+
 class NamedFunction(BaseModel):
     name: str
 
@@ -197,16 +221,15 @@ class ChatCompletionRequest(_Sampling):
         "the chunks found go into the prompt, numbered, and the response lists them as `sources`.",
     )
     knowledge_top_k: int = Field(default=5, ge=1, le=50, description="LLM Mesh extension: chunks retrieved.")
+    response_format: ResponseFormat | None = Field(
+        default=None,
+        description="text, json_object or json_schema: on models that can enforce it (the local engine, "
+        "OpenAI-compatible servers); others are passed over on a route, or answer 400.",
+    )
     unsupported_fields = ("functions", "logprobs", "top_logprobs", "audio", "prediction")
 
     @model_validator(mode="after")
-    def _text_responses_only(self) -> ChatCompletionRequest:
-        extra: dict[str, Any] = self.model_extra or {}
-        response_format = extra.get("response_format")
-        if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-            raise field_error(
-                "response_format", "response_format other than text is not supported by this server"
-            )
+    def _well_formed_tools(self) -> ChatCompletionRequest:
         names = [tool.function.name for tool in self.tools or []]
         if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
             raise field_error(
@@ -218,6 +241,21 @@ class ChatCompletionRequest(_Sampling):
         if len(set(names)) != len(names):
             raise field_error("tools", "every tool needs a name of its own")
         return self
+
+    def constraint(self) -> common_pb2.OutputConstraint | None:
+        """The response_format as the orchestrator takes it; None for text."""
+        response_format = self.response_format
+        if response_format is None or response_format.type == "text":
+            return None
+        if response_format.type == "json_object":
+            return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
+        assert response_format.json_schema is not None  # ResponseFormat checks it
+        schema = response_format.json_schema
+        return common_pb2.OutputConstraint(
+            json_schema=common_pb2.JsonSchemaConstraint(
+                schema=json.dumps(schema.schema_), strict=bool(schema.strict), name=schema.name
+            )
+        )
 
     def tooling(self) -> common_pb2.Tooling | None:
         """The tools as the orchestrator takes them; None when the request has none."""

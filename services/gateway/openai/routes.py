@@ -96,6 +96,7 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
         params=sampling_params(body, body.token_limit(), body.stops()),
         conversation_id=_conversation_id(body, request),
         tooling=body.tooling(),
+        constraint=body.constraint(),
     )
     if body.knowledge_bases:
         spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)

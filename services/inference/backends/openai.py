@@ -18,6 +18,7 @@ from services.inference.backends.base import (
     FinishReason,
     GenerationInput,
     Message,
+    OutputConstraint,
     ToolCall,
     ToolCallDelta,
     Tooling,
@@ -25,11 +26,21 @@ from services.inference.backends.base import (
 from services.inference.backends.cloud import CloudBackend, ToolCalls, calls_made, finish_reason
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
+from services.inference.errors import UnsupportedOutputControl
 
 
 class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
     kind = "openai"
     provider = "openai"
+    # JSON output through the API's response_format (a grammar it has no way to take: refused).
+    constrains_output = True
+
+    def check_output_controls(self, request: GenerationInput) -> None:
+        if request.constraint is not None and request.constraint.kind == "grammar":
+            raise UnsupportedOutputControl(
+                f"model {self.name} ({self.kind}) cannot constrain its output to a grammar"
+            )
+        super().check_output_controls(request)
 
     def __init__(self, name: str, config: OpenAIConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
@@ -76,6 +87,8 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             params["stop"] = list(sampling.stop)
         if request.tooling is not None:
             params.update(_tooling(request.tooling))
+        if request.constraint is not None:
+            params["response_format"] = _response_format(request.constraint)
         return params
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
@@ -201,3 +214,12 @@ def _tooling(tooling: Tooling) -> dict[str, Any]:
     if not tooling.tools:
         del params["tool_choice"]  # OpenAI refuses a tool_choice without tools
     return params
+
+
+def _response_format(constraint: OutputConstraint) -> dict[str, Any]:
+    if constraint.kind == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": constraint.json_schema, "strict": constraint.strict},
+    }

@@ -427,12 +427,18 @@ def _unit(vector: list[float]) -> list[float]:
     return [float(x) / norm for x in vector]
 
 
+# JSON without free whitespace between its tokens (llguidance's option, which this engine compiles JSON
+# schemas with): where whitespace may run on, a small model under the grammar can spend its whole token
+# budget on newlines and never reach a key (seen with Gemma 3 270M and a nested schema).
+_COMPACT_JSON = {"x-guidance": {"whitespace_flexible": False}}
+
+
 def _constraint_fields(constraint: OutputConstraint) -> dict[str, Any]:
     if constraint.kind == "grammar":
         return {"grammar": constraint.grammar}
     if constraint.kind == "json_object":
-        return {"json_schema": {"type": "object"}}
-    return {"json_schema": constraint.json_schema}
+        return {"json_schema": {"type": "object", **_COMPACT_JSON}}
+    return {"json_schema": {**_COMPACT_JSON, **(constraint.json_schema or {})}}
 
 
 def _engine_error(error: Any, constraint: OutputConstraint | None) -> Exception:

@@ -1,0 +1,199 @@
+"""Structured outputs through the OpenAI API: `client.chat.completions.parse(...)` with pydantic models
+on the real local model (constrained decoding in llama.cpp's engine) and on an OpenAI-compatible
+backend (response_format passed on, the reply checked and retried once), json_object, the refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from pathlib import Path
+
+import openai
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel, Field
+
+from services.common.registry import parse_registry
+from services.inference.backends import create_backend
+from services.inference.config import InferenceSettings
+from services.orchestrator.routing import output_problem
+from tests.support.fake_providers import FakeProviders
+from tests.support.mesh import GEMMA, SCRIPTED, Gateway, gemma_mesh, scripted_mesh, serve_asgi
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+class Colour(StrEnum):
+    red = "red"
+    green = "green"
+    blue = "blue"
+
+
+# Bounded strings and lists: a 270M model under a grammar may otherwise fill its token budget with one.
+class Shade(BaseModel):
+    colour: Colour
+    name: str = Field(max_length=16)
+
+
+class Palette(BaseModel):
+    title: str = Field(max_length=24)
+    shades: list[Shade] = Field(min_length=1, max_length=3)
+    warm: bool
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    database = tmp_path_factory.mktemp("structured") / "s.db"
+    async with gemma_mesh(f"sqlite+aiosqlite:///{database}", model_path) as gateway:
+        yield gateway
+
+
+def sdk(gateway: Gateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{gateway.client.base_url}/v1", api_key="unused", max_retries=0)
+
+
+async def test_parse_gives_the_pydantic_model_on_the_local_model(mesh: Gateway) -> None:
+    """Nested objects, an enum and a list, as the SDK's strict json_schema asks, decoded under it."""
+    async with sdk(mesh) as client:
+        completion = await client.chat.completions.parse(
+            model=GEMMA,
+            messages=[{"role": "user", "content": "Describe a palette of two colours."}],
+            response_format=Palette,
+            max_tokens=200,
+            temperature=0,
+        )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    palette = choice.message.parsed
+    assert isinstance(palette, Palette)
+    assert all(isinstance(shade.colour, Colour) for shade in palette.shades)
+    assert Palette.model_validate_json(choice.message.content or "") == palette
+
+
+async def test_json_object_and_a_canned_route(mesh: Gateway) -> None:
+    """A route's canned tier answers no constrained request: "hello" would get the canned "Hi there!"."""
+    async with sdk(mesh) as client:
+        completion = await client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user", "content": "hello"}],
+            response_format={"type": "json_object"},
+            max_tokens=60,
+            temperature=0,
+        )
+    assert completion.model == "default"
+    assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "code", "words"),
+    [
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}},
+            "invalid_constraint",
+            "the JSON schema is invalid",
+        ),
+        ({"type": "json_schema"}, "invalid_request", "needs json_schema"),
+        ({"type": "yaml"}, "invalid_request", "response_format.type"),
+    ],
+)
+async def test_a_bad_response_format_is_a_400_naming_the_problem(
+    mesh: Gateway, response_format: dict, code: str, words: str
+) -> None:
+    body = {
+        "model": GEMMA,
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": response_format,
+    }
+    response = await mesh.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and words in error["message"], error
+
+
+async def test_a_model_that_cannot_constrain_is_a_400_naming_it(mesh: Gateway) -> None:
+    async with sdk(mesh) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="scripted",
+                messages=[{"role": "user", "content": "hi"}],
+                response_format={"type": "json_object"},
+            )
+    assert refused.value.body["code"] == "unsupported_output_control"  # type: ignore[index]
+    assert "model scripted" in refused.value.message
+
+
+def test_output_problems_name_what_is_wrong() -> None:
+    from llmmesh.common.v1 import common_pb2
+
+    schema = common_pb2.OutputConstraint(
+        json_schema=common_pb2.JsonSchemaConstraint(schema=json.dumps(Palette.model_json_schema()))
+    )
+    whole = common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
+    good = {"title": "t", "shades": [{"colour": "red", "name": "r"}], "warm": True}
+    assert output_problem(schema, json.dumps(good)) is None
+    assert output_problem(schema, "{") == "the output is not JSON"
+    bad = output_problem(schema, json.dumps({**good, "shades": [{"colour": "pink", "name": "p"}]}))
+    assert bad is not None and "shades/0/colour" in bad
+    assert output_problem(whole, "[1]") == "the output is not a JSON object"
+    assert output_problem(common_pb2.OutputConstraint(grammar="root ::= x"), "anything") is None
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def cloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Gateway, FakeProviders]]:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    fake = FakeProviders()
+    async for url in serve_asgi(fake.app(), lifespan="off"):
+        registry = parse_registry(
+            {
+                "models": {
+                    "scripted": {"backend": SCRIPTED},
+                    "gpt": {"backend": "openai", "model_id": "gpt-test", "base_url": f"{url}/v1"},
+                    "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url},
+                },
+                # Claude's backend does not constrain output here: a JSON request passes it over.
+                "routes": {
+                    "default": [{"model": "scripted"}],
+                    "json": [{"model": "claude"}, {"model": "gpt"}],
+                },
+            }
+        )
+        settings = InferenceSettings(port=0)
+        models = [create_backend(name, registry.models[name], settings) for name in ("gpt", "claude")]
+        async with scripted_mesh(
+            f"sqlite+aiosqlite:///{tmp_path}/s.db", registry=registry, models=models, generation_timeout_s=10
+        ) as gateway:
+            yield gateway, fake
+
+
+async def test_an_openai_compatible_backend_gets_response_format_and_the_reply_is_checked(
+    cloud: tuple[Gateway, FakeProviders],
+) -> None:
+    gateway, fake = cloud
+    async with sdk(gateway) as client:
+        parsed = await client.chat.completions.parse(
+            model="json", messages=[{"role": "user", "content": "a palette"}], response_format=Palette
+        )
+        fake.then("badjson")  # invalid once: retried at once, the client never sees it
+        retried = await client.chat.completions.parse(
+            model="gpt", messages=[{"role": "user", "content": "a palette"}], response_format=Palette
+        )
+        fake.then("badjson", "badjson")
+        with pytest.raises(openai.APIStatusError) as failed:
+            await client.chat.completions.parse(
+                model="gpt", messages=[{"role": "user", "content": "a palette"}], response_format=Palette
+            )
+    assert isinstance(parsed.choices[0].message.parsed, Palette)
+    assert isinstance(retried.choices[0].message.parsed, Palette)
+    sent = fake.calls("openai")[0].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
+    assert (
+        sent["json_schema"]["schema"]["properties"].keys() == Palette.model_json_schema()["properties"].keys()
+    )
+    assert fake.calls("anthropic") == []  # passed over: it cannot constrain
+    assert failed.value.status_code == 502
+    assert failed.value.body["code"] == "upstream_invalid_output"  # type: ignore[index]
+    assert "the output is not JSON" in failed.value.message
