@@ -55,8 +55,14 @@ async def mesh(knowledge_database_url: str) -> AsyncIterator[Gateway]:
         yield gateway
 
 
-def sdk(mesh: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{mesh.client.base_url}/v1", api_key="unused", max_retries=0)
+@pytest.fixture
+async def client(mesh: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The openai SDK on the mesh, closed after the test (a client left open is closed by the garbage
+    collector on a loop that has ended, and logs that)."""
+    async with openai.AsyncOpenAI(
+        base_url=f"{mesh.client.base_url}/v1", api_key="unused", max_retries=0
+    ) as sdk:
+        yield sdk
 
 
 async def store_with_documents(client: openai.AsyncOpenAI) -> Any:
@@ -72,8 +78,7 @@ async def store_with_documents(client: openai.AsyncOpenAI) -> Any:
     return store
 
 
-async def test_files_round_trip_through_the_openai_sdk(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_files_round_trip_through_the_openai_sdk(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
     created = await client.files.create(file=("notes.txt", b"some notes", "text/plain"), purpose="user_data")
     assert (created.filename, created.bytes, created.purpose) == ("notes.txt", 10, "user_data")
     assert [f.id for f in (await client.files.list(purpose="user_data")).data] == [created.id]
@@ -85,8 +90,9 @@ async def test_files_round_trip_through_the_openai_sdk(mesh: Gateway) -> None:
         await client.files.retrieve(created.id)
 
 
-async def test_a_vector_store_is_searched_after_create_and_poll(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_a_vector_store_is_searched_after_create_and_poll(
+    mesh: Gateway, client: openai.AsyncOpenAI
+) -> None:
     store = await store_with_documents(client)
     got = await client.vector_stores.retrieve(store.id)
     assert got.file_counts.completed == len(DOCUMENTS) and got.status == "completed"
@@ -115,8 +121,7 @@ async def test_a_vector_store_is_searched_after_create_and_poll(mesh: Gateway) -
     assert (await client.vector_stores.delete(store.id)).deleted
 
 
-async def test_japanese_queries_find_japanese_documents(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_japanese_queries_find_japanese_documents(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
     store = await store_with_documents(client)
     answer = await mesh.client.post(
         "/api/v1/knowledge/search",
@@ -129,8 +134,9 @@ async def test_japanese_queries_find_japanese_documents(mesh: Gateway) -> None:
     assert hybrid.data[0].filename == "japanese.md"
 
 
-async def test_a_chat_completion_is_grounded_in_the_knowledge_base_with_sources(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_a_chat_completion_is_grounded_in_the_knowledge_base_with_sources(
+    mesh: Gateway, client: openai.AsyncOpenAI
+) -> None:
     store = await store_with_documents(client)
     completion = await client.chat.completions.create(
         model="scripted",
@@ -181,8 +187,7 @@ async def wait_indexed(mesh: Gateway, base_id: str, document_id: str) -> dict[st
     raise AssertionError(f"document {document_id} was not indexed: {document}")
 
 
-async def test_bad_input_gets_its_own_status(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_bad_input_gets_its_own_status(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as large:
         await client.files.create(file=("big.txt", b"x" * 5000, "text/plain"), purpose="assistants")
     assert large.value.status_code == 413 and "4096 bytes" in large.value.message
@@ -198,8 +203,9 @@ async def test_bad_input_gets_its_own_status(mesh: Gateway) -> None:
     assert_error(answer, 400, "not_an_embedding_model")
 
 
-async def test_a_response_with_the_file_search_tool_cites_its_sources(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_a_response_with_the_file_search_tool_cites_its_sources(
+    mesh: Gateway, client: openai.AsyncOpenAI
+) -> None:
     store = await store_with_documents(client)
     response = await client.responses.create(
         model="scripted",
@@ -292,8 +298,9 @@ async def test_a_session_template_version_retrieves_from_its_knowledge_bases(mes
     assert forced.status_code == 204
 
 
-async def test_a_streamed_grounded_chat_sends_its_sources_with_the_last_chunk(mesh: Gateway) -> None:
-    client = sdk(mesh)
+async def test_a_streamed_grounded_chat_sends_its_sources_with_the_last_chunk(
+    mesh: Gateway, client: openai.AsyncOpenAI
+) -> None:
     store = await store_with_documents(client)
     stream = await client.chat.completions.create(
         model="scripted",

@@ -460,7 +460,11 @@ async def test_the_anthropic_sdk_calls_tools_on_any_backend(mesh: ToolMesh, mode
 async def test_the_ollama_client_calls_tools(mesh: ToolMesh, stream: bool) -> None:
     """Ollama's tool calls have no ids: a tool turn answers its tool's call by the tool's name."""
     client = ollama.AsyncClient(host=str(mesh.gateway.client.base_url))
+    async with client:
+        await _ollama_round_trip(mesh, client, stream)
 
+
+async def _ollama_round_trip(mesh: ToolMesh, client: ollama.AsyncClient, stream: bool) -> None:
     async def chat(messages: list[Any]) -> Any:
         if not stream:
             return (await client.chat(model="gemini", messages=messages, tools=[WEATHER])).message
