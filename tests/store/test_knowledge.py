@@ -379,7 +379,7 @@ async def test_postgresql_without_pgvector_fails_knowledge_bases_alone(database_
     """The system PostgreSQL here has no pgvector: the store starts and serves everything else, and a
     knowledge base's first vector says what is missing."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("about PostgreSQL without pgvector")
+        pytest.skip("a PostgreSQL case: SQLite has no vector extension to lack")
     server, port = create_store(StoreSettings(port=0, database_url=database_url))
     async with running(server), channel_to(port) as channel:
         stub = store_pb2_grpc.StoreServiceStub(channel)
