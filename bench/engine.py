@@ -256,8 +256,8 @@ def measure(rounds: int = 3, tokens: int = 64) -> Part:
     lines = [
         "# Local engines: the mesh on xllamacpp and on llama-cpp-python, llama.cpp's engine natively, llama_cpp.server",
         "",
-        f"Machine: {machine()}. Shared with other work while it ran: read the ratios, which compare "
-        "contenders measured round by round in alternation, rather than the absolute figures.",
+        f"Machine: {machine()}. The ratios compare contenders measured round by round in alternation; "
+        "other work on the machine moves the absolute figures more than them.",
         "",
         f"Workload: Gemma 3 270M Q4_K_M, context {CONTEXT}, {threads} threads everywhere, greedy "
         f"(temperature 0), repeat penalty {REPEAT_PENALTY}, {tokens} output tokens, prompt {PROMPT!r} in "
