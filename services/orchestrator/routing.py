@@ -399,6 +399,7 @@ class Router:
         constrained = spec.HasField("constraint")
         if constrained:
             request.constraint.CopyFrom(spec.constraint)
+        request.logprobs, request.top_logprobs = spec.logprobs, spec.top_logprobs
         if spec.raw:
             request.prompt = spec.prompt
         else:

@@ -362,7 +362,12 @@ HI = [{"role": "user", "content": "hi"}]
             None,
             "model scripted (scripted) cannot constrain its output to json object",
         ),
-        ({"messages": HI, "logprobs": True}, "invalid_request", "logprobs", "logprobs is not supported"),
+        (
+            {"messages": HI, "logprobs": True},
+            "unsupported_output_control",
+            None,
+            "model scripted (scripted) does not report logprobs",
+        ),
         (
             {"messages": [{"role": "assistant", "content": "hi"}]},
             "invalid_generation_request",

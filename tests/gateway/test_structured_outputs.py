@@ -1,6 +1,7 @@
-"""Structured outputs through the OpenAI API: `client.chat.completions.parse(...)` with pydantic models
-on the real local model (constrained decoding in llama.cpp's engine) and on an OpenAI-compatible
-backend (response_format passed on, the reply checked and retried once), json_object, the refusals."""
+"""Structured outputs and logprobs through the OpenAI API: `client.chat.completions.parse(...)` with
+pydantic models on the real local model (constrained decoding in llama.cpp's engine) and on an
+OpenAI-compatible backend (response_format passed on, the reply checked and retried once),
+json_object, per-token logprobs (streamed and not), the refusals."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from services.inference.config import InferenceSettings
 from services.orchestrator.routing import output_problem
 from tests.support.fake_providers import FakeProviders
 from tests.support.mesh import GEMMA, SCRIPTED, Gateway, gemma_mesh, scripted_mesh, serve_asgi
+from tests.support.openai_schema import conforms
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -121,6 +123,45 @@ async def test_a_model_that_cannot_constrain_is_a_400_naming_it(mesh: Gateway) -
             )
     assert refused.value.body["code"] == "unsupported_output_control"  # type: ignore[index]
     assert "model scripted" in refused.value.message
+
+
+async def test_logprobs_of_the_local_model_streamed_and_not(mesh: Gateway) -> None:
+    ask = {
+        "model": GEMMA,
+        "messages": [{"role": "user", "content": "Say hi."}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    async with sdk(mesh) as client:
+        whole = await client.chat.completions.create(**ask, logprobs=True, top_logprobs=2)
+        stream = await client.chat.completions.create(**ask, logprobs=True, stream=True)
+        chunks = [chunk async for chunk in stream]
+        plain = await client.chat.completions.create(**ask)
+    choice = whole.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    tokens = choice.logprobs.content
+    assert "".join(t.token for t in tokens) == choice.message.content
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
+    assert all(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in tokens)
+    streamed = [
+        t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []
+    ]
+    assert "".join(t.token for t in streamed) == choice.message.content  # greedy: the same tokens
+    assert plain.choices[0].logprobs is None
+    raw = await mesh.client.post("/v1/chat/completions", json={**ask, "logprobs": True, "top_logprobs": 1})
+    conforms("CreateChatCompletionResponse", raw.json())
+
+
+async def test_logprobs_are_refused_where_they_cannot_be_given(mesh: Gateway) -> None:
+    asked = {"messages": [{"role": "user", "content": "hi"}]}
+    scripted = await mesh.client.post(
+        "/v1/chat/completions", json={"model": "scripted", **asked, "logprobs": True}
+    )
+    assert scripted.status_code == 400
+    assert scripted.json()["error"]["code"] == "unsupported_output_control"
+    assert "does not report logprobs" in scripted.json()["error"]["message"]
+    alone = await mesh.client.post("/v1/chat/completions", json={"model": GEMMA, **asked, "top_logprobs": 2})
+    assert alone.status_code == 400 and alone.json()["error"]["param"] == "top_logprobs"
 
 
 def test_output_problems_name_what_is_wrong() -> None:

@@ -1,6 +1,6 @@
 """Request and response schemas of the OpenAI-compatible API, as OpenAI's API reference defines them.
 
-Fields the mesh cannot honour and that would change the answer (tools, logprobs, n > 1, ...) are
+Fields the mesh cannot honour and that would change the answer (legacy functions, n > 1, ...) are
 refused with 400 naming the field; fields that only tune sampling further (penalties, logit_bias,
 user, metadata, ...) are accepted and ignored, as most OpenAI-compatible servers do.
 """
@@ -8,6 +8,7 @@ user, metadata, ...) are accepted and ignored, as most OpenAI-compatible servers
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from llmmesh.common.v1 import common_pb2
@@ -226,10 +227,18 @@ class ChatCompletionRequest(_Sampling):
         description="text, json_object or json_schema: on models that can enforce it (the local engine, "
         "OpenAI-compatible servers); others are passed over on a route, or answer 400.",
     )
-    unsupported_fields = ("functions", "logprobs", "top_logprobs", "audio", "prediction")
+    logprobs: bool | None = Field(
+        default=None, description="Each generated token's log probability (models that report them)."
+    )
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=20, description="With logprobs: the likeliest tokens at each position."
+    )
+    unsupported_fields = ("functions", "audio", "prediction")
 
     @model_validator(mode="after")
     def _well_formed_tools(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise field_error("top_logprobs", "top_logprobs needs logprobs: true")
         names = [tool.function.name for tool in self.tools or []]
         if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
             raise field_error(
@@ -318,11 +327,38 @@ class AssistantMessage(BaseModel):
     )
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: None = None
+
+    @classmethod
+    def from_proto(cls, items: Sequence[common_pb2.TokenLogprob]) -> ChoiceLogprobs:
+        def top(item: common_pb2.TopLogprob | common_pb2.TokenLogprob) -> dict[str, Any]:
+            return {"token": item.token, "logprob": item.logprob, "bytes": list(item.bytes)}
+
+        return cls(
+            content=[
+                TokenLogprob(**top(item), top_logprobs=[TopLogprob(**top(t)) for t in item.top_logprobs])
+                for item in items
+            ]
+        )
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):

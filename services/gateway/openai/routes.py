@@ -7,6 +7,7 @@ import base64
 import json
 import struct
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
@@ -33,6 +34,7 @@ from services.gateway.openai.protocol import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
     CompletionRequest,
@@ -97,6 +99,8 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
         conversation_id=_conversation_id(body, request),
         tooling=body.tooling(),
         constraint=body.constraint(),
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
     )
     if body.knowledge_bases:
         spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)
@@ -135,7 +139,13 @@ class _Chunks:
             data["usage"] = usage
         return self.frame({**data, **extra})
 
-    def chunk(self, text: str | None, finish_reason: str | None, **extra: Any) -> ServerSentEvent:
+    def chunk(
+        self,
+        text: str | None,
+        finish_reason: str | None,
+        logprobs: Sequence[common_pb2.TokenLogprob] = (),
+        **extra: Any,
+    ) -> ServerSentEvent:
         choice: dict[str, Any] = {"index": 0}
         if not self.chat:
             choice["text"] = text or ""
@@ -144,7 +154,8 @@ class _Chunks:
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
-        return self.envelope([{**choice, "logprobs": None, "finish_reason": finish_reason}], **extra)
+        scores = ChoiceLogprobs.from_proto(logprobs).model_dump() if logprobs else None
+        return self.envelope([{**choice, "logprobs": scores, "finish_reason": finish_reason}], **extra)
 
     def tool_call(self, piece: common_pb2.ToolCallDelta) -> ServerSentEvent:
         """OpenAI's tool-call delta: the call's first piece has its id, type and name."""
@@ -162,7 +173,7 @@ class _Chunks:
 
     def render(self, event: orchestrator_pb2.StreamGenerationResponse) -> list[ServerSentEvent]:
         if event.HasField("delta"):
-            return [self.chunk(event.delta.text, None)]
+            return [self.chunk(event.delta.text, None, event.delta.logprobs)]
         if event.HasField("tool_call"):
             return [self.tool_call(event.tool_call)]
         result = event.result
@@ -171,7 +182,7 @@ class _Chunks:
         sources = (
             {"sources": [Hit.from_proto(h).model_dump() for h in result.sources]} if result.sources else {}
         )
-        frames = [self.chunk(None, _finish_reason(result), **sources)]
+        frames = [self.chunk(None, _finish_reason(result), (), **sources)]
         if self.include_usage:
             frames.append(self.envelope([], Usage.from_proto(result.usage).model_dump()))
         return frames
@@ -227,7 +238,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         id=f"chatcmpl-{request_id_of(request)}",
         created=int(time.time()),
         model=body.model,
-        choices=[ChatChoice(message=_assistant_message(result), finish_reason=_finish_reason(result))],
+        choices=[
+            ChatChoice(
+                message=_assistant_message(result),
+                finish_reason=_finish_reason(result),
+                logprobs=ChoiceLogprobs.from_proto(result.logprobs) if body.logprobs else None,
+            )
+        ],
         usage=Usage.from_proto(result.usage),
         sources=[Hit.from_proto(hit) for hit in result.sources] if body.knowledge_bases else None,
     )

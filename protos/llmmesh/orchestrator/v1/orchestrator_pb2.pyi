@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response", "tooling", "constraint", "knowledge")
+    __slots__ = ("model", "system", "prompt", "params", "messages", "raw", "conversation_id", "response", "tooling", "constraint", "logprobs", "top_logprobs", "knowledge")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,8 @@ class GenerationSpec(_message.Message):
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     TOOLING_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
     model: str
     system: str
@@ -33,8 +35,10 @@ class GenerationSpec(_message.Message):
     response: ResponseOptions
     tooling: _common_pb2.Tooling
     constraint: _common_pb2.OutputConstraint
+    logprobs: bool
+    top_logprobs: int
     knowledge: KnowledgeOptions
-    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ..., constraint: _Optional[_Union[_common_pb2.OutputConstraint, _Mapping]] = ..., knowledge: _Optional[_Union[KnowledgeOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., system: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., raw: _Optional[bool] = ..., conversation_id: _Optional[str] = ..., response: _Optional[_Union[ResponseOptions, _Mapping]] = ..., tooling: _Optional[_Union[_common_pb2.Tooling, _Mapping]] = ..., constraint: _Optional[_Union[_common_pb2.OutputConstraint, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., knowledge: _Optional[_Union[KnowledgeOptions, _Mapping]] = ...) -> None: ...
 
 class KnowledgeOptions(_message.Message):
     __slots__ = ("knowledge_base_ids", "top_k", "mode", "filter_json")
