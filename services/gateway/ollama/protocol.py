@@ -1,7 +1,7 @@
 """Request and response schemas of the Ollama API, as Ollama's API documentation defines them.
 
 Fields the mesh cannot honour and that would change the answer are refused with 400 naming them:
-`format` (the mesh has no structured output yet), `images`, `tools`, `think`, `suffix`, `template`,
+`images`, `think`, `suffix`, `template`,
 `context` and `dimensions`. OllamaOptions that only tune the engine or sampling further (`top_k`, `num_ctx`,
 `repeat_penalty`, `keep_alive`, ...) are accepted and ignored, as the OpenAI front door does with its own.
 """
@@ -35,8 +35,6 @@ ModelName = Annotated[
 def _refuse(extra: dict[str, Any], names: tuple[str, ...]) -> None:
     for name in names:
         if extra.get(name) not in (None, False, "", [], {}):
-            if name == "format":
-                raise field_error("format", "format is not supported yet: the mesh has no structured output")
             raise field_error(name, "{field} is not supported by this server")
 
 
@@ -73,7 +71,10 @@ class _Generating(BaseModel):
     model: ModelName
     stream: bool = Field(default=True, description="NDJSON lines as the model produces text (the default).")
     options: OllamaOptions | None = None
-    unsupported_fields: ClassVar[tuple[str, ...]] = ("format", "think")
+    format: Literal["json"] | dict[str, Any] | None = Field(
+        default=None, description='"json" (one JSON object) or a JSON schema the reply validates against.'
+    )
+    unsupported_fields: ClassVar[tuple[str, ...]] = ("think",)
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> _Generating:
@@ -82,6 +83,15 @@ class _Generating(BaseModel):
 
     def sampling(self) -> common_pb2.SamplingParams:
         return (self.options or OllamaOptions()).sampling()
+
+    def constraint(self) -> common_pb2.OutputConstraint | None:
+        """Ollama's format as the orchestrator's output constraint (the same as OpenAI's response_format)."""
+        if self.format is None:
+            return None
+        if self.format == "json":
+            return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
+        schema = common_pb2.JsonSchemaConstraint(schema=json.dumps(self.format), strict=True)
+        return common_pb2.OutputConstraint(json_schema=schema)
 
 
 class OllamaFunctionCall(BaseModel):
@@ -165,7 +175,7 @@ class OllamaGenerateRequest(_Generating):
     )
     system: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     raw: bool = Field(default=False, description="Send the prompt as is, without the model's turn template.")
-    unsupported_fields = ("format", "think", "tools", "images", "suffix", "template", "context")
+    unsupported_fields = ("think", "tools", "images", "suffix", "template", "context")
 
 
 EmbedText = Annotated[str, Field(min_length=1, max_length=MAX_EMBED_CHARS)]

@@ -68,7 +68,7 @@ router = APIRouter(prefix="/api", tags=["ollama"], route_class=_JsonBody)
 _DEFAULT_TAG = ":latest"
 _ERRORS = error_responses(
     descriptions={
-        400: "A malformed request, an unsupported field (format, images, tools, ...), or a prompt over the model's limit",
+        400: "A malformed request, an unsupported field (images, think, ...), or a prompt over the model's limit",
         401: "Missing or invalid API key (Authorization: Bearer)",
         404: "Unknown model or route",
         429: "The API key is over its rate limit (see Retry-After)",
@@ -101,7 +101,11 @@ def _done_reason(result: common_pb2.GenerationResult) -> DoneReason:
 
 def _chat_spec(body: OllamaChatRequest) -> orchestrator_pb2.GenerationSpec:
     return orchestrator_pb2.GenerationSpec(
-        model=_mesh_name(body.model), messages=body.turns(), params=body.sampling(), tooling=body.tooling()
+        model=_mesh_name(body.model),
+        messages=body.turns(),
+        params=body.sampling(),
+        tooling=body.tooling(),
+        constraint=body.constraint(),
     )
 
 
@@ -112,6 +116,7 @@ def _generate_spec(body: OllamaGenerateRequest) -> orchestrator_pb2.GenerationSp
         prompt=body.prompt,
         raw=body.raw,
         params=body.sampling(),
+        constraint=body.constraint(),
     )
 
 
