@@ -31,12 +31,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, tuple_
+from sqlalchemy import delete, func, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.errors import FailedPrecondition, FileTooLarge, InvalidArgument, NotFound, shown
-from services.store.repository import unit_of_work
+from services.store.repository import keyset_page, unit_of_work
 from services.store.tables import (
     KbChunk,
     KbDocument,
@@ -346,20 +346,14 @@ class Knowledge:
         self, project: str, purpose: str, limit: int, after: str, ascending: bool
     ) -> tuple[list[StoredFile], bool]:
         limit = _page_limit(limit)
-        order = (StoredFile.created_at, StoredFile.id)
         query = select(StoredFile).where(StoredFile.project_id == project)
         if purpose:
             query = query.where(StoredFile.purpose == purpose)
         async with self._transaction() as db:
-            if after:
-                mark = await self._file(db, project, after)
-                cursor = tuple_(*order)
-                query = query.where(
-                    cursor > (mark.created_at, mark.id) if ascending else cursor < (mark.created_at, mark.id)
-                )
-            query = query.order_by(*(c if ascending else c.desc() for c in order)).limit(limit + 1)
-            files = list(await db.scalars(query))
-        return files[:limit], len(files) > limit
+            mark = await self._file(db, project, after) if after else None
+            keys = (StoredFile.created_at, StoredFile.id)
+            cursor = (mark.created_at, mark.id) if mark else None
+            return await keyset_page(db, query, keys, cursor, limit, ascending)
 
     @staticmethod
     async def _file(db: AsyncSession, project: str, file_id: str) -> StoredFile:
@@ -466,13 +460,11 @@ class Knowledge:
         limit = _page_limit(limit)
         query = select(KnowledgeBase).where(KnowledgeBase.project_id == project)
         async with self._transaction() as db:
-            if after:
-                mark = await self._base(db, project, after)
-                query = query.where(KnowledgeBase.pk > mark.pk if ascending else KnowledgeBase.pk < mark.pk)
-            order = KnowledgeBase.pk if ascending else KnowledgeBase.pk.desc()
-            bases = list(await db.scalars(query.order_by(order).limit(limit + 1)))
-            views = await self._views(db, bases[:limit])
-        return views, len(bases) > limit
+            mark = (await self._base(db, project, after)).pk if after else None
+            bases, more = await keyset_page(
+                db, query, (KnowledgeBase.pk,), (mark,) if mark is not None else None, limit, ascending
+            )
+            return await self._views(db, bases), more
 
     async def update_knowledge_base(
         self,
@@ -638,12 +630,10 @@ class Knowledge:
             query = select(KbDocument).where(KbDocument.knowledge_base_pk == base.pk)
             if status:
                 query = query.where(KbDocument.status == status)
-            if after:
-                mark, _ = await self._document(db, project, after, base_id)
-                query = query.where(KbDocument.pk > mark.pk if ascending else KbDocument.pk < mark.pk)
-            order = KbDocument.pk if ascending else KbDocument.pk.desc()
-            documents = list(await db.scalars(query.order_by(order).limit(limit + 1)))
-        return documents[:limit], len(documents) > limit
+            mark = (await self._document(db, project, after, base_id))[0].pk if after else None
+            return await keyset_page(
+                db, query, (KbDocument.pk,), (mark,) if mark is not None else None, limit, ascending
+            )
 
     async def delete_document(self, project: str, base_id: str, document_id: str) -> None:
         async with self._transaction() as db:

@@ -37,7 +37,7 @@ from services.store.errors import (
     PipelineRunNotFound,
     PipelineRunNotResumable,
 )
-from services.store.repository import page_size, unit_of_work
+from services.store.repository import keyset_page, page_size, unit_of_work
 from services.store.tables import Job, PipelineRun, utcnow
 
 log = logging.getLogger("llmmesh.store.queue")
@@ -112,20 +112,15 @@ async def _newest_first(
     id), after the row `after` when given (a row of another project is none); and whether more follow."""
     limit = page_size(limit)
     query = select(model).where(model.project_id == project, *conditions)
+    mark = None
     if after:
         cursor = await db.get(model, after)
         if cursor is None or cursor.project_id != project:
             missing = JobNotFound if model is Job else PipelineRunNotFound
             raise missing(f"no {'job' if model is Job else 'pipeline run'} with id {shown(after)}")
-        # After the cursor in this order: older, or as old with a smaller id.
-        query = query.where(
-            or_(
-                model.created_at < cursor.created_at,
-                and_(model.created_at == cursor.created_at, model.id < cursor.id),
-            )
-        )
-    rows = list(await db.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+        mark = (cursor.created_at, cursor.id)
+    rows, more = await keyset_page(db, query, (model.created_at, model.id), mark, limit)
+    return cast(list[Listed], rows), more
 
 
 class JobSignals:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Select, bindparam, func, select, text, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -59,6 +59,25 @@ def _check_options(options: Sequence[tuple[str, str]]) -> None:
         raise InvalidStoreRequest("option keys must be unique within a version")
     if any(not key or len(key) > 100 for key in keys):
         raise InvalidStoreRequest("option keys must be 1-100 characters")
+
+
+async def keyset_page(
+    db: AsyncSession,
+    query: Select[Any],
+    keys: Sequence[Any],
+    after: Sequence[Any] | None,
+    limit: int,
+    ascending: bool = False,
+) -> tuple[list[Any], bool]:
+    """One page of the query's rows ordered by `keys` (oldest first when ascending, else newest
+    first), past the row whose keys are `after` when given; and whether more rows follow. Every
+    list of the store pages this way (one more row than the page is read to know)."""
+    if after is not None:
+        cursor = tuple_(*keys)
+        query = query.where(cursor > tuple_(*after) if ascending else cursor < tuple_(*after))
+    order = [key if ascending else key.desc() for key in keys]
+    rows = list(await db.scalars(query.order_by(*order).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
 
 
 def page_size(limit: int) -> int:
