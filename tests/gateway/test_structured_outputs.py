@@ -15,12 +15,9 @@ import pytest
 import pytest_asyncio
 from pydantic import BaseModel, Field
 
-from services.common.registry import parse_registry
-from services.inference.backends import create_backend
-from services.inference.config import InferenceSettings
 from services.orchestrator.routing import output_problem
 from tests.support.fake_providers import FakeProviders
-from tests.support.mesh import GEMMA, SCRIPTED, Gateway, gemma_mesh, scripted_mesh, serve_asgi
+from tests.support.mesh import GEMMA, PROVIDER_ENV, Gateway, gemma_mesh, provider_mesh
 from tests.support.openai_schema import conforms
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -184,30 +181,12 @@ def test_output_problems_name_what_is_wrong() -> None:
 async def cloud(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Gateway, FakeProviders]]:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-    fake = FakeProviders()
-    async for url in serve_asgi(fake.app(), lifespan="off"):
-        registry = parse_registry(
-            {
-                "models": {
-                    "scripted": {"backend": SCRIPTED},
-                    "gpt": {"backend": "openai", "model_id": "gpt-test", "base_url": f"{url}/v1"},
-                    "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url},
-                },
-                # Claude's backend does not constrain output here: a JSON request passes it over.
-                "routes": {
-                    "default": [{"model": "scripted"}],
-                    "json": [{"model": "claude"}, {"model": "gpt"}],
-                },
-            }
-        )
-        settings = InferenceSettings(port=0)
-        models = [create_backend(name, registry.models[name], settings) for name in ("gpt", "claude")]
-        async with scripted_mesh(
-            f"sqlite+aiosqlite:///{tmp_path}/s.db", registry=registry, models=models, generation_timeout_s=10
-        ) as gateway:
-            yield gateway, fake
+    for name, value in PROVIDER_ENV.items():
+        monkeypatch.setenv(name, value)
+    # Claude's backend does not constrain output: a JSON request on the route passes it over.
+    routes = {"default": [{"model": "scripted"}], "json": [{"model": "claude"}, {"model": "gpt"}]}
+    async with provider_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", routes=routes) as mesh:
+        yield mesh
 
 
 async def test_an_openai_compatible_backend_gets_response_format_and_the_reply_is_checked(

@@ -19,11 +19,8 @@ import ollama
 import openai
 import pytest
 
-from services.common.registry import parse_registry
-from services.inference.backends import create_backend
-from services.inference.config import InferenceSettings
 from tests.support.fake_providers import FakeProviders
-from tests.support.mesh import SCRIPTED, Gateway, scripted_mesh, serve_asgi
+from tests.support.mesh import PROVIDER_ENV, Gateway, provider_mesh
 from tests.support.openai_schema import conforms
 
 WEATHER = {
@@ -57,45 +54,22 @@ class ToolMesh:
 
 @pytest.fixture(autouse=True)
 def provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-    monkeypatch.setenv("GEMINI_API_KEY", "gm-test")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    for name, value in PROVIDER_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @asynccontextmanager
 async def tool_mesh(database_url: str) -> AsyncIterator[ToolMesh]:
-    fake = FakeProviders()
-    async for url in serve_asgi(fake.app(), lifespan="off"):
-        registry = parse_registry(
-            {
-                "models": {
-                    "scripted": {"backend": SCRIPTED},
-                    "gpt": {"backend": "openai", "model_id": "gpt-test", "base_url": f"{url}/v1"},
-                    "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url},
-                    "gemini": {"backend": "gemini", "model_id": "gemini-test", "base_url": url},
-                    "nova": {
-                        "backend": "bedrock",
-                        "model_id": "amazon.nova-lite-v1:0",
-                        "base_url": url,
-                        "region": "us-east-1",
-                    },
-                },
-                "canned": {"greetings": [{"match": "Tokyo", "reply": "Canned Tokyo."}]},
-                "routes": {
-                    "default": [{"model": "scripted"}],
-                    # canned, then a model that cannot call tools, then one that can
-                    "tooled": [{"canned": "greetings"}, {"model": "scripted"}, {"model": "gpt"}],
-                },
-            }
-        )
-        settings = InferenceSettings(port=0)
-        cloud = [create_backend(name, registry.models[name], settings) for name in MODELS.values()]
-        async with scripted_mesh(
-            database_url, registry=registry, models=cloud, generation_timeout_s=10
-        ) as gateway:
-            yield ToolMesh(gateway, fake)
+    async with provider_mesh(
+        database_url,
+        canned={"greetings": [{"match": "Tokyo", "reply": "Canned Tokyo."}]},
+        routes={
+            "default": [{"model": "scripted"}],
+            # canned, then a model that cannot call tools, then one that can
+            "tooled": [{"canned": "greetings"}, {"model": "scripted"}, {"model": "gpt"}],
+        },
+    ) as (gateway, fake):
+        yield ToolMesh(gateway, fake)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.server import create_server as create_orchestrator
 from services.store.config import StoreSettings
 from services.store.server import create_server as create_store
+from tests.support.fake_providers import FakeProviders
 from tests.support.fakes import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -216,3 +217,41 @@ async def gemma_mesh(database_url: str, model_path: Path, **options: Any) -> Asy
     options.setdefault("generation_timeout_s", 60)
     async with scripted_mesh(database_url, registry=registry, backends=backends, **options) as mesh:
         yield mesh
+
+
+# The provider keys the cloud backends read at start (fakes accept any).
+PROVIDER_ENV = {
+    "OPENAI_API_KEY": "sk-openai-test",
+    "ANTHROPIC_API_KEY": "sk-ant-test",
+    "GEMINI_API_KEY": "gm-test",
+    "AWS_ACCESS_KEY_ID": "AKIATESTTESTTEST",
+    "AWS_SECRET_ACCESS_KEY": "not-a-real-secret",
+}
+
+
+@asynccontextmanager
+async def provider_mesh(database_url: str, **registry: Any) -> AsyncIterator[tuple[Gateway, FakeProviders]]:
+    """scripted_mesh beside local fakes of the four providers' APIs (tests/support/fake_providers.py),
+    with "gpt" (OpenAI-compatible), "claude" (Anthropic), "gemini" and "nova" (Bedrock) served through
+    their official SDKs, "scripted" (no tools, no constraints) and the routes/canned sets given.
+    Yields the gateway and the fakes (their script and the requests they got). PROVIDER_ENV must be set."""
+    fake = FakeProviders()
+    async for url in serve_asgi(fake.app(), lifespan="off"):
+        cloud = {
+            "gpt": {"backend": "openai", "model_id": "gpt-test", "base_url": f"{url}/v1"},
+            "claude": {"backend": "anthropic", "model_id": "claude-test", "base_url": url},
+            "gemini": {"backend": "gemini", "model_id": "gemini-test", "base_url": url},
+            "nova": {
+                "backend": "bedrock",
+                "model_id": "amazon.nova-lite-v1:0",
+                "base_url": url,
+                "region": "us-east-1",
+            },
+        }
+        parsed = parse_registry({"models": {"scripted": {"backend": SCRIPTED}, **cloud}, **registry})
+        settings = InferenceSettings(port=0)
+        models = [create_backend(name, parsed.models[name], settings) for name in cloud]
+        async with scripted_mesh(
+            database_url, registry=parsed, models=models, generation_timeout_s=10
+        ) as gateway:
+            yield gateway, fake
