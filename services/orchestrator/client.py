@@ -60,6 +60,12 @@ class OrchestratorClient(ServiceClient):
         """The prompt tokens a generation would have on the model that serves it first (a route's first model tier), by that model's tokenizer and turn template; nothing is generated."""
         return await self._unary(self._stub.CountTokens, request, timeout_s)
 
+    async def create_batch(
+        self, request: orchestrator_pb2.CreateBatchRequest, timeout_s: float | None = None
+    ) -> orchestrator_pb2.CreateBatchResponse:
+        """Queues a batch of the Batch API, a job per line (a line that cannot run is failed at once)."""
+        return await self._unary(self._stub.CreateBatch, request, timeout_s)
+
     async def submit_generation(
         self, request: orchestrator_pb2.SubmitGenerationRequest, timeout_s: float | None = None
     ) -> orchestrator_pb2.SubmitGenerationResponse:

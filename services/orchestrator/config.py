@@ -35,6 +35,9 @@ class OrchestratorSettings(ServiceSettings):
 
     # Jobs this replica runs at once; 0 runs none (the replica only serves requests).
     job_concurrency: int = Field(default=4, ge=0, le=1024)
+    # The share of job_concurrency that lines of Batch API batches may take at once (at least one):
+    # the rest stays for interactive jobs, and the inference slots a batch leaves for live requests.
+    job_batch_share: float = Field(default=0.5, gt=0, le=1)
     # A claimed job is this replica's for job_lease_s; it renews every job_heartbeat_s, so a
     # replica that dies loses its jobs to another after at most job_lease_s.
     job_lease_s: float = Field(default=30.0, gt=0)

@@ -108,3 +108,17 @@ class Generations:
         await self._store.append_conversation(
             store_pb2.AppendConversationRequest(conversation_id=spec.conversation_id, messages=turns),
         )
+
+
+async def embeddings(
+    router: Router, model: str, inputs: list[str]
+) -> orchestrator_pb2.CreateEmbeddingsResponse:
+    """The embedding model's vectors for the inputs, with their usage: what CreateEmbeddings answers
+    and what a batch's embeddings line keeps."""
+    response = await router.embed(model, inputs)
+    tokens = response.prompt_tokens
+    return orchestrator_pb2.CreateEmbeddingsResponse(
+        embeddings=response.embeddings,
+        usage=common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens),
+        model=response.model,
+    )

@@ -19,6 +19,7 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import InvalidGenerationRequest, MeshError
 from services.common.results import Generation, JobStatus, PipelineRunStatus, SessionRun
+from services.orchestrator.batches import Batches
 from services.orchestrator.errors import (
     InvalidJob,
 )
@@ -54,6 +55,8 @@ class Jobs:
         self._sender = sender
         # Set once the knowledge bases exist (they queue their ingestion jobs here).
         self.knowledge: KnowledgeBases | None = None
+        # Set once the batches exist (they run their lines here).
+        self.batches: Batches | None = None
 
     async def submit_generation(
         self, spec: orchestrator_pb2.GenerationSpec, options: orchestrator_pb2.JobOptions
@@ -169,6 +172,8 @@ class Jobs:
             return await self._pipelines.run_step(job)
         if job.kind == common_pb2.JOB_KIND_WEBHOOK:
             return await self._deliver(job.id, request)
+        if job.kind == common_pb2.JOB_KIND_BATCH_LINE and self.batches is not None:
+            return await self.batches.run_line(request)
         if job.kind == common_pb2.JOB_KIND_INGEST and self.knowledge is not None:
             try:
                 return JobOutcome(await self.knowledge.ingest(request))

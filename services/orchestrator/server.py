@@ -8,6 +8,7 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2_grpc
 from services.common.registry import DEFAULT_POOL, Registry, load_registry
 from services.common.server import MeshServer, run_service
 from services.inference.client import InferenceClient
+from services.orchestrator.batches import Batches
 from services.orchestrator.client import SERVICE_NAME
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.generations import Generations
@@ -41,6 +42,8 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     jobs = Jobs(store, router, sessions, pipelines, webhooks, sender)
     knowledge = KnowledgeBases(store, registry, router.embed, jobs.enqueue_work)
     jobs.knowledge = router.knowledge = knowledge
+    generations = Generations(router, store)
+    jobs.batches = batches = Batches(store, router, generations)
     worker = JobWorker(store, jobs.execute, settings)
     server = MeshServer(settings)
     # What every request may need, as the gateway's readiness does: while this orchestrator's own
@@ -50,7 +53,7 @@ def create_server(settings: OrchestratorSettings, registry: Registry | None = No
     server.add_service(
         SERVICE_NAME,
         lambda s: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-            OrchestratorServicer(router, Generations(router, store), sessions, jobs, pipelines, knowledge), s
+            OrchestratorServicer(router, generations, sessions, jobs, pipelines, knowledge, batches), s
         ),
     )
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import grpc
-from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.orchestrator.generations import Generations
+from services.orchestrator.batches import Batches
+from services.orchestrator.generations import Generations, embeddings
 from services.orchestrator.jobs import Jobs
 from services.orchestrator.knowledge import KnowledgeBases
 from services.orchestrator.pipelines import Pipelines
@@ -22,7 +22,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     CreateEmbeddings, DescribeRouting and CountTokens (the router); SubmitGeneration, SubmitSessionRun, GetJob,
     CancelJob and ListJobs (jobs); ListPipelines, StartPipelineRun, GetPipelineRun, ResumePipelineRun,
     CancelPipelineRun and ListPipelineRuns (pipelines); CreateKnowledgeBase, UpdateKnowledgeBase,
-    AddKnowledgeDocument and SearchKnowledge (knowledge)."""
+    AddKnowledgeDocument and SearchKnowledge (knowledge); CreateBatch (batches)."""
 
     def __init__(
         self,
@@ -32,6 +32,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         jobs: Jobs,
         pipelines: Pipelines,
         knowledge: KnowledgeBases,
+        batches: Batches,
     ) -> None:
         self.router = router
         self.generations = generations
@@ -39,6 +40,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.jobs = jobs
         self.pipelines = pipelines
         self.knowledge = knowledge
+        self.batches = batches
 
     async def RunGeneration(
         self, request: orchestrator_pb2.RunGenerationRequest, context: grpc.aio.ServicerContext
@@ -86,13 +88,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def CreateEmbeddings(
         self, request: orchestrator_pb2.CreateEmbeddingsRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.CreateEmbeddingsResponse:
-        response = await self.router.embed(request.model, list(request.inputs))
-        tokens = response.prompt_tokens
-        return orchestrator_pb2.CreateEmbeddingsResponse(
-            embeddings=response.embeddings,
-            usage=common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens),
-            model=response.model,
-        )
+        return await embeddings(self.router, request.model, list(request.inputs))
 
     async def DescribeRouting(
         self, request: orchestrator_pb2.DescribeRoutingRequest, context: grpc.aio.ServicerContext
@@ -104,6 +100,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.CountTokensResponse:
         counted = await self.router.count_tokens(request.spec, context.time_remaining())
         return orchestrator_pb2.CountTokensResponse(prompt_tokens=counted.prompt_tokens, model=counted.model)
+
+    async def CreateBatch(
+        self, request: orchestrator_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.CreateBatchResponse:
+        return orchestrator_pb2.CreateBatchResponse(batch_id=await self.batches.create(request))
 
     async def SubmitGeneration(
         self, request: orchestrator_pb2.SubmitGenerationRequest, context: grpc.aio.ServicerContext

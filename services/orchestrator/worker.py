@@ -149,6 +149,12 @@ class JobWorker:
     def running(self) -> int:
         return len(self._running)
 
+    def _batch_room(self) -> int:
+        """How many more batch lines this worker may run now, within its batch share."""
+        settings = self._settings
+        share = max(1, int(settings.job_concurrency * settings.job_batch_share))
+        return max(0, share - sum(1 for r in self._running.values() if r.job.batch_id))
+
     def start(self) -> None:
         if self._settings.job_concurrency == 0:
             return
@@ -209,7 +215,10 @@ class JobWorker:
             try:
                 response = await self._store.claim_jobs(
                     store_pb2.ClaimJobsRequest(
-                        worker=self.name, limit=free, lease_s=self._settings.job_lease_s
+                        worker=self.name,
+                        limit=free,
+                        lease_s=self._settings.job_lease_s,
+                        batch_limit=self._batch_room(),
                     ),
                 )
             except MeshError as error:
@@ -309,7 +318,7 @@ class JobWorker:
         )
         request = store_pb2.FailJobRequest(
             lease=lease,
-            error=common_pb2.JobError(code=error.code, message=error.message),
+            error=common_pb2.JobError(code=error.code, message=error.message, status=error.status.name),
             retry_after_s=self._backoff(job.attempts) if again else None,
         )
         await self._record(functools.partial(self._store.fail_job, request), f"the outcome of job {job.id}")

@@ -388,3 +388,33 @@ class StoreClient(ServiceClient):
     ) -> store_pb2.SearchChunksResponse:
         """Top chunks by vector, full text or hybrid."""
         return await self._unary(self._stub.SearchChunks, request, timeout_s)
+
+    async def create_batch(
+        self, request: store_pb2.CreateBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateBatchResponse:
+        """A batch with a queued job per line (or failed at once, with its validation errors)."""
+        return await self._unary(self._stub.CreateBatch, request, timeout_s)
+
+    async def get_batch(
+        self, request: store_pb2.GetBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetBatchResponse:
+        """A batch of the project with its request counts."""
+        return await self._unary(self._stub.GetBatch, request, timeout_s)
+
+    async def list_batches(
+        self, request: store_pb2.ListBatchesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListBatchesResponse:
+        """One page of the project's batches, newest first."""
+        return await self._unary(self._stub.ListBatches, request, timeout_s)
+
+    async def cancel_batch(
+        self, request: store_pb2.CancelBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.CancelBatchResponse:
+        """Stops a batch: queued lines end now, running ones finish (FAILED_PRECONDITION once ended)."""
+        return await self._unary(self._stub.CancelBatch, request, timeout_s)
+
+    async def list_batch_lines(
+        self, request: store_pb2.ListBatchLinesRequest, timeout_s: float | None = None
+    ) -> store_pb2.ListBatchLinesResponse:
+        """A batch's line jobs in input order, a page at a time."""
+        return await self._unary(self._stub.ListBatchLines, request, timeout_s)

@@ -104,3 +104,11 @@ class ResponseItemNotFound(InvalidArgument):
 
 class ResponseNotInProgress(FailedPrecondition):
     code = "response_not_in_progress"
+
+
+class BatchNotFound(NotFound):
+    code = "batch_not_found"
+
+
+class BatchFinished(FailedPrecondition):
+    code = "batch_already_finished"

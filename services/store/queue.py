@@ -28,7 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import shown
+from services.store import batches
+from services.store.batches import BATCH_LINE_KIND, BatchView
 from services.store.errors import (
+    BatchFinished,
     IdempotencyKeyReused,
     InvalidStoreRequest,
     JobFinished,
@@ -38,7 +41,7 @@ from services.store.errors import (
     PipelineRunNotResumable,
 )
 from services.store.repository import keyset_page, page_size, unit_of_work
-from services.store.tables import Job, PipelineRun, utcnow
+from services.store.tables import Batch, Job, PipelineRun, utcnow
 
 log = logging.getLogger("llmmesh.store.queue")
 
@@ -57,6 +60,21 @@ class NewJob:
     request: dict[str, Any]
     max_attempts: int = 0
     webhook_url: str = ""
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch as the orchestrator checked it: its lines' job requests (or the error that settles a
+    line at once), or the validation errors that fail it whole."""
+
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    window_s: float
+    metadata: dict[str, str]
+    lines: list[tuple[dict[str, Any], dict[str, str] | None]]
+    errors: list[dict[str, Any]]
+    max_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,10 +201,16 @@ class JobQueue:
     # Jobs
 
     @staticmethod
-    def _job(new: NewJob, project: str, pipeline_run_id: str | None = None, step_index: int = 0) -> Job:
+    def _job(
+        new: NewJob,
+        project: str,
+        pipeline_run_id: str | None = None,
+        step_index: int = 0,
+        now: datetime | None = None,
+    ) -> Job:
         # One instant for both: a claim picks a job up only once `now >= run_at`, so its
         # started_at can never precede created_at (a default stamped at flush time could).
-        now = utcnow()
+        now = now or utcnow()
         return Job(
             id=_new_id(),
             project_id=project,
@@ -273,8 +297,9 @@ class JobQueue:
         self, project: str, limit: int, after: str, kinds: Sequence[str], statuses: Sequence[str]
     ) -> tuple[list[Job], bool]:
         """One page of `project`'s jobs, newest first, after the job `after` when given, of the
-        given kinds and statuses only (none given: any); and whether more follow."""
-        conditions = [Job.kind.in_(kinds)] if kinds else []
+        given kinds and statuses only (none given: any but batch lines, which their batch shows); and
+        whether more follow."""
+        conditions = [Job.kind.in_(kinds)] if kinds else [Job.kind != BATCH_LINE_KIND]
         if statuses:
             conditions.append(Job.status.in_(statuses))
         async with self._transaction() as db:
@@ -298,44 +323,53 @@ class JobQueue:
             )
         return job
 
-    async def claim(self, worker: str, limit: int, lease_s: float) -> list[Job]:
-        """Lease up to `limit` runnable jobs, oldest due first; expired leases count as runnable."""
-        if limit < 1 or lease_s <= 0:
-            raise InvalidStoreRequest("limit must be at least 1 and lease_s positive")
+    async def claim(
+        self, worker: str, limit: int, lease_s: float, batch_limit: int | None = None
+    ) -> list[Job]:
+        """Lease up to `limit` runnable jobs, oldest due first; expired leases count as runnable.
+        Batch lines come after every other due job, and at most `batch_limit` of them (None: no cap)."""
+        if limit < 1 or lease_s <= 0 or (batch_limit is not None and batch_limit < 0):
+            raise InvalidStoreRequest(
+                "limit must be at least 1, lease_s positive and batch_limit not negative"
+            )
         now = utcnow()
         async with self._transaction() as db:
             await self._fail_exhausted(db, now)
-            due = (
-                select(Job.id)
-                .where(
-                    or_(
-                        and_(Job.status == "QUEUED", Job.run_at <= now),
-                        and_(
-                            Job.status == "RUNNING",
-                            Job.lease_expires_at < now,
-                            Job.attempts < Job.max_attempts,
-                        ),
-                    )
-                )
-                .order_by(Job.run_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+            await batches.expire_due(db, now)
+            runnable = or_(
+                and_(Job.status == "QUEUED", Job.run_at <= now),
+                and_(Job.status == "RUNNING", Job.lease_expires_at < now, Job.attempts < Job.max_attempts),
             )
-            claimed = await db.scalars(
-                update(Job)
-                .where(Job.id.in_(due.scalar_subquery()))
-                .values(
-                    status="RUNNING",
-                    attempts=Job.attempts + 1,
-                    lease_token=secrets.token_hex(16),
-                    lease_expires_at=now + timedelta(seconds=lease_s),
-                    worker=worker[:200],
-                    started_at=func.coalesce(Job.started_at, now),
-                )
-                .returning(Job),
-                execution_options={"synchronize_session": False},
+            lease = {
+                "status": "RUNNING",
+                "attempts": Job.attempts + 1,
+                "lease_token": secrets.token_hex(16),
+                "lease_expires_at": now + timedelta(seconds=lease_s),
+                "worker": worker[:200],
+                "started_at": func.coalesce(Job.started_at, now),
+            }
+            # Each a single statement, so on SQLite it runs under the write lock as a whole.
+            claimed = await self._lease_due(
+                db, runnable & Job.batch_id.is_(None), (Job.run_at,), limit, lease
             )
-            return list(claimed)
+            lines = min(limit - len(claimed), limit if batch_limit is None else batch_limit)
+            if lines > 0:
+                claimed += await self._lease_due(
+                    db, runnable & Job.batch_id.is_not(None), (Job.run_at, Job.batch_line), lines, lease
+                )
+            return claimed
+
+    @staticmethod
+    async def _lease_due(
+        db: AsyncSession, due: Any, order: tuple[Any, ...], limit: int, lease: dict[str, Any]
+    ) -> list[Job]:
+        """Lease up to `limit` of the jobs that meet `due`, first by `order`."""
+        chosen = select(Job.id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+        claimed = await db.scalars(
+            update(Job).where(Job.id.in_(chosen.scalar_subquery())).values(**lease).returning(Job),
+            execution_options={"synchronize_session": False},
+        )
+        return sorted(claimed, key=lambda job: tuple(getattr(job, c.key) for c in order))
 
     async def _fail_exhausted(self, db: AsyncSession, now: datetime) -> None:
         """Jobs whose worker stopped renewing on their last attempt end FAILED, not run again."""
@@ -397,14 +431,19 @@ class JobQueue:
             return 0, rejected
         async with self._transaction() as db:
             rows = await db.execute(
-                select(Job.id, Job.lease_token, Job.status, Job.webhook_url, Job.pipeline_run_id)
+                select(
+                    Job.id, Job.lease_token, Job.status, Job.webhook_url, Job.pipeline_run_id, Job.batch_id
+                )
                 .where(Job.id.in_(by_id))
                 .order_by(Job.id)  # one lock order for every batch, so two batches cannot deadlock
                 .with_for_update()
             )
             plain, other = [], []
-            for job_id, token, status, webhook_url, pipeline_run_id in rows:
+            touched: set[str] = set()
+            for job_id, token, status, webhook_url, pipeline_run_id, batch_id in rows:
                 completion = by_id[job_id]
+                if batch_id is not None and status == "RUNNING" and token == completion.lease.token:
+                    touched.add(batch_id)
                 if (
                     status == "RUNNING"
                     and token == completion.lease.token
@@ -424,6 +463,8 @@ class JobQueue:
                     [{"job_id": c.lease.job_id, "result": c.result} for c in plain],
                 )
             completed = len(plain)
+            for batch_id in sorted(touched):  # the batches of the lines just ended, after the lines
+                await batches.settle(db, batch_id)
             for completion in other:
                 job = await self._locked(db, completion.lease.job_id)
                 completed += await self._complete_locked(db, job, completion)
@@ -537,6 +578,8 @@ class JobQueue:
             if run.status not in TERMINAL:
                 run.updated_at = now
                 await self._end_run(db, run, status)
+        if job.batch_id is not None:
+            await batches.settle(db, job.batch_id)
 
     async def _end_run(self, db: AsyncSession, run: PipelineRun, status: str) -> None:
         run.status = status
@@ -698,3 +741,94 @@ class JobQueue:
             if run.status not in TERMINAL:
                 await self._end_run(db, run, "CANCELLED")
             return await self._view(db, run)
+
+    # Batches
+
+    async def create_batch(self, project: str, new: NewBatch) -> BatchView:
+        """A batch and a job for each of its lines, in one transaction: in progress, or failed at once
+        when it has validation errors (then it has no lines). A line with an error is settled FAILED
+        without running, so the error file reports it."""
+        if new.max_attempts and not 0 < new.max_attempts <= 100:
+            raise InvalidStoreRequest("max_attempts must be between 1 and 100 (0 for the default)")
+        now = utcnow()
+        batch = Batch(
+            id=batches.new_batch_id(),
+            project_id=project,
+            endpoint=new.endpoint,
+            input_file_id=new.input_file_id,
+            completion_window=new.completion_window,
+            batch_metadata=new.metadata,
+            line_count=0 if new.errors else len(new.lines),
+            created_at=now,
+            expires_at=now + timedelta(seconds=new.window_s),
+        )
+        if new.errors:
+            batch.status, batch.errors, batch.failed_at = "failed", new.errors, now
+        else:
+            batch.status, batch.in_progress_at = "in_progress", now
+        async with self._transaction() as db:
+            db.add(batch)
+            await db.flush()
+            if not new.errors:
+                for index, (request, error) in enumerate(new.lines):
+                    job = self._job(NewJob(BATCH_LINE_KIND, request, new.max_attempts), project, now=now)
+                    job.batch_id, job.batch_line = batch.id, index
+                    job.idempotency_key = batches.line_key(batch.id, index)
+                    if error is not None:
+                        job.status, job.error, job.completed_at = "FAILED", error, now
+                    db.add(job)
+                await self._announce(db)
+                await batches.settle(db, batch.id)  # a batch whose every line was refused ends now
+            return BatchView(batch, (await batches.counts(db, [batch]))[batch.id])
+
+    async def get_batch(self, project: str, batch_id: str) -> BatchView:
+        async with self._transaction() as db:
+            batch = await batches.owned(db, project, batch_id)
+            return BatchView(batch, (await batches.counts(db, [batch]))[batch.id])
+
+    async def list_batches(self, project: str, limit: int, after: str) -> tuple[list[BatchView], bool]:
+        """One page of `project`'s batches, newest first, after the batch `after` when given."""
+        async with self._transaction() as db:
+            mark = None
+            if after:
+                cursor = await batches.owned(db, project, after)
+                mark = (cursor.created_at, cursor.id)
+            page, more = await keyset_page(
+                db,
+                select(Batch).where(Batch.project_id == project),
+                (Batch.created_at, Batch.id),
+                mark,
+                page_size(limit),
+            )
+            found = await batches.counts(db, page)
+        return [BatchView(batch, found[batch.id]) for batch in page], more
+
+    async def cancel_batch(self, project: str, batch_id: str) -> BatchView:
+        """Stop a batch: its queued lines end CANCELLED now; it is cancelling while running lines
+        finish (their results are kept), then cancelled."""
+        async with self._transaction() as db:
+            batch = await batches.owned(db, project, batch_id)
+            if batch.status not in batches.OPEN:
+                raise BatchFinished(f"batch {batch_id} already ended: it is {batch.status}")
+            await batches.stop_lines(db, batch_id, batches.CANCELLED)
+            settled = await batches.settle(db, batch_id, cancelling_at=utcnow())
+            assert settled is not None
+            return BatchView(settled, (await batches.counts(db, [settled]))[batch_id])
+
+    async def batch_lines(
+        self, project: str, batch_id: str, after_line: int, limit: int
+    ) -> tuple[list[Job], bool]:
+        """A batch's line jobs in input order, after the line `after_line` (-1: from the first)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidStoreRequest("limit must be between 1 and 1000")
+        async with self._transaction() as db:
+            await batches.owned(db, project, batch_id)
+            rows, more = await keyset_page(
+                db,
+                select(Job).where(Job.batch_id == batch_id),
+                (Job.batch_line,),
+                (after_line,),
+                limit,
+                ascending=True,
+            )
+        return rows, more

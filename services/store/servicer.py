@@ -32,6 +32,7 @@ from services.common.enums import (
 from services.common.tenancy import DEFAULT_PROJECT, current_project
 from services.store import tables
 from services.store.api_keys import ApiKeys
+from services.store.batches import BatchView
 from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.knowledge import (
@@ -42,7 +43,7 @@ from services.store.knowledge import (
     SearchQuery,
     metadata_json,
 )
-from services.store.queue import Completion, JobQueue, Lease, NewJob, RunView
+from services.store.queue import Completion, JobQueue, Lease, NewBatch, NewJob, RunView
 from services.store.repository import (
     NewAnswer,
     NewResult,
@@ -182,7 +183,68 @@ def job_to_proto(job: tables.Job) -> store_pb2.Job:
         pipeline_run_id=job.pipeline_run_id or "",
         step_index=job.step_index,
         project_id=job.project_id,
+        batch_id=job.batch_id or "",
+        batch_line=job.batch_line or 0,
     )
+
+
+def batch_to_proto(view: BatchView) -> store_pb2.Batch:
+    batch = view.batch
+    return store_pb2.Batch(
+        id=batch.id,
+        endpoint=batch.endpoint,
+        input_file_id=batch.input_file_id,
+        completion_window=batch.completion_window,
+        status=batch.status,
+        metadata=batch.batch_metadata,
+        request_counts=store_pb2.BatchCounts(
+            total=view.counts.total, completed=view.counts.completed, failed=view.counts.failed
+        ),
+        output_file_id=batch.output_file_id or "",
+        error_file_id=batch.error_file_id or "",
+        errors=[store_pb2.BatchError(**error) for error in batch.errors or ()],
+        created_at=_timestamp(batch.created_at),
+        expires_at=_timestamp(batch.expires_at),
+        in_progress_at=_timestamp(batch.in_progress_at),
+        finalizing_at=_timestamp(batch.finalizing_at),
+        completed_at=_timestamp(batch.completed_at),
+        failed_at=_timestamp(batch.failed_at),
+        expired_at=_timestamp(batch.expired_at),
+        cancelling_at=_timestamp(batch.cancelling_at),
+        cancelled_at=_timestamp(batch.cancelled_at),
+    )
+
+
+def _new_batch(request: store_pb2.CreateBatchRequest) -> NewBatch:
+    if request.window_s <= 0:
+        raise InvalidStoreRequest("a batch needs a positive window_s")
+    lines = [
+        (
+            _object(line.request_json, "a batch line's request_json"),
+            _job_error(line.error) if line.HasField("error") else None,
+        )
+        for line in request.lines
+    ]
+    return NewBatch(
+        endpoint=request.endpoint,
+        input_file_id=request.input_file_id,
+        completion_window=request.completion_window,
+        window_s=request.window_s,
+        metadata=dict(request.metadata),
+        lines=lines,
+        errors=[
+            {"code": e.code, "message": e.message, "line": e.line, "param": e.param} for e in request.errors
+        ],
+        max_attempts=request.max_attempts,
+    )
+
+
+def _job_error(error: common_pb2.JobError) -> dict[str, str]:
+    """A job error as the queue keeps it: the status only when known."""
+    stored = {"code": error.code or "job_failed", "message": error.message}
+    if error.status:
+        stored["status"] = error.status
+    return stored
 
 
 def run_to_proto(view: RunView) -> store_pb2.PipelineRun:
@@ -555,7 +617,12 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def ClaimJobs(
         self, request: store_pb2.ClaimJobsRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.ClaimJobsResponse:
-        jobs = await self.queue.claim(request.worker, request.limit, request.lease_s)
+        jobs = await self.queue.claim(
+            request.worker,
+            request.limit,
+            request.lease_s,
+            request.batch_limit if request.HasField("batch_limit") else None,
+        )
         return store_pb2.ClaimJobsResponse(jobs=[job_to_proto(job) for job in jobs])
 
     async def RenewLeases(
@@ -588,7 +655,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.FailJobResponse:
         job = await self.queue.fail(
             Lease(request.lease.job_id, request.lease.lease_token),
-            {"code": request.error.code or "job_failed", "message": request.error.message},
+            _job_error(request.error),
             request.retry_after_s if request.HasField("retry_after_s") else None,
         )
         return store_pb2.FailJobResponse(job=job_to_proto(job))
@@ -799,6 +866,38 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             _filter(request.statuses, JOB_STATUS_NAMES, "job status"),
         )
         return store_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs], has_more=has_more)
+
+    async def CreateBatch(
+        self, request: store_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateBatchResponse:
+        view = await self.queue.create_batch(current_project(), _new_batch(request))
+        return store_pb2.CreateBatchResponse(batch=batch_to_proto(view))
+
+    async def GetBatch(
+        self, request: store_pb2.GetBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetBatchResponse:
+        view = await self.queue.get_batch(current_project(), request.batch_id)
+        return store_pb2.GetBatchResponse(batch=batch_to_proto(view))
+
+    async def ListBatches(
+        self, request: store_pb2.ListBatchesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListBatchesResponse:
+        views, has_more = await self.queue.list_batches(current_project(), request.limit, request.after)
+        return store_pb2.ListBatchesResponse(batches=[batch_to_proto(v) for v in views], has_more=has_more)
+
+    async def CancelBatch(
+        self, request: store_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CancelBatchResponse:
+        view = await self.queue.cancel_batch(current_project(), request.batch_id)
+        return store_pb2.CancelBatchResponse(batch=batch_to_proto(view))
+
+    async def ListBatchLines(
+        self, request: store_pb2.ListBatchLinesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListBatchLinesResponse:
+        jobs, has_more = await self.queue.batch_lines(
+            current_project(), request.batch_id, request.after_line, request.limit
+        )
+        return store_pb2.ListBatchLinesResponse(lines=[job_to_proto(job) for job in jobs], has_more=has_more)
 
     async def ListPipelineRuns(
         self, request: store_pb2.ListPipelineRunsRequest, context: grpc.aio.ServicerContext

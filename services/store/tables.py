@@ -166,12 +166,44 @@ class PipelineRun(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Batch(Base):
+    """A batch of the Batch API: its lines are jobs that point back at it; its request counts are
+    counted from them, and its output and error files are made of their results, in input order."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_open", "status", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = _project_column()
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    # OpenAI's words: failed, in_progress, completed, expired, cancelling or cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    batch_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    # Why it failed validation: [{code, message, line, param}]
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    line_count: Mapped[int] = mapped_column(Integer, default=0)
+    output_file_id: Mapped[str | None] = mapped_column(String(64))
+    error_file_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    in_progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finalizing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelling_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Job(Base):
     """A durable unit of background work, leased to one worker at a time."""
 
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_claimable", "status", "run_at"),
+        Index("ix_jobs_batch_line", "batch_id", "batch_line"),
         UniqueConstraint("project_id", "idempotency_key"),
     )
 
@@ -199,6 +231,9 @@ class Job(Base):
         ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True
     )
     step_index: Mapped[int] = mapped_column(Integer, default=0)
+    # A line of a batch (claimed after every other due job) and its index in the batch's input.
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    batch_line: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

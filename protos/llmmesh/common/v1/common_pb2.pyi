@@ -31,6 +31,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_PIPELINE_STEP: _ClassVar[JobKind]
     JOB_KIND_WEBHOOK: _ClassVar[JobKind]
     JOB_KIND_INGEST: _ClassVar[JobKind]
+    JOB_KIND_BATCH_LINE: _ClassVar[JobKind]
 
 class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -80,6 +81,7 @@ JOB_KIND_SESSION: JobKind
 JOB_KIND_PIPELINE_STEP: JobKind
 JOB_KIND_WEBHOOK: JobKind
 JOB_KIND_INGEST: JobKind
+JOB_KIND_BATCH_LINE: JobKind
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -207,12 +209,14 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class JobError(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "status")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    status: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("name", "description", "parameters", "strict")

@@ -610,3 +610,56 @@ class SearchKnowledgeResponse(_message.Message):
     HITS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.KnowledgeHit]
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...
+
+class BatchLine(_message.Message):
+    __slots__ = ("custom_id", "generation", "embeddings", "error")
+    CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    custom_id: str
+    generation: GenerationSpec
+    embeddings: CreateEmbeddingsRequest
+    error: _common_pb2.JobError
+    def __init__(self, custom_id: _Optional[str] = ..., generation: _Optional[_Union[GenerationSpec, _Mapping]] = ..., embeddings: _Optional[_Union[CreateEmbeddingsRequest, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class BatchProblem(_message.Message):
+    __slots__ = ("code", "message", "line", "param")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    line: int
+    param: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., line: _Optional[int] = ..., param: _Optional[str] = ...) -> None: ...
+
+class CreateBatchRequest(_message.Message):
+    __slots__ = ("endpoint", "input_file_id", "completion_window", "metadata", "lines", "problems")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    metadata: _containers.ScalarMap[str, str]
+    lines: _containers.RepeatedCompositeFieldContainer[BatchLine]
+    problems: _containers.RepeatedCompositeFieldContainer[BatchProblem]
+    def __init__(self, endpoint: _Optional[str] = ..., input_file_id: _Optional[str] = ..., completion_window: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lines: _Optional[_Iterable[_Union[BatchLine, _Mapping]]] = ..., problems: _Optional[_Iterable[_Union[BatchProblem, _Mapping]]] = ...) -> None: ...
+
+class CreateBatchResponse(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.FromString,
                 _registered_method=True)
+        self.CreateBatch = channel.unary_unary(
+                '/llmmesh.orchestrator.v1.OrchestratorService/CreateBatch',
+                request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchResponse.FromString,
+                _registered_method=True)
         self.SubmitGeneration = channel.unary_unary(
                 '/llmmesh.orchestrator.v1.OrchestratorService/SubmitGeneration',
                 request_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.SubmitGenerationRequest.SerializeToString,
@@ -195,6 +200,14 @@ class OrchestratorServiceServicer:
     def CountTokens(self, request, context):
         """The prompt tokens a generation would have on the model that serves it first (a route's first
         model tier), by that model's tokenizer and turn template; nothing is generated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBatch(self, request, context):
+        """Queues a batch of the Batch API: each line a job at batch priority, checked first (a line whose
+        model is unknown is settled as failed at once); the batch is read from the store.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -344,6 +357,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CountTokens,
                     request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.FromString,
                     response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.SerializeToString,
+            ),
+            'CreateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBatch,
+                    request_deserializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchResponse.SerializeToString,
             ),
             'SubmitGeneration': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitGeneration,
@@ -610,6 +628,33 @@ class OrchestratorService:
             '/llmmesh.orchestrator.v1.OrchestratorService/CountTokens',
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensRequest.SerializeToString,
             llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CountTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.orchestrator.v1.OrchestratorService/CreateBatch',
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchRequest.SerializeToString,
+            llmmesh_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

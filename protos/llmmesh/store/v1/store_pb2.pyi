@@ -283,7 +283,7 @@ class NewJob(_message.Message):
     def __init__(self, kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., request_json: _Optional[str] = ..., max_attempts: _Optional[int] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "idempotency_key", "request_json", "result_json", "error", "created_at", "started_at", "completed_at", "run_at", "lease_token", "webhook_url", "webhook_job_id", "pipeline_run_id", "step_index", "project_id")
+    __slots__ = ("id", "kind", "status", "attempts", "max_attempts", "idempotency_key", "request_json", "result_json", "error", "created_at", "started_at", "completed_at", "run_at", "lease_token", "webhook_url", "webhook_job_id", "pipeline_run_id", "step_index", "project_id", "batch_id", "batch_line")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +303,8 @@ class Job(_message.Message):
     PIPELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_LINE_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: _common_pb2.JobKind
     status: _common_pb2.JobStatus
@@ -322,7 +324,9 @@ class Job(_message.Message):
     pipeline_run_id: str
     step_index: int
     project_id: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_token: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., project_id: _Optional[str] = ...) -> None: ...
+    batch_id: str
+    batch_line: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.JobKind, str]] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_token: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_job_id: _Optional[str] = ..., pipeline_run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., project_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., batch_line: _Optional[int] = ...) -> None: ...
 
 class EnqueueJobRequest(_message.Message):
     __slots__ = ("job", "idempotency_key", "request_fingerprint")
@@ -367,14 +371,16 @@ class CancelJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ClaimJobsRequest(_message.Message):
-    __slots__ = ("worker", "limit", "lease_s")
+    __slots__ = ("worker", "limit", "lease_s", "batch_limit")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    BATCH_LIMIT_FIELD_NUMBER: _ClassVar[int]
     worker: str
     limit: int
     lease_s: float
-    def __init__(self, worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ...) -> None: ...
+    batch_limit: int
+    def __init__(self, worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ..., batch_limit: _Optional[int] = ...) -> None: ...
 
 class ClaimJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -1454,3 +1460,173 @@ class SearchChunksResponse(_message.Message):
     HITS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.KnowledgeHit]
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...
+
+class BatchCounts(_message.Message):
+    __slots__ = ("total", "completed", "failed")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    completed: int
+    failed: int
+    def __init__(self, total: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class BatchError(_message.Message):
+    __slots__ = ("code", "message", "line", "param")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    line: int
+    param: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., line: _Optional[int] = ..., param: _Optional[str] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("id", "endpoint", "input_file_id", "completion_window", "status", "metadata", "request_counts", "output_file_id", "error_file_id", "errors", "created_at", "expires_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_AT_FIELD_NUMBER: _ClassVar[int]
+    FINALIZING_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLING_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str
+    metadata: _containers.ScalarMap[str, str]
+    request_counts: BatchCounts
+    output_file_id: str
+    error_file_id: str
+    errors: _containers.RepeatedCompositeFieldContainer[BatchError]
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    in_progress_at: _timestamp_pb2.Timestamp
+    finalizing_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    failed_at: _timestamp_pb2.Timestamp
+    expired_at: _timestamp_pb2.Timestamp
+    cancelling_at: _timestamp_pb2.Timestamp
+    cancelled_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., endpoint: _Optional[str] = ..., input_file_id: _Optional[str] = ..., completion_window: _Optional[str] = ..., status: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., request_counts: _Optional[_Union[BatchCounts, _Mapping]] = ..., output_file_id: _Optional[str] = ..., error_file_id: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[BatchError, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., in_progress_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalizing_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelling_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NewBatchLine(_message.Message):
+    __slots__ = ("request_json", "error")
+    REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_json: str
+    error: _common_pb2.JobError
+    def __init__(self, request_json: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class CreateBatchRequest(_message.Message):
+    __slots__ = ("endpoint", "input_file_id", "completion_window", "metadata", "lines", "errors", "window_s", "max_attempts")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    metadata: _containers.ScalarMap[str, str]
+    lines: _containers.RepeatedCompositeFieldContainer[NewBatchLine]
+    errors: _containers.RepeatedCompositeFieldContainer[BatchError]
+    window_s: float
+    max_attempts: int
+    def __init__(self, endpoint: _Optional[str] = ..., input_file_id: _Optional[str] = ..., completion_window: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lines: _Optional[_Iterable[_Union[NewBatchLine, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[BatchError, _Mapping]]] = ..., window_s: _Optional[float] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+
+class CreateBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class GetBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class ListBatchesRequest(_message.Message):
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
+
+class ListBatchesResponse(_message.Message):
+    __slots__ = ("batches", "has_more")
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[Batch]
+    has_more: bool
+    def __init__(self, batches: _Optional[_Iterable[_Union[Batch, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class CancelBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class CancelBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class ListBatchLinesRequest(_message.Message):
+    __slots__ = ("batch_id", "after_line", "limit")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_LINE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    after_line: int
+    limit: int
+    def __init__(self, batch_id: _Optional[str] = ..., after_line: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListBatchLinesResponse(_message.Message):
+    __slots__ = ("lines", "has_more")
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[Job]
+    has_more: bool
+    def __init__(self, lines: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...

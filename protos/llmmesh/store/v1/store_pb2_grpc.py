@@ -344,6 +344,31 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.FromString,
                 _registered_method=True)
+        self.CreateBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchResponse.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchResponse.FromString,
+                _registered_method=True)
+        self.ListBatches = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListBatches',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesResponse.FromString,
+                _registered_method=True)
+        self.CancelBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CancelBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchResponse.FromString,
+                _registered_method=True)
+        self.ListBatchLines = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/ListBatchLines',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -776,6 +801,41 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBatch(self, request, context):
+        """Batches of the Batch API: one job per line, claimed after interactive jobs. Creating one queues
+        all its lines in one transaction; the batch ends (completed, cancelled, expired) in the
+        transaction that ends its last line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBatches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBatch(self, request, context):
+        """Queued lines end CANCELLED at once; running ones finish, then the batch is cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBatchLines(self, request, context):
+        """A batch's line jobs in input order: what its output and error files are made of.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1088,6 +1148,31 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.SearchChunks,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.SerializeToString,
+            ),
+            'CreateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchResponse.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchResponse.SerializeToString,
+            ),
+            'ListBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatches,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesResponse.SerializeToString,
+            ),
+            'CancelBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchResponse.SerializeToString,
+            ),
+            'ListBatchLines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatchLines,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2764,6 +2849,141 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/SearchChunks',
             llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListBatches',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CancelBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatchLines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/ListBatchLines',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.ListBatchLinesResponse.FromString,
             options,
             channel_credentials,
             insecure,
