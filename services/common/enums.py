@@ -36,7 +36,7 @@ VERSION_STATUS_VALUES = cast(dict[str, store_pb2.VersionStatus], _invert(VERSION
 # "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED" (stored as such in jobs.status)
 JOB_STATUS_NAMES = _names(common_pb2.JobStatus, "JOB_STATUS_", lower=False)
 JOB_STATUS_VALUES = cast(dict[str, common_pb2.JobStatus], _invert(JOB_STATUS_NAMES))
-# "generate", "session", "pipeline_step", "webhook", "ingest" (stored as such in jobs.kind)
+# "generate", "session", "pipeline_step", "webhook", "ingest", "batch_line" (stored as such in jobs.kind)
 JOB_KIND_NAMES = _names(common_pb2.JobKind, "JOB_KIND_", lower=True)
 JOB_KIND_VALUES = cast(dict[str, common_pb2.JobKind], _invert(JOB_KIND_NAMES))
 # "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED" (stored as such in pipeline_runs.status)

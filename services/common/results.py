@@ -27,7 +27,7 @@ from services.common.enums import (
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
 Role = Literal["system", "user", "assistant"]
 JobStatusName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-JobKind = Literal["generate", "session", "pipeline_step", "webhook", "ingest"]
+JobKind = Literal["generate", "session", "pipeline_step", "webhook", "ingest", "batch_line"]
 RunStatusName = Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 # A step or webhook the run or job has not reached yet is PENDING.
 StepStatusName = Literal["PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]

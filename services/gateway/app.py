@@ -15,6 +15,7 @@ from services.common.registry import DEFAULT_POOL, load_registry
 from services.gateway.anthropic.routes import router as anthropic_router
 from services.gateway.auth.admission import Admission, authenticate
 from services.gateway.auth.routes import router as admin_router
+from services.gateway.batches.routes import router as batches_router
 from services.gateway.config import GatewaySettings
 from services.gateway.conversations.routes import router as conversations_router
 from services.gateway.cors import install_cors
@@ -131,6 +132,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         (anthropic_router, "", ("generate",)),
         (ollama_router, "", ("generate",)),
         (responses_router, "", ("generate",)),
+        (batches_router, "", ("generate",)),
         # with no prefix the API's own path is this one already
         *([(unprefixed_sessions_router, "", ("sessions",))] if prefix else []),
     ):

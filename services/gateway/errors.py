@@ -143,6 +143,10 @@ class LimiterUnavailable(GatewayError, Unavailable):
     code = "limiter_unavailable"
 
 
+class InvalidBatchFile(InvalidArgument):
+    code = "invalid_batch_file"
+
+
 class InvalidIdempotencyKey(InvalidArgument):
     code = "invalid_idempotency_key"
 
@@ -340,9 +344,14 @@ HTTP_STATUS_BY_CODE = {"file_too_large": 413, "unsupported_file_type": 415}
 
 
 def http_status_of(error: MeshError) -> int:
-    if error.code.startswith(UPSTREAM_CODE_PREFIX):  # the model provider failed, not the mesh
-        return 504 if error.status == grpc.StatusCode.DEADLINE_EXCEEDED else 502
-    return HTTP_STATUS_BY_CODE.get(error.code) or HTTP_STATUS_BY_GRPC.get(error.status, 500)
+    return http_status(error.code, error.status)
+
+
+def http_status(code: str, status: grpc.StatusCode) -> int:
+    """The HTTP status of an error with this stable code and gRPC status."""
+    if code.startswith(UPSTREAM_CODE_PREFIX):  # the model provider failed, not the mesh
+        return 504 if status == grpc.StatusCode.DEADLINE_EXCEEDED else 502
+    return HTTP_STATUS_BY_CODE.get(code) or HTTP_STATUS_BY_GRPC.get(status, 500)
 
 
 # Pydantic's messages that name its own types; a caller knows JSON's.
@@ -424,13 +433,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, 400, "invalid_json", INVALID_JSON)
     # OpenAI's, Anthropic's and Ollama's APIs answer a malformed request with 400, and their SDKs expect that.
     status = 400 if _foreign_api(request.url.path) else 422
-    # Pydantic's messages only: the offending input is not echoed back (it may be a huge prompt).
+    message, details, param = invalid_request(errors)
+    return error_response(request, status, "invalid_request", message, details, param=param)
+
+
+def invalid_request(errors: Sequence[Any]) -> tuple[str, list[ErrorDetail], str | None]:
+    """The message, details and OpenAI `param` of a request body that failed validation. Pydantic's
+    messages only: the offending input is not echoed back (it may be a huge prompt)."""
     details = field_errors(errors)
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     param = details[0].field if details and details[0].field != "body" else None
-    return error_response(
-        request, status, "invalid_request", f"invalid request: {summary}", details, param=param
-    )
+    return f"invalid request: {summary}", details, param
 
 
 async def _mesh_error(request: Request, exc: Exception) -> JSONResponse:

@@ -51,16 +51,15 @@ class Batches:
         self._generations = generations
 
     def _check(self, spec: orchestrator_pb2.GenerationSpec) -> None:
-        """What a submitted generation job is checked for: a bad line fails now, alone."""
+        """What a submitted generation job is checked for: a bad line fails now, alone. A response of
+        the Responses API may be one (stored, or continuing a stored one, as live)."""
         user_text(spec)
         if spec.conversation_id:
             raise InvalidGenerationRequest("a stored conversation cannot be continued by a batch line")
-        if spec.HasField("response"):
-            raise InvalidGenerationRequest("a response of the Responses API cannot run as a batch line")
         self._router.resolve(spec.model)
 
     def _line(self, line: orchestrator_pb2.BatchLine) -> store_pb2.NewBatchLine:
-        request: dict[str, Any] = {"custom_id": line.custom_id}
+        request: dict[str, Any] = {"custom_id": line.custom_id, "door": json.loads(line.door_json or "{}")}
         work = line.WhichOneof("work")
         if work == "error":
             return store_pb2.NewBatchLine(request_json=json.dumps(request), error=line.error)
@@ -104,7 +103,10 @@ class Batches:
         if "generation" in request:
             spec = json_format.ParseDict(request["generation"], orchestrator_pb2.GenerationSpec())
             answer = await self._generations.run(spec)
-            return JobOutcome({"generation": _dict(answer.result)})
+            outcome = {"generation": _dict(answer.result)}
+            if answer.HasField("response"):
+                outcome["response"] = _dict(answer.response)
+            return JobOutcome(outcome)
         embedding = request["embeddings"]
         answer = await embeddings(self._router, embedding.get("model", ""), list(embedding.get("inputs", ())))
         return JobOutcome({"embeddings": _dict(answer)})

@@ -13,6 +13,7 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.common.errors import FileTooLarge, InvalidArgument
+from services.gateway.batches.translation import batch_file, check_upload
 from services.gateway.calls import orchestrator, store
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.knowledge.protocol import (
@@ -89,6 +90,8 @@ async def create_file(
     content = await file.read(limit + 1)
     if len(content) > limit:
         raise FileTooLarge(f"a file is at most {limit} bytes (GATEWAY_MAX_UPLOAD_BYTES)")
+    if purpose == "batch":
+        check_upload(content)
     answer = await store(request).create_file(
         store_pb2.CreateFileRequest(
             filename=file.filename or "upload",
@@ -122,6 +125,10 @@ async def list_files(
 
 @files_router.get("/{file_id}", response_model=FileObject, responses=_ERRORS, summary="Retrieve a file")
 async def retrieve_file(file_id: str, request: Request) -> FileObject:
+    """A file of the caller's project: one it uploaded, or a batch's output or error file."""
+    made = await batch_file(store(request), file_id)
+    if made is not None:
+        return made[0]
     answer = await store(request).get_file(store_pb2.GetFileRequest(file_id=file_id))
     return FileObject.from_proto(answer.file)
 
@@ -133,6 +140,9 @@ async def retrieve_file(file_id: str, request: Request) -> FileObject:
     summary="A file's content",
 )
 async def file_content(file_id: str, request: Request) -> Response:
+    made = await batch_file(store(request), file_id)
+    if made is not None:
+        return Response(made[1], media_type="application/jsonl")
     answer = await store(request).get_file_content(store_pb2.GetFileContentRequest(file_id=file_id))
     return Response(answer.content, media_type=answer.file.content_type or "application/octet-stream")
 

@@ -91,12 +91,13 @@ def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
         ) from exc
 
 
-def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb2.GenerationSpec:
+def chat_spec(body: ChatCompletionRequest, conversation_id: str = "") -> orchestrator_pb2.GenerationSpec:
+    """The generation a chat completion request asks for (a live one, or a batch's line)."""
     spec = orchestrator_pb2.GenerationSpec(
         model=body.model,
         messages=[m.to_proto() for m in body.messages],
         params=sampling_params(body, body.token_limit(), body.stops()),
-        conversation_id=_conversation_id(body, request),
+        conversation_id=conversation_id,
         tooling=body.tooling(),
         constraint=body.constraint(),
         logprobs=bool(body.logprobs),
@@ -106,6 +107,71 @@ def _chat_spec(body: ChatCompletionRequest, request: Request) -> orchestrator_pb
         spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)
         spec.knowledge.top_k = body.knowledge_top_k
     return spec
+
+
+def completion_spec(body: CompletionRequest) -> orchestrator_pb2.GenerationSpec:
+    """The generation a (legacy) completion request asks for: the prompt as is, without a chat template."""
+    return orchestrator_pb2.GenerationSpec(
+        model=body.model,
+        prompt=body.text(),
+        raw=True,
+        params=sampling_params(body, body.max_tokens, body.stops()),
+    )
+
+
+def chat_completion(
+    result: common_pb2.GenerationResult,
+    model: str,
+    completion_id: str,
+    created: int,
+    logprobs: bool = False,
+    grounded: bool = False,
+) -> ChatCompletion:
+    """OpenAI's chat.completion object of a generation's result (`logprobs` and `grounded`: the
+    request asked for them)."""
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[
+            ChatChoice(
+                message=_assistant_message(result),
+                finish_reason=_finish_reason(result),
+                logprobs=ChoiceLogprobs.from_proto(result.logprobs) if logprobs else None,
+            )
+        ],
+        usage=Usage.from_proto(result.usage),
+        sources=[Hit.from_proto(hit) for hit in result.sources] if grounded else None,
+    )
+
+
+def text_completion(
+    result: common_pb2.GenerationResult, model: str, completion_id: str, created: int
+) -> Completion:
+    """OpenAI's text_completion object of a generation's result."""
+    return Completion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
+        usage=Usage.from_proto(result.usage),
+    )
+
+
+def embedding_list(
+    answer: orchestrator_pb2.CreateEmbeddingsResponse, model: str, encoding_format: str = "float"
+) -> EmbeddingList:
+    """OpenAI's embedding list of the orchestrator's answer, as floats or base64."""
+    encode = _base64 if encoding_format == "base64" else list
+    return EmbeddingList(
+        data=[
+            EmbeddingData(index=i, embedding=encode(list(e.values))) for i, e in enumerate(answer.embeddings)
+        ],
+        model=model,
+        usage=EmbeddingUsage(
+            prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens
+        ),
+    )
 
 
 class _Chunks:
@@ -230,23 +296,17 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """OpenAI's chat completions. `model` is a model or route name. With `conversation_id` (or the
     X-Conversation-ID header) the mesh keeps the conversation: send only the new turn each time."""
-    spec = _chat_spec(body, request)
+    spec = chat_spec(body, _conversation_id(body, request))
     if body.stream:
         return await _stream(request, spec, _Chunks(request, "chat", body))
     result = await _run(request, spec)
-    return ChatCompletion(
-        id=f"chatcmpl-{request_id_of(request)}",
-        created=int(time.time()),
-        model=body.model,
-        choices=[
-            ChatChoice(
-                message=_assistant_message(result),
-                finish_reason=_finish_reason(result),
-                logprobs=ChoiceLogprobs.from_proto(result.logprobs) if body.logprobs else None,
-            )
-        ],
-        usage=Usage.from_proto(result.usage),
-        sources=[Hit.from_proto(hit) for hit in result.sources] if body.knowledge_bases else None,
+    return chat_completion(
+        result,
+        body.model,
+        f"chatcmpl-{request_id_of(request)}",
+        int(time.time()),
+        logprobs=bool(body.logprobs),
+        grounded=bool(body.knowledge_bases),
     )
 
 
@@ -259,22 +319,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 )
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """OpenAI's (legacy) completions: the prompt goes to the model as is, without a chat template."""
-    spec = orchestrator_pb2.GenerationSpec(
-        model=body.model,
-        prompt=body.text(),
-        raw=True,
-        params=sampling_params(body, body.max_tokens, body.stops()),
-    )
+    spec = completion_spec(body)
     if body.stream:
         return await _stream(request, spec, _Chunks(request, "text", body))
     result = await _run(request, spec)
-    return Completion(
-        id=f"cmpl-{request_id_of(request)}",
-        created=int(time.time()),
-        model=body.model,
-        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
-        usage=Usage.from_proto(result.usage),
-    )
+    return text_completion(result, body.model, f"cmpl-{request_id_of(request)}", int(time.time()))
 
 
 def _base64(values: list[float]) -> str:
@@ -294,16 +343,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
         orchestrator_pb2.CreateEmbeddingsRequest(model=body.model, inputs=body.texts())
     )
     charge(request, answer.usage)
-    encode = _base64 if body.encoding_format == "base64" else list
-    return EmbeddingList(
-        data=[
-            EmbeddingData(index=i, embedding=encode(list(e.values))) for i, e in enumerate(answer.embeddings)
-        ],
-        model=body.model,
-        usage=EmbeddingUsage(
-            prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens
-        ),
-    )
+    return embedding_list(answer, body.model, body.encoding_format)
 
 
 async def _models(request: Request) -> list[Model]:

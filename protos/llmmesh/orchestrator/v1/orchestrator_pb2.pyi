@@ -612,16 +612,18 @@ class SearchKnowledgeResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...
 
 class BatchLine(_message.Message):
-    __slots__ = ("custom_id", "generation", "embeddings", "error")
+    __slots__ = ("custom_id", "generation", "embeddings", "error", "door_json")
     CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DOOR_JSON_FIELD_NUMBER: _ClassVar[int]
     custom_id: str
     generation: GenerationSpec
     embeddings: CreateEmbeddingsRequest
     error: _common_pb2.JobError
-    def __init__(self, custom_id: _Optional[str] = ..., generation: _Optional[_Union[GenerationSpec, _Mapping]] = ..., embeddings: _Optional[_Union[CreateEmbeddingsRequest, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+    door_json: str
+    def __init__(self, custom_id: _Optional[str] = ..., generation: _Optional[_Union[GenerationSpec, _Mapping]] = ..., embeddings: _Optional[_Union[CreateEmbeddingsRequest, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., door_json: _Optional[str] = ...) -> None: ...
 
 class BatchProblem(_message.Message):
     __slots__ = ("code", "message", "line", "param")
