@@ -104,6 +104,15 @@ async def until_ended(mesh: Gateway, client: openai.AsyncOpenAI, batch_id: str, 
         await asyncio.sleep(0.1)
 
 
+async def first_answers(client: openai.AsyncOpenAI, batch_id: str) -> None:
+    """Wait until the batch answered a line (bounded: its first lines take well under 10 s)."""
+    for _ in range(200):
+        if (await client.batches.retrieve(batch_id)).request_counts.completed:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"batch {batch_id} answered no line")
+
+
 async def entries(client: openai.AsyncOpenAI, file_id: str | None) -> list[dict[str, Any]]:
     if file_id is None:
         return []
@@ -315,8 +324,7 @@ async def test_cancel_stops_new_lines_and_keeps_the_partial_output(
     batch = await client.batches.create(
         input_file_id=await upload(client, lines), endpoint="/v1/chat/completions", completion_window="24h"
     )
-    while (await client.batches.retrieve(batch.id)).request_counts.completed == 0:
-        await asyncio.sleep(0.05)
+    await first_answers(client, batch.id)
     cancelling = await client.batches.cancel(batch.id)
     assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at is not None
     done = await until_ended(mesh, client, batch.id)
@@ -348,8 +356,7 @@ async def test_live_traffic_is_served_while_a_batch_runs(database_url: str) -> N
             endpoint="/v1/chat/completions",
             completion_window="24h",
         )
-        while (await client.batches.retrieve(batch.id)).request_counts.completed == 0:
-            await asyncio.sleep(0.05)
+        await first_answers(client, batch.id)
         live = await client.chat.completions.create(
             model="scripted", messages=[{"role": "user", "content": "live"}]
         )
@@ -359,7 +366,10 @@ async def test_live_traffic_is_served_while_a_batch_runs(database_url: str) -> N
         )
         assert submitted.status_code == 202, submitted.text
         job_url = f"/api/v1/ai/status/{submitted.json()['job_id']}"
-        while (job := (await mesh.client.get(job_url)).json())["status"] not in ("SUCCEEDED", "FAILED"):
+        for _ in range(200):
+            job = (await mesh.client.get(job_url)).json()
+            if job["status"] in ("SUCCEEDED", "FAILED"):
+                break
             await asyncio.sleep(0.05)
         assert job["status"] == "SUCCEEDED" and job["result"]["text"] == "echo: interactive"
         during = await client.batches.retrieve(batch.id)
@@ -416,11 +426,12 @@ async def test_batches_are_listed_paged_and_kept_to_their_project(database_url: 
                     input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
                 )
             assert (await beta.batches.list()).data == []
-            done = await alpha.batches.retrieve(made[0])
-            while done.status not in ENDED:
-                await asyncio.sleep(0.1)
+            for _ in range(100):
                 done = await alpha.batches.retrieve(made[0])
-            assert done.output_file_id is not None
+                if done.status in ENDED:
+                    break
+                await asyncio.sleep(0.1)
+            assert done.status == "completed" and done.output_file_id is not None
             with pytest.raises(openai.NotFoundError):
                 await beta.files.content(done.output_file_id)
             empty = await mesh.client.get("/v1/batches", headers={"Authorization": f"Bearer {keys['beta']}"})

@@ -102,7 +102,7 @@ async def test_a_batch_runs_after_interactive_jobs_and_ends_with_its_last_line(
     )
     # Queued after the batch, claimed before it; and no more batch lines than the cap.
     first = await claim(store, limit=3, batch_limit=1)
-    assert [j.id for j in first][0] == interactive.job.id
+    assert first[0].id == interactive.job.id
     assert [j.batch_line for j in first[1:]] == [0]
     assert await claim(store, limit=3, batch_limit=0) == []
     rest = await claim(store, limit=10)

@@ -1,0 +1,127 @@
+"""Crash safety of the Batch API: one of two orchestrators running a batch is killed with SIGKILL,
+again and again, mid-batch; the batch completes with every line answered exactly once in its output
+file (no duplicates, no gaps). Real processes on PostgreSQL, driven through the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import openai
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.e2e.test_job_crashes import _wait_serving
+from tests.support.mesh import POSTGRES_URL_ENV, free_port, fresh_postgres_database
+from tests.support.processes import mesh_env, tail, wait_ready
+
+LINES = 200
+KILLS = 3
+# "slow 10": ten deltas 50 ms apart, about 0.5 s a line; 8 lines at a time per orchestrator, so the
+# kills land while lines run.
+PROMPT = "slow 10"
+EXPECTED = "".join(f"t{i} " for i in range(10))
+
+
+async def _most_attempts(database_url: str) -> int:
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval("SELECT max(attempts) FROM jobs WHERE kind = 'batch_line'"))
+    finally:
+        await connection.close()
+
+
+def test_a_batch_survives_repeated_kill_9_of_an_orchestrator(tmp_path: Path) -> None:
+    server_url = os.environ.get(POSTGRES_URL_ENV)
+    if not server_url:
+        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_URL_ENV} to run the crash test on it")
+    postgres = fresh_postgres_database(server_url)
+    database_url = asyncio.run(postgres.__aenter__())
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n  local:\n    backend: tests.support.fakes:ScriptedBackend\n")
+    env = mesh_env(tmp_path, database_url)
+    env.update(
+        LLM_MESH_REGISTRY=str(registry),
+        ORCHESTRATOR_JOB_CONCURRENCY="16",
+        ORCHESTRATOR_JOB_LEASE_S="1.5",
+        ORCHESTRATOR_JOB_HEARTBEAT_S="0.3",
+        ORCHESTRATOR_JOB_POLL_S="0.2",
+        INFERENCE_MAX_WAITING="1000",
+    )
+    survivor_env = {
+        **env,
+        "ORCHESTRATOR_PORT": str(free_port()),
+        "ORCHESTRATOR_METRICS_PORT": str(free_port()),
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str, service: str, service_env: dict[str, str]) -> None:
+        log = (tmp_path / f"{name}.log").open("ab")
+        processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", service], env=service_env, stdout=log, stderr=log
+        )
+        if service == "gateway":
+            wait_ready(f"http://127.0.0.1:{service_env['GATEWAY_PORT']}", list(processes.values()), tmp_path)
+        else:
+            _wait_serving(f"127.0.0.1:{service_env[f'{service.upper()}_PORT']}", processes[name], tmp_path)
+
+    try:
+        start("store", "store", env)
+        start("inference", "inference", env)
+        start("victim", "orchestrator", env)
+        start("survivor", "orchestrator", survivor_env)
+        start("gateway", "gateway", env)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{env['GATEWAY_PORT']}/v1", api_key="unused", max_retries=3
+        )
+        lines = [
+            {
+                "custom_id": f"line-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "local", "messages": [{"role": "user", "content": PROMPT}]},
+            }
+            for i in range(LINES)
+        ]
+        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("lines.jsonl", content), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        for _ in range(KILLS):
+            time.sleep(1.0)
+            processes["victim"].send_signal(signal.SIGKILL)
+            processes["victim"].wait(timeout=10)
+            start("victim", "orchestrator", env)
+        deadline = time.monotonic() + 120
+        while (
+            batch := client.batches.retrieve(batch.id)
+        ).status == "in_progress" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert batch.status == "completed", (batch, tail(tmp_path))
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (LINES, 0)
+        assert batch.error_file_id is None and batch.output_file_id is not None
+        output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+        assert [entry["custom_id"] for entry in output] == [f"line-{i}" for i in range(LINES)], (
+            "no duplicate, no gap"
+        )
+        assert all(
+            entry["response"]["body"]["choices"][0]["message"]["content"] == EXPECTED for entry in output
+        )
+        client.close()
+        assert asyncio.run(_most_attempts(database_url)) > 1, "the kills interrupted running lines"
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = {name: process.wait(timeout=60) for name, process in processes.items()}
+        asyncio.run(postgres.__aexit__())
+    assert codes == {"store": 0, "inference": 0, "victim": 0, "survivor": 0, "gateway": 0}, tail(tmp_path)
