@@ -74,7 +74,7 @@ async def counts(db: AsyncSession, batches: Sequence[Batch]) -> dict[str, Counts
             .group_by(Job.batch_id, Job.status)
         )
         for batch_id, status, count in rows:
-            by_status[batch_id][status] = count
+            by_status[str(batch_id)][status] = count
     return {
         batch.id: Counts(
             total=batch.line_count,

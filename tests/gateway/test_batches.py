@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,7 +17,7 @@ import pytest
 from services.common.registry import parse_registry
 from tests.support.auth import ADMIN, ADMIN_TOKEN
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
-from tests.support.mesh import SCRIPTED, Gateway, scripted_mesh
+from tests.support.mesh import SCRIPTED, Gateway, gemma_mesh, scripted_mesh
 from tests.support.openai_schema import conforms
 
 # Fast job timings; 16 jobs at a time, of which 8 may be batch lines (the default share, 0.5).
@@ -436,3 +437,35 @@ async def test_batches_are_listed_paged_and_kept_to_their_project(database_url: 
                 await beta.files.content(done.output_file_id)
             empty = await mesh.client.get("/v1/batches", headers={"Authorization": f"Bearer {keys['beta']}"})
             conforms("ListBatchesResponse", empty.json())
+
+
+async def test_a_small_batch_on_the_local_model(tmp_path: Path, model_path: Path) -> None:
+    """Ten lines on Gemma 3 270M, a few tokens each: each answer is the one the live route gives the
+    same greedy request (the model runs deterministically), and the canned tier answers its line first."""
+    questions = [f"Name a colour number {i}." for i in range(9)] + ["hello"]
+    async with (
+        gemma_mesh(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", model_path, **JOBS) as mesh,
+        openai.AsyncOpenAI(base_url=f"{mesh.client.base_url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        lines = [
+            chat_line(f"q{i}", text, model="default", max_tokens=8, temperature=0)
+            for i, text in enumerate(questions)
+        ]
+        batch = await client.batches.create(
+            input_file_id=await upload(client, lines),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        done = await until_ended(mesh, client, batch.id, timeout_s=120)
+        assert done.status == "completed" and done.request_counts.completed == len(questions), done
+        output = await entries(client, done.output_file_id)
+        assert [e["custom_id"] for e in output] == [f"q{i}" for i in range(len(questions))]
+        answers = [e["response"]["body"]["choices"][0]["message"]["content"] for e in output]
+        assert answers[-1] == "Hi there!"
+        for entry in output:
+            conforms("CreateChatCompletionResponse", entry["response"]["body"])
+            assert entry["response"]["body"]["usage"]["completion_tokens"] <= 8
+        live = await client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": questions[0]}], max_tokens=8, temperature=0
+        )
+        assert live.choices[0].message.content == answers[0] and answers[0]

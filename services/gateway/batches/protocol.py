@@ -108,7 +108,7 @@ class BatchObject(BaseModel):
             errors=BatchErrors(data=errors) if errors else None,
             input_file_id=batch.input_file_id,
             completion_window=batch.completion_window,
-            status=batch.status,  # type: ignore[arg-type]
+            status=batch.status,
             output_file_id=batch.output_file_id or None,
             error_file_id=batch.error_file_id or None,
             created_at=int(batch.created_at.seconds),

@@ -145,8 +145,8 @@ def _translated(url: str, body: dict[str, Any]) -> orchestrator_pb2.BatchLine:
         )
     try:
         if isinstance(request, ChatCompletionRequest):
-            door = {"logprobs": bool(request.logprobs), "grounded": bool(request.knowledge_bases)}
-            return orchestrator_pb2.BatchLine(generation=chat_spec(request), door_json=json.dumps(door))
+            chat = {"logprobs": bool(request.logprobs), "grounded": bool(request.knowledge_bases)}
+            return orchestrator_pb2.BatchLine(generation=chat_spec(request), door_json=json.dumps(chat))
         if isinstance(request, CompletionRequest):
             return orchestrator_pb2.BatchLine(generation=completion_spec(request))
         if isinstance(request, EmbeddingRequest):
