@@ -7,6 +7,7 @@ Set LLM_MESH_CONSOLE_SCREENSHOTS to a folder (docs/console) to save the main pag
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -520,6 +521,54 @@ async def test_the_jobs_page_follows_jobs_cancels_and_resumes_a_pipeline_run(
         await expect(run.locator("time").first).to_have_text(re.compile(r"\d{4}/\d{1,2}/\d{1,2}"))
         await page.set_viewport_size({"width": 375, "height": 800})
         assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert page.outside == [] and page.page_errors == []
+
+
+async def test_the_jobs_page_shows_a_batchs_progress_and_cancels_it(tmp_path: Path, browser: Any) -> None:
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path / 's.db'}", generation_timeout_s=60, job_concurrency=2, **FAST_JOBS
+    ) as mesh:
+        lines = "".join(
+            json.dumps(
+                {
+                    "custom_id": f"line-{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "scripted", "messages": [{"role": "user", "content": "slow 4"}]},
+                }
+            )
+            + "\n"
+            for i in range(40)
+        )
+        uploaded = await mesh.client.post(
+            "/v1/files", files={"file": ("lines.jsonl", lines.encode())}, data={"purpose": "batch"}
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        created = await mesh.client.post(
+            "/v1/batches",
+            json={
+                "input_file_id": uploaded.json()["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        )
+        batch_id = created.json()["id"]
+        page = await open_console(browser, mesh, "#/jobs")
+        item = page.locator(f'#batches-list li[data-batch-id="{batch_id}"]')
+        await expect(item.locator("[data-status]")).to_have_text("In progress")
+        # the progress follows the lines as they are answered
+        await expect(item.locator(".progress-text")).to_have_text(
+            re.compile(r"^[1-9]\d* answered, 0 failed, of 40$")
+        )
+        await item.get_by_role("button", name="Cancel").click()
+        await expect(item.locator("[data-status]")).to_have_text("Cancelled")
+        await expect(item.locator(".batch-files")).to_contain_text(f"file-{batch_id}-errors")
+        answered = (await mesh.client.get(f"/v1/batches/{batch_id}")).json()["request_counts"]["completed"]
+        assert 0 < answered < 40
+        await expect(item.locator(".progress-text")).to_have_text(f"{answered} answered, 0 failed, of 40")
+        await page.get_by_label("Language").select_option("ja")
+        await expect(item.locator("[data-status]")).to_have_text("取り消し済み")
+        await expect(item.locator(".progress-text")).to_have_text(f"40 件中 {answered} 件応答、0 件失敗")
         assert page.outside == [] and page.page_errors == []
 
 
