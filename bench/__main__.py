@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cached_session, engine, knowledge, overhead, peer, queue, streaming
+from bench import batch, cached_session, engine, knowledge, overhead, peer, queue, streaming
 from bench.report import Part, add_output_options, machine, output_dir, write_report
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -238,7 +238,9 @@ def main() -> int:
         "--quick", action="store_true", help="fewer rounds: a smoke run, not figures to publish"
     )
     parser.add_argument(
-        "--only", default="", help="comma-separated parts: overhead,peer,streaming,cached,queue,knowledge"
+        "--only",
+        default="",
+        help="comma-separated parts: overhead,peer,streaming,cached,queue,knowledge,batch",
     )
     parser.add_argument(
         "--postgres-url",
@@ -268,6 +270,12 @@ def main() -> int:
         ),
         # Its own PostgreSQL with pgvector (pgserver): the --postgres-url server may lack pgvector.
         "knowledge": lambda: knowledge.measure(quick),
+        "batch": lambda: batch.measure(
+            args.postgres_url,
+            canned_lines=200 if quick else 2000,
+            model_lines=4 if quick else 16,
+            live=3 if quick else 10,
+        ),
     }
     chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(runs)
     unknown = set(chosen) - set(runs)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +15,8 @@ import openai
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.test_job_crashes import _wait_serving
 from tests.support.mesh import POSTGRES_URL_ENV, free_port, fresh_postgres_database
-from tests.support.processes import mesh_env, tail, wait_ready
+from tests.support.processes import Services, mesh_env, tail
 
 LINES = 200
 KILLS = 3
@@ -61,24 +57,13 @@ def test_a_batch_survives_repeated_kill_9_of_an_orchestrator(tmp_path: Path) -> 
         "ORCHESTRATOR_PORT": str(free_port()),
         "ORCHESTRATOR_METRICS_PORT": str(free_port()),
     }
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(name: str, service: str, service_env: dict[str, str]) -> None:
-        log = (tmp_path / f"{name}.log").open("ab")
-        processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", service], env=service_env, stdout=log, stderr=log
-        )
-        if service == "gateway":
-            wait_ready(f"http://127.0.0.1:{service_env['GATEWAY_PORT']}", list(processes.values()), tmp_path)
-        else:
-            _wait_serving(f"127.0.0.1:{service_env[f'{service.upper()}_PORT']}", processes[name], tmp_path)
-
+    services = Services(tmp_path)
     try:
-        start("store", "store", env)
-        start("inference", "inference", env)
-        start("victim", "orchestrator", env)
-        start("survivor", "orchestrator", survivor_env)
-        start("gateway", "gateway", env)
+        services.start("store", "store", env)
+        services.start("inference", "inference", env)
+        services.start("victim", "orchestrator", env)
+        services.start("survivor", "orchestrator", survivor_env)
+        services.start("gateway", "gateway", env)
         client = openai.OpenAI(
             base_url=f"http://127.0.0.1:{env['GATEWAY_PORT']}/v1", api_key="unused", max_retries=3
         )
@@ -98,9 +83,8 @@ def test_a_batch_survives_repeated_kill_9_of_an_orchestrator(tmp_path: Path) -> 
         )
         for _ in range(KILLS):
             time.sleep(1.0)
-            processes["victim"].send_signal(signal.SIGKILL)
-            processes["victim"].wait(timeout=10)
-            start("victim", "orchestrator", env)
+            services.kill("victim")
+            services.start("victim", "orchestrator", env)
         deadline = time.monotonic() + 120
         while (
             batch := client.batches.retrieve(batch.id)
@@ -119,9 +103,6 @@ def test_a_batch_survives_repeated_kill_9_of_an_orchestrator(tmp_path: Path) -> 
         client.close()
         assert asyncio.run(_most_attempts(database_url)) > 1, "the kills interrupted running lines"
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        codes = {name: process.wait(timeout=60) for name, process in processes.items()}
+        codes = services.stop()
         asyncio.run(postgres.__aexit__())
     assert codes == {"store": 0, "inference": 0, "victim": 0, "survivor": 0, "gateway": 0}, tail(tmp_path)

@@ -16,8 +16,7 @@ import grpc
 from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from llmmesh.store.v1 import store_pb2, store_pb2_grpc
 
-from tests.e2e.test_job_crashes import _wait_serving
-from tests.support.processes import mesh_env, tail
+from tests.support.processes import mesh_env, tail, wait_serving
 
 # 160 chunks of about 100 characters: ten embedding calls of 16, 0.25 s each.
 TEXT = " ".join(f"Sentence number {i} of the long document, written to be chunked." for i in range(240))
@@ -45,7 +44,7 @@ def test_an_ingestion_killed_mid_way_resumes_and_indexes_each_chunk_once(tmp_pat
         processes[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "serve", service], env=env, stdout=log, stderr=log
         )
-        _wait_serving(f"127.0.0.1:{env[f'{service.upper()}_PORT']}", processes[name], tmp_path)
+        wait_serving(f"127.0.0.1:{env[f'{service.upper()}_PORT']}", processes[name], tmp_path)
 
     def written(document_id: str) -> tuple[int, int, str]:
         with sqlite3.connect(database) as db:

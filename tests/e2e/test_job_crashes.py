@@ -6,21 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmmesh.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from tests.support.mesh import POSTGRES_URL_ENV, free_port, fresh_postgres_database
-from tests.support.processes import mesh_env, tail
+from tests.support.processes import Services, mesh_env, tail
 
 JOBS = 300
 KILLS = 3
@@ -28,25 +24,6 @@ KILLS = 3
 # kills land while jobs run.
 PROMPT = "slow 20"
 EXPECTED = "".join(f"t{i} " for i in range(20))
-
-
-def _wait_serving(address: str, process: subprocess.Popen[bytes], logs: Path) -> None:
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"a service exited with {process.returncode}:\n{tail(logs)}")
-            try:
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"{address} not serving:\n{tail(logs)}")
 
 
 async def _statuses(database_url: str) -> list[asyncpg.Record]:
@@ -82,21 +59,12 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
         "ORCHESTRATOR_PORT": str(free_port()),
         "ORCHESTRATOR_METRICS_PORT": str(free_port()),
     }
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(name: str, service: str, service_env: dict[str, str]) -> None:
-        log = (tmp_path / f"{name}.log").open("ab")
-        processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", service], env=service_env, stdout=log, stderr=log
-        )
-        port = service_env[f"{service.upper()}_PORT"]
-        _wait_serving(f"127.0.0.1:{port}", processes[name], tmp_path)
-
+    services = Services(tmp_path)
     try:
-        start("store", "store", env)
-        start("inference", "inference", env)
-        start("victim", "orchestrator", env)
-        start("survivor", "orchestrator", survivor_env)
+        services.start("store", "store", env)
+        services.start("inference", "inference", env)
+        services.start("victim", "orchestrator", env)
+        services.start("survivor", "orchestrator", survivor_env)
         with grpc.insecure_channel(f"127.0.0.1:{survivor_env['ORCHESTRATOR_PORT']}") as channel:
             orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
             for index in range(JOBS):
@@ -110,9 +78,8 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
                 )
         for _ in range(KILLS):
             time.sleep(0.8)
-            processes["victim"].send_signal(signal.SIGKILL)
-            processes["victim"].wait(timeout=10)
-            start("victim", "orchestrator", env)
+            services.kill("victim")
+            services.start("victim", "orchestrator", env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             rows = asyncio.run(_statuses(database_url))
@@ -125,9 +92,6 @@ def test_jobs_survive_repeated_kill_9_of_a_worker(tmp_path: Path) -> None:
         assert all(json.loads(row["result"])["text"] == EXPECTED for row in rows), "one stored result each"
         assert any(row["attempts"] > 1 for row in rows), "the kills interrupted running jobs"
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        codes = {name: process.wait(timeout=60) for name, process in processes.items()}
+        codes = services.stop()
         asyncio.run(postgres.__aexit__())
     assert codes == {"store": 0, "inference": 0, "victim": 0, "survivor": 0}, tail(tmp_path)

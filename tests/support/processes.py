@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.mesh import ROOT, free_port
 
@@ -48,3 +52,57 @@ def wait_ready(base_url: str, processes: list[subprocess.Popen[bytes]], logs: Pa
 
 def tail(logs: Path) -> str:
     return "\n".join(f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], logs: Path) -> None:
+    """Wait until the gRPC service at address reports SERVING; fail if its process exits first."""
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"a service exited with {process.returncode}:\n{tail(logs)}")
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    pytest.fail(f"{address} not serving:\n{tail(logs)}")
+
+
+class Services:
+    """Services of the mesh as separate processes (`services.cli serve <service>`), each logging to
+    `<name>.log` under logs: started one at a time and waited on (gRPC health; the gateway's /readyz),
+    killed by name, stopped together."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, service: str, env: dict[str, str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", service], env=env, stdout=log, stderr=log
+        )
+        self.processes[name] = process
+        port = env[f"{service.upper()}_PORT"]
+        if service == "gateway":
+            wait_ready(f"http://127.0.0.1:{port}", [process], self.logs)
+        else:
+            wait_serving(f"127.0.0.1:{port}", process, self.logs)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash: no shutdown runs."""
+        self.processes[name].send_signal(signal.SIGKILL)
+        self.processes[name].wait(timeout=10)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to every one still running; each one's exit code."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return {name: process.wait(timeout=60) for name, process in self.processes.items()}
