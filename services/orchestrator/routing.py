@@ -415,8 +415,13 @@ class Router:
                         result = response.result
                         if not result.text.strip() and not result.tool_calls:
                             raise EmptyModelResponse(f"model {model} returned an empty response")
-                        # An output cut by the token limit is the caller's to judge (OpenAI's `length`).
-                        if constrained and result.finish_reason != common_pb2.FINISH_REASON_LENGTH:
+                        # An output cut by the token limit is the caller's to judge (OpenAI's `length`);
+                        # a turn that calls tools has no answer yet for the constraint to judge.
+                        judged = result.finish_reason not in (
+                            common_pb2.FINISH_REASON_LENGTH,
+                            common_pb2.FINISH_REASON_TOOL_CALLS,
+                        )
+                        if constrained and judged:
                             problem = output_problem(spec.constraint, result.text)
                             if problem:
                                 raise InvalidModelOutput(
