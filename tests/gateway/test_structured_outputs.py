@@ -304,3 +304,39 @@ async def test_tools_and_a_schema_together_call_the_tool_then_answer_the_schema(
         t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]
     ]  # fmt: skip
     assert declared == ["weather", "structured_output"]
+
+
+async def test_an_openai_compatible_backend_passes_logprobs_on_streamed_and_not(
+    cloud: tuple[Gateway, FakeProviders],
+) -> None:
+    gateway, fake = cloud
+    asked = [{"role": "user", "content": "two words"}]
+    async with sdk(gateway) as client:
+        plain = await client.chat.completions.create(
+            model="gpt", messages=asked, logprobs=True, top_logprobs=2
+        )
+        streamed = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model="gpt", messages=asked, logprobs=True, top_logprobs=2, stream=True
+            )
+        ]
+    sent = fake.calls("openai")[0].body
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    content = plain.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert (
+        "".join(t.token for t in content or [])
+        == plain.choices[0].message.content
+        == "openai says: two words"
+    )
+    assert all(
+        t.logprob == -0.25 and [a.logprob for a in t.top_logprobs] == [-1.0, -2.0] for t in content or []
+    )
+    assert content and content[0].bytes == list(content[0].token.encode())
+    pieces = [
+        t for c in streamed for choice in c.choices if choice.logprobs for t in choice.logprobs.content or []
+    ]
+    assert [t.token for t in pieces] == [t.token for t in content]
+    for chunk in streamed:
+        conforms("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+    conforms("CreateChatCompletionResponse", plain.model_dump(mode="json", exclude_unset=True))
