@@ -149,6 +149,30 @@ async def test_logprobs_of_the_local_model_streamed_and_not(mesh: Gateway) -> No
     conforms("CreateChatCompletionResponse", raw.json())
 
 
+async def test_logprobs_of_a_legacy_completion_streamed_and_not(mesh: Gateway) -> None:
+    """The completions API's own shape: tokens, token_logprobs, top_logprobs (token → logprob) and
+    text_offset, with `logprobs` the number of alternatives."""
+    ask = {"model": GEMMA, "prompt": "The sky is", "max_tokens": 6, "temperature": 0}
+    async with sdk(mesh) as client:
+        whole = await client.completions.create(**ask, logprobs=2)
+        streamed = [chunk async for chunk in await client.completions.create(**ask, logprobs=2, stream=True)]
+    choice = whole.choices[0]
+    scores = choice.logprobs
+    assert scores is not None and scores.tokens and "".join(scores.tokens) == choice.text
+    assert len(scores.token_logprobs or []) == len(scores.tokens) and all(
+        p <= 0 for p in scores.token_logprobs or []
+    )
+    assert all(len(top) <= 2 for top in scores.top_logprobs or []) and any(scores.top_logprobs or [])
+    assert scores.text_offset == [sum(len(t) for t in scores.tokens[:i]) for i in range(len(scores.tokens))]
+    pieces = [c.choices[0].logprobs for c in streamed if c.choices and c.choices[0].logprobs]
+    assert [t for p in pieces for t in p.tokens or []] == scores.tokens  # greedy: the same tokens
+    assert [o for p in pieces for o in p.text_offset or []] == scores.text_offset
+    raw = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 1})
+    conforms("CreateCompletionResponse", raw.json())
+    refused = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 6})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+
+
 async def test_logprobs_are_refused_where_they_cannot_be_given(mesh: Gateway) -> None:
     asked = {"messages": [{"role": "user", "content": "hi"}]}
     scripted = await mesh.client.post(
