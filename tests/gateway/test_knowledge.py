@@ -19,6 +19,7 @@ from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.http import assert_error
 from tests.support.mesh import Gateway, scripted_mesh
 from tests.support.openai_schema import conforms
+from tests.support.pdf import pdf_with_text
 from tests.support.sessions import ANSWERS, LLM_OPTIONS, SYSTEM, make_session, make_version
 
 pytest.importorskip("tokenizers", reason="the default embedder needs tokenizers (a base dependency)")
@@ -89,6 +90,24 @@ async def test_files_round_trip_through_the_openai_sdk(mesh: Gateway, client: op
     assert deleted.deleted
     with pytest.raises(openai.NotFoundError):
         await client.files.retrieve(created.id)
+
+
+async def test_a_pdf_is_read_indexed_and_found(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
+    store = await client.vector_stores.create(name="manuals")
+    pdf = pdf_with_text("Warranty terms", "Repairs are free for two years, parts and labour included.")
+    uploaded = await client.files.create(file=("warranty.pdf", pdf, "application/pdf"), purpose="assistants")
+    attached = await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=uploaded.id)
+    assert attached.status == "completed", attached.last_error
+    page = await client.vector_stores.search(store.id, query="are repairs free", extra_body={"mode": "text"})
+    assert page.data[0].filename == "warranty.pdf"
+    assert "Repairs are free for two years" in page.data[0].content[0].text
+    broken = await client.files.create(
+        file=("broken.pdf", b"%PDF-1.4 nothing", "application/pdf"), purpose="assistants"
+    )
+    with pytest.raises(openai.BadRequestError) as refused:  # read at once: refused, not a failed file
+        await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=broken.id)
+    assert "the PDF could not be read" in refused.value.message
+    assert [f.id for f in (await client.vector_stores.files.list(store.id)).data] == [uploaded.id]
 
 
 async def test_a_vector_store_is_searched_after_create_and_poll(
