@@ -148,7 +148,8 @@ def _translated(url: str, body: dict[str, Any]) -> orchestrator_pb2.BatchLine:
             chat = {"logprobs": bool(request.logprobs), "grounded": bool(request.knowledge_bases)}
             return orchestrator_pb2.BatchLine(generation=chat_spec(request), door_json=json.dumps(chat))
         if isinstance(request, CompletionRequest):
-            return orchestrator_pb2.BatchLine(generation=completion_spec(request))
+            text = {"logprobs": request.logprobs is not None}
+            return orchestrator_pb2.BatchLine(generation=completion_spec(request), door_json=json.dumps(text))
         if isinstance(request, EmbeddingRequest):
             embeddings = orchestrator_pb2.CreateEmbeddingsRequest(model=request.model, inputs=request.texts())
             door = {"encoding_format": request.encoding_format}
@@ -207,7 +208,10 @@ def _body(
         )
         return completion.model_dump(mode="json")
     if endpoint == "/v1/completions":
-        return text_completion(generated, model, f"cmpl-{request_id}", created).model_dump(mode="json")
+        completion = text_completion(
+            generated, model, f"cmpl-{request_id}", created, logprobs=bool(door.get("logprobs"))
+        )
+        return completion.model_dump(mode="json")
     info = json_format.ParseDict(result["response"], orchestrator_pb2.ResponseInfo())
     return (
         Fresh(CreateResponseRequest.model_validate(door["body"]), info)

@@ -37,6 +37,7 @@ from services.gateway.openai.protocol import (
     ChoiceLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     ConversationId,
     EmbeddingData,
@@ -111,12 +112,15 @@ def chat_spec(body: ChatCompletionRequest, conversation_id: str = "") -> orchest
 
 def completion_spec(body: CompletionRequest) -> orchestrator_pb2.GenerationSpec:
     """The generation a (legacy) completion request asks for: the prompt as is, without a chat template."""
-    return orchestrator_pb2.GenerationSpec(
+    spec = orchestrator_pb2.GenerationSpec(
         model=body.model,
         prompt=body.text(),
         raw=True,
         params=sampling_params(body, body.max_tokens, body.stops()),
     )
+    if body.logprobs is not None:
+        spec.logprobs, spec.top_logprobs = True, body.logprobs
+    return spec
 
 
 def chat_completion(
@@ -146,14 +150,15 @@ def chat_completion(
 
 
 def text_completion(
-    result: common_pb2.GenerationResult, model: str, completion_id: str, created: int
+    result: common_pb2.GenerationResult, model: str, completion_id: str, created: int, logprobs: bool = False
 ) -> Completion:
-    """OpenAI's text_completion object of a generation's result."""
+    """OpenAI's text_completion object of a generation's result (`logprobs`: the request asked for them)."""
+    scores = CompletionLogprobs.from_proto(result.logprobs) if logprobs else None
     return Completion(
         id=completion_id,
         created=created,
         model=model,
-        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
+        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result), logprobs=scores)],
         usage=Usage.from_proto(result.usage),
     )
 
@@ -187,6 +192,8 @@ class _Chunks:
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
         self.created = int(time.time())
         self.started = False
+        # Characters of completion text sent so far: where the next piece's tokens start.
+        self.offset = 0
 
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
@@ -220,7 +227,14 @@ class _Chunks:
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
-        scores = ChoiceLogprobs.from_proto(logprobs).model_dump() if logprobs else None
+        scores: dict[str, Any] | None = None
+        if logprobs:
+            scores = (
+                ChoiceLogprobs.from_proto(logprobs).model_dump()
+                if self.chat
+                else CompletionLogprobs.from_proto(logprobs, self.offset).model_dump()
+            )
+        self.offset += len(text or "")
         return self.envelope([{**choice, "logprobs": scores, "finish_reason": finish_reason}], **extra)
 
     def tool_call(self, piece: common_pb2.ToolCallDelta) -> ServerSentEvent:
@@ -323,7 +337,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     if body.stream:
         return await _stream(request, spec, _Chunks(request, "text", body))
     result = await _run(request, spec)
-    return text_completion(result, body.model, f"cmpl-{request_id_of(request)}", int(time.time()))
+    return text_completion(
+        result, body.model, f"cmpl-{request_id_of(request)}", int(time.time()), body.logprobs is not None
+    )
 
 
 def _base64(values: list[float]) -> str:
