@@ -208,10 +208,10 @@ def _body(
         )
         return completion.model_dump(mode="json")
     if endpoint == "/v1/completions":
-        completion = text_completion(
+        text = text_completion(
             generated, model, f"cmpl-{request_id}", created, logprobs=bool(door.get("logprobs"))
         )
-        return completion.model_dump(mode="json")
+        return text.model_dump(mode="json")
     info = json_format.ParseDict(result["response"], orchestrator_pb2.ResponseInfo())
     return (
         Fresh(CreateResponseRequest.model_validate(door["body"]), info)
