@@ -1,6 +1,7 @@
 """Crash safety of the Batch API: one of two orchestrators running a batch is killed with SIGKILL,
-again and again, mid-batch; the batch completes with every line answered exactly once in its output
-file (no duplicates, no gaps). Real processes on PostgreSQL, driven through the openai SDK."""
+again and again, mid-batch, and then the store is; the batch completes with every line answered
+exactly once in its output file (no duplicates, no gaps). Real processes on PostgreSQL, driven
+through the openai SDK."""
 
 from __future__ import annotations
 
