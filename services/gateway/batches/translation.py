@@ -26,7 +26,7 @@ from services.gateway.batches.protocol import InputLine
 from services.gateway.errors import InvalidBatchFile, http_status, invalid_request, openai_error_body
 from services.gateway.knowledge.protocol import FileObject
 from services.gateway.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from services.gateway.openai.routes import (
+from services.gateway.openai.translation import (
     chat_completion,
     chat_spec,
     completion_spec,

@@ -3,12 +3,10 @@ calls out. Streams are OpenAI's SSE framing: `data: {chunk}` frames, then `data:
 
 from __future__ import annotations
 
-import base64
 import json
-import struct
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from llmmesh.common.v1 import common_pb2
@@ -16,11 +14,10 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 from pydantic import TypeAdapter, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.common.enums import FINISH_REASON_NAMES
 from services.common.errors import MeshError, ModelNotFound, shown
-from services.common.results import FinishReason, Usage
+from services.common.results import Usage
 from services.gateway.auth.admission import charge, generation_slot
-from services.gateway.calls import orchestrator, sampling_params, stream_timeout_s, while_connected
+from services.gateway.calls import orchestrator, stream_timeout_s, while_connected
 from services.gateway.errors import (
     InvalidConversationId,
     error_responses,
@@ -30,24 +27,25 @@ from services.gateway.errors import (
 )
 from services.gateway.knowledge.protocol import Hit
 from services.gateway.openai.protocol import (
-    AssistantMessage,
-    ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
     ChoiceLogprobs,
     Completion,
-    CompletionChoice,
     CompletionLogprobs,
     CompletionRequest,
     ConversationId,
-    EmbeddingData,
     EmbeddingList,
     EmbeddingRequest,
-    EmbeddingUsage,
-    FunctionCall,
     Model,
     ModelList,
-    ToolCall,
+)
+from services.gateway.openai.translation import (
+    chat_completion,
+    chat_spec,
+    completion_spec,
+    embedding_list,
+    finish_reason,
+    text_completion,
 )
 from services.gateway.streaming import sse_from_stream
 
@@ -67,19 +65,6 @@ _ERRORS = error_responses(
 )
 
 
-def _finish_reason(result: common_pb2.GenerationResult) -> FinishReason:
-    return cast(FinishReason, FINISH_REASON_NAMES.get(result.finish_reason, "stop"))
-
-
-def _assistant_message(result: common_pb2.GenerationResult) -> AssistantMessage:
-    calls = [
-        ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
-        for c in result.tool_calls
-    ]
-    # A turn that only called tools has no content (null, as OpenAI's).
-    return AssistantMessage(content=result.text or (None if calls else ""), tool_calls=calls or None)
-
-
 def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
     header = request.headers.get(CONVERSATION_HEADER)
     if body.conversation_id is not None or header is None:
@@ -90,93 +75,6 @@ def _conversation_id(body: ChatCompletionRequest, request: Request) -> str:
         raise InvalidConversationId(
             f"{CONVERSATION_HEADER} must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
         ) from exc
-
-
-def chat_spec(body: ChatCompletionRequest, conversation_id: str = "") -> orchestrator_pb2.GenerationSpec:
-    """The generation a chat completion request asks for (a live one, or a batch's line)."""
-    spec = orchestrator_pb2.GenerationSpec(
-        model=body.model,
-        messages=[m.to_proto() for m in body.messages],
-        params=sampling_params(body, body.token_limit(), body.stops()),
-        conversation_id=conversation_id,
-        tooling=body.tooling(),
-        constraint=body.constraint(),
-        logprobs=bool(body.logprobs),
-        top_logprobs=body.top_logprobs or 0,
-    )
-    if body.knowledge_bases:
-        spec.knowledge.knowledge_base_ids.extend(body.knowledge_bases)
-        spec.knowledge.top_k = body.knowledge_top_k
-    return spec
-
-
-def completion_spec(body: CompletionRequest) -> orchestrator_pb2.GenerationSpec:
-    """The generation a (legacy) completion request asks for: the prompt as is, without a chat template."""
-    spec = orchestrator_pb2.GenerationSpec(
-        model=body.model,
-        prompt=body.text(),
-        raw=True,
-        params=sampling_params(body, body.max_tokens, body.stops()),
-    )
-    if body.logprobs is not None:
-        spec.logprobs, spec.top_logprobs = True, body.logprobs
-    return spec
-
-
-def chat_completion(
-    result: common_pb2.GenerationResult,
-    model: str,
-    completion_id: str,
-    created: int,
-    logprobs: bool = False,
-    grounded: bool = False,
-) -> ChatCompletion:
-    """OpenAI's chat.completion object of a generation's result (`logprobs` and `grounded`: the
-    request asked for them)."""
-    return ChatCompletion(
-        id=completion_id,
-        created=created,
-        model=model,
-        choices=[
-            ChatChoice(
-                message=_assistant_message(result),
-                finish_reason=_finish_reason(result),
-                logprobs=ChoiceLogprobs.from_proto(result.logprobs) if logprobs else None,
-            )
-        ],
-        usage=Usage.from_proto(result.usage),
-        sources=[Hit.from_proto(hit) for hit in result.sources] if grounded else None,
-    )
-
-
-def text_completion(
-    result: common_pb2.GenerationResult, model: str, completion_id: str, created: int, logprobs: bool = False
-) -> Completion:
-    """OpenAI's text_completion object of a generation's result (`logprobs`: the request asked for them)."""
-    scores = CompletionLogprobs.from_proto(result.logprobs) if logprobs else None
-    return Completion(
-        id=completion_id,
-        created=created,
-        model=model,
-        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result), logprobs=scores)],
-        usage=Usage.from_proto(result.usage),
-    )
-
-
-def embedding_list(
-    answer: orchestrator_pb2.CreateEmbeddingsResponse, model: str, encoding_format: str = "float"
-) -> EmbeddingList:
-    """OpenAI's embedding list of the orchestrator's answer, as floats or base64."""
-    encode = _base64 if encoding_format == "base64" else list
-    return EmbeddingList(
-        data=[
-            EmbeddingData(index=i, embedding=encode(list(e.values))) for i, e in enumerate(answer.embeddings)
-        ],
-        model=model,
-        usage=EmbeddingUsage(
-            prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens
-        ),
-    )
 
 
 class _Chunks:
@@ -262,7 +160,7 @@ class _Chunks:
         sources = (
             {"sources": [Hit.from_proto(h).model_dump() for h in result.sources]} if result.sources else {}
         )
-        frames = [self.chunk(None, _finish_reason(result), (), **sources)]
+        frames = [self.chunk(None, finish_reason(result), (), **sources)]
         if self.include_usage:
             frames.append(self.envelope([], Usage.from_proto(result.usage).model_dump()))
         return frames
@@ -340,11 +238,6 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     return text_completion(
         result, body.model, f"cmpl-{request_id_of(request)}", int(time.time()), body.logprobs is not None
     )
-
-
-def _base64(values: list[float]) -> str:
-    """OpenAI's base64 encoding: the vector as little-endian float32s."""
-    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 
 
 @router.post(
