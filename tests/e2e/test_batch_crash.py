@@ -16,8 +16,8 @@ import openai
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support.mesh import POSTGRES_URL_ENV, free_port, fresh_postgres_database
-from tests.support.processes import Services, mesh_env, tail
+from tests.support.mesh import POSTGRES_URL_ENV, fresh_postgres_database
+from tests.support.processes import Services, tail, two_orchestrators_env
 
 LINES = 200
 KILLS = 3
@@ -42,22 +42,7 @@ def test_a_batch_survives_repeated_kill_9_of_an_orchestrator(tmp_path: Path) -> 
         pytest.skip(f"PostgreSQL not configured: set {POSTGRES_URL_ENV} to run the crash test on it")
     postgres = fresh_postgres_database(server_url)
     database_url = asyncio.run(postgres.__aenter__())
-    registry = tmp_path / "models.yaml"
-    registry.write_text("models:\n  local:\n    backend: tests.support.fakes:ScriptedBackend\n")
-    env = mesh_env(tmp_path, database_url)
-    env.update(
-        LLM_MESH_REGISTRY=str(registry),
-        ORCHESTRATOR_JOB_CONCURRENCY="16",
-        ORCHESTRATOR_JOB_LEASE_S="1.5",
-        ORCHESTRATOR_JOB_HEARTBEAT_S="0.3",
-        ORCHESTRATOR_JOB_POLL_S="0.2",
-        INFERENCE_MAX_WAITING="1000",
-    )
-    survivor_env = {
-        **env,
-        "ORCHESTRATOR_PORT": str(free_port()),
-        "ORCHESTRATOR_METRICS_PORT": str(free_port()),
-    }
+    env, survivor_env = two_orchestrators_env(tmp_path, database_url)
     services = Services(tmp_path)
     try:
         services.start("store", "store", env)

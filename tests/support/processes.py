@@ -16,6 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.mesh import ROOT, free_port
 
+# The job timings of the crash tests: a killed worker's jobs move to another within 1.5 s.
+CRASH_JOBS = {
+    "ORCHESTRATOR_JOB_CONCURRENCY": "16",
+    "ORCHESTRATOR_JOB_LEASE_S": "1.5",
+    "ORCHESTRATOR_JOB_HEARTBEAT_S": "0.3",
+    "ORCHESTRATOR_JOB_POLL_S": "0.2",
+    "INFERENCE_MAX_WAITING": "1000",
+}
+
 STARTUP_S = 180
 
 
@@ -33,6 +42,17 @@ def mesh_env(tmp: Path, database_url: str) -> dict[str, str]:
     # This checkout's generated stubs too: an editable install elsewhere would lend its own.
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "protos")])
     return env
+
+
+def two_orchestrators_env(tmp: Path, database_url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of a crash test's mesh on database_url: the first orchestrator's (and every
+    other service's), and a second orchestrator's on ports of its own; one scripted model, "local";
+    CRASH_JOBS' timings."""
+    registry = tmp / "models.yaml"
+    registry.write_text("models:\n  local:\n    backend: tests.support.fakes:ScriptedBackend\n")
+    env = {**mesh_env(tmp, database_url), "LLM_MESH_REGISTRY": str(registry), **CRASH_JOBS}
+    second = {**env, "ORCHESTRATOR_PORT": str(free_port()), "ORCHESTRATOR_METRICS_PORT": str(free_port())}
+    return env, second
 
 
 def wait_ready(base_url: str, processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
