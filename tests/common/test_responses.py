@@ -16,6 +16,7 @@ from services.common.responses import MESSAGE_ROLES, new_item_id, new_response_i
         (common_pb2.FINISH_REASON_UNSPECIFIED, "completed"),
         (common_pb2.FINISH_REASON_LENGTH, "incomplete"),
         (common_pb2.FINISH_REASON_CONTENT_FILTER, "incomplete"),
+        (common_pb2.FINISH_REASON_TOOL_CALLS, "completed"),
     ],
 )
 def test_a_result_cut_short_is_incomplete(finish_reason: common_pb2.FinishReason, status: str) -> None:
@@ -30,4 +31,6 @@ def test_ids_are_openais_shape_and_fresh() -> None:
 
 def test_developer_is_a_system_turn() -> None:
     assert MESSAGE_ROLES["developer"] == MESSAGE_ROLES["system"] == common_pb2.ROLE_SYSTEM
-    assert set(MESSAGE_ROLES) == {"system", "developer", "user", "assistant"}
+    # "tool": a function_call_output item's turn
+    assert MESSAGE_ROLES["tool"] == common_pb2.ROLE_TOOL
+    assert set(MESSAGE_ROLES) == {"system", "developer", "user", "assistant", "tool"}

@@ -39,6 +39,8 @@ NAMES = [
     "ResponseFileSearchCallInProgressEvent",
     "ResponseFileSearchCallSearchingEvent",
     "ResponseFileSearchCallCompletedEvent",
+    # vector store file batches (tests/gateway/test_knowledge.py)
+    "VectorStoreFileBatchObject",
     # the Batch API (tests/gateway/test_batches.py)
     "Batch",
     "ListBatchesResponse",
