@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -60,9 +61,13 @@ def wait_http(process: subprocess.Popen[bytes], url: str, what: str, timeout_s: 
 class MeshProcess:
     """`llm-mesh up` as a child process; `close()` stops it with Ctrl-C as a user would."""
 
-    def __init__(self, database_url: str, **env: str) -> None:
+    def __init__(self, database_url: str, source: Path | None = None, **env: str) -> None:
+        """`source`: another checkout of the mesh to run instead of this one (a baseline to compare
+        against in the same run); its services, protos and stubs are the ones imported."""
         self.ports = {name: free_port() for name in SERVICES}
         child_env = dict(os.environ, LOG_LEVEL="WARNING", STORE_DATABASE_URL=database_url, **env)
+        if source is not None:
+            child_env["PYTHONPATH"] = os.pathsep.join([str(source), str(source / "protos")])
         child_env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
         # metrics too: llm-mesh up refuses to start while another mesh holds the defaults (9400-9403)
         child_env.update({f"{n.upper()}_METRICS_PORT": str(free_port()) for n in SERVICES})
@@ -71,6 +76,7 @@ class MeshProcess:
             env=child_env,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=source,  # `python -m` puts the working directory first on the path
         )
         assert self.process.stdout is not None
         if "LLM Mesh is up" not in self.process.stdout.readline():
