@@ -4,8 +4,8 @@ Server side, one interceptor binds the request id, continues the caller's trace,
 counts it in the gRPC metrics and maps exceptions to gRPC statuses (modelled on KServe's
 ExceptionToStatusInterceptor: a `MeshError` becomes its own status with its stable code in trailing
 metadata; anything else becomes INTERNAL with a generic message while the traceback goes to the log).
-Client side, one interceptor per call type sends the request id and trace context along and counts
-the call in the client metrics.
+Client side, `ClientCall` (used by every typed client for each call) sends the request id and trace
+context along and counts the call in the client metrics.
 """
 
 from __future__ import annotations
@@ -214,11 +214,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
-def _outgoing(
-    details: grpc.aio.ClientCallDetails, span: trace.Span | None, service_token: str | None
-) -> grpc.aio.ClientCallDetails:
-    """The call's details with the request id, the project, the service token and, when tracing, the
-    trace context added to its metadata."""
+def outgoing_metadata(span: trace.Span | None, service_token: str | None) -> tuple[tuple[str, str], ...]:
+    """What every call to another mesh service carries: the request id, the project, the service
+    token when one is set and, when tracing, the trace context."""
     extra: dict[str, str] = {}
     if service_token:
         extra[SERVICE_TOKEN_KEY] = service_token
@@ -228,22 +226,20 @@ def _outgoing(
     extra[PROJECT_KEY] = current_project()
     if span is not None:
         propagate.inject(extra, context=trace.set_span_in_context(span))
-    # Ours replace any the caller passed (the peer reads the first of a key).
-    kept = [(key, value) for key, value in (details.metadata or ()) if key not in extra]
-    metadata = grpc.aio.Metadata(*kept, *extra.items())
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
+    return tuple(extra.items())
 
 
-class _ClientCall:
-    """One outgoing RPC's bookkeeping: metrics and its client span, closed when the call is done."""
+class ClientCall:
+    """One outgoing RPC's bookkeeping: its metadata, metrics and client span, closed when the call is
+    done. The typed clients (services/common/client.py) make one per call: done in the call itself, it
+    costs a fraction of a channel interceptor, which grpc.aio runs as a task of its own wrapping the
+    call (measured: about 50 µs of CPU a unary call, on every hop of every request)."""
 
     __slots__ = ("_metrics", "_span", "_token", "started")
 
     def __init__(self, method: str | bytes, service_token: str | None) -> None:
         self._token = service_token
-        if isinstance(method, bytes):  # how grpc.aio hands it to client interceptors
+        if isinstance(method, bytes):  # how grpc.aio's callables hold it
             method = method.decode()
         self._metrics = client_rpc(method)
         self._metrics.begin()
@@ -252,8 +248,8 @@ class _ClientCall:
         )
         self.started = time.perf_counter()
 
-    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        return _outgoing(details, self._span, self._token)
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return outgoing_metadata(self._span, self._token)
 
     def watch(self, call: grpc.aio.Call) -> None:
         """Record the stream's end when it comes (its status is only readable by awaiting code())."""
@@ -273,43 +269,3 @@ class _ClientCall:
             if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
                 self._span.set_status(Status(StatusCode.ERROR, code.name))
             self._span.end()
-
-
-class MeshUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, service_token: str | None = None) -> None:
-        self._token = service_token
-
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        bookkeeping = _ClientCall(client_call_details.method, self._token)
-        call = await continuation(bookkeeping.details(client_call_details), request)
-        # Awaiting the response here (the caller's await then returns it at once) gives the status
-        # without the task a done-callback would need.
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            bookkeeping.record(exc.code())
-        except asyncio.CancelledError:
-            bookkeeping.record(grpc.StatusCode.CANCELLED)
-            raise
-        else:
-            bookkeeping.record(grpc.StatusCode.OK)
-        return call
-
-
-class MeshStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, service_token: str | None = None) -> None:
-        self._token = service_token
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        bookkeeping = _ClientCall(client_call_details.method, self._token)
-        call = await continuation(bookkeeping.details(client_call_details), request)
-        bookkeeping.watch(call)
-        return call
-
-
-def client_interceptors(service_token: str | None = None) -> list[grpc.aio.ClientInterceptor]:
-    return [MeshUnaryClientInterceptor(service_token), MeshStreamClientInterceptor(service_token)]
