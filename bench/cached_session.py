@@ -23,7 +23,8 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -61,6 +62,11 @@ def setup_session(client: httpx.Client) -> str:
 class Round:
     latencies: list[float]
     wall: float
+    # CPU seconds each service used during the round (see MeshProcess.cpu_seconds)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms_per_request(self, service: str) -> float:
+        return self.cpu.get(service, 0.0) * 1e3 / max(1, len(self.latencies))
 
     @property
     def rps(self) -> float:
@@ -136,6 +142,16 @@ class Endpoint:
 
     label: str
     url: str
+    cpu_seconds: Callable[[], dict[str, float]]
+
+
+async def _metered(endpoint: Endpoint, measuring: Awaitable[Round]) -> Round:
+    """The round, with the CPU each of the endpoint's services spent on it."""
+    before = endpoint.cpu_seconds()
+    measured = await measuring
+    after = endpoint.cpu_seconds()
+    measured.cpu = {name: after[name] - before[name] for name in after.keys() & before.keys()}
+    return measured
 
 
 async def _load(targets: list[Endpoint], load: Load) -> dict[str, dict[str, list[Round]]]:
@@ -153,11 +169,13 @@ async def _load(targets: list[Endpoint], load: Load) -> dict[str, dict[str, list
             order = targets[index % len(targets) :] + targets[: index % len(targets)]
             for concurrency in load.concurrency:
                 for target in order:
-                    measured = await _round(session, target.url, concurrency, load.seconds)
+                    measured = await _metered(target, _round(session, target.url, concurrency, load.seconds))
                     results[target.label][f"c{concurrency}"].append(measured)
             for rate in load.rates:
                 for target in order:
-                    measured = await _open_round(session, target.url, rate, cap, load.seconds)
+                    measured = await _metered(
+                        target, _open_round(session, target.url, rate, cap, load.seconds)
+                    )
                     results[target.label][f"{rate:g}/s"].append(measured)
     return results
 
@@ -175,7 +193,7 @@ def _run(database_url: str, sources: dict[str, Path | None], load: Load) -> dict
             stack.callback(mesh.close)
             with httpx.Client(base_url=mesh.base_url, timeout=30) as client:
                 code = setup_session(client)
-            targets.append(Endpoint(label, f"{mesh.base_url}/api/v1/sessions/{code}/llm"))
+            targets.append(Endpoint(label, f"{mesh.base_url}/api/v1/sessions/{code}/llm", mesh.cpu_seconds))
         return asyncio.run(_load(targets, load))
 
 
@@ -244,8 +262,14 @@ def measure(
         "",
         f"Command: `.venv/bin/python -m bench` (this part alone: `.venv/bin/python -m bench.cached_session {options}`)",
         "",
-        "| database | mesh | load | requests/s median | min | max | latency ms p50 | p99 | max | requests |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU ms per request: the CPU time each service's process used in a round over the requests "
+        "answered in it (median over rounds); on two cores, 2000 / their sum bounds requests/s with "
+        "nothing else running (the load generator takes its share too). It moves least with the "
+        "machine's other load, so it is the figure to compare when that load is high.",
+        "",
+        "| database | mesh | load | requests/s median | min | max | latency ms p50 | p99 | max | requests "
+        "| CPU ms/request gateway · orchestrator · store (sum) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     figures: dict[str, float] = {}
     for name, by_mesh in results.items():
@@ -254,15 +278,26 @@ def measure(
                 rps = [r.rps for r in rounds_]
                 latencies = [latency * 1e3 for r in rounds_ for latency in r.latencies]
                 p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+                cpu = {
+                    service: statistics.median(r.cpu_ms_per_request(service) for r in rounds_)
+                    for service in ("gateway", "orchestrator", "store")
+                }
                 lines.append(
                     f"| {name} | {label} | {condition} | {statistics.median(rps):.0f} | {min(rps):.0f} | "
-                    f"{max(rps):.0f} | {p50:.2f} | {p99:.2f} | {max(latencies):.2f} | {len(latencies)} |"
+                    f"{max(rps):.0f} | {p50:.2f} | {p99:.2f} | {max(latencies):.2f} | {len(latencies)} | "
+                    + " · ".join(f"{ms:.2f}" for ms in cpu.values())
+                    + f" ({sum(cpu.values()):.2f}) |"
                 )
                 if (
                     label == "this tree"
                 ):  # the summary's figures: c50 → sqlite_rps_c50, 500/s → sqlite_rps_r500
                     suffix = condition if condition.startswith("c") else "r" + condition.removesuffix("/s")
-                    for figure, value in (("rps", statistics.median(rps)), ("p50", p50), ("p99", p99)):
+                    for figure, value in (
+                        ("rps", statistics.median(rps)),
+                        ("p50", p50),
+                        ("p99", p99),
+                        ("cpu_ms", sum(cpu.values())),
+                    ):
                         figures[f"{name.lower()}_{figure}_{suffix}"] = value
     return Part("cached-session", lines, figures)
 
