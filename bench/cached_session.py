@@ -221,7 +221,7 @@ def measure(
     load = Load(concurrency, rates, seconds, rounds)
     sources: dict[str, Path | None] = {"this tree": None}
     if against is not None:
-        sources[f"baseline ({against})"] = against
+        sources[f"baseline ({against.name})"] = against
     databases = {"SQLite": "sqlite"}
     if postgres_url:
         databases["PostgreSQL"] = postgres_url
@@ -261,6 +261,9 @@ def measure(
         ),
         "",
         f"Command: `.venv/bin/python -m bench` (this part alone: `.venv/bin/python -m bench.cached_session {options}`)",
+        "",
+        "Where a request's time goes, process by process, and what was done about it: "
+        "[cached-session-profile.md](cached-session-profile.md).",
         "",
         "CPU ms per request: the CPU time each service's process used in a round over the requests "
         "answered in it (median over rounds); on two cores, 2000 / their sum bounds requests/s with "

@@ -37,20 +37,17 @@ SERVICE_TOKEN_KEY = "x-mesh-service-token"
 _PASS_THROUGH_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
-def _request_id_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's request id from metadata (the only place it travels), else a fresh one."""
+def _caller_of(context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """The caller's request id (else a fresh one) and the project it acts for (none named: the
+    default project), from metadata (the only place they travel), read in one pass."""
+    request_id: str | None = None
+    project: str | None = None
     for key, value in context.invocation_metadata() or ():
-        if key == METADATA_KEY:
-            return accept_request_id(value if isinstance(value, str) else value.decode())
-    return accept_request_id(None)
-
-
-def _project_of(context: grpc.aio.ServicerContext) -> str:
-    """The project the caller acts for, from metadata; none named is the default project."""
-    for key, value in context.invocation_metadata() or ():
-        if key == PROJECT_KEY:
-            return accept_project(value if isinstance(value, str) else value.decode())
-    return accept_project(None)
+        if key == METADATA_KEY and request_id is None:
+            request_id = value if isinstance(value, str) else value.decode()
+        elif key == PROJECT_KEY and project is None:
+            project = value if isinstance(value, str) else value.decode()
+    return accept_request_id(request_id), accept_project(project)
 
 
 def _status_of(exc: BaseException) -> grpc.StatusCode:
@@ -96,18 +93,18 @@ class _ServerCall:
         seconds = time.perf_counter() - self.started
         self._metrics.end(code.name, seconds)
         outcome = {grpc.StatusCode.OK: "ok", grpc.StatusCode.CANCELLED: "cancelled"}.get(code, "error")
-        extra: dict[str, Any] = {
-            "method": self.method,
-            "outcome": outcome,
-            "duration_ms": round(seconds * 1e3, 2),
-        }
-        if outcome == "error":
-            extra.update(status=code.name, code=error.code if isinstance(error, MeshError) else "internal")
-        log.log(
-            logging.DEBUG if self.method in _HOUSEKEEPING and outcome == "ok" else logging.INFO,
-            "rpc done",
-            extra=extra,
-        )
+        level = logging.DEBUG if self.method in _HOUSEKEEPING and outcome == "ok" else logging.INFO
+        if log.isEnabledFor(level):  # the line's fields are built only when it is written
+            extra: dict[str, Any] = {
+                "method": self.method,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1e3, 2),
+            }
+            if outcome == "error":
+                extra.update(
+                    status=code.name, code=error.code if isinstance(error, MeshError) else "internal"
+                )
+            log.log(level, "rpc done", extra=extra)
         if self._span is not None:  # ended after the log line, which carries its trace id
             self._span.set_attribute("rpc.grpc.status_code", code.value[0])
             if error is not None and code is not grpc.StatusCode.CANCELLED:
@@ -168,7 +165,8 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with bound_request_id(_request_id_of(context)), bound_project(_project_of(context)):
+            request_id, project = _caller_of(context)
+            with bound_request_id(request_id), bound_project(project):
                 call = _ServerCall(method, context)
                 try:
                     response = await behavior(request, context)
@@ -197,7 +195,8 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         unbound in the task that bound them."""
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> None:
-            with bound_request_id(_request_id_of(context)), bound_project(_project_of(context)):
+            request_id, project = _caller_of(context)
+            with bound_request_id(request_id), bound_project(project):
                 call = _ServerCall(method, context)
                 try:
                     async with contextlib.aclosing(behavior(request, context)) as responses:
