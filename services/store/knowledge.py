@@ -11,7 +11,10 @@ Full text: the store derives terms from a chunk's text (`terms`: lower-cased NFK
 overlapping character bigrams of Japanese and Chinese runs, which have no spaces between words) and
 indexes them with FTS5 (bm25) on SQLite and a tsvector with a GIN index (ts_rank_cd) on PostgreSQL.
 A query's terms are OR-ed, so a Japanese query matches chunks that share its bigrams, ranked by how
-many and how rare. Hybrid search fuses the vector and text rankings by reciprocal rank (k = 60).
+many and how rare. Hybrid search fuses the vector and text rankings by their scores (each divided by
+its ranking's best, then weighted 0.75 vector, 0.25 text: relative score fusion, as Weaviate's
+default): unlike reciprocal rank fusion, a text ranking of weak word matches cannot push the vector
+ranking's best below a chunk that only shares a common word with the query.
 
 A document is searchable once all its chunks of the serving generation are written: chunks are
 written hidden and shown together when FinishDocument records the document's indexed generation
@@ -66,7 +69,8 @@ MAX_CHUNK_SIZE = 8000
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
 MAX_METADATA_PAIRS = 16
-RRF_K = 60
+# The vector ranking's share of a hybrid search's fused score (the text ranking has the rest).
+HYBRID_VECTOR_WEIGHT = 0.75
 # The approximate index returns its ef_search nearest rows before other conditions apply; asking for
 # this many times top_k keeps a filtered-out row from costing a hit.
 EF_SEARCH_FACTOR = 4
@@ -217,12 +221,15 @@ def matches(spec: dict[str, Any], attributes: dict[str, Any]) -> bool:
         return False
 
 
-def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each id scores Σ 1/(k + rank) over the rankings it is in (rank from 1)."""
+def fuse(rankings: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Relative score fusion: each (id, score) ranking's scores divided by its best score (negative
+    ones count 0), times the ranking's weight, summed per id; best first."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    for ranking, weight in rankings:
+        best = max((score for _, score in ranking), default=0.0)
+        for item, score in ranking:
+            share = max(0.0, score / best) if best > 0 else 0.0
+            scores[item] = scores.get(item, 0.0) + weight * share
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
@@ -895,7 +902,9 @@ class Knowledge:
             if query.mode in ("text", "hybrid") and terms(query.text):
                 text_ids = await self._text_ranking(db, bases, query.text, pool, allowed)
             if query.mode == "hybrid":
-                ranked = fuse([[i for i, _ in vector_ids], [i for i, _ in text_ids]])[:top_k]
+                ranked = fuse([(vector_ids, HYBRID_VECTOR_WEIGHT), (text_ids, 1 - HYBRID_VECTOR_WEIGHT)])[
+                    :top_k
+                ]
             else:
                 ranked = (vector_ids or text_ids)[:top_k]
             return await self._hits(db, bases, ranked)

@@ -149,6 +149,30 @@ async def test_logprobs_of_the_local_model_streamed_and_not(mesh: Gateway) -> No
     conforms("CreateChatCompletionResponse", raw.json())
 
 
+async def test_logprobs_of_a_legacy_completion_streamed_and_not(mesh: Gateway) -> None:
+    """The completions API's own shape: tokens, token_logprobs, top_logprobs (token → logprob) and
+    text_offset, with `logprobs` the number of alternatives."""
+    ask = {"model": GEMMA, "prompt": "The sky is", "max_tokens": 6, "temperature": 0}
+    async with sdk(mesh) as client:
+        whole = await client.completions.create(**ask, logprobs=2)
+        streamed = [chunk async for chunk in await client.completions.create(**ask, logprobs=2, stream=True)]
+    choice = whole.choices[0]
+    scores = choice.logprobs
+    assert scores is not None and scores.tokens and "".join(scores.tokens) == choice.text
+    assert len(scores.token_logprobs or []) == len(scores.tokens) and all(
+        p <= 0 for p in scores.token_logprobs or []
+    )
+    assert all(len(top) <= 2 for top in scores.top_logprobs or []) and any(scores.top_logprobs or [])
+    assert scores.text_offset == [sum(len(t) for t in scores.tokens[:i]) for i in range(len(scores.tokens))]
+    pieces = [c.choices[0].logprobs for c in streamed if c.choices and c.choices[0].logprobs]
+    assert [t for p in pieces for t in p.tokens or []] == scores.tokens  # greedy: the same tokens
+    assert [o for p in pieces for o in p.text_offset or []] == scores.text_offset
+    raw = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 1})
+    conforms("CreateCompletionResponse", raw.json())
+    refused = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 6})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+
+
 async def test_logprobs_are_refused_where_they_cannot_be_given(mesh: Gateway) -> None:
     asked = {"messages": [{"role": "user", "content": "hi"}]}
     scripted = await mesh.client.post(
@@ -183,8 +207,8 @@ async def cloud(
 ) -> AsyncIterator[tuple[Gateway, FakeProviders]]:
     for name, value in PROVIDER_ENV.items():
         monkeypatch.setenv(name, value)
-    # Claude's backend does not constrain output: a JSON request on the route passes it over.
-    routes = {"default": [{"model": "scripted"}], "json": [{"model": "claude"}, {"model": "gpt"}]}
+    # The scripted backend does not constrain output: a JSON request on the route passes it over.
+    routes = {"default": [{"model": "scripted"}], "json": [{"model": "scripted"}, {"model": "gpt"}]}
     async with provider_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", routes=routes) as mesh:
         yield mesh
 
@@ -213,7 +237,130 @@ async def test_an_openai_compatible_backend_gets_response_format_and_the_reply_i
     assert (
         sent["json_schema"]["schema"]["properties"].keys() == Palette.model_json_schema()["properties"].keys()
     )
-    assert fake.calls("anthropic") == []  # passed over: it cannot constrain
     assert failed.value.status_code == 502
     assert failed.value.body["code"] == "upstream_invalid_output"  # type: ignore[index]
     assert "the output is not JSON" in failed.value.message
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini", "nova"])
+async def test_every_cloud_backend_answers_the_schema_streamed_and_not(
+    cloud: tuple[Gateway, FakeProviders], model: str
+) -> None:
+    """Anthropic and Bedrock through a tool the model must call (their APIs take no answer schema),
+    Gemini through response_json_schema; the reply is checked, an invalid one retried once."""
+    gateway, fake = cloud
+    asked = [{"role": "user", "content": "a palette"}]
+    async with sdk(gateway) as client:
+        parsed = await client.chat.completions.parse(model=model, messages=asked, response_format=Palette)
+        pieces: list[str] = []
+        finish: list[str] = []
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=asked,
+            stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "palette", "schema": Palette.model_json_schema()}},
+        )  # fmt: skip
+        async for chunk in stream:
+            conforms("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+            pieces += [c.delta.content or "" for c in chunk.choices]
+            assert not any(c.delta.tool_calls for c in chunk.choices)  # the answer tool stays inside
+            finish += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        fake.then("badjson")
+        retried = await client.chat.completions.parse(model=model, messages=asked, response_format=Palette)
+    choice = parsed.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert isinstance(choice.message.parsed, Palette)
+    assert Palette.model_validate_json("".join(pieces)) and finish == ["stop"]
+    assert isinstance(retried.choices[0].message.parsed, Palette)
+    provider = {"claude": "anthropic", "gemini": "gemini", "nova": "bedrock"}[model]
+    sent = fake.calls(provider)[0].body
+    if model == "claude":
+        assert sent["tool_choice"] == {
+            "type": "tool",
+            "name": "structured_output",
+            "disable_parallel_tool_use": True,
+        }
+        assert sent["tools"][0]["input_schema"]["properties"].keys() == Palette.model_fields.keys()
+    elif model == "nova":
+        assert sent["toolConfig"]["toolChoice"] == {"tool": {"name": "structured_output"}}
+        schema = sent["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+        assert schema["properties"].keys() == Palette.model_fields.keys()
+    else:
+        generation = sent["generationConfig"]
+        assert generation["responseMimeType"] == "application/json"
+        assert generation["responseJsonSchema"]["properties"].keys() == Palette.model_fields.keys()
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_tools_and_a_schema_together_call_the_tool_then_answer_the_schema(
+    cloud: tuple[Gateway, FakeProviders], model: str
+) -> None:
+    """With the caller's tools on "auto" the model may call them or give the answer; the answer tool
+    never shows as a call of the caller's."""
+    gateway, fake = cloud
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    weather = {"type": "function", "function": {"name": "weather", "parameters": parameters, "strict": True}}
+    asked: list[dict] = [{"role": "user", "content": "Tokyo"}]
+    async with sdk(gateway) as client:
+        first = await client.chat.completions.parse(
+            model=model, messages=asked, tools=[weather], response_format=Palette
+        )
+        call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+        asked += [
+            {"role": "assistant", "tool_calls": [call.model_dump(include={"id", "type", "function"})]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ]
+        final = await client.chat.completions.parse(
+            model=model, messages=asked, tools=[weather], response_format=Palette
+        )
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert [c.function.name for c in first.choices[0].message.tool_calls or []] == ["weather"]
+    assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
+    assert isinstance(final.choices[0].message.parsed, Palette)
+    provider = {"claude": "anthropic", "nova": "bedrock"}[model]
+    sent = fake.calls(provider)[-1].body
+    declared = [t["name"] for t in sent["tools"]] if model == "claude" else [
+        t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]
+    ]  # fmt: skip
+    assert declared == ["weather", "structured_output"]
+
+
+async def test_an_openai_compatible_backend_passes_logprobs_on_streamed_and_not(
+    cloud: tuple[Gateway, FakeProviders],
+) -> None:
+    gateway, fake = cloud
+    asked = [{"role": "user", "content": "two words"}]
+    async with sdk(gateway) as client:
+        plain = await client.chat.completions.create(
+            model="gpt", messages=asked, logprobs=True, top_logprobs=2
+        )
+        streamed = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model="gpt", messages=asked, logprobs=True, top_logprobs=2, stream=True
+            )
+        ]
+    sent = fake.calls("openai")[0].body
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    content = plain.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert (
+        "".join(t.token for t in content or [])
+        == plain.choices[0].message.content
+        == "openai says: two words"
+    )
+    assert all(
+        t.logprob == -0.25 and [a.logprob for a in t.top_logprobs] == [-1.0, -2.0] for t in content or []
+    )
+    assert content and content[0].bytes == list(content[0].token.encode())
+    pieces = [
+        t for c in streamed for choice in c.choices if choice.logprobs for t in choice.logprobs.content or []
+    ]
+    assert [t.token for t in pieces] == [t.token for t in content]
+    for chunk in streamed:
+        conforms("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+    conforms("CreateChatCompletionResponse", plain.model_dump(mode="json", exclude_unset=True))

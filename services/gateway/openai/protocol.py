@@ -164,6 +164,49 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+def constraint_of(kind: str, json_schema: JsonSchemaFormat | None) -> common_pb2.OutputConstraint | None:
+    """An output format (chat's response_format, the Responses API's text.format) as the
+    orchestrator takes it; None for text."""
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
+    assert json_schema is not None  # the formats' validators check it
+    return common_pb2.OutputConstraint(
+        json_schema=common_pb2.JsonSchemaConstraint(
+            schema=json.dumps(json_schema.schema_), strict=bool(json_schema.strict), name=json_schema.name
+        )
+    )
+
+
+def tooling_of(
+    functions: Sequence[FunctionDefinition], mode: str | None, named: str | None, parallel: bool | None
+) -> common_pb2.Tooling | None:
+    """Function tools and the choice among them ("auto", "none", "required", or the one `named`) as
+    the orchestrator takes them; None when there are none."""
+    if not functions:
+        return None
+    tooling = common_pb2.Tooling(
+        tools=[
+            common_pb2.Tool(
+                name=f.name,
+                description=f.description,
+                parameters=json.dumps(f.parameters) if f.parameters else "",
+                strict=bool(f.strict),
+            )
+            for f in functions
+        ]
+    )
+    if named is not None:
+        tooling.choice.mode = common_pb2.ToolChoice.MODE_FUNCTION
+        tooling.choice.function = named
+    else:
+        tooling.choice.mode = _CHOICE_MODES[mode or "auto"]
+    if parallel is not None:
+        tooling.parallel_calls = parallel
+    return tooling
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -253,42 +296,15 @@ class ChatCompletionRequest(_Sampling):
 
     def constraint(self) -> common_pb2.OutputConstraint | None:
         """The response_format as the orchestrator takes it; None for text."""
-        response_format = self.response_format
-        if response_format is None or response_format.type == "text":
+        if self.response_format is None:
             return None
-        if response_format.type == "json_object":
-            return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
-        assert response_format.json_schema is not None  # ResponseFormat checks it
-        schema = response_format.json_schema
-        return common_pb2.OutputConstraint(
-            json_schema=common_pb2.JsonSchemaConstraint(
-                schema=json.dumps(schema.schema_), strict=bool(schema.strict), name=schema.name
-            )
-        )
+        return constraint_of(self.response_format.type, self.response_format.json_schema)
 
     def tooling(self) -> common_pb2.Tooling | None:
         """The tools as the orchestrator takes them; None when the request has none."""
-        if not self.tools:
-            return None
-        tooling = common_pb2.Tooling(
-            tools=[
-                common_pb2.Tool(
-                    name=t.function.name,
-                    description=t.function.description,
-                    parameters=json.dumps(t.function.parameters) if t.function.parameters else "",
-                    strict=bool(t.function.strict),
-                )
-                for t in self.tools
-            ]
-        )
-        if isinstance(self.tool_choice, NamedToolChoice):
-            tooling.choice.mode = common_pb2.ToolChoice.MODE_FUNCTION
-            tooling.choice.function = self.tool_choice.function.name
-        else:
-            tooling.choice.mode = _CHOICE_MODES[self.tool_choice or "auto"]
-        if self.parallel_tool_calls is not None:
-            tooling.parallel_calls = self.parallel_tool_calls
-        return tooling
+        named = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
+        mode = None if isinstance(self.tool_choice, NamedToolChoice) else self.tool_choice
+        return tooling_of([t.function for t in self.tools or []], mode, named, self.parallel_tool_calls)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -302,7 +318,14 @@ class CompletionRequest(_Sampling):
             Field(min_length=1, max_length=1),
         ]
     ) = Field(description="One prompt (a list of one is accepted too).")
-    unsupported_fields = ("echo", "suffix", "logprobs", "best_of")
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=5,
+        description="Each generated token's log probability and this many likeliest alternatives "
+        "(models that report them).",
+    )
+    unsupported_fields = ("echo", "suffix", "best_of")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -372,11 +395,34 @@ class ChatCompletion(BaseModel):
     sources: list[Hit] | None = None
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions' logprobs: per token its text, log probability, likeliest alternatives
+    and where it starts in the text (`start`: the offset of the piece within the whole completion)."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def from_proto(cls, items: Sequence[common_pb2.TokenLogprob], start: int = 0) -> CompletionLogprobs:
+        offsets, position = [], start
+        for item in items:
+            offsets.append(position)
+            position += len(item.token)
+        return cls(
+            tokens=[item.token for item in items],
+            token_logprobs=[item.logprob for item in items],
+            top_logprobs=[{top.token: top.logprob for top in item.top_logprobs} for item in items],
+            text_offset=offsets,
+        )
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

@@ -32,6 +32,13 @@ NAMES = [
     "ResponseIncompleteEvent",
     "ResponseFailedEvent",
     "ResponseErrorEvent",
+    # function calls in the Responses API (tests/gateway/test_responses_tools.py)
+    "ResponseFunctionCallArgumentsDeltaEvent",
+    "ResponseFunctionCallArgumentsDoneEvent",
+    # the file_search tool's call (tests/gateway/test_knowledge.py)
+    "ResponseFileSearchCallInProgressEvent",
+    "ResponseFileSearchCallSearchingEvent",
+    "ResponseFileSearchCallCompletedEvent",
 ]
 PREFIX = "#/components/schemas/"
 
