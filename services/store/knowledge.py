@@ -43,6 +43,7 @@ from services.store.repository import keyset_page, unit_of_work
 from services.store.tables import (
     KbChunk,
     KbDocument,
+    KbFileBatch,
     KnowledgeBase,
     PromptTemplate,
     StoredFile,
@@ -88,6 +89,10 @@ class KnowledgeBaseNotFound(NotFound):
 
 class DocumentNotFound(NotFound):
     code = "document_not_found"
+
+
+class FileBatchNotFound(NotFound):
+    code = "file_batch_not_found"
 
 
 class InvalidKnowledgeRequest(InvalidArgument):
@@ -248,6 +253,34 @@ class KnowledgeBaseView:
     base: KnowledgeBase
     counts: dict[str, int]
     bytes: int
+
+
+@dataclass(frozen=True)
+class FileBatchView:
+    """A file batch with its documents counted by status, and the ingestion jobs still pending."""
+
+    batch: KbFileBatch
+    knowledge_base_id: str
+    counts: dict[str, int]
+    pending_job_ids: list[str]
+
+    @property
+    def status(self) -> str:
+        """OpenAI's batch status: in progress while a document is; then cancelled, failed when
+        every document failed, else completed."""
+        if self.counts["in_progress"]:
+            return "in_progress"
+        if self.batch.cancelled_at is not None:
+            return "cancelled"
+        if self.counts["failed"] and not self.counts["completed"]:
+            return "failed"
+        return "completed"
+
+
+# The error code of a document whose file batch was cancelled before it was indexed.
+CANCELLED_CODE = "cancelled"
+# Most files one batch may hold (OpenAI's limit).
+MAX_BATCH_FILES = 2000
 
 
 @dataclass(frozen=True)
@@ -627,7 +660,14 @@ class Knowledge:
             return document
 
     async def list_documents(
-        self, project: str, base_id: str, status: str, limit: int, after: str, ascending: bool
+        self,
+        project: str,
+        base_id: str,
+        status: str,
+        limit: int,
+        after: str,
+        ascending: bool,
+        file_batch_id: str = "",
     ) -> tuple[list[KbDocument], bool]:
         limit = _page_limit(limit)
         if status and status not in DOCUMENT_STATUSES:
@@ -637,10 +677,101 @@ class Knowledge:
             query = select(KbDocument).where(KbDocument.knowledge_base_pk == base.pk)
             if status:
                 query = query.where(KbDocument.status == status)
+            if file_batch_id:
+                batch, _ = await self._batch(db, project, base_id, file_batch_id)
+                query = query.where(KbDocument.file_id.in_(batch.file_ids))
             mark = (await self._document(db, project, after, base_id))[0].pk if after else None
             return await keyset_page(
                 db, query, (KbDocument.pk,), (mark,) if mark is not None else None, limit, ascending
             )
+
+    # File batches
+
+    async def _batch_view(self, db: AsyncSession, batch: KbFileBatch, base: KnowledgeBase) -> FileBatchView:
+        rows = await db.execute(
+            select(KbDocument.status, KbDocument.job_id, KbDocument.error).where(
+                KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(batch.file_ids)
+            )
+        )
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        pending: list[str] = []
+        for status, job_id, error in rows:
+            if status in ("queued", "in_progress"):
+                counts["in_progress"] += 1
+                if job_id:
+                    pending.append(job_id)
+            elif status == "failed" and (error or {}).get("code") == CANCELLED_CODE:
+                counts["cancelled"] += 1
+            else:
+                counts[status] += 1
+        return FileBatchView(batch, base.id, counts, pending)
+
+    async def _batch(
+        self, db: AsyncSession, project: str, base_id: str, batch_id: str
+    ) -> tuple[KbFileBatch, KnowledgeBase]:
+        base = await self._base(db, project, base_id)
+        batch = await db.scalar(
+            select(KbFileBatch).where(KbFileBatch.id == batch_id, KbFileBatch.knowledge_base_pk == base.pk)
+        )
+        if batch is None:
+            raise FileBatchNotFound(f"no file batch has id {shown(batch_id)}")
+        return batch, base
+
+    async def create_file_batch(self, project: str, base_id: str, file_ids: Sequence[str]) -> FileBatchView:
+        """A batch of files already attached to the knowledge base (each has its document)."""
+        unique = list(dict.fromkeys(file_ids))
+        if not unique or len(unique) > MAX_BATCH_FILES:
+            raise InvalidKnowledgeRequest(f"a file batch holds 1-{MAX_BATCH_FILES} files")
+        async with self._transaction() as db:
+            base = await self._base(db, project, base_id)
+            attached = set(
+                await db.scalars(
+                    select(KbDocument.file_id).where(
+                        KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(unique)
+                    )
+                )
+            )
+            missing = [file_id for file_id in unique if file_id not in attached]
+            if missing:
+                raise InvalidKnowledgeRequest(
+                    f"file {shown(missing[0])} is not attached to the knowledge base"
+                )
+            batch = KbFileBatch(
+                id=_new_id("vsfb_"), knowledge_base_pk=base.pk, file_ids=unique, created_at=utcnow()
+            )
+            db.add(batch)
+            await db.flush()
+            return await self._batch_view(db, batch, base)
+
+    async def get_file_batch(self, project: str, base_id: str, batch_id: str) -> FileBatchView:
+        async with self._transaction() as db:
+            batch, base = await self._batch(db, project, base_id, batch_id)
+            return await self._batch_view(db, batch, base)
+
+    async def cancel_file_batch(self, project: str, base_id: str, batch_id: str) -> FileBatchView:
+        """Mark the batch cancelled, and its documents not indexed yet failed with the code
+        "cancelled" (OpenAI's cancelled files); what it returns names their jobs, for the caller to
+        stop. A document whose job is already running may still finish."""
+        async with self._transaction() as db:
+            batch, base = await self._batch(db, project, base_id, batch_id)
+            if batch.cancelled_at is None:
+                batch.cancelled_at = utcnow()
+            pending = list(
+                await db.scalars(
+                    select(KbDocument).where(
+                        KbDocument.knowledge_base_pk == base.pk,
+                        KbDocument.file_id.in_(batch.file_ids),
+                        KbDocument.status.in_(("queued", "in_progress")),
+                    )
+                )
+            )
+            for document in pending:
+                document.status = "failed"
+                document.error = {"code": CANCELLED_CODE, "message": "the file batch was cancelled"}
+                document.updated_at = utcnow()
+            await db.flush()
+            view = await self._batch_view(db, batch, base)
+            return FileBatchView(batch, base.id, view.counts, [d.job_id for d in pending if d.job_id])
 
     async def delete_document(self, project: str, base_id: str, document_id: str) -> None:
         async with self._transaction() as db:

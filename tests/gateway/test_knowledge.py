@@ -110,6 +110,77 @@ async def test_a_pdf_is_read_indexed_and_found(mesh: Gateway, client: openai.Asy
     assert [f.id for f in (await client.vector_stores.files.list(store.id)).data] == [uploaded.id]
 
 
+async def test_files_uploaded_and_attached_as_one_batch(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
+    """The SDK's upload_and_poll: each file uploaded, then one batch attached and polled until done."""
+    store = await client.vector_stores.create(name="batched")
+    files = [(name, text.encode(), "text/markdown") for name, text in DOCUMENTS.items()]
+    batch = await client.vector_stores.file_batches.upload_and_poll(store.id, files=files)
+    assert batch.status == "completed" and batch.id.startswith("vsfb_")
+    counts = batch.file_counts
+    assert (counts.completed, counts.total, counts.in_progress, counts.failed) == (
+        len(files),
+        len(files),
+        0,
+        0,
+    )
+    conforms("VectorStoreFileBatchObject", batch.model_dump(mode="json"))
+    listed = await client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert len(listed.data) == len(files) and {f.status for f in listed.data} == {"completed"}
+    again = await client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert again.model_dump() == batch.model_dump()
+    page = await client.vector_stores.search(store.id, query="where do orders ship from")
+    assert page.data[0].filename == "shipping.md"
+    with pytest.raises(openai.NotFoundError):
+        await client.vector_stores.file_batches.retrieve("vsfb_nope", vector_store_id=store.id)
+    with pytest.raises(openai.BadRequestError) as both:
+        await client.vector_stores.file_batches.create(
+            store.id, file_ids=[listed.data[0].id], files=[{"file_id": listed.data[0].id}]
+        )
+    assert both.value.body["param"] == "file_ids"  # type: ignore[index]
+
+
+async def test_cancelling_a_file_batch_stops_the_files_not_indexed_yet(knowledge_database_url: str) -> None:
+    registry = parse_registry(
+        {
+            "models": {
+                "scripted": {"backend": "tests.support.fakes:ScriptedBackend"},
+                "scripted-embed": {"backend": "tests.support.fakes:ScriptedEmbedder", "task": "embed"},
+            }
+        }
+    )
+    backends = [ScriptedBackend(), ScriptedEmbedder("scripted-embed", registry.models["scripted-embed"])]
+    # No job workers: the batch's files wait, queued, until the cancel.
+    async with scripted_mesh(
+        knowledge_database_url, registry=registry, backends=backends, job_concurrency=0
+    ) as gateway:
+        async with openai.AsyncOpenAI(base_url=f"{gateway.client.base_url}/v1", api_key="k") as client:
+            store = await client.vector_stores.create(
+                name="to cancel", extra_body={"embedding_model": "scripted-embed"}
+            )
+            uploaded = [
+                await client.files.create(file=(name, text.encode(), "text/markdown"), purpose="assistants")
+                for name, text in list(DOCUMENTS.items())[:2]
+            ]
+            batch = await client.vector_stores.file_batches.create(
+                store.id, file_ids=[f.id for f in uploaded]
+            )
+            assert batch.status == "in_progress" and batch.file_counts.in_progress == 2
+            cancelled = await client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+            files = await client.vector_stores.file_batches.list_files(
+                batch.id, vector_store_id=store.id, filter="cancelled"
+            )
+        document = await gateway.client.get(f"/api/v1/knowledge/bases/{store.id}/documents/{uploaded[0].id}")
+        job = await gateway.client.get(f"/api/v1/ai/status/{document.json()['job_id']}")
+    assert cancelled.status == "cancelled"
+    assert (
+        cancelled.file_counts.cancelled,
+        cancelled.file_counts.in_progress,
+        cancelled.file_counts.total,
+    ) == (2, 0, 2)
+    assert [f.status for f in files.data] == ["cancelled", "cancelled"]
+    assert job.json()["status"] == "CANCELLED", job.text
+
+
 async def test_a_vector_store_is_searched_after_create_and_poll(
     mesh: Gateway, client: openai.AsyncOpenAI
 ) -> None:

@@ -39,6 +39,8 @@ NAMES = [
     "ResponseFileSearchCallInProgressEvent",
     "ResponseFileSearchCallSearchingEvent",
     "ResponseFileSearchCallCompletedEvent",
+    # vector store file batches (tests/gateway/test_knowledge.py)
+    "VectorStoreFileBatchObject",
 ]
 PREFIX = "#/components/schemas/"
 
