@@ -33,6 +33,7 @@ from services.store.errors import (
     VersionNotFound,
 )
 from services.store.migrate import current_revision
+from services.store.reads import Reads
 from services.store.tables import (
     PromptTemplate,
     Session,
@@ -162,9 +163,9 @@ class SessionView:
 # Everything a session run reads, in one statement: the session, its version with the template's
 # name and its result (one of each), joined to the version's options, one row per option, each with
 # the session's answer to it when there is one (an option is answered at most once: put_answers).
-# Every cached run reads this, so it is one round trip (on SQLite, four hops to aiosqlite's thread)
-# where loading the ORM objects took three, and plain rows where the ORM's objects, identity map
-# and commit cost more than the query itself. Built once.
+# Every cached run reads this, so it is one round trip (on SQLite, one hop to a reader thread: see
+# services/store/reads.py) where loading the ORM objects took three, and plain rows where the ORM's
+# objects, identity map and commit cost more than the query itself. Built once.
 _SESSION_READ = (
     select(
         Session.session_code,
@@ -296,6 +297,11 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reads = Reads(engine)
+
+    async def close(self) -> None:
+        """Release the read path's threads and connections (the engine is its owner's to dispose)."""
+        await self._reads.close()
 
     def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         return unit_of_work(self._sessions)
@@ -514,18 +520,10 @@ class Repository:
         return session
 
     async def get_session(self, project: str, session_code: str) -> SessionView:
-        """The session with its version, answers and latest result (see _SESSION_READ). One
-        statement needs no transaction around it: on PostgreSQL it runs in autocommit, which spares
-        the BEGIN and ROLLBACK round trips (SQLite's driver opens none for a SELECT, and changing its
-        mode would cost two hops to its thread)."""
+        """The session with its version, answers and latest result (see _SESSION_READ), read in one
+        statement on the store's hot read path (services/store/reads.py): no transaction around it."""
         with unavailable_on_connection_errors():
-            async with self.engine.connect() as connection:
-                if connection.dialect.name == "postgresql":
-                    await connection.execution_options(isolation_level="AUTOCOMMIT")
-                result = await connection.execute(
-                    _SESSION_READ, {"project": project, "session_code": session_code}
-                )
-                rows = result.all()
+            rows = await self._reads.rows(_SESSION_READ, {"project": project, "session_code": session_code})
         if not rows:
             raise SessionNotFound(f"no session with code {shown(session_code)}")
         return _session_view(rows)
