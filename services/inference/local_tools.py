@@ -203,15 +203,10 @@ class CallScanner:
             self._argument_char(char, pieces)
             return
         if self._in_string:
-            if self._escape:
-                self._escape = False
-            elif char == "\\":
-                self._escape = True
-            elif char == '"':
-                self._in_string = False
+            if self._string_ends(char):
                 self._string_done("".join(self._string), pieces)
-                return
-            self._string.append(char)
+            else:
+                self._string.append(char)
             return
         if char == '"':
             self._in_string, self._string = True, []
@@ -228,6 +223,17 @@ class CallScanner:
                 self._arguments_from = self._depth
         elif char == ",":
             self._after_colon = False
+
+    def _string_ends(self, char: str) -> bool:
+        """Read a character inside a JSON string: whether it is the quote that ends the string."""
+        if self._escape:
+            self._escape = False
+        elif char == "\\":
+            self._escape = True
+        elif char == '"':
+            self._in_string = False
+            return True
+        return False
 
     def _string_done(self, raw: str, pieces: list[ToolCallDelta]) -> None:
         if self._depth != self._level or not self._calls:
@@ -249,12 +255,7 @@ class CallScanner:
             return
         closes = False
         if self._in_string:
-            if self._escape:
-                self._escape = False
-            elif char == "\\":
-                self._escape = True
-            elif char == '"':
-                self._in_string = False
+            self._string_ends(char)
         elif char == '"':
             self._in_string = True
         elif char in "{[":
