@@ -51,14 +51,21 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+# Every port unused_port has handed out in this process: several are often picked before any of
+# their services listens (a mesh's eight ports), and a port that is free now is free for each pick.
+_handed_out: set[int] = set()
+
+
 def unused_port(host: str = "127.0.0.1") -> int:
-    """A port free to listen on now, chosen below the kernel's ephemeral range: a port picked by
-    binding to 0 comes from that range, where an outgoing connection made meanwhile (a gRPC channel
-    between the services being started) can take it before its service listens."""
+    """A port free to listen on now and not handed out before by this process, chosen below the
+    kernel's ephemeral range: a port picked by binding to 0 comes from that range, where an outgoing
+    connection made meanwhile (a gRPC channel between the services being started) can take it before
+    its service listens."""
     low, _ = _ephemeral_range()
     ceiling = min(low, 65536) - 1
     for _ in range(200):
         port = random.randint(max(1024, ceiling - 12_000), ceiling)
-        if bind_failure(host, port) is None:
+        if port not in _handed_out and bind_failure(host, port) is None:
+            _handed_out.add(port)
             return port
     raise ConfigError(f"no free port found on {host} below {low}")

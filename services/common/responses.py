@@ -11,13 +11,14 @@ from llmmesh.common.v1 import common_pb2
 RESPONSE_ID_PREFIX = "resp_"
 ITEM_ID_PREFIX = "msg_"
 
-# The roles an input message may name, and the turn each is for the model: OpenAI's "developer" is
-# its newer name for system instructions.
+# The roles an input item may have, and the turn each is for the model: OpenAI's "developer" is its
+# newer name for system instructions; "tool" is a function_call_output item's (a function's result).
 MESSAGE_ROLES: dict[str, common_pb2.Role] = {
     "system": common_pb2.ROLE_SYSTEM,
     "developer": common_pb2.ROLE_SYSTEM,
     "user": common_pb2.ROLE_USER,
     "assistant": common_pb2.ROLE_ASSISTANT,
+    "tool": common_pb2.ROLE_TOOL,
 }
 
 

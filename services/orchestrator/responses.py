@@ -43,7 +43,7 @@ def _check(spec: orchestrator_pb2.GenerationSpec) -> None:
     roles = spec.response.message_roles
     if roles and (len(roles) != len(spec.messages) or any(r not in MESSAGE_ROLES for r in roles)):
         raise InvalidGenerationRequest(
-            "message_roles names one role of user, assistant, system or developer per message"
+            "message_roles names one role of user, assistant, system, developer or tool per message"
         )
     if spec.response.store and (
         "\x00" in spec.system or "\x00" in spec.prompt or any("\x00" in m.content for m in spec.messages)
@@ -55,7 +55,9 @@ def _input(spec: orchestrator_pb2.GenerationSpec) -> list[store_pb2.NewResponseI
     """The response's input as the client sent it: its messages (with the roles it named), then the prompt."""
     roles = list(spec.response.message_roles) or [ROLE_NAMES[m.role] for m in spec.messages]
     items = [
-        store_pb2.NewResponseItem(role=role, content=m.content)
+        store_pb2.NewResponseItem(
+            role=role, content=m.content, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id
+        )
         for role, m in zip(roles, spec.messages, strict=True)
     ]
     if spec.prompt:
@@ -64,10 +66,24 @@ def _input(spec: orchestrator_pb2.GenerationSpec) -> list[store_pb2.NewResponseI
 
 
 def _turns(response: store_pb2.StoredResponse) -> list[common_pb2.ChatMessage]:
-    """What a stored response adds to the chain: its input, then its output."""
-    turns = [common_pb2.ChatMessage(role=MESSAGE_ROLES[i.role], content=i.content) for i in response.input]
+    """What a stored response adds to the chain: its input, then its output (text and function calls)."""
+    turns = [
+        common_pb2.ChatMessage(
+            role=MESSAGE_ROLES[i.role],
+            content=i.content,
+            tool_calls=i.tool_calls,
+            tool_call_id=i.tool_call_id,
+        )
+        for i in response.input
+    ]
     if response.status in _CONTINUABLE:
-        turns.append(common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content=response.output_text))
+        turns.append(
+            common_pb2.ChatMessage(
+                role=common_pb2.ROLE_ASSISTANT,
+                content=response.output_text,
+                tool_calls=response.output_tool_calls,
+            )
+        )
     return turns
 
 
@@ -211,6 +227,7 @@ class Responses:
                         output_text=result.text,
                         finish_reason=result.finish_reason,
                         usage=result.usage,
+                        output_tool_calls=result.tool_calls,
                     )
                 )
             return info
@@ -221,6 +238,7 @@ class Responses:
         request.output_text = result.text
         request.finish_reason = result.finish_reason
         request.usage.CopyFrom(result.usage)
+        request.output_tool_calls.extend(result.tool_calls)
         return await self._store_new(request, model)
 
     async def _abandon(

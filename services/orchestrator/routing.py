@@ -108,11 +108,27 @@ def outcome_of(error: MeshError) -> Outcome:
 
 
 def conversation_of(spec: orchestrator_pb2.GenerationSpec) -> list[common_pb2.ChatMessage]:
-    """The turns a spec asks the model to answer: system, earlier turns, then the prompt as the user's."""
-    messages = []
+    """The turns a spec asks the model to answer: system, earlier turns, then the prompt as the user's.
+    An assistant turn's function calls that came as turns of their own (the Responses API sends each
+    call as an item, after the assistant's text) join that turn: every provider wants one assistant
+    turn holding the calls its tool turns answer."""
+    messages: list[common_pb2.ChatMessage] = []
     if spec.system:
         messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=spec.system))
-    messages.extend(spec.messages)
+    for message in spec.messages:
+        previous = messages[-1] if messages else None
+        if (
+            previous is not None
+            and previous.role == message.role == common_pb2.ROLE_ASSISTANT
+            and message.tool_calls
+            and not message.content
+        ):
+            joined = common_pb2.ChatMessage()
+            joined.CopyFrom(previous)
+            joined.tool_calls.extend(message.tool_calls)
+            messages[-1] = joined
+        else:
+            messages.append(message)
     if spec.prompt:
         messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=spec.prompt))
     return messages
@@ -415,8 +431,13 @@ class Router:
                         result = response.result
                         if not result.text.strip() and not result.tool_calls:
                             raise EmptyModelResponse(f"model {model} returned an empty response")
-                        # An output cut by the token limit is the caller's to judge (OpenAI's `length`).
-                        if constrained and result.finish_reason != common_pb2.FINISH_REASON_LENGTH:
+                        # An output cut by the token limit is the caller's to judge (OpenAI's `length`);
+                        # a turn that calls tools has no answer yet for the constraint to judge.
+                        judged = result.finish_reason not in (
+                            common_pb2.FINISH_REASON_LENGTH,
+                            common_pb2.FINISH_REASON_TOOL_CALLS,
+                        )
+                        if constrained and judged:
                             problem = output_problem(spec.constraint, result.text)
                             if problem:
                                 raise InvalidModelOutput(

@@ -27,26 +27,55 @@ IN_PROGRESS = "in_progress"
 # What a response may be created as, and what an in-progress one may end as.
 CREATED_AS = frozenset({IN_PROGRESS, "completed", "incomplete"})
 ENDED_AS = frozenset({"completed", "incomplete", "failed", "cancelled"})
-FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
+FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls"})
 MAX_ID_CHARS = 64
 MAX_METADATA_PAIRS = 16
 
 
+# A function call as the store keeps it: {"id", "name", "arguments"}.
+Call = dict[str, str]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How a response ended: its output text (empty when it failed), why, usage and any error."""
+    """How a response ended: its output text (empty when it failed) and the functions it called,
+    why, usage and any error."""
 
     status: str
     output_text: str = ""
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     error: dict[str, str] | None = None
+    output_tool_calls: tuple[Call, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An input item: a message, an assistant's function calls, or a tool's output for a call."""
+
+    role: str
+    content: str
+    tool_calls: tuple[Call, ...] = ()
+    tool_call_id: str = ""
+
+
+# The prefix of an input item's id, by what it holds (as OpenAI names them).
+_CALLS_PREFIX, _OUTPUT_PREFIX = "fc_", "fco_"
+
+
+def _item_id(item: NewItem) -> str:
+    plain = new_item_id()
+    if item.tool_calls:
+        return _CALLS_PREFIX + plain.partition("_")[2]
+    if item.role == "tool":
+        return _OUTPUT_PREFIX + plain.partition("_")[2]
+    return plain
 
 
 @dataclass(frozen=True)
 class NewResponse:
     model: str
-    input: Sequence[tuple[str, str]]  # (role, content) per input message
+    input: Sequence[NewItem]
     outcome: Outcome
     previous_response_id: str | None = None
     instructions: str | None = None
@@ -70,8 +99,13 @@ def _check_new(new: NewResponse) -> None:
     _check_outcome(new.outcome, CREATED_AS)
     if not new.input:
         raise InvalidStoreRequest("a response needs at least one input message")
-    if any(role not in MESSAGE_ROLES for role, _ in new.input):
-        raise InvalidStoreRequest("an input message's role is user, assistant, system or developer")
+    for item in new.input:
+        if item.role not in MESSAGE_ROLES:
+            raise InvalidStoreRequest("an input item's role is user, assistant, system, developer or tool")
+        if item.tool_calls and item.role != "assistant":
+            raise InvalidStoreRequest("only an assistant item carries function calls")
+        if (item.role == "tool") != bool(item.tool_call_id):
+            raise InvalidStoreRequest("a tool item, and only a tool item, names the call it answers")
     if not new.model or len(new.model) > 128:
         raise InvalidStoreRequest("a response needs the model it was asked of (1-128 characters)")
     if new.previous_response_id is not None:
@@ -124,9 +158,17 @@ class StoredResponses:
             error=outcome.error,
             created_at=utcnow(),
             completed_at=None if outcome.status == IN_PROGRESS else utcnow(),
+            output_tool_calls=list(outcome.output_tool_calls) or None,
             input=[
-                StoredResponseItem(position=index, item_id=new_item_id(), role=role, content=content)
-                for index, (role, content) in enumerate(new.input)
+                StoredResponseItem(
+                    position=index,
+                    item_id=_item_id(item),
+                    role=item.role,
+                    content=item.content,
+                    tool_calls=list(item.tool_calls) or None,
+                    tool_call_id=item.tool_call_id or None,
+                )
+                for index, item in enumerate(new.input)
             ],
         )
         async with self._transaction() as db:
@@ -145,6 +187,7 @@ class StoredResponses:
             response.finish_reason = outcome.finish_reason
             response.usage = outcome.usage
             response.error = outcome.error
+            response.output_tool_calls = list(outcome.output_tool_calls) or None
             response.completed_at = utcnow()
         return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ from services.store.repository import (
     SessionView,
     VersionView,
 )
-from services.store.responses import NewResponse, Outcome, StoredResponses
+from services.store.responses import Call, NewItem, NewResponse, Outcome, StoredResponses
 
 _OPTION_FIELDS = ("model", "max_tokens", "temperature", "top_p", "seed")
 
@@ -273,7 +273,7 @@ def conversation_to_proto(conversation: tables.Conversation) -> store_pb2.Stored
             common_pb2.ChatMessage(
                 role=ROLE_VALUES[m.role],
                 content=m.content,
-                tool_calls=[common_pb2.ToolCall(**call) for call in m.tool_calls or []],
+                tool_calls=_calls_to_proto(m.tool_calls),
                 tool_call_id=m.tool_call_id or "",
             )
             for m in conversation.messages
@@ -299,12 +299,21 @@ def _usage_to_json(usage: common_pb2.Usage) -> dict[str, int]:
     }
 
 
+def _calls_to_json(calls: Iterable[common_pb2.ToolCall]) -> tuple[Call, ...]:
+    return tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls)
+
+
+def _calls_to_proto(calls: Iterable[Call] | None) -> list[common_pb2.ToolCall]:
+    return [common_pb2.ToolCall(**call) for call in calls or ()]
+
+
 def _outcome(
     status: common_pb2.ResponseStatus,
     output_text: str,
     finish_reason: common_pb2.FinishReason,
     usage: common_pb2.Usage | None,
     error: common_pb2.JobError | None,
+    output_tool_calls: Iterable[common_pb2.ToolCall] = (),
 ) -> Outcome:
     name = RESPONSE_STATUS_NAMES.get(status)
     if name is None:
@@ -315,11 +324,18 @@ def _outcome(
         finish_reason=FINISH_REASON_NAMES.get(finish_reason),
         usage=_usage_to_json(usage) if usage is not None else None,
         error={"code": error.code, "message": error.message} if error is not None else None,
+        output_tool_calls=_calls_to_json(output_tool_calls),
     )
 
 
 def response_item_to_proto(item: tables.StoredResponseItem) -> store_pb2.ResponseItem:
-    return store_pb2.ResponseItem(item_id=item.item_id, role=item.role, content=item.content)
+    return store_pb2.ResponseItem(
+        item_id=item.item_id,
+        role=item.role,
+        content=item.content,
+        tool_calls=_calls_to_proto(item.tool_calls),
+        tool_call_id=item.tool_call_id or "",
+    )
 
 
 def stored_response_to_proto(
@@ -344,6 +360,7 @@ def stored_response_to_proto(
         error=common_pb2.JobError(**response.error) if response.error else None,
         created_at=_timestamp(response.created_at),
         completed_at=_timestamp(response.completed_at),
+        output_tool_calls=_calls_to_proto(response.output_tool_calls),
     )
 
 
@@ -719,7 +736,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             Turn(
                 _role_name(m.role),
                 m.content,
-                tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls),
+                _calls_to_json(m.tool_calls),
                 m.tool_call_id,
             )
             for m in request.messages
@@ -742,12 +759,16 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.finish_reason,
             request.usage if request.HasField("usage") else None,
             None,
+            request.output_tool_calls,
         )
         response = await self.responses.create(
             current_project(),
             NewResponse(
                 model=request.model,
-                input=[(item.role, item.content) for item in request.input],
+                input=[
+                    NewItem(item.role, item.content, _calls_to_json(item.tool_calls), item.tool_call_id)
+                    for item in request.input
+                ],
                 outcome=outcome,
                 previous_response_id=request.previous_response_id or None,
                 instructions=request.instructions if request.HasField("instructions") else None,
@@ -768,6 +789,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.finish_reason,
             request.usage if request.HasField("usage") else None,
             request.error if request.HasField("error") else None,
+            request.output_tool_calls,
         )
         response = await self.responses.finish(current_project(), request.response_id, outcome)
         return store_pb2.FinishStoredResponseResponse(response=stored_response_to_proto(response))

@@ -284,6 +284,8 @@ class StoredResponse(Base):
     error: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The functions its output called ({id, name, arguments} each), when it ended calling tools.
+    output_tool_calls: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     input: Mapped[list[StoredResponseItem]] = relationship(
         order_by="StoredResponseItem.position", cascade="all, delete-orphan"
     )
@@ -299,9 +301,12 @@ class StoredResponseItem(Base):
     response_pk: Mapped[int] = mapped_column(ForeignKey("stored_responses.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     item_id: Mapped[str] = mapped_column(String(64))
-    # user, assistant, system or developer
+    # user, assistant, system, developer or tool
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+    # An assistant item's function calls ({id, name, arguments} each); a tool item's call id.
+    tool_calls: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    tool_call_id: Mapped[str | None] = mapped_column(Text)
 
 
 class StoredFile(Base):

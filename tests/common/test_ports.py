@@ -16,6 +16,7 @@ import pytest
 from services.common.config import ConfigError
 from services.common.grpc_options import SERVER_OPTIONS
 from services.common.metrics import serve_metrics
+from services.common.ports import unused_port
 from services.common.server import MeshServer
 from services.store.config import StoreSettings
 from tests.support.mesh import ROOT, free_port
@@ -85,3 +86,12 @@ def test_a_service_on_a_taken_port_exits_2_naming_it(
     )
     assert run.returncode == 2, run.stderr[-3000:]
     assert f"127.0.0.1:{taken_port} (Address already in use); set {setting} to a free port" in run.stderr
+
+
+def test_unused_port_never_hands_out_a_port_twice() -> None:
+    """A mesh's ports are all picked before any service listens, so each pick must differ from the
+    others even while all of them are still free."""
+    ports = [unused_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    assert all(1024 <= port < low for port in ports)

@@ -340,20 +340,26 @@ async def test_store_false_is_not_kept(gateway: Gateway) -> None:
     ("body", "param", "words"),
     [
         (
-            {"tools": [{"type": "function", "name": "f", "parameters": {}}]},
+            {"tools": [{"type": "web_search"}]},
             "tools",
-            "tools are not supported yet, but for file_search",
+            "web_search tools are not supported (function and file_search only)",
         ),
-        ({"tool_choice": "required"}, "tool_choice", "not supported yet"),
+        ({"tools": [{"type": "function", "name": "no spaces"}]}, "tools.0.name", "should match pattern"),
+        ({"tool_choice": "required"}, "tool_choice", 'tool_choice "required" needs function tools'),
         (
-            {"input": [{"type": "function_call_output", "call_id": "c1", "output": "4"}]},
+            {"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}},
+            "tool_choice",
+            "names function 'g', which is not in tools",
+        ),
+        (
+            {"input": [{"type": "computer_call_output", "call_id": "c1", "output": {}}]},
             "input",
-            "function_call_output items are not supported yet",
+            "computer_call_output items are not supported (of tools, only functions)",
         ),
         (
-            {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}},
-            "text",
-            "text.format json_schema is not supported yet",
+            {"text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+            "text.format",
+            "needs its name and schema",
         ),
         (
             {

@@ -183,8 +183,8 @@ async def cloud(
 ) -> AsyncIterator[tuple[Gateway, FakeProviders]]:
     for name, value in PROVIDER_ENV.items():
         monkeypatch.setenv(name, value)
-    # Claude's backend does not constrain output: a JSON request on the route passes it over.
-    routes = {"default": [{"model": "scripted"}], "json": [{"model": "claude"}, {"model": "gpt"}]}
+    # The scripted backend does not constrain output: a JSON request on the route passes it over.
+    routes = {"default": [{"model": "scripted"}], "json": [{"model": "scripted"}, {"model": "gpt"}]}
     async with provider_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", routes=routes) as mesh:
         yield mesh
 
@@ -213,7 +213,94 @@ async def test_an_openai_compatible_backend_gets_response_format_and_the_reply_i
     assert (
         sent["json_schema"]["schema"]["properties"].keys() == Palette.model_json_schema()["properties"].keys()
     )
-    assert fake.calls("anthropic") == []  # passed over: it cannot constrain
     assert failed.value.status_code == 502
     assert failed.value.body["code"] == "upstream_invalid_output"  # type: ignore[index]
     assert "the output is not JSON" in failed.value.message
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini", "nova"])
+async def test_every_cloud_backend_answers_the_schema_streamed_and_not(
+    cloud: tuple[Gateway, FakeProviders], model: str
+) -> None:
+    """Anthropic and Bedrock through a tool the model must call (their APIs take no answer schema),
+    Gemini through response_json_schema; the reply is checked, an invalid one retried once."""
+    gateway, fake = cloud
+    asked = [{"role": "user", "content": "a palette"}]
+    async with sdk(gateway) as client:
+        parsed = await client.chat.completions.parse(model=model, messages=asked, response_format=Palette)
+        pieces: list[str] = []
+        finish: list[str] = []
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=asked,
+            stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "palette", "schema": Palette.model_json_schema()}},
+        )  # fmt: skip
+        async for chunk in stream:
+            conforms("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+            pieces += [c.delta.content or "" for c in chunk.choices]
+            assert not any(c.delta.tool_calls for c in chunk.choices)  # the answer tool stays inside
+            finish += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        fake.then("badjson")
+        retried = await client.chat.completions.parse(model=model, messages=asked, response_format=Palette)
+    choice = parsed.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert isinstance(choice.message.parsed, Palette)
+    assert Palette.model_validate_json("".join(pieces)) and finish == ["stop"]
+    assert isinstance(retried.choices[0].message.parsed, Palette)
+    provider = {"claude": "anthropic", "gemini": "gemini", "nova": "bedrock"}[model]
+    sent = fake.calls(provider)[0].body
+    if model == "claude":
+        assert sent["tool_choice"] == {
+            "type": "tool",
+            "name": "structured_output",
+            "disable_parallel_tool_use": True,
+        }
+        assert sent["tools"][0]["input_schema"]["properties"].keys() == Palette.model_fields.keys()
+    elif model == "nova":
+        assert sent["toolConfig"]["toolChoice"] == {"tool": {"name": "structured_output"}}
+        schema = sent["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+        assert schema["properties"].keys() == Palette.model_fields.keys()
+    else:
+        generation = sent["generationConfig"]
+        assert generation["responseMimeType"] == "application/json"
+        assert generation["responseJsonSchema"]["properties"].keys() == Palette.model_fields.keys()
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_tools_and_a_schema_together_call_the_tool_then_answer_the_schema(
+    cloud: tuple[Gateway, FakeProviders], model: str
+) -> None:
+    """With the caller's tools on "auto" the model may call them or give the answer; the answer tool
+    never shows as a call of the caller's."""
+    gateway, fake = cloud
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    weather = {"type": "function", "function": {"name": "weather", "parameters": parameters, "strict": True}}
+    asked: list[dict] = [{"role": "user", "content": "Tokyo"}]
+    async with sdk(gateway) as client:
+        first = await client.chat.completions.parse(
+            model=model, messages=asked, tools=[weather], response_format=Palette
+        )
+        call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+        asked += [
+            {"role": "assistant", "tool_calls": [call.model_dump(include={"id", "type", "function"})]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ]
+        final = await client.chat.completions.parse(
+            model=model, messages=asked, tools=[weather], response_format=Palette
+        )
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert [c.function.name for c in first.choices[0].message.tool_calls or []] == ["weather"]
+    assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
+    assert isinstance(final.choices[0].message.parsed, Palette)
+    provider = {"claude": "anthropic", "nova": "bedrock"}[model]
+    sent = fake.calls(provider)[-1].body
+    declared = [t["name"] for t in sent["tools"]] if model == "claude" else [
+        t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]
+    ]  # fmt: skip
+    assert declared == ["weather", "structured_output"]

@@ -215,9 +215,29 @@ async def test_another_projects_responses_are_not_found(store: store_pb2_grpc.St
             store_pb2.CreateStoredResponseRequest(
                 status=common_pb2.RESPONSE_STATUS_COMPLETED,
                 model="m",
-                input=[store_pb2.NewResponseItem(role="tool", content="x")],
+                input=[store_pb2.NewResponseItem(role="robot", content="x")],
             ),
             "role",
+        ),
+        (
+            store_pb2.CreateStoredResponseRequest(
+                status=common_pb2.RESPONSE_STATUS_COMPLETED,
+                model="m",
+                input=[store_pb2.NewResponseItem(role="tool", content="x")],
+            ),
+            "names the call it answers",
+        ),
+        (
+            store_pb2.CreateStoredResponseRequest(
+                status=common_pb2.RESPONSE_STATUS_COMPLETED,
+                model="m",
+                input=[
+                    store_pb2.NewResponseItem(
+                        role="user", content="x", tool_calls=[common_pb2.ToolCall(id="c", name="f")]
+                    )
+                ],
+            ),
+            "only an assistant item carries function calls",
         ),
     ],
 )

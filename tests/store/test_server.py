@@ -24,7 +24,7 @@ async def test_migrates_at_start_and_describes_its_database(database_url: str) -
             health_pb2.HealthCheckRequest(service="llmmesh.store.v1.StoreService")
         )
     assert description.dialect == database_url.split("+")[0]
-    assert description.schema_revision == head_revision() == "0009_session_json_result"
+    assert description.schema_revision == head_revision() == "0010_session_json_result"
     assert description.server_version[0].isdigit()
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -83,11 +83,8 @@ def instance(schema: dict[str, Any]) -> Any:
     return {"string": "x", "integer": 1, "number": 1.5, "boolean": True}.get(kind)
 
 
-def conforming(response_format: dict[str, Any]) -> Any:
-    """What a model that honours OpenAI's response_format answers."""
-    if response_format["type"] == "json_object":
-        return {"answer": "yes"}
-    schema = response_format["json_schema"]["schema"]
+def conforming_to(schema: dict[str, Any]) -> Any:
+    """A value valid against a JSON schema, as a model that honours it answers."""
     definitions = schema.get("$defs", {})
 
     def resolved(node: Any) -> Any:  # pydantic's schemas refer to $defs
@@ -98,6 +95,26 @@ def conforming(response_format: dict[str, Any]) -> Any:
         return [resolved(v) for v in node] if isinstance(node, list) else node
 
     return instance(resolved(schema))
+
+
+def conforming(response_format: dict[str, Any]) -> Any:
+    """What a model that honours OpenAI's response_format answers."""
+    if response_format["type"] == "json_object":
+        return {"answer": "yes"}
+    return conforming_to(response_format["json_schema"]["schema"])
+
+
+# The tool a mesh backend declares for a JSON answer on APIs that take no schema for it (Anthropic,
+# Bedrock): a model forced to call a tool after its other tools have answered calls this one.
+ANSWER_TOOL = "structured_output"
+
+
+def arguments_for(tool: str, schema: dict[str, Any], asked: str, behaviour: str) -> str:
+    """A tool call's arguments: for the answer tool a value that fits its schema (on "badjson", an
+    empty object, missing what the schema requires); for any other, the asked text as its "input"."""
+    if tool != ANSWER_TOOL:
+        return tool_arguments(asked)
+    return "{}" if behaviour == "badjson" else json.dumps(conforming_to(schema))
 
 
 def tool_arguments(text: str) -> str:
@@ -163,7 +180,7 @@ class FakeProviders:
             text = "Let me check." if behaviour == "parallel" else ""
             calls = [
                 {"id": f"call_{i + 1}", "type": "function", "function": {"name": name, "arguments": arguments}}
-                for i, (name, arguments) in enumerate(self._calls(behaviour, named, [t["function"]["name"] for t in tools], last["content"]))
+                for i, (name, arguments) in enumerate(self._calls(behaviour, named, {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}, last["content"]))
             ]  # fmt: skip
         elif body.get("response_format", {}).get("type") in ("json_object", "json_schema"):
             text = "not json" if behaviour == "badjson" else json.dumps(conforming(body["response_format"]))
@@ -205,15 +222,19 @@ class FakeProviders:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @staticmethod
-    def _calls(behaviour: str, named: str | None, tools: list[str], asked: str) -> list[tuple[str, str]]:
-        """The calls a model makes, as (tool, JSON arguments): of the named tool or the first; on
-        "parallel", two (the first two tools, or the one twice)."""
-        first = named or tools[0]
+    def _calls(
+        behaviour: str, named: str | None, tools: dict[str, dict[str, Any]], asked: str
+    ) -> list[tuple[str, str]]:
+        """The calls a model makes, as (tool, JSON arguments), given the tools' schemas by name: of
+        the named tool or the first; on "parallel", two (the first two tools, or the one twice)."""
+        names = list(tools)
+        first = named or names[0]
         if behaviour != "parallel":
-            return [(first, tool_arguments(asked))]
+            return [(first, arguments_for(first, tools[first], asked, behaviour))]
+        second = names[1] if len(names) > 1 else first
         return [
-            (first, tool_arguments(asked)),
-            (tools[1] if len(tools) > 1 else first, tool_arguments(f"{asked} too")),
+            (first, arguments_for(first, tools[first], asked, behaviour)),
+            (second, arguments_for(second, tools[second], f"{asked} too", behaviour)),
         ]
 
     async def openai_embeddings(self, request: Request) -> Response:
@@ -253,14 +274,17 @@ class FakeProviders:
         results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
         tools, choice = body.get("tools") or [], body.get("tool_choice", {"type": "auto"})
         uses: list[dict[str, Any]] = []
-        if results:
+        named = choice["name"] if choice["type"] == "tool" else None
+        schemas = {t["name"]: t["input_schema"] for t in tools}
+        if results and choice["type"] == "any" and ANSWER_TOOL in schemas:
+            named = ANSWER_TOOL
+        if results and not named:
             text = reply_for("anthropic", f"tool said {results[0]['content']}")
         elif tools and choice["type"] != "none":
-            named = choice["name"] if choice["type"] == "tool" else None
             text = "Let me check." if behaviour == "parallel" else ""
             uses = [
                 {"type": "tool_use", "id": f"toolu_{i + 1}", "name": name, "input": json.loads(arguments)}
-                for i, (name, arguments) in enumerate(self._calls(behaviour, named, [t["name"] for t in tools], last))
+                for i, (name, arguments) in enumerate(self._calls(behaviour, named, schemas, last if isinstance(last, str) else ""))
             ]  # fmt: skip
         else:
             text = "" if behaviour == "empty" else reply_for("anthropic", last)
@@ -356,7 +380,16 @@ class FakeProviders:
         declared = [d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations", [])]
         calling = body.get("toolConfig", {}).get("functionCallingConfig", {})
         call = None
-        if "functionResponse" in last[0]:
+        generation = body.get("generationConfig") or {}
+        if generation.get("responseMimeType") == "application/json" and not (
+            declared and calling.get("mode") == "ANY"
+        ):
+            schema = generation.get("responseJsonSchema") or {
+                "type": "object",
+                "properties": {"answer": {"enum": ["yes"]}},
+            }
+            text = "not json" if behaviour == "badjson" else json.dumps(conforming_to(schema))
+        elif "functionResponse" in last[0]:
             text = reply_for("gemini", f"tool said {last[0]['functionResponse']['response']['result']}")
         elif declared and calling.get("mode") != "NONE":
             name = (calling.get("allowedFunctionNames") or [declared[0]["name"]])[0]
@@ -432,14 +465,20 @@ class FakeProviders:
             return JSONResponse({"embedding": vector(body["inputText"]), "inputTextTokenCount": 3})
         block = body["messages"][-1]["content"][0]
         config = body.get("toolConfig") or {}
+        schemas = {
+            t["toolSpec"]["name"]: t["toolSpec"]["inputSchema"]["json"] for t in config.get("tools", [])
+        }
+        chosen = config.get("toolChoice", {}).get("tool", {}).get("name")
+        if "toolResult" in block and "any" in config.get("toolChoice", {}) and ANSWER_TOOL in schemas:
+            chosen = ANSWER_TOOL
         use = None
-        if "toolResult" in block:
+        if "toolResult" in block and not chosen:
             output = block["toolResult"]["content"][0]
             text = reply_for("bedrock", f"tool said {output.get('text', json.dumps(output.get('json')))}")
-        elif config.get("tools"):
-            chosen = config.get("toolChoice", {}).get("tool", {}).get("name")
-            name = chosen or config["tools"][0]["toolSpec"]["name"]
-            use, text = {"toolUseId": "tooluse_1", "name": name, "input": {"input": block["text"]}}, ""
+        elif schemas:
+            name = chosen or next(iter(schemas))
+            arguments = arguments_for(name, schemas[name], block.get("text", ""), behaviour)
+            use, text = {"toolUseId": "tooluse_1", "name": name, "input": json.loads(arguments)}, ""
         else:
             text = "" if behaviour == "empty" else reply_for("bedrock", block["text"])
         usage = {"inputTokens": 8, "outputTokens": len(pieces(text)), "totalTokens": 8 + len(pieces(text))}

@@ -164,6 +164,49 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+def constraint_of(kind: str, json_schema: JsonSchemaFormat | None) -> common_pb2.OutputConstraint | None:
+    """An output format (chat's response_format, the Responses API's text.format) as the
+    orchestrator takes it; None for text."""
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
+    assert json_schema is not None  # the formats' validators check it
+    return common_pb2.OutputConstraint(
+        json_schema=common_pb2.JsonSchemaConstraint(
+            schema=json.dumps(json_schema.schema_), strict=bool(json_schema.strict), name=json_schema.name
+        )
+    )
+
+
+def tooling_of(
+    functions: Sequence[FunctionDefinition], mode: str | None, named: str | None, parallel: bool | None
+) -> common_pb2.Tooling | None:
+    """Function tools and the choice among them ("auto", "none", "required", or the one `named`) as
+    the orchestrator takes them; None when there are none."""
+    if not functions:
+        return None
+    tooling = common_pb2.Tooling(
+        tools=[
+            common_pb2.Tool(
+                name=f.name,
+                description=f.description,
+                parameters=json.dumps(f.parameters) if f.parameters else "",
+                strict=bool(f.strict),
+            )
+            for f in functions
+        ]
+    )
+    if named is not None:
+        tooling.choice.mode = common_pb2.ToolChoice.MODE_FUNCTION
+        tooling.choice.function = named
+    else:
+        tooling.choice.mode = _CHOICE_MODES[mode or "auto"]
+    if parallel is not None:
+        tooling.parallel_calls = parallel
+    return tooling
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -253,42 +296,15 @@ class ChatCompletionRequest(_Sampling):
 
     def constraint(self) -> common_pb2.OutputConstraint | None:
         """The response_format as the orchestrator takes it; None for text."""
-        response_format = self.response_format
-        if response_format is None or response_format.type == "text":
+        if self.response_format is None:
             return None
-        if response_format.type == "json_object":
-            return common_pb2.OutputConstraint(json_object=common_pb2.JsonObjectConstraint())
-        assert response_format.json_schema is not None  # ResponseFormat checks it
-        schema = response_format.json_schema
-        return common_pb2.OutputConstraint(
-            json_schema=common_pb2.JsonSchemaConstraint(
-                schema=json.dumps(schema.schema_), strict=bool(schema.strict), name=schema.name
-            )
-        )
+        return constraint_of(self.response_format.type, self.response_format.json_schema)
 
     def tooling(self) -> common_pb2.Tooling | None:
         """The tools as the orchestrator takes them; None when the request has none."""
-        if not self.tools:
-            return None
-        tooling = common_pb2.Tooling(
-            tools=[
-                common_pb2.Tool(
-                    name=t.function.name,
-                    description=t.function.description,
-                    parameters=json.dumps(t.function.parameters) if t.function.parameters else "",
-                    strict=bool(t.function.strict),
-                )
-                for t in self.tools
-            ]
-        )
-        if isinstance(self.tool_choice, NamedToolChoice):
-            tooling.choice.mode = common_pb2.ToolChoice.MODE_FUNCTION
-            tooling.choice.function = self.tool_choice.function.name
-        else:
-            tooling.choice.mode = _CHOICE_MODES[self.tool_choice or "auto"]
-        if self.parallel_tool_calls is not None:
-            tooling.parallel_calls = self.parallel_tool_calls
-        return tooling
+        named = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
+        mode = None if isinstance(self.tool_choice, NamedToolChoice) else self.tool_choice
+        return tooling_of([t.function for t in self.tools or []], mode, named, self.parallel_tool_calls)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -1,12 +1,12 @@
 """Request and response schemas of the Responses API (POST /v1/responses and the stored-response
-routes), as OpenAI's API reference defines them, for text in and text out.
+routes), as OpenAI's API reference defines them: text in, text (or JSON of a schema) and function
+calls out.
 
-What the mesh cannot honour yet and that would change the answer is refused with 400 naming the field:
-tools and tool items (function_call_output, ...), structured output (`text.format` other than text),
+What the mesh cannot honour and that would change the answer is refused with 400 naming the field:
+tools other than function and file_search (and their items: web_search_call, computer_call, ...),
 non-text content (images, files, audio), `background`, `conversation`, `prompt`, `truncation: auto`
 and logprobs. Fields that only tune further (`reasoning`, `include`, `user`, `service_tier`,
-`parallel_tool_calls`, `prompt_cache_key`, ...) are accepted and ignored, as the chat completions
-route does.
+`prompt_cache_key`, ...) are accepted and ignored, as the chat completions route does.
 """
 
 from __future__ import annotations
@@ -18,13 +18,22 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from services.gateway.errors import field_error
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS
-from services.gateway.openai.protocol import MAX_MESSAGES
+from services.gateway.openai.protocol import (
+    MAX_MESSAGES,
+    MAX_TOOLS,
+    FunctionDefinition,
+    JsonSchemaFormat,
+    ToolCallId,
+)
 
 # What a response id or an input item id may look like here ("resp_…", "msg_…").
 ObjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -35,10 +44,8 @@ Text = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
-# Input item types other than messages, and why each is refused.
+# Input item types of tools the mesh does not have (function calls and their outputs it has).
 _TOOL_ITEMS = (
-    "function_call",
-    "function_call_output",
     "custom_tool_call",
     "custom_tool_call_output",
     "computer_call",
@@ -82,14 +89,86 @@ class InputMessage(BaseModel):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
+class FunctionCallInput(BaseModel):
+    """A function call the model made earlier, sent back before its output (a function_call item)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function_call"]
+    call_id: ToolCallId
+    name: str = Field(min_length=1, max_length=64)
+    arguments: Text
+
+
+class FunctionCallOutputInput(BaseModel):
+    """A function's result for a call (a function_call_output item): text, or input_text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function_call_output"]
+    call_id: ToolCallId
+    output: Text | Annotated[list[ContentPart], Field(min_length=1)]
+
+    def text(self) -> str:
+        return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
+
+
+InputItem = InputMessage | FunctionCallInput | FunctionCallOutputInput
+
+
+class FunctionTool(FunctionDefinition):
+    """A function tool, as the Responses API defines it (flat: no nested "function")."""
+
+    type: Literal["function"]
+
+
 class TextFormat(BaseModel):
-    type: Literal["text"] = "text"
+    """`text.format`: plain text, any JSON object, or JSON valid against a schema (flat, as the
+    Responses API has it: name, schema, strict beside the type)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    def json_schema(self) -> JsonSchemaFormat | None:
+        if self.type != "json_schema":
+            return None
+        return JsonSchemaFormat.model_validate(
+            {
+                "name": self.name,
+                "description": self.description,
+                "schema": self.schema_,
+                "strict": self.strict,
+            }
+        )
+
+    @model_serializer(mode="wrap")
+    def _only_what_applies(self, serialize: SerializerFunctionWrapHandler):
+        data: dict[str, Any] = serialize(self)
+        return {key: value for key, value in data.items() if value is not None}
 
 
 class TextConfig(BaseModel):
-    """`text` of a response: plain text is the one format the mesh produces so far."""
+    """`text` of a request and of the response it made."""
+
+    model_config = ConfigDict(extra="ignore")
 
     format: TextFormat = Field(default_factory=TextFormat)
+
+    @model_validator(mode="after")
+    def _schema_when_asked(self) -> TextConfig:
+        if self.format.type == "json_schema" and (self.format.name is None or self.format.schema_ is None):
+            raise field_error("format", 'a "json_schema" format needs its name and schema')
+        return self
+
+
+class NamedFunctionChoice(BaseModel):
+    type: Literal["function"]
+    name: str
 
 
 class CreateResponseRequest(BaseModel):
@@ -106,8 +185,11 @@ class CreateResponseRequest(BaseModel):
     )
     input: (
         Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
-        | Annotated[list[InputMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
-    ) = Field(description="A user message as text, or a list of message items.")
+        | Annotated[list[InputItem], Field(min_length=1, max_length=MAX_MESSAGES)]
+    ) = Field(
+        description="A user message as text, or a list of items: messages, function_call and "
+        "function_call_output."
+    )
     instructions: Text | None = Field(
         default=None,
         description="A system message placed first; not carried over to a response that continues this one.",
@@ -125,14 +207,21 @@ class CreateResponseRequest(BaseModel):
     )
     stream: bool = False
     parallel_tool_calls: bool | None = None
-    tools: list[dict[str, Any]] | None = Field(
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = Field(
         default=None,
-        description="Only file_search tools: their vector stores are searched with the last user turn and "
-        "the chunks found are placed in the prompt, numbered; the output text cites them "
-        "(file_citation annotations).",
+        description="function tools (the model may call them: function_call output items), and "
+        "file_search tools (their vector stores are searched with the last user turn and the chunks "
+        "found are placed in the prompt, numbered; the output text cites them: file_citation "
+        "annotations).",
     )
-    tool_choice: str | dict[str, Any] | None = Field(default=None, description='Only "auto" or "none".')
-    text: dict[str, Any] | None = Field(default=None, description='Only {"format": {"type": "text"}}.')
+    tool_choice: Literal["auto", "none", "required"] | NamedFunctionChoice | None = Field(
+        default=None, description='"auto", "none", "required", or {"type": "function", "name"}.'
+    )
+    text: TextConfig | None = Field(
+        default=None,
+        description='format: {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "name", '
+        '"schema", "strict"}, on models that can enforce it (as chat\'s response_format).',
+    )
     background: bool | None = Field(default=None, description="Not supported: must be false.")
     conversation: Any = Field(default=None, description="Not supported: use previous_response_id.")
     prompt: Any = Field(default=None, description="Not supported: send instructions and input.")
@@ -148,9 +237,11 @@ class CreateResponseRequest(BaseModel):
             if not isinstance(item, dict):
                 continue
             kind = item.get("type", "message")
+            if kind in ("function_call", "function_call_output"):
+                continue
             if kind in _TOOL_ITEMS:
                 raise _unsupported(
-                    f"input[{index}]: {kind} items are not supported yet (tools are not supported)"
+                    f"input[{index}]: {kind} items are not supported (of tools, only functions)"
                 )
             if kind == "item_reference":
                 raise _unsupported(
@@ -189,14 +280,52 @@ class CreateResponseRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _file_search_only(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        for tool in value or ():
-            if tool.get("type") != "file_search":
-                raise _unsupported("tools are not supported yet, but for file_search")
+    def _functions_and_file_search(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, tool in enumerate(value or ()):
+            kind = tool.get("type")
+            if kind == "function":
+                continue  # checked as FunctionTool by functions()
+            if kind != "file_search":
+                raise _unsupported(
+                    f"tools[{index}]: {kind} tools are not supported (function and file_search only)"
+                )
             ids = tool.get("vector_store_ids")
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 raise PydanticCustomError("file_search", "a file_search tool needs vector_store_ids")
         return value
+
+    @model_validator(mode="after")
+    def _choice_among_the_functions(self) -> CreateResponseRequest:
+        names = [tool.name for tool in self.functions()]
+        if len(set(names)) != len(names):
+            raise field_error("tools", "every function tool needs a name of its own")
+        if isinstance(self.tool_choice, NamedFunctionChoice) and self.tool_choice.name not in names:
+            raise field_error(
+                "tool_choice", f"tool_choice names function {self.tool_choice.name!r}, which is not in tools"
+            )
+        if self.tool_choice == "required" and not names:
+            raise field_error("tool_choice", 'tool_choice "required" needs function tools')
+        return self
+
+    def functions(self) -> list[FunctionTool]:
+        """The function tools (validated here: a bad one is a 400 naming its field)."""
+        found = []
+        for index, tool in enumerate(self.tools or ()):
+            if tool.get("type") == "function":
+                try:
+                    found.append(FunctionTool.model_validate(tool))
+                except ValidationError as error:
+                    detail = error.errors()[0]
+                    where = ".".join(str(part) for part in (index, *detail["loc"]))
+                    raise field_error(f"tools.{where}", detail["msg"], detail["type"]) from None
+        return found
+
+    def echoed_tools(self) -> list[dict[str, Any]]:
+        """The tools as the response object lists them: function tools with all their fields."""
+        return [
+            FunctionTool.model_validate(tool).model_dump() if tool.get("type") == "function" else tool
+            for tool in self.tools or ()
+        ]
 
     def file_search(self) -> dict[str, Any] | None:
         """The file_search tool, its vector stores joined when there are several."""
@@ -206,22 +335,6 @@ class CreateResponseRequest(BaseModel):
         joined = dict(tools[0])
         joined["vector_store_ids"] = [i for tool in tools for i in tool["vector_store_ids"]]
         return joined
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _no_tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        if value not in (None, "auto", "none"):
-            raise _unsupported('tool_choice other than "auto" or "none" is not supported yet (no tools)')
-        return value
-
-    @field_validator("text")
-    @classmethod
-    def _plain_text(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        text_format = (value or {}).get("format")
-        kind = text_format.get("type") if isinstance(text_format, dict) else text_format
-        if kind not in (None, "text"):
-            raise _unsupported(f"text.format {kind} is not supported yet (plain text only)")
-        return value
 
     @field_validator("background")
     @classmethod
@@ -260,8 +373,8 @@ class CreateResponseRequest(BaseModel):
             raise _unsupported("top_logprobs is not supported")
         return value
 
-    def messages(self) -> list[InputMessage]:
-        """The input as message items (a string is one user message)."""
+    def items(self) -> list[InputItem]:
+        """The input as items (a string is one user message)."""
         if isinstance(self.input, str):
             return [InputMessage(role="user", content=self.input)]
         return self.input
@@ -287,6 +400,30 @@ class OutputMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     status: ItemStatus
     content: list[OutputText]
+
+
+class FunctionCallItem(BaseModel):
+    """A function call the model made: an output item (and, sent back, an input item)."""
+
+    id: str
+    type: Literal["function_call"] = "function_call"
+    call_id: str
+    name: str
+    arguments: str
+    status: ItemStatus = "completed"
+
+
+class FunctionCallOutputItem(BaseModel):
+    """A function's result, as a response's input items list shows it."""
+
+    id: str
+    type: Literal["function_call_output"] = "function_call_output"
+    call_id: str
+    output: str
+    status: ItemStatus = "completed"
+
+
+OutputItem = OutputMessage | FunctionCallItem
 
 
 class InputMessageItem(BaseModel):
@@ -341,14 +478,14 @@ class ResponseObject(BaseModel):
     instructions: str | None = None
     max_output_tokens: int | None = None
     model: str = Field(description="The model or route the request named (the default route's name if none).")
-    output: list[OutputMessage]
+    output: list[OutputItem]
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
     reasoning: None = None
     store: bool
     temperature: float | None = None
     text: TextConfig = Field(default_factory=TextConfig)
-    tool_choice: Literal["auto", "none"] = "auto"
+    tool_choice: Literal["auto", "none", "required"] | NamedFunctionChoice = "auto"
     tools: list[Any] = Field(default_factory=list)
     top_p: float | None = None
     truncation: Literal["disabled"] = "disabled"
@@ -374,7 +511,7 @@ class DeletedResponse(BaseModel):
 
 class InputItemList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[InputMessageItem | OutputMessage]
+    data: list[InputMessageItem | OutputMessage | FunctionCallItem | FunctionCallOutputItem]
     first_id: str | None
     last_id: str | None
     has_more: bool

@@ -32,8 +32,8 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 _CREATE_ERRORS = error_responses(
     descriptions={
-        400: "A malformed request, an unsupported field (tools, ...), an unknown previous_response_id, "
-        "or an input over the model's limit",
+        400: "A malformed request, an unsupported field (hosted tools, ...), an unknown previous_response_id, "
+        "tools or a text.format the model cannot honour, or an input over the model's limit",
         401: "Missing or invalid API key",
         404: "Unknown model or route",
         429: "The API key is over its rate limit (see Retry-After)",
@@ -60,9 +60,10 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
     summary="Create a response (OpenAI Responses API)",
 )
 async def create_response(body: CreateResponseRequest, request: Request) -> Any:
-    """A model response to `input` (text, or user/assistant/system/developer messages) after
-    `instructions`. Stored unless `store` is false; `previous_response_id` continues a stored one
-    (its chain's input and output go first). Text only: tools and structured output are refused."""
+    """A model response to `input` (text, or items: user/assistant/system/developer messages,
+    function calls and their outputs) after `instructions`: text (or JSON of `text.format`) and the
+    function tools the model called. Stored unless `store` is false; `previous_response_id`
+    continues a stored one (its chain's input and output, calls included, go first)."""
     spec = generation_spec(body)
     if body.stream:
         events = StreamEvents(request, body)

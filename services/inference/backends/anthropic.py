@@ -21,7 +21,13 @@ from services.inference.backends.base import (
     ToolCallDelta,
     Tooling,
 )
-from services.inference.backends.cloud import CloudBackend, ToolCalls, add_tool_result, finish_reason
+from services.inference.backends.cloud import (
+    CloudBackend,
+    OutputTool,
+    ToolCalls,
+    add_tool_result,
+    finish_reason,
+)
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
 
@@ -61,7 +67,7 @@ class AnthropicBackend(CloudBackend[anthropic.AsyncAnthropic]):
             )
         return classify(self.provider, self.name, exc)
 
-    def _params(self, request: GenerationInput) -> dict[str, Any]:
+    def _params(self, request: GenerationInput, tooling: Tooling | None) -> dict[str, Any]:
         system, messages = self.split_system(request)
         params: dict[str, Any] = {
             "model": self.config.model_id,
@@ -72,13 +78,17 @@ class AnthropicBackend(CloudBackend[anthropic.AsyncAnthropic]):
             params["system"] = system
         if request.sampling.stop:
             params["stop_sequences"] = list(request.sampling.stop)
-        if request.tooling is not None and request.tooling.tools:
-            params.update(_tooling(request.tooling))
+        if tooling is not None and tooling.tools:
+            params.update(_tooling(tooling))
         return params
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
-        params = self._params(request)
-        if request.one_shot:
+    def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
+        # JSON answers come as a tool call the model must make (the Messages API takes no schema).
+        output = OutputTool(request.constraint, request.tooling)
+        return output.answers(self._events(self._params(request, output.tooling()), request.one_shot))
+
+    async def _events(self, params: dict[str, Any], one_shot: bool) -> AsyncGenerator[Event, None]:
+        if one_shot:
             try:
                 message = await self.client.messages.create(**params)
             except anthropic.AnthropicError as exc:

@@ -27,9 +27,11 @@ from services.inference.backends.base import (
     Message,
     ToolCall,
     ToolCallDelta,
+    Tooling,
 )
 from services.inference.backends.cloud import (
     CloudBackend,
+    OutputTool,
     ToolCalls,
     add_tool_result,
     calls_made,
@@ -109,7 +111,7 @@ class BedrockBackend(CloudBackend[Any]):
             )
         return classify(self.provider, self.name, exc)
 
-    def _params(self, request: GenerationInput) -> dict[str, Any]:
+    def _params(self, request: GenerationInput, tooling: Tooling | None) -> dict[str, Any]:
         system, messages = self.split_system(request)
         sampling = request.sampling
         inference: dict[str, Any] = {"maxTokens": sampling.max_tokens}
@@ -126,15 +128,22 @@ class BedrockBackend(CloudBackend[Any]):
         }
         if system:
             params["system"] = [{"text": system}]
-        if config := _tool_config(request):
+        if config := _tool_config(tooling, messages):
             params["toolConfig"] = config
         return params
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
-        params = self._params(request)
+    def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
+        # JSON answers come as a tool call the model must make (Converse takes no schema).
+        output = OutputTool(request.constraint, request.tooling)
+        tooling = output.tooling()
+        return output.answers(self._events(self._params(request, tooling), tooling, request.one_shot))
+
+    async def _events(
+        self, params: dict[str, Any], tooling: Tooling | None, one_shot: bool
+    ) -> AsyncGenerator[Event, None]:
         # Converse has no tool_choice "none": with tools declared for the history, calls are dropped.
-        calling = request.tooling is None or request.tooling.choice != "none"
-        if request.one_shot:
+        calling = tooling is None or tooling.choice != "none"
+        if one_shot:
             try:
                 response = await asyncio.to_thread(self.client.converse, **params)
             except (ClientError, BotoCoreError) as exc:
@@ -292,13 +301,12 @@ def _turns(messages: list[Message]) -> list[dict[str, Any]]:
     return turns
 
 
-def _tool_config(request: GenerationInput) -> dict[str, Any] | None:
+def _tool_config(tooling: Tooling | None, messages: list[Message]) -> dict[str, Any] | None:
     """toolConfig: the tools and the choice. The Converse API has no "none": such a request sends no
     tools, unless its conversation holds tool turns (which need the tools declared)."""
-    tooling = request.tooling
     if tooling is None or not tooling.tools:
         return None
-    tool_turns = any(m.role == "tool" or m.tool_calls for m in request.messages)
+    tool_turns = any(m.role == "tool" or m.tool_calls for m in messages)
     if tooling.choice == "none" and not tool_turns:
         return None
     config: dict[str, Any] = {

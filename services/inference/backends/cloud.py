@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import dataclasses
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 from services.common.config import ConfigError
 from services.common.registry import CloudConfig, resolve_secret
 from services.inference.backends.base import (
     Backend,
+    Delta,
+    Event,
+    Finished,
     FinishReason,
     GenerationInput,
     Message,
+    OutputConstraint,
+    Tool,
     ToolCall,
     ToolCallDelta,
+    Tooling,
 )
+from services.inference.errors import UnsupportedOutputControl
 
 ClientT = TypeVar("ClientT")
 
@@ -24,8 +33,18 @@ class CloudBackend(Backend, Generic[ClientT]):
     """A model behind a provider's API: nothing to load but a client; the provider keeps it warm."""
 
     provider = "cloud"
-    # Every provider API the mesh speaks has function calling.
+    # Every provider API the mesh speaks has function calling, and takes a JSON schema for the
+    # answer (natively, or as the arguments of a tool it must call: see OutputTool); none takes a
+    # grammar.
     calls_tools = True
+    constrains_output = True
+
+    def check_output_controls(self, request: GenerationInput) -> None:
+        if request.constraint is not None and request.constraint.kind == "grammar":
+            raise UnsupportedOutputControl(
+                f"model {self.name} ({self.kind}) cannot constrain its output to a grammar"
+            )
+        super().check_output_controls(request)
 
     def __init__(self, name: str, config: CloudConfig) -> None:
         super().__init__(name, config)
@@ -125,3 +144,73 @@ def add_tool_result(
         content.append(result)
     else:
         turns.append({"role": "user", "content": [result]})
+
+
+class OutputTool:
+    """A JSON answer asked of a provider API that takes no schema for its answer (Anthropic's
+    Messages, Bedrock's Converse): the answer is the arguments of one more tool, whose parameters are
+    the schema, that the model must call — the way both providers document for JSON output. The
+    model's call of it comes back as the answer's text (streamed as text deltas), finishing "stop";
+    its calls of the caller's own tools stay tool calls."""
+
+    name = "structured_output"
+
+    def __init__(self, constraint: OutputConstraint | None, tooling: Tooling | None) -> None:
+        # Asked only for JSON the model answers in text: a turn that must call one of the caller's
+        # tools (choice required, or a named one) has no text answer for the schema to shape.
+        self.active = constraint is not None and (tooling is None or tooling.choice in ("auto", "none"))
+        self._constraint = constraint
+        self._tooling = tooling
+
+    def tooling(self) -> Tooling | None:
+        """The tools to declare: the caller's, and the output tool, which the model must call unless
+        it calls one of the caller's tools instead ("auto" becomes "required")."""
+        if not self.active or self._constraint is None:
+            return self._tooling
+        schema = self._constraint.json_schema if self._constraint.kind == "json_schema" else None
+        output = Tool(
+            self.name,
+            "Give the answer: its arguments are the answer, in the shape the schema asks for.",
+            json.dumps(schema or {"type": "object"}),
+            strict=self._constraint.strict,
+        )
+        theirs = self._tooling
+        if theirs is None or theirs.choice == "none" or not theirs.tools:
+            declared = theirs.tools if theirs is not None else ()  # kept: tool turns need them declared
+            return Tooling((*declared, output), "function", self.name, parallel_calls=False)
+        return Tooling((*theirs.tools, output), "required", parallel_calls=theirs.parallel_calls)
+
+    async def answers(self, events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
+        """The backend's events with the output tool's call turned into the answer's text; the
+        caller's calls keep their order, numbered from 0."""
+        if not self.active:
+            async for event in events:
+                yield event
+            return
+        output_index: int | None = None
+        numbers: dict[int, int] = {}
+        answer: list[str] = []
+        async for event in events:
+            if isinstance(event, ToolCallDelta):
+                if event.name == self.name:
+                    output_index = event.index
+                if event.index == output_index:
+                    if event.arguments:
+                        answer.append(event.arguments)
+                        yield Delta(event.arguments, 0)
+                    continue
+                yield dataclasses.replace(event, index=numbers.setdefault(event.index, len(numbers)))
+            elif isinstance(event, Finished):
+                theirs = tuple(call for call in event.tool_calls if call.name != self.name)
+                if output_index is None:
+                    yield dataclasses.replace(event, tool_calls=theirs)
+                    continue
+                reason = event.finish_reason
+                if reason == "tool_calls":
+                    reason = "tool_calls" if theirs else "stop"
+                text = "".join(answer) or next(
+                    (call.arguments for call in event.tool_calls if call.name == self.name), ""
+                )
+                yield dataclasses.replace(event, text=text, tool_calls=theirs, finish_reason=reason)
+            else:
+                yield event

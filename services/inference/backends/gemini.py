@@ -179,6 +179,10 @@ class GeminiBackend(CloudBackend[genai.Client]):
         if request.tooling is not None and request.tooling.tools:
             tools, config.tool_config = _tooling(request.tooling)
             config.tools = list(tools)
+        if (constraint := request.constraint) is not None:  # JSON only: grammars are refused up front
+            config.response_mime_type = "application/json"
+            if constraint.kind == "json_schema":
+                config.response_json_schema = constraint.json_schema
         return {"model": self.config.model_id, "contents": _contents(messages), "config": config}
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:

@@ -26,21 +26,11 @@ from services.inference.backends.base import (
 from services.inference.backends.cloud import CloudBackend, ToolCalls, calls_made, finish_reason
 from services.inference.backends.provider_errors import classify
 from services.inference.config import InferenceSettings
-from services.inference.errors import UnsupportedOutputControl
 
 
 class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
     kind = "openai"
     provider = "openai"
-    # JSON output through the API's response_format (a grammar it has no way to take: refused).
-    constrains_output = True
-
-    def check_output_controls(self, request: GenerationInput) -> None:
-        if request.constraint is not None and request.constraint.kind == "grammar":
-            raise UnsupportedOutputControl(
-                f"model {self.name} ({self.kind}) cannot constrain its output to a grammar"
-            )
-        super().check_output_controls(request)
 
     def __init__(self, name: str, config: OpenAIConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)

@@ -32,6 +32,9 @@ NAMES = [
     "ResponseIncompleteEvent",
     "ResponseFailedEvent",
     "ResponseErrorEvent",
+    # function calls in the Responses API (tests/gateway/test_responses_tools.py)
+    "ResponseFunctionCallArgumentsDeltaEvent",
+    "ResponseFunctionCallArgumentsDoneEvent",
 ]
 PREFIX = "#/components/schemas/"
 

@@ -717,14 +717,18 @@ class DeleteConversationResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ResponseItem(_message.Message):
-    __slots__ = ("item_id", "role", "content")
+    __slots__ = ("item_id", "role", "content", "tool_calls", "tool_call_id")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     role: str
     content: str
-    def __init__(self, item_id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    tool_call_id: str
+    def __init__(self, item_id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
 
 class ResponseParams(_message.Message):
     __slots__ = ("max_output_tokens", "temperature", "top_p")
@@ -737,7 +741,7 @@ class ResponseParams(_message.Message):
     def __init__(self, max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ...) -> None: ...
 
 class StoredResponse(_message.Message):
-    __slots__ = ("response_id", "previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_item_id", "output_text", "finish_reason", "usage", "error", "created_at", "completed_at")
+    __slots__ = ("response_id", "previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_item_id", "output_text", "finish_reason", "usage", "error", "created_at", "completed_at", "output_tool_calls")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -760,6 +764,7 @@ class StoredResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     response_id: str
     previous_response_id: str
     status: _common_pb2.ResponseStatus
@@ -775,18 +780,23 @@ class StoredResponse(_message.Message):
     error: _common_pb2.JobError
     created_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, response_id: _Optional[str] = ..., previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., output_item_id: _Optional[str] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    output_tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    def __init__(self, response_id: _Optional[str] = ..., previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[ResponseItem, _Mapping]]] = ..., output_item_id: _Optional[str] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ...) -> None: ...
 
 class NewResponseItem(_message.Message):
-    __slots__ = ("role", "content")
+    __slots__ = ("role", "content", "tool_calls", "tool_call_id")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     role: str
     content: str
-    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    tool_call_id: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
 
 class CreateStoredResponseRequest(_message.Message):
-    __slots__ = ("previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_text", "finish_reason", "usage")
+    __slots__ = ("previous_response_id", "status", "model", "instructions", "metadata", "params", "input", "output_text", "finish_reason", "usage", "output_tool_calls")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -804,6 +814,7 @@ class CreateStoredResponseRequest(_message.Message):
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     previous_response_id: str
     status: _common_pb2.ResponseStatus
     model: str
@@ -814,7 +825,8 @@ class CreateStoredResponseRequest(_message.Message):
     output_text: str
     finish_reason: _common_pb2.FinishReason
     usage: _common_pb2.Usage
-    def __init__(self, previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[NewResponseItem, _Mapping]]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    output_tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    def __init__(self, previous_response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., params: _Optional[_Union[ResponseParams, _Mapping]] = ..., input: _Optional[_Iterable[_Union[NewResponseItem, _Mapping]]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., output_tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ...) -> None: ...
 
 class CreateStoredResponseResponse(_message.Message):
     __slots__ = ("response",)
@@ -823,20 +835,22 @@ class CreateStoredResponseResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[StoredResponse, _Mapping]] = ...) -> None: ...
 
 class FinishStoredResponseRequest(_message.Message):
-    __slots__ = ("response_id", "status", "output_text", "finish_reason", "usage", "error")
+    __slots__ = ("response_id", "status", "output_text", "finish_reason", "usage", "error", "output_tool_calls")
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     response_id: str
     status: _common_pb2.ResponseStatus
     output_text: str
     finish_reason: _common_pb2.FinishReason
     usage: _common_pb2.Usage
     error: _common_pb2.JobError
-    def __init__(self, response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ...) -> None: ...
+    output_tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    def __init__(self, response_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.ResponseStatus, str]] = ..., output_text: _Optional[str] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.JobError, _Mapping]] = ..., output_tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ...) -> None: ...
 
 class FinishStoredResponseResponse(_message.Message):
     __slots__ = ("response",)

@@ -1,7 +1,7 @@
 """A session's result keeps its parsed JSON when its version asked for a JSON schema.
 
-Revision ID: 0009_session_json_result
-Revises: 0008_conversation_tools
+Revision ID: 0010_session_json_result
+Revises: 0009_response_tools
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_session_json_result"
-down_revision: str | None = "0008_conversation_tools"
+revision: str = "0010_session_json_result"
+down_revision: str | None = "0009_response_tools"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
