@@ -16,6 +16,27 @@ from services.common.config import (
     StoreAddr,
 )
 
+# The request headers the official SDKs (openai, anthropic) send when a web page calls the API.
+BROWSER_SDK_HEADERS = (
+    "X-Stainless-Arch",
+    "X-Stainless-Async",
+    "X-Stainless-Helper",
+    "X-Stainless-Lang",
+    "X-Stainless-OS",
+    "X-Stainless-Package-Version",
+    "X-Stainless-Read-Timeout",
+    "X-Stainless-Retry-Count",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Timeout",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+    "X-Api-Key",
+    "Anthropic-Version",
+    "Anthropic-Beta",
+    "Anthropic-Dangerous-Direct-Browser-Access",
+)
+
 
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
@@ -96,6 +117,9 @@ class GatewaySettings(ServiceSettings):
             "Idempotency-Key",
             "X-Request-ID",
             "X-Conversation-ID",
+            # what the official SDKs send from a page: openai's and anthropic's (Stainless) platform
+            # headers, Anthropic's key and version headers, OpenAI's organization and project
+            *BROWSER_SDK_HEADERS,
         ],
         max_length=64,
     )

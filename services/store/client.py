@@ -347,6 +347,23 @@ class StoreClient(ServiceClient):
         """One page of a knowledge base's documents."""
         return await self._unary(self._stub.ListDocuments, request, timeout_s)
 
+    async def create_file_batch(
+        self, request: store_pb2.CreateFileBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.CreateFileBatchResponse:
+        """A batch of files attached to a knowledge base, with its documents counted by status."""
+        return await self._unary(self._stub.CreateFileBatch, request, timeout_s)
+
+    async def get_file_batch(
+        self, request: store_pb2.GetFileBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.GetFileBatchResponse:
+        return await self._unary(self._stub.GetFileBatch, request, timeout_s)
+
+    async def cancel_file_batch(
+        self, request: store_pb2.CancelFileBatchRequest, timeout_s: float | None = None
+    ) -> store_pb2.CancelFileBatchResponse:
+        """Mark a file batch cancelled; its answer names the ingestion jobs still to stop."""
+        return await self._unary(self._stub.CancelFileBatch, request, timeout_s)
+
     async def get_document(
         self, request: store_pb2.GetDocumentRequest, timeout_s: float | None = None
     ) -> store_pb2.GetDocumentResponse:

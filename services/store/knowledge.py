@@ -11,7 +11,10 @@ Full text: the store derives terms from a chunk's text (`terms`: lower-cased NFK
 overlapping character bigrams of Japanese and Chinese runs, which have no spaces between words) and
 indexes them with FTS5 (bm25) on SQLite and a tsvector with a GIN index (ts_rank_cd) on PostgreSQL.
 A query's terms are OR-ed, so a Japanese query matches chunks that share its bigrams, ranked by how
-many and how rare. Hybrid search fuses the vector and text rankings by reciprocal rank (k = 60).
+many and how rare. Hybrid search fuses the vector and text rankings by their scores (each divided by
+its ranking's best, then weighted 0.75 vector, 0.25 text: relative score fusion, as Weaviate's
+default): unlike reciprocal rank fusion, a text ranking of weak word matches cannot push the vector
+ranking's best below a chunk that only shares a common word with the query.
 
 A document is searchable once all its chunks of the serving generation are written: chunks are
 written hidden and shown together when FinishDocument records the document's indexed generation
@@ -40,6 +43,7 @@ from services.store.repository import keyset_page, unit_of_work
 from services.store.tables import (
     KbChunk,
     KbDocument,
+    KbFileBatch,
     KnowledgeBase,
     PromptTemplate,
     StoredFile,
@@ -66,7 +70,8 @@ MAX_CHUNK_SIZE = 8000
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
 MAX_METADATA_PAIRS = 16
-RRF_K = 60
+# The vector ranking's share of a hybrid search's fused score (the text ranking has the rest).
+HYBRID_VECTOR_WEIGHT = 0.75
 # The approximate index returns its ef_search nearest rows before other conditions apply; asking for
 # this many times top_k keeps a filtered-out row from costing a hit.
 EF_SEARCH_FACTOR = 4
@@ -84,6 +89,10 @@ class KnowledgeBaseNotFound(NotFound):
 
 class DocumentNotFound(NotFound):
     code = "document_not_found"
+
+
+class FileBatchNotFound(NotFound):
+    code = "file_batch_not_found"
 
 
 class InvalidKnowledgeRequest(InvalidArgument):
@@ -217,12 +226,15 @@ def matches(spec: dict[str, Any], attributes: dict[str, Any]) -> bool:
         return False
 
 
-def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each id scores Σ 1/(k + rank) over the rankings it is in (rank from 1)."""
+def fuse(rankings: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Relative score fusion: each (id, score) ranking's scores divided by its best score (negative
+    ones count 0), times the ranking's weight, summed per id; best first."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    for ranking, weight in rankings:
+        best = max((score for _, score in ranking), default=0.0)
+        for item, score in ranking:
+            share = max(0.0, score / best) if best > 0 else 0.0
+            scores[item] = scores.get(item, 0.0) + weight * share
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
@@ -241,6 +253,34 @@ class KnowledgeBaseView:
     base: KnowledgeBase
     counts: dict[str, int]
     bytes: int
+
+
+@dataclass(frozen=True)
+class FileBatchView:
+    """A file batch with its documents counted by status, and the ingestion jobs still pending."""
+
+    batch: KbFileBatch
+    knowledge_base_id: str
+    counts: dict[str, int]
+    pending_job_ids: list[str]
+
+    @property
+    def status(self) -> str:
+        """OpenAI's batch status: in progress while a document is; then cancelled, failed when
+        every document failed, else completed."""
+        if self.counts["in_progress"]:
+            return "in_progress"
+        if self.batch.cancelled_at is not None:
+            return "cancelled"
+        if self.counts["failed"] and not self.counts["completed"]:
+            return "failed"
+        return "completed"
+
+
+# The error code of a document whose file batch was cancelled before it was indexed.
+CANCELLED_CODE = "cancelled"
+# Most files one batch may hold (OpenAI's limit).
+MAX_BATCH_FILES = 2000
 
 
 @dataclass(frozen=True)
@@ -620,7 +660,14 @@ class Knowledge:
             return document
 
     async def list_documents(
-        self, project: str, base_id: str, status: str, limit: int, after: str, ascending: bool
+        self,
+        project: str,
+        base_id: str,
+        status: str,
+        limit: int,
+        after: str,
+        ascending: bool,
+        file_batch_id: str = "",
     ) -> tuple[list[KbDocument], bool]:
         limit = _page_limit(limit)
         if status and status not in DOCUMENT_STATUSES:
@@ -630,10 +677,101 @@ class Knowledge:
             query = select(KbDocument).where(KbDocument.knowledge_base_pk == base.pk)
             if status:
                 query = query.where(KbDocument.status == status)
+            if file_batch_id:
+                batch, _ = await self._batch(db, project, base_id, file_batch_id)
+                query = query.where(KbDocument.file_id.in_(batch.file_ids))
             mark = (await self._document(db, project, after, base_id))[0].pk if after else None
             return await keyset_page(
                 db, query, (KbDocument.pk,), (mark,) if mark is not None else None, limit, ascending
             )
+
+    # File batches
+
+    async def _batch_view(self, db: AsyncSession, batch: KbFileBatch, base: KnowledgeBase) -> FileBatchView:
+        rows = await db.execute(
+            select(KbDocument.status, KbDocument.job_id, KbDocument.error).where(
+                KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(batch.file_ids)
+            )
+        )
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        pending: list[str] = []
+        for status, job_id, error in rows:
+            if status in ("queued", "in_progress"):
+                counts["in_progress"] += 1
+                if job_id:
+                    pending.append(job_id)
+            elif status == "failed" and (error or {}).get("code") == CANCELLED_CODE:
+                counts["cancelled"] += 1
+            else:
+                counts[status] += 1
+        return FileBatchView(batch, base.id, counts, pending)
+
+    async def _batch(
+        self, db: AsyncSession, project: str, base_id: str, batch_id: str
+    ) -> tuple[KbFileBatch, KnowledgeBase]:
+        base = await self._base(db, project, base_id)
+        batch = await db.scalar(
+            select(KbFileBatch).where(KbFileBatch.id == batch_id, KbFileBatch.knowledge_base_pk == base.pk)
+        )
+        if batch is None:
+            raise FileBatchNotFound(f"no file batch has id {shown(batch_id)}")
+        return batch, base
+
+    async def create_file_batch(self, project: str, base_id: str, file_ids: Sequence[str]) -> FileBatchView:
+        """A batch of files already attached to the knowledge base (each has its document)."""
+        unique = list(dict.fromkeys(file_ids))
+        if not unique or len(unique) > MAX_BATCH_FILES:
+            raise InvalidKnowledgeRequest(f"a file batch holds 1-{MAX_BATCH_FILES} files")
+        async with self._transaction() as db:
+            base = await self._base(db, project, base_id)
+            attached = set(
+                await db.scalars(
+                    select(KbDocument.file_id).where(
+                        KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(unique)
+                    )
+                )
+            )
+            missing = [file_id for file_id in unique if file_id not in attached]
+            if missing:
+                raise InvalidKnowledgeRequest(
+                    f"file {shown(missing[0])} is not attached to the knowledge base"
+                )
+            batch = KbFileBatch(
+                id=_new_id("vsfb_"), knowledge_base_pk=base.pk, file_ids=unique, created_at=utcnow()
+            )
+            db.add(batch)
+            await db.flush()
+            return await self._batch_view(db, batch, base)
+
+    async def get_file_batch(self, project: str, base_id: str, batch_id: str) -> FileBatchView:
+        async with self._transaction() as db:
+            batch, base = await self._batch(db, project, base_id, batch_id)
+            return await self._batch_view(db, batch, base)
+
+    async def cancel_file_batch(self, project: str, base_id: str, batch_id: str) -> FileBatchView:
+        """Mark the batch cancelled, and its documents not indexed yet failed with the code
+        "cancelled" (OpenAI's cancelled files); what it returns names their jobs, for the caller to
+        stop. A document whose job is already running may still finish."""
+        async with self._transaction() as db:
+            batch, base = await self._batch(db, project, base_id, batch_id)
+            if batch.cancelled_at is None:
+                batch.cancelled_at = utcnow()
+            pending = list(
+                await db.scalars(
+                    select(KbDocument).where(
+                        KbDocument.knowledge_base_pk == base.pk,
+                        KbDocument.file_id.in_(batch.file_ids),
+                        KbDocument.status.in_(("queued", "in_progress")),
+                    )
+                )
+            )
+            for document in pending:
+                document.status = "failed"
+                document.error = {"code": CANCELLED_CODE, "message": "the file batch was cancelled"}
+                document.updated_at = utcnow()
+            await db.flush()
+            view = await self._batch_view(db, batch, base)
+            return FileBatchView(batch, base.id, view.counts, [d.job_id for d in pending if d.job_id])
 
     async def delete_document(self, project: str, base_id: str, document_id: str) -> None:
         async with self._transaction() as db:
@@ -895,7 +1033,9 @@ class Knowledge:
             if query.mode in ("text", "hybrid") and terms(query.text):
                 text_ids = await self._text_ranking(db, bases, query.text, pool, allowed)
             if query.mode == "hybrid":
-                ranked = fuse([[i for i, _ in vector_ids], [i for i, _ in text_ids]])[:top_k]
+                ranked = fuse([(vector_ids, HYBRID_VECTOR_WEIGHT), (text_ids, 1 - HYBRID_VECTOR_WEIGHT)])[
+                    :top_k
+                ]
             else:
                 ranked = (vector_ids or text_ids)[:top_k]
             return await self._hits(db, bases, ranked)

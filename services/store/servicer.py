@@ -35,6 +35,7 @@ from services.store.api_keys import ApiKeys
 from services.store.conversations import Conversations, Turn
 from services.store.errors import InvalidStoreRequest
 from services.store.knowledge import (
+    FileBatchView,
     Hit,
     Knowledge,
     KnowledgeBaseView,
@@ -397,6 +398,18 @@ def knowledge_base_to_proto(view: KnowledgeBaseView) -> store_pb2.KnowledgeBase:
     )
 
 
+def file_batch_to_proto(view: FileBatchView) -> store_pb2.FileBatch:
+    return store_pb2.FileBatch(
+        id=view.batch.id,
+        knowledge_base_id=view.knowledge_base_id,
+        file_ids=view.batch.file_ids,
+        status=view.status,
+        created_at=_timestamp(view.batch.created_at),
+        pending_job_ids=view.pending_job_ids,
+        **view.counts,
+    )
+
+
 def document_to_proto(document: tables.KbDocument) -> store_pb2.KbDocument:
     return store_pb2.KbDocument(
         id=document.id,
@@ -449,7 +462,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     CreatePipelineRun … CancelPipelineRun, ListJobs, ListPipelineRuns); projects and API keys
     (api_keys: CreateApiKey … VerifyApiKey, CreateProject, ListProjects); stored conversations
     (conversations); stored responses (responses: CreateStoredResponse … ListResponseInputItems);
-    files, knowledge bases, documents, chunks and search (knowledge: CreateFile … SearchChunks).
+    files, knowledge bases, documents, file batches, chunks and search (knowledge: CreateFile …
+    SearchChunks, CreateFileBatch … CancelFileBatch).
     Calls on a project's objects act for the project the call names (services/common/tenancy); keys
     and projects are managed across projects by the admin API."""
 
@@ -991,10 +1005,35 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.limit,
             request.after,
             request.ascending,
+            request.file_batch_id,
         )
         return store_pb2.ListDocumentsResponse(
             documents=[document_to_proto(d) for d in documents], has_more=has_more
         )
+
+    async def CreateFileBatch(
+        self, request: store_pb2.CreateFileBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CreateFileBatchResponse:
+        view = await self.knowledge.create_file_batch(
+            current_project(), request.knowledge_base_id, list(request.file_ids)
+        )
+        return store_pb2.CreateFileBatchResponse(batch=file_batch_to_proto(view))
+
+    async def GetFileBatch(
+        self, request: store_pb2.GetFileBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetFileBatchResponse:
+        view = await self.knowledge.get_file_batch(
+            current_project(), request.knowledge_base_id, request.file_batch_id
+        )
+        return store_pb2.GetFileBatchResponse(batch=file_batch_to_proto(view))
+
+    async def CancelFileBatch(
+        self, request: store_pb2.CancelFileBatchRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.CancelFileBatchResponse:
+        view = await self.knowledge.cancel_file_batch(
+            current_project(), request.knowledge_base_id, request.file_batch_id
+        )
+        return store_pb2.CancelFileBatchResponse(batch=file_batch_to_proto(view))
 
     async def GetDocument(
         self, request: store_pb2.GetDocumentRequest, context: grpc.aio.ServicerContext

@@ -354,6 +354,21 @@ class KnowledgeBase(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class KbFileBatch(Base):
+    """Files attached to a knowledge base together (OpenAI's vector store file batch)."""
+
+    __tablename__ = "kb_file_batches"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    knowledge_base_pk: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_bases.pk", ondelete="CASCADE"), index=True
+    )
+    file_ids: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class KbDocument(Base):
     """A document of a knowledge base: its extracted text, metadata and indexing state."""
 

@@ -50,6 +50,35 @@ async def test_a_preflight_from_an_allowed_origin_is_answered_before_auth(mesh: 
     assert headers["x-request-id"]
 
 
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+async def test_a_preflight_for_what_the_official_sdks_send_is_answered(mesh: Gateway, sdk: str) -> None:
+    """The headers each SDK puts on every request (its platform headers, Anthropic's version and key),
+    plus those it adds per call (retries, timeouts), read from the SDK itself."""
+    import anthropic
+    import openai
+
+    client = (
+        openai.OpenAI(api_key="k", base_url="http://127.0.0.1:1")
+        if sdk == "openai"
+        else anthropic.Anthropic(api_key="k", base_url="http://127.0.0.1:1")
+    )
+    # Accept and Content-Type are safelisted, User-Agent a browser sets itself.
+    sent = {name.lower() for name in client.default_headers if name.lower() not in ("accept", "user-agent")}
+    sent |= {"x-stainless-retry-count", "x-stainless-timeout"} | (
+        {"x-api-key"} if sdk == "anthropic" else set()
+    )
+    client.close()
+    preflight = {
+        "Origin": FRONT_END,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": ", ".join(sorted(sent)),
+    }
+    response = await mesh.client.options("/v1/chat/completions", headers=preflight)
+    assert response.status_code == 200, (sent, response.text)
+    allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}
+    assert sent <= allowed
+
+
 async def test_a_preflight_from_another_origin_is_refused(mesh: Gateway) -> None:
     response = await mesh.client.options("/api/v1/ai/generate", headers={"Origin": ELSEWHERE, **PREFLIGHT})
     assert response.status_code == 400

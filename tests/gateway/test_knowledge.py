@@ -18,6 +18,8 @@ from services.inference.config import InferenceSettings
 from tests.support.fakes import ScriptedBackend, ScriptedEmbedder
 from tests.support.http import assert_error
 from tests.support.mesh import Gateway, scripted_mesh
+from tests.support.openai_schema import conforms
+from tests.support.pdf import pdf_with_text
 from tests.support.sessions import ANSWERS, LLM_OPTIONS, SYSTEM, make_session, make_version
 
 pytest.importorskip("tokenizers", reason="the default embedder needs tokenizers (a base dependency)")
@@ -88,6 +90,95 @@ async def test_files_round_trip_through_the_openai_sdk(mesh: Gateway, client: op
     assert deleted.deleted
     with pytest.raises(openai.NotFoundError):
         await client.files.retrieve(created.id)
+
+
+async def test_a_pdf_is_read_indexed_and_found(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
+    store = await client.vector_stores.create(name="manuals")
+    pdf = pdf_with_text("Warranty terms", "Repairs are free for two years, parts and labour included.")
+    uploaded = await client.files.create(file=("warranty.pdf", pdf, "application/pdf"), purpose="assistants")
+    attached = await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=uploaded.id)
+    assert attached.status == "completed", attached.last_error
+    page = await client.vector_stores.search(store.id, query="are repairs free", extra_body={"mode": "text"})
+    assert page.data[0].filename == "warranty.pdf"
+    assert "Repairs are free for two years" in page.data[0].content[0].text
+    broken = await client.files.create(
+        file=("broken.pdf", b"%PDF-1.4 nothing", "application/pdf"), purpose="assistants"
+    )
+    with pytest.raises(openai.BadRequestError) as refused:  # read at once: refused, not a failed file
+        await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=broken.id)
+    assert "the PDF could not be read" in refused.value.message
+    assert [f.id for f in (await client.vector_stores.files.list(store.id)).data] == [uploaded.id]
+
+
+async def test_files_uploaded_and_attached_as_one_batch(mesh: Gateway, client: openai.AsyncOpenAI) -> None:
+    """The SDK's upload_and_poll: each file uploaded, then one batch attached and polled until done."""
+    store = await client.vector_stores.create(name="batched")
+    files = [(name, text.encode(), "text/markdown") for name, text in DOCUMENTS.items()]
+    batch = await client.vector_stores.file_batches.upload_and_poll(store.id, files=files)
+    assert batch.status == "completed" and batch.id.startswith("vsfb_")
+    counts = batch.file_counts
+    assert (counts.completed, counts.total, counts.in_progress, counts.failed) == (
+        len(files),
+        len(files),
+        0,
+        0,
+    )
+    conforms("VectorStoreFileBatchObject", batch.model_dump(mode="json"))
+    listed = await client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert len(listed.data) == len(files) and {f.status for f in listed.data} == {"completed"}
+    again = await client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert again.model_dump() == batch.model_dump()
+    page = await client.vector_stores.search(store.id, query="where do orders ship from")
+    assert page.data[0].filename == "shipping.md"
+    with pytest.raises(openai.NotFoundError):
+        await client.vector_stores.file_batches.retrieve("vsfb_nope", vector_store_id=store.id)
+    with pytest.raises(openai.BadRequestError) as both:
+        await client.vector_stores.file_batches.create(
+            store.id, file_ids=[listed.data[0].id], files=[{"file_id": listed.data[0].id}]
+        )
+    assert both.value.body["param"] == "file_ids"  # type: ignore[index]
+
+
+async def test_cancelling_a_file_batch_stops_the_files_not_indexed_yet(knowledge_database_url: str) -> None:
+    registry = parse_registry(
+        {
+            "models": {
+                "scripted": {"backend": "tests.support.fakes:ScriptedBackend"},
+                "scripted-embed": {"backend": "tests.support.fakes:ScriptedEmbedder", "task": "embed"},
+            }
+        }
+    )
+    backends = [ScriptedBackend(), ScriptedEmbedder("scripted-embed", registry.models["scripted-embed"])]
+    # No job workers: the batch's files wait, queued, until the cancel.
+    async with scripted_mesh(
+        knowledge_database_url, registry=registry, backends=backends, job_concurrency=0
+    ) as gateway:
+        async with openai.AsyncOpenAI(base_url=f"{gateway.client.base_url}/v1", api_key="k") as client:
+            store = await client.vector_stores.create(
+                name="to cancel", extra_body={"embedding_model": "scripted-embed"}
+            )
+            uploaded = [
+                await client.files.create(file=(name, text.encode(), "text/markdown"), purpose="assistants")
+                for name, text in list(DOCUMENTS.items())[:2]
+            ]
+            batch = await client.vector_stores.file_batches.create(
+                store.id, file_ids=[f.id for f in uploaded]
+            )
+            assert batch.status == "in_progress" and batch.file_counts.in_progress == 2
+            cancelled = await client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+            files = await client.vector_stores.file_batches.list_files(
+                batch.id, vector_store_id=store.id, filter="cancelled"
+            )
+        document = await gateway.client.get(f"/api/v1/knowledge/bases/{store.id}/documents/{uploaded[0].id}")
+        job = await gateway.client.get(f"/api/v1/ai/status/{document.json()['job_id']}")
+    assert cancelled.status == "cancelled"
+    assert (
+        cancelled.file_counts.cancelled,
+        cancelled.file_counts.in_progress,
+        cancelled.file_counts.total,
+    ) == (2, 0, 2)
+    assert [f.status for f in files.data] == ["cancelled", "cancelled"]
+    assert job.json()["status"] == "CANCELLED", job.text
 
 
 async def test_a_vector_store_is_searched_after_create_and_poll(
@@ -207,15 +298,39 @@ async def test_a_response_with_the_file_search_tool_cites_its_sources(
     mesh: Gateway, client: openai.AsyncOpenAI
 ) -> None:
     store = await store_with_documents(client)
+    tools = [{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}]
+    asked = "Where do orders ship from?"
     response = await client.responses.create(
-        model="scripted",
-        input="Where do orders ship from?",
-        tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}],
+        model="scripted", input=asked, tools=tools, include=["file_search_call.results"]
     )
-    annotations = response.output[0].content[0].annotations
+    search, message = response.output
+    assert search.type == "file_search_call" and search.status == "completed" and search.queries == [asked]
+    assert search.results and search.results[0].filename == "shipping.md"
+    assert "warehouse in Osaka" in search.results[0].text and 0 <= search.results[0].score <= 1
+    annotations = message.content[0].annotations  # type: ignore[union-attr]
     assert annotations[0].type == "file_citation" and annotations[0].filename == "shipping.md"
     received = mesh.backend.calls[-1].request.messages
     assert "[1] shipping.md" in received[0].content and "warehouse in Osaka" in received[0].content
+    conforms("Response", response.model_dump(mode="json", by_alias=True, exclude_unset=True))
+    # Streamed: the search item first (output 0), its results only when included.
+    kinds = []
+    async with client.responses.stream(model="scripted", input=asked, tools=tools) as stream:  # type: ignore[arg-type]
+        async for event in stream:
+            kinds.append(event.type)
+            if event.type.startswith("response.file_search_call."):
+                conforms(
+                    {"in_progress": "ResponseFileSearchCallInProgressEvent", "searching": "ResponseFileSearchCallSearchingEvent", "completed": "ResponseFileSearchCallCompletedEvent"}[event.type.rpartition(".")[2]],
+                    event.model_dump(mode="json"),
+                )  # fmt: skip
+        final = await stream.get_final_response()
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+    ]
+    assert "response.file_search_call.completed" in kinds
+    assert final.output[0].type == "file_search_call" and final.output[0].results is None  # type: ignore[union-attr]
+    assert final.output[1].type == "message"
 
 
 async def test_changing_the_model_re_embeds_and_searches_never_mix_models(

@@ -167,6 +167,29 @@ async def test_the_handshake_needs_a_key_when_auth_is_on(tmp_path: Path) -> None
             assert await receive(socket) == {"type": "pong"}
 
 
+async def test_a_key_revoked_while_its_socket_is_open_is_refused_its_next_turn(tmp_path: Path) -> None:
+    settings = {"auth_enabled": True, "admin_token": ADMIN["Authorization"].split()[1]}
+    async with scripted_mesh(f"sqlite+aiosqlite:///{tmp_path}/s.db", gateway_settings=settings) as gateway:
+        key = await create_key(gateway)
+        listed = await gateway.client.get("/admin/v1/api-keys", headers=ADMIN)
+        key_id = listed.json()["keys"][0]["id"]
+        async with connect(ws_url(gateway, f"?api_key={key}")) as socket:
+            await send(socket, {"type": "chat", "id": "t1", "content": "hi"})
+            assert (await until(socket, "done"))[-1]["text"] == "echo: hi"
+            revoked = await gateway.client.delete(f"/admin/v1/api-keys/{key_id}", headers=ADMIN)
+            assert revoked.status_code == 200, revoked.text
+            await send(socket, {"type": "chat", "id": "t2", "content": "still there?"})
+            refused = await receive(socket)
+            assert (refused["type"], refused["id"], refused["error"]["code"]) == (
+                "error",
+                "t2",
+                "invalid_api_key",
+            )
+        assert [call.request.prompt for call in gateway.backend.calls] != [] and len(
+            gateway.backend.calls
+        ) == 1
+
+
 async def test_an_api_key_in_the_url_never_reaches_the_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

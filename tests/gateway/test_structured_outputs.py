@@ -149,6 +149,30 @@ async def test_logprobs_of_the_local_model_streamed_and_not(mesh: Gateway) -> No
     conforms("CreateChatCompletionResponse", raw.json())
 
 
+async def test_logprobs_of_a_legacy_completion_streamed_and_not(mesh: Gateway) -> None:
+    """The completions API's own shape: tokens, token_logprobs, top_logprobs (token → logprob) and
+    text_offset, with `logprobs` the number of alternatives."""
+    ask = {"model": GEMMA, "prompt": "The sky is", "max_tokens": 6, "temperature": 0}
+    async with sdk(mesh) as client:
+        whole = await client.completions.create(**ask, logprobs=2)
+        streamed = [chunk async for chunk in await client.completions.create(**ask, logprobs=2, stream=True)]
+    choice = whole.choices[0]
+    scores = choice.logprobs
+    assert scores is not None and scores.tokens and "".join(scores.tokens) == choice.text
+    assert len(scores.token_logprobs or []) == len(scores.tokens) and all(
+        p <= 0 for p in scores.token_logprobs or []
+    )
+    assert all(len(top) <= 2 for top in scores.top_logprobs or []) and any(scores.top_logprobs or [])
+    assert scores.text_offset == [sum(len(t) for t in scores.tokens[:i]) for i in range(len(scores.tokens))]
+    pieces = [c.choices[0].logprobs for c in streamed if c.choices and c.choices[0].logprobs]
+    assert [t for p in pieces for t in p.tokens or []] == scores.tokens  # greedy: the same tokens
+    assert [o for p in pieces for o in p.text_offset or []] == scores.text_offset
+    raw = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 1})
+    conforms("CreateCompletionResponse", raw.json())
+    refused = await mesh.client.post("/v1/completions", json={**ask, "logprobs": 6})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+
+
 async def test_logprobs_are_refused_where_they_cannot_be_given(mesh: Gateway) -> None:
     asked = {"messages": [{"role": "user", "content": "hi"}]}
     scripted = await mesh.client.post(
@@ -304,3 +328,39 @@ async def test_tools_and_a_schema_together_call_the_tool_then_answer_the_schema(
         t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]
     ]  # fmt: skip
     assert declared == ["weather", "structured_output"]
+
+
+async def test_an_openai_compatible_backend_passes_logprobs_on_streamed_and_not(
+    cloud: tuple[Gateway, FakeProviders],
+) -> None:
+    gateway, fake = cloud
+    asked = [{"role": "user", "content": "two words"}]
+    async with sdk(gateway) as client:
+        plain = await client.chat.completions.create(
+            model="gpt", messages=asked, logprobs=True, top_logprobs=2
+        )
+        streamed = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model="gpt", messages=asked, logprobs=True, top_logprobs=2, stream=True
+            )
+        ]
+    sent = fake.calls("openai")[0].body
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    content = plain.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert (
+        "".join(t.token for t in content or [])
+        == plain.choices[0].message.content
+        == "openai says: two words"
+    )
+    assert all(
+        t.logprob == -0.25 and [a.logprob for a in t.top_logprobs] == [-1.0, -2.0] for t in content or []
+    )
+    assert content and content[0].bytes == list(content[0].token.encode())
+    pieces = [
+        t for c in streamed for choice in c.choices if choice.logprobs for t in choice.logprobs.content or []
+    ]
+    assert [t.token for t in pieces] == [t.token for t in content]
+    for chunk in streamed:
+        conforms("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+    conforms("CreateChatCompletionResponse", plain.model_dump(mode="json", exclude_unset=True))

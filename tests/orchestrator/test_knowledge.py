@@ -9,7 +9,15 @@ from llmmesh.common.v1 import common_pb2
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 
 from services.common.errors import UnsupportedFileType
-from services.orchestrator.knowledge import chunk_text, document_type, extract_text, fuse, with_sources
+from services.orchestrator.knowledge import (
+    UnreadableFile,
+    chunk_text,
+    document_type,
+    extract_text,
+    fuse,
+    with_sources,
+)
+from tests.support.pdf import pdf_with_text
 
 
 def test_chunks_cover_the_text_end_at_breaks_and_overlap() -> None:
@@ -39,6 +47,14 @@ def test_documents_are_read_by_type() -> None:
     page = b"<html><head><title>t</title><style>p{}</style></head><body><h1>Title</h1><p>One &amp; two</p><script>x()</script></body></html>"
     assert extract_text(page, "text/html") == "Title\n\nOne & two"
     assert extract_text("\ufeffplain".encode(), "text/plain") == "plain"
+    pdf = pdf_with_text("Warranty terms", "Repairs are free for two years (parts and labour).")
+    assert document_type("terms.pdf", "application/octet-stream") == "application/pdf"
+    assert extract_text(pdf, "application/pdf").split("\n")[:2] == [
+        "Warranty terms",
+        "Repairs are free for two years (parts and labour).",
+    ]
+    with pytest.raises(UnreadableFile):
+        extract_text(b"%PDF-1.4 not really", "application/pdf")
 
 
 def test_the_prompt_gets_numbered_sources_after_the_callers_instruction() -> None:

@@ -120,10 +120,15 @@ def test_terms_are_words_and_bigrams_of_japanese_runs() -> None:
     assert terms("\uff21\uff22\uff23 と 猫") == ["abc", "と", "猫"]
 
 
-def test_reciprocal_rank_fusion_rewards_what_both_rankings_hold() -> None:
-    fused = fuse([[1, 3, 4], [2, 3, 5]])
-    assert fused[0][0] == 3
-    assert fused[0][1] == pytest.approx(2 / 62)
+def test_score_fusion_rewards_what_both_rankings_hold_and_weighs_their_scores() -> None:
+    vector, text = [(1, 0.9), (3, 0.8), (4, 0.1)], [(2, 12.0), (3, 6.0), (5, 0.5)]
+    fused = fuse([(vector, 0.75), (text, 0.25)])
+    assert [item for item, _ in fused][:3] == [3, 1, 2]
+    assert fused[0][1] == pytest.approx(0.75 * 0.8 / 0.9 + 0.25 * 6.0 / 12.0)
+    # a weak text match cannot lift a chunk over the vector ranking's best
+    assert dict(fused)[5] < dict(fused)[1]
+    # scores below zero (cosine) count nothing; an empty ranking adds nothing
+    assert fuse([([(7, -0.2), (8, 0.4)], 1.0), ([], 1.0)]) == [(8, 1.0), (7, 0.0)]
 
 
 def test_attribute_filters() -> None:
@@ -241,7 +246,7 @@ async def test_hybrid_finds_what_each_ranking_alone_puts_second(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:
     """The answer is second by vector (a paraphrase is nearer) and second by text (a keyword-stuffed
-    chunk matches more terms), first in neither; reciprocal rank fusion puts it first."""
+    chunk matches more terms), first in neither; fusing their scores puts it first."""
     base = await new_base(store)
     await indexed(store, base, [("refund policy refund refund refund", unit(0, -1, 0))])
     await indexed(store, base, [("money back rules for returns", unit(1, 0, 0))])

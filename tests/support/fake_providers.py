@@ -192,21 +192,33 @@ class FakeProviders:
             "total_tokens": 5 + len(pieces(text)),
         }
         base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
+        asked_top = body.get("top_logprobs") or 0
+
+        def scores(piece: str) -> dict[str, Any] | None:
+            """OpenAI's logprobs of a piece (one token per piece here), when the request asked."""
+            if not body.get("logprobs"):
+                return None
+            tops = [{"token": f"{piece}~{i}", "logprob": -1.0 - i, "bytes": None} for i in range(asked_top)]
+            token = {"token": piece, "logprob": -0.25, "bytes": list(piece.encode()), "top_logprobs": tops}
+            return {"content": [token], "refusal": None}
+
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if calls:
                 message = {**message, "content": text or None, "tool_calls": calls}
             answer = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+            if body.get("logprobs"):
+                answer["logprobs"] = {"content": [t for p in pieces(text) for t in scores(p)["content"]], "refusal": None}  # type: ignore[index]  # fmt: skip
             return JSONResponse({**base, "object": "chat.completion", "choices": [answer], "usage": usage})
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        def chunk(delta: dict[str, Any], finish: str | None, logprobs: Any = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
             return {**base, "object": "chat.completion.chunk", "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
             yield sse(chunk({"role": "assistant", "content": "" if text or not calls else None}, None))
             for piece in pieces(text):
-                yield sse(chunk({"content": piece}, None))
+                yield sse(chunk({"content": piece}, None, scores(piece)))
             for index, call in enumerate(calls):
                 opening = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
                 yield sse(chunk({"tool_calls": [{"index": index, **opening}]}, None))

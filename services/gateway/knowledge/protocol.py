@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from llmmesh.common.v1 import common_pb2
 from llmmesh.store.v1 import store_pb2
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.gateway.errors import field_error
 
 SearchMode = Literal["vector", "text", "hybrid"]
 SEARCH_MODES = {
@@ -187,6 +189,8 @@ class VectorStoreFile(BaseModel):
     @classmethod
     def from_proto(cls, document: store_pb2.KbDocument) -> VectorStoreFile:
         status = "in_progress" if document.status == "queued" else document.status
+        if status == "failed" and document.error.code == "cancelled":  # its file batch was cancelled
+            status = "cancelled"
         error = (
             LastError(code="server_error", message=document.error.message)
             if document.HasField("error")
@@ -209,6 +213,59 @@ class AttachFileRequest(BaseModel):
     file_id: str = Field(min_length=1)
     attributes: Attributes = Field(default_factory=dict)
     chunking_strategy: ChunkingStrategy | None = None
+
+
+class CreateFileBatchRequest(BaseModel):
+    """A batch of files to attach: `file_ids` (with one `attributes` for all), or `files`, each with
+    its own attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_ids: (
+        Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=2000)] | None
+    ) = None
+    files: Annotated[list[AttachFileRequest], Field(min_length=1, max_length=2000)] | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    chunking_strategy: ChunkingStrategy | None = None
+
+    @model_validator(mode="after")
+    def _one_list(self) -> CreateFileBatchRequest:
+        if (self.file_ids is None) == (self.files is None):
+            raise field_error("file_ids", "send file_ids or files (one of them)")
+        return self
+
+    def attachments(self) -> list[AttachFileRequest]:
+        if self.files is not None:
+            return self.files
+        return [
+            AttachFileRequest(file_id=file_id, attributes=self.attributes) for file_id in self.file_ids or ()
+        ]
+
+
+class VectorStoreFileBatch(BaseModel):
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    file_counts: FileCounts
+
+    @classmethod
+    def from_proto(cls, batch: store_pb2.FileBatch) -> VectorStoreFileBatch:
+        counts = FileCounts(
+            in_progress=batch.in_progress,
+            completed=batch.completed,
+            failed=batch.failed,
+            cancelled=batch.cancelled,
+            total=batch.in_progress + batch.completed + batch.failed + batch.cancelled,
+        )
+        return cls(
+            id=batch.id,
+            created_at=batch.created_at.seconds,
+            vector_store_id=batch.knowledge_base_id,
+            status=batch.status,
+            file_counts=counts,
+        )
 
 
 class VectorStoreFileList(BaseModel):

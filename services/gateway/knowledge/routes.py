@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
+import grpc
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
-from services.common.errors import FileTooLarge, InvalidArgument
+from services.common.errors import FileTooLarge, InvalidArgument, MeshError
 from services.gateway.calls import orchestrator, store
 from services.gateway.errors import error_responses, request_id_of
 from services.gateway.knowledge.protocol import (
     SEARCH_MODES,
     AttachFileRequest,
+    CreateFileBatchRequest,
     CreateVectorStoreRequest,
     DocumentAdded,
     DocumentBody,
@@ -39,6 +41,7 @@ from services.gateway.knowledge.protocol import (
     VectorStore,
     VectorStoreDeleted,
     VectorStoreFile,
+    VectorStoreFileBatch,
     VectorStoreFileDeleted,
     VectorStoreFileList,
     VectorStoreList,
@@ -276,16 +279,34 @@ async def list_vector_store_files(
     order: Order = "desc",
     filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = None,
 ) -> VectorStoreFileList:
+    return await _file_list(request, vector_store_id, limit, after, order, filter)
+
+
+async def _file_list(
+    request: Request,
+    vector_store_id: str,
+    limit: int,
+    after: str,
+    order: Order,
+    status: str | None,
+    batch_id: str = "",
+) -> VectorStoreFileList:
+    """One page of a vector store's files (of one file batch's, when named), by OpenAI's status:
+    cancelled files are failed documents to the store, so that filter reads failed ones and keeps
+    the cancelled."""
     answer = await store(request).list_documents(
         store_pb2.ListDocumentsRequest(
             knowledge_base_id=vector_store_id,
-            status="" if filter in (None, "cancelled") else filter,
+            status="failed" if status == "cancelled" else status or "",
             limit=limit,
             after=after,
             ascending=order == "asc",
+            file_batch_id=batch_id,
         )
     )
     data = [VectorStoreFile.from_proto(d) for d in answer.documents]
+    if status in ("failed", "cancelled"):
+        data = [f for f in data if f.status == status]
     return VectorStoreFileList(
         data=data,
         first_id=data[0].id if data else None,
@@ -324,6 +345,84 @@ async def delete_vector_store_file(
         store_pb2.DeleteDocumentRequest(knowledge_base_id=vector_store_id, document_id=file_id)
     )
     return VectorStoreFileDeleted(id=file_id)
+
+
+@vector_stores_router.post(
+    "/{vector_store_id}/file_batches",
+    response_model=VectorStoreFileBatch,
+    responses=_ATTACH_ERRORS,
+    summary="Attach a batch of files to a vector store",
+)
+async def create_file_batch(
+    vector_store_id: str, body: CreateFileBatchRequest, request: Request, response: Response
+) -> VectorStoreFileBatch:
+    """Attaches each file as POST …/files does (its text read now: a file the mesh cannot read is
+    refused, and the files before it stay attached), then counts them as one batch while they are
+    indexed in the background (poll it, or use the SDK's create_and_poll / upload_and_poll)."""
+    file_ids = []
+    for attachment in body.attachments():
+        await _attach(request, vector_store_id, attachment.file_id, dict(attachment.attributes))
+        file_ids.append(attachment.file_id)
+    answer = await store(request).create_file_batch(
+        store_pb2.CreateFileBatchRequest(knowledge_base_id=vector_store_id, file_ids=file_ids)
+    )
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return VectorStoreFileBatch.from_proto(answer.batch)
+
+
+@vector_stores_router.get(
+    "/{vector_store_id}/file_batches/{batch_id}",
+    response_model=VectorStoreFileBatch,
+    responses=_ERRORS,
+    summary="Retrieve a vector store file batch",
+)
+async def retrieve_file_batch(
+    vector_store_id: str, batch_id: str, request: Request, response: Response
+) -> VectorStoreFileBatch:
+    answer = await store(request).get_file_batch(
+        store_pb2.GetFileBatchRequest(knowledge_base_id=vector_store_id, file_batch_id=batch_id)
+    )
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return VectorStoreFileBatch.from_proto(answer.batch)
+
+
+@vector_stores_router.post(
+    "/{vector_store_id}/file_batches/{batch_id}/cancel",
+    response_model=VectorStoreFileBatch,
+    responses=_ERRORS,
+    summary="Cancel a vector store file batch",
+)
+async def cancel_file_batch(vector_store_id: str, batch_id: str, request: Request) -> VectorStoreFileBatch:
+    """Its files not indexed yet are cancelled (their ingestion jobs stopped); one being indexed
+    right now may still complete."""
+    answer = await store(request).cancel_file_batch(
+        store_pb2.CancelFileBatchRequest(knowledge_base_id=vector_store_id, file_batch_id=batch_id)
+    )
+    for job_id in answer.batch.pending_job_ids:
+        try:
+            await orchestrator(request).cancel_job(orchestrator_pb2.CancelJobRequest(job_id=job_id))
+        except MeshError as error:  # already ended: nothing to stop
+            if error.status != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+    return VectorStoreFileBatch.from_proto(answer.batch)
+
+
+@vector_stores_router.get(
+    "/{vector_store_id}/file_batches/{batch_id}/files",
+    response_model=VectorStoreFileList,
+    responses=_ERRORS,
+    summary="List a vector store file batch's files",
+)
+async def list_file_batch_files(
+    vector_store_id: str,
+    batch_id: str,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str = "",
+    order: Order = "desc",
+    filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = None,
+) -> VectorStoreFileList:
+    return await _file_list(request, vector_store_id, limit, after, order, filter, batch_id)
 
 
 @vector_stores_router.post(

@@ -318,7 +318,14 @@ class CompletionRequest(_Sampling):
             Field(min_length=1, max_length=1),
         ]
     ) = Field(description="One prompt (a list of one is accepted too).")
-    unsupported_fields = ("echo", "suffix", "logprobs", "best_of")
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=5,
+        description="Each generated token's log probability and this many likeliest alternatives "
+        "(models that report them).",
+    )
+    unsupported_fields = ("echo", "suffix", "best_of")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -388,11 +395,34 @@ class ChatCompletion(BaseModel):
     sources: list[Hit] | None = None
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions' logprobs: per token its text, log probability, likeliest alternatives
+    and where it starts in the text (`start`: the offset of the piece within the whole completion)."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def from_proto(cls, items: Sequence[common_pb2.TokenLogprob], start: int = 0) -> CompletionLogprobs:
+        offsets, position = [], start
+        for item in items:
+            offsets.append(position)
+            position += len(item.token)
+        return cls(
+            tokens=[item.token for item in items],
+            token_logprobs=[item.logprob for item in items],
+            top_logprobs=[{top.token: top.logprob for top in item.top_logprobs} for item in items],
+            text_offset=offsets,
+        )
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

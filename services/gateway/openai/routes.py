@@ -37,6 +37,7 @@ from services.gateway.openai.protocol import (
     ChoiceLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     ConversationId,
     EmbeddingData,
@@ -121,6 +122,8 @@ class _Chunks:
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
         self.created = int(time.time())
         self.started = False
+        # Characters of completion text sent so far: where the next piece's tokens start.
+        self.offset = 0
 
     def frame(self, data: dict[str, Any]) -> ServerSentEvent:
         return ServerSentEvent(json.dumps(data, separators=(",", ":")), sep="\n")
@@ -154,7 +157,14 @@ class _Chunks:
         else:
             choice["delta"] = {} if text is None else {"content": text}
         self.started = True
-        scores = ChoiceLogprobs.from_proto(logprobs).model_dump() if logprobs else None
+        scores: dict[str, Any] | None = None
+        if logprobs:
+            scores = (
+                ChoiceLogprobs.from_proto(logprobs).model_dump()
+                if self.chat
+                else CompletionLogprobs.from_proto(logprobs, self.offset).model_dump()
+            )
+        self.offset += len(text or "")
         return self.envelope([{**choice, "logprobs": scores, "finish_reason": finish_reason}], **extra)
 
     def tool_call(self, piece: common_pb2.ToolCallDelta) -> ServerSentEvent:
@@ -265,14 +275,17 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         raw=True,
         params=sampling_params(body, body.max_tokens, body.stops()),
     )
+    if body.logprobs is not None:
+        spec.logprobs, spec.top_logprobs = True, body.logprobs
     if body.stream:
         return await _stream(request, spec, _Chunks(request, "text", body))
     result = await _run(request, spec)
+    scores = CompletionLogprobs.from_proto(result.logprobs) if body.logprobs is not None else None
     return Completion(
         id=f"cmpl-{request_id_of(request)}",
         created=int(time.time()),
         model=body.model,
-        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result))],
+        choices=[CompletionChoice(text=result.text, finish_reason=_finish_reason(result), logprobs=scores)],
         usage=Usage.from_proto(result.usage),
     )
 

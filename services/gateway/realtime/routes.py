@@ -40,8 +40,9 @@ async def chat_socket(websocket: WebSocket) -> None:
     token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get("api_key")
     await websocket.accept()
     request_id = new_request_id()
+    client = websocket.client.host if websocket.client else "unknown"
     try:
-        caller = await chat_caller(admission, token, websocket.client.host if websocket.client else "unknown")
+        caller = await chat_caller(admission, token, client)
     except MeshError as error:
         await websocket.send_text(json.dumps(refusal_frame(error, request_id)))
         # Only a mesh that cannot check the key now is worth trying again; a refused key is final.
@@ -53,7 +54,14 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.send_text(_text(frame))
 
     state = websocket.app.state
-    session = ChatSession(caller, admission, state.settings, state.orchestrator, send)
+    session = ChatSession(
+        caller,
+        admission,
+        state.settings,
+        state.orchestrator,
+        send,
+        identify=lambda: chat_caller(admission, token, client),
+    )
     with WEBSOCKETS_OPEN.track_inprogress():
         try:
             while True:

@@ -82,8 +82,12 @@ class ChatSession:
         settings: GatewaySettings,
         orchestrator: OrchestratorClient,
         send: Send,
+        identify: Callable[[], Awaitable[Caller]] | None = None,
     ) -> None:
+        """`identify`: who the connection's key names now (checked again before every turn, so a key
+        revoked while the socket is open stops being served); None: `caller` for the whole connection."""
         self.caller = caller
+        self._identify = identify
         self.admission = admission
         self.settings = settings
         self.orchestrator = orchestrator
@@ -155,6 +159,8 @@ class ChatSession:
                 )
             else:
                 try:
+                    if self._identify is not None:
+                        self.caller = await self._identify()
                     await self.admission.admit(self.caller)
                     self.slot = await self.admission.limiter.acquire()
                 except MeshError as error:

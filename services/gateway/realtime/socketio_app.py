@@ -70,7 +70,14 @@ def mount_socketio(app: FastAPI, settings: GatewaySettings) -> None:
         async def send(frame: dict[str, Any]) -> None:
             await server.emit(frame["type"], frame, to=sid)
 
-        sessions[sid] = ChatSession(caller, admission, app.state.settings, app.state.orchestrator, send)
+        sessions[sid] = ChatSession(
+            caller,
+            admission,
+            app.state.settings,
+            app.state.orchestrator,
+            send,
+            identify=lambda: chat_caller(admission, token, client),
+        )
         SOCKETIO_OPEN.inc()
 
     @server.event

@@ -327,6 +327,15 @@ class CreateResponseRequest(BaseModel):
             for tool in self.tools or ()
         ]
 
+    def search_query(self) -> str:
+        """What a file_search tool searches with: the last user message's text."""
+        users = [item for item in self.items() if isinstance(item, InputMessage) and item.role == "user"]
+        return users[-1].text() if users else ""
+
+    def wants_search_results(self) -> bool:
+        include = (self.model_extra or {}).get("include")
+        return isinstance(include, list) and "file_search_call.results" in include
+
     def file_search(self) -> dict[str, Any] | None:
         """The file_search tool, its vector stores joined when there are several."""
         tools = [tool for tool in self.tools or () if tool.get("type") == "file_search"]
@@ -423,7 +432,26 @@ class FunctionCallOutputItem(BaseModel):
     status: ItemStatus = "completed"
 
 
-OutputItem = OutputMessage | FunctionCallItem
+class FileSearchResult(BaseModel):
+    file_id: str
+    filename: str
+    text: str
+    score: float
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileSearchCallItem(BaseModel):
+    """The search a file_search tool ran before the model answered: the query, and the chunks found
+    when the request's `include` asks for them ("file_search_call.results"), else null."""
+
+    id: str
+    type: Literal["file_search_call"] = "file_search_call"
+    status: Literal["in_progress", "searching", "completed", "incomplete", "failed"] = "completed"
+    queries: list[str]
+    results: list[FileSearchResult] | None = None
+
+
+OutputItem = FileSearchCallItem | OutputMessage | FunctionCallItem
 
 
 class InputMessageItem(BaseModel):

@@ -23,6 +23,8 @@ from services.gateway.auth.admission import charge
 from services.gateway.openai.protocol import constraint_of, tooling_of
 from services.gateway.responses.protocol import (
     CreateResponseRequest,
+    FileSearchCallItem,
+    FileSearchResult,
     FunctionCallInput,
     FunctionCallItem,
     FunctionCallOutputInput,
@@ -130,17 +132,47 @@ def call_item_id(output_item_id: str, index: int) -> str:
     return f"fc_{output_item_id.partition('_')[2]}_{index}"
 
 
+def search_item_id(output_item_id: str) -> str:
+    """The id of a response's file_search_call item, made from its output message's id."""
+    return f"fs_{output_item_id.partition('_')[2]}"
+
+
+def search_item(
+    body: CreateResponseRequest, output_item_id: str, sources: Sequence[common_pb2.KnowledgeHit] | None
+) -> FileSearchCallItem:
+    """The file_search_call item of a response (in progress until its sources are known)."""
+    results = None
+    if sources is not None and body.wants_search_results():
+        results = [
+            FileSearchResult(
+                file_id=hit.file_id or hit.document_id,
+                filename=hit.title,
+                text=hit.text,
+                score=min(1.0, max(0.0, hit.score)),
+                attributes=json.loads(hit.metadata_json or "{}"),
+            )
+            for hit in sources
+        ]
+    return FileSearchCallItem(
+        id=search_item_id(output_item_id),
+        status="completed" if sources is not None else "in_progress",
+        queries=[body.search_query()],
+        results=results,
+    )
+
+
 def _output(
     item_id: str,
     text: str,
     status: ResponseStatus,
     sources: Sequence[common_pb2.KnowledgeHit] = (),
     calls: Sequence[common_pb2.ToolCall] = (),
+    search: FileSearchCallItem | None = None,
 ) -> list[OutputItem]:
-    """A response's output items: its message (left out when the model only called functions), then
-    one function_call item per call."""
+    """A response's output items: the file search it ran (if any), its message (left out when the
+    model only called functions), then one function_call item per call."""
     item_status = "incomplete" if status == "incomplete" else "completed"
-    output: list[OutputItem] = []
+    output: list[OutputItem] = [search] if search is not None else []
     if text or not calls:
         content = OutputText(text=text, annotations=_citations(text, sources))
         output.append(OutputMessage(id=item_id, status=item_status, content=[content]))
@@ -181,7 +213,14 @@ class Fresh:
             instructions=body.instructions,
             max_output_tokens=body.max_output_tokens,
             model=self.info.model,
-            output=_output(self.info.output_item_id, result.text, status, result.sources, result.tool_calls)
+            output=_output(
+                self.info.output_item_id,
+                result.text,
+                status,
+                result.sources,
+                result.tool_calls,
+                search_item(body, self.info.output_item_id, result.sources) if body.file_search() else None,
+            )
             if result is not None
             else [],
             parallel_tool_calls=body.parallel_tool_calls is not False,
@@ -260,6 +299,8 @@ class StreamEvents:
         # The output index of the message item, once open; of each call (by its index), once open.
         self.message_index: int | None = None
         self.call_indexes: dict[int, int] = {}
+        # Whether a file_search_call item was opened (always the first, output index 0).
+        self.searching = False
         self.arguments: dict[int, list[str]] = {}
 
     def event(self, kind: str, **data: Any) -> ServerSentEvent:
@@ -269,7 +310,7 @@ class StreamEvents:
 
     @property
     def _opened(self) -> int:
-        return (self.message_index is not None) + len(self.call_indexes)
+        return self.searching + (self.message_index is not None) + len(self.call_indexes)
 
     def _where(self) -> dict[str, Any]:
         assert self.fresh is not None and self.message_index is not None
@@ -335,10 +376,22 @@ class StreamEvents:
         if message.HasField("response"):
             self.fresh = Fresh(self.body, message.response)
             started = self.fresh.object("in_progress").model_dump(mode="json")
-            return [
+            events = [
                 self.event("response.created", response=started),
                 self.event("response.in_progress", response=started),
             ]
+            if self.body.file_search():
+                self.searching = True
+                item = search_item(self.body, message.response.output_item_id, None)
+                where = {"output_index": 0, "item_id": item.id}
+                events += [
+                    self.event(
+                        "response.output_item.added", output_index=0, item=item.model_dump(mode="json")
+                    ),
+                    self.event("response.file_search_call.in_progress", **where),
+                    self.event("response.file_search_call.searching", **where),
+                ]
+            return events
         if message.HasField("tool_call"):
             return self._tool_call(message.tool_call)
         if message.HasField("delta"):
@@ -358,6 +411,12 @@ class StreamEvents:
         charge(self.request, result.usage)
         response = self.fresh.finished(result)
         events: list[ServerSentEvent] = []
+        search = next((item for item in response.output if isinstance(item, FileSearchCallItem)), None)
+        if search is not None:
+            events += [
+                self.event("response.file_search_call.completed", output_index=0, item_id=search.id),
+                self.event("response.output_item.done", output_index=0, item=search.model_dump(mode="json")),
+            ]
         message = next((item for item in response.output if isinstance(item, OutputMessage)), None)
         if message is not None:
             if self.message_index is None:  # a result with text that no delta carried

@@ -19,9 +19,11 @@ from services.inference.backends.base import (
     GenerationInput,
     Message,
     OutputConstraint,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     Tooling,
+    TopLogprob,
 )
 from services.inference.backends.cloud import CloudBackend, ToolCalls, calls_made, finish_reason
 from services.inference.backends.provider_errors import classify
@@ -31,6 +33,8 @@ from services.inference.config import InferenceSettings
 class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
     kind = "openai"
     provider = "openai"
+    # OpenAI's API and the compatible servers (vLLM, llama.cpp's, Ollama's) give per-token logprobs.
+    reports_logprobs = True
 
     def __init__(self, name: str, config: OpenAIConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
@@ -79,6 +83,10 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             params.update(_tooling(request.tooling))
         if request.constraint is not None:
             params["response_format"] = _response_format(request.constraint)
+        if request.logprobs:
+            params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
         return params
 
     async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
@@ -96,8 +104,9 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                 if call.type == "function"
             )
             usage = completion.usage
+            scores = _logprobs(choice.logprobs if choice else None)
             if text:
-                yield Delta(text, usage.completion_tokens if usage else 0)
+                yield Delta(text, usage.completion_tokens if usage else 0, scores)
             for index, call in enumerate(made):
                 yield ToolCallDelta(index, call.id, call.name, call.arguments)
             yield Finished(
@@ -105,11 +114,13 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
                 calls_made(_finish(choice.finish_reason if choice else None), made),
+                logprobs=scores,
                 tool_calls=made,
             )
             return
 
         parts: list[str] = []
+        scored: list[TokenLogprob] = []
         calls = ToolCalls()
         reason: str | None = None
         prompt_tokens = completion_tokens = 0
@@ -127,7 +138,9 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
                     for choice in chunk.choices:
                         if choice.delta.content:
                             parts.append(choice.delta.content)
-                            yield Delta(choice.delta.content, 0)
+                            pieces = _logprobs(choice.logprobs)
+                            scored += pieces
+                            yield Delta(choice.delta.content, 0, pieces)
                         for piece in choice.delta.tool_calls or []:
                             function = piece.function
                             yield calls.add(
@@ -146,6 +159,7 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             prompt_tokens,
             completion_tokens,
             calls_made(_finish(reason), calls),
+            logprobs=tuple(scored),
             tool_calls=calls.done(),
         )
 
@@ -159,6 +173,24 @@ class OpenAIBackend(CloudBackend[openai.AsyncOpenAI]):
             vectors=[list(item.embedding) for item in ordered],
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
         )
+
+
+def _logprobs(scores: Any) -> tuple[TokenLogprob, ...]:
+    """A choice's (or a chunk's) per-token logprobs, as the API gives them (`logprobs.content`)."""
+    if scores is None or not scores.content:
+        return ()
+    return tuple(
+        TokenLogprob(
+            token.token,
+            token.logprob,
+            bytes(token.bytes or token.token.encode()),
+            tuple(
+                TopLogprob(top.token, top.logprob, bytes(top.bytes or top.token.encode()))
+                for top in token.top_logprobs or []
+            ),
+        )
+        for token in scores.content
+    )
 
 
 def _finish(reason: str | None) -> FinishReason:

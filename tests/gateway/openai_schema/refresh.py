@@ -35,6 +35,12 @@ NAMES = [
     # function calls in the Responses API (tests/gateway/test_responses_tools.py)
     "ResponseFunctionCallArgumentsDeltaEvent",
     "ResponseFunctionCallArgumentsDoneEvent",
+    # the file_search tool's call (tests/gateway/test_knowledge.py)
+    "ResponseFileSearchCallInProgressEvent",
+    "ResponseFileSearchCallSearchingEvent",
+    "ResponseFileSearchCallCompletedEvent",
+    # vector store file batches (tests/gateway/test_knowledge.py)
+    "VectorStoreFileBatchObject",
 ]
 PREFIX = "#/components/schemas/"
 

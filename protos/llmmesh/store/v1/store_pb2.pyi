@@ -1312,18 +1312,20 @@ class SetDocumentJobResponse(_message.Message):
     def __init__(self, document: _Optional[_Union[KbDocument, _Mapping]] = ...) -> None: ...
 
 class ListDocumentsRequest(_message.Message):
-    __slots__ = ("knowledge_base_id", "status", "limit", "after", "ascending")
+    __slots__ = ("knowledge_base_id", "status", "limit", "after", "ascending", "file_batch_id")
     KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    FILE_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     knowledge_base_id: str
     status: str
     limit: int
     after: str
     ascending: bool
-    def __init__(self, knowledge_base_id: _Optional[str] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[str] = ..., ascending: _Optional[bool] = ...) -> None: ...
+    file_batch_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[str] = ..., ascending: _Optional[bool] = ..., file_batch_id: _Optional[str] = ...) -> None: ...
 
 class ListDocumentsResponse(_message.Message):
     __slots__ = ("documents", "has_more")
@@ -1472,3 +1474,69 @@ class SearchChunksResponse(_message.Message):
     HITS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.KnowledgeHit]
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.KnowledgeHit, _Mapping]]] = ...) -> None: ...
+
+class FileBatch(_message.Message):
+    __slots__ = ("id", "knowledge_base_id", "file_ids", "status", "in_progress", "completed", "failed", "cancelled", "created_at", "pending_job_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PENDING_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    knowledge_base_id: str
+    file_ids: _containers.RepeatedScalarFieldContainer[str]
+    status: str
+    in_progress: int
+    completed: int
+    failed: int
+    cancelled: int
+    created_at: _timestamp_pb2.Timestamp
+    pending_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., knowledge_base_id: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., in_progress: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pending_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateFileBatchRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "file_ids")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    file_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateFileBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: FileBatch
+    def __init__(self, batch: _Optional[_Union[FileBatch, _Mapping]] = ...) -> None: ...
+
+class GetFileBatchRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "file_batch_id")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    file_batch_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., file_batch_id: _Optional[str] = ...) -> None: ...
+
+class GetFileBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: FileBatch
+    def __init__(self, batch: _Optional[_Union[FileBatch, _Mapping]] = ...) -> None: ...
+
+class CancelFileBatchRequest(_message.Message):
+    __slots__ = ("knowledge_base_id", "file_batch_id")
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base_id: str
+    file_batch_id: str
+    def __init__(self, knowledge_base_id: _Optional[str] = ..., file_batch_id: _Optional[str] = ...) -> None: ...
+
+class CancelFileBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: FileBatch
+    def __init__(self, batch: _Optional[_Union[FileBatch, _Mapping]] = ...) -> None: ...

@@ -339,6 +339,21 @@ class StoreServiceStub:
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.SerializeToString,
                 response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.FromString,
                 _registered_method=True)
+        self.CreateFileBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CreateFileBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchResponse.FromString,
+                _registered_method=True)
+        self.GetFileBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/GetFileBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchResponse.FromString,
+                _registered_method=True)
+        self.CancelFileBatch = channel.unary_unary(
+                '/llmmesh.store.v1.StoreService/CancelFileBatch',
+                request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchRequest.SerializeToString,
+                response_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchResponse.FromString,
+                _registered_method=True)
         self.SearchChunks = channel.unary_unary(
                 '/llmmesh.store.v1.StoreService/SearchChunks',
                 request_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.SearchChunksRequest.SerializeToString,
@@ -769,6 +784,27 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateFileBatch(self, request, context):
+        """A batch of files attached to a knowledge base together (OpenAI's vector store file batch):
+        its files' documents counted by status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFileBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelFileBatch(self, request, context):
+        """Marks the batch cancelled; the caller stops its documents' ingestion jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SearchChunks(self, request, context):
         """Top chunks of searchable documents by vector, full text or both fused by reciprocal rank.
         """
@@ -1083,6 +1119,21 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.FailDocument,
                     request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.FromString,
                     response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.SerializeToString,
+            ),
+            'CreateFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFileBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchResponse.SerializeToString,
+            ),
+            'GetFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFileBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchResponse.SerializeToString,
+            ),
+            'CancelFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelFileBatch,
+                    request_deserializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchRequest.FromString,
+                    response_serializer=llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchResponse.SerializeToString,
             ),
             'SearchChunks': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchChunks,
@@ -2737,6 +2788,87 @@ class StoreService:
             '/llmmesh.store.v1.StoreService/FailDocument',
             llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentRequest.SerializeToString,
             llmmesh_dot_store_dot_v1_dot_store__pb2.FailDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CreateFileBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CreateFileBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/GetFileBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.GetFileBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmmesh.store.v1.StoreService/CancelFileBatch',
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchRequest.SerializeToString,
+            llmmesh_dot_store_dot_v1_dot_store__pb2.CancelFileBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """A session's result keeps its parsed JSON when its version asked for a JSON schema.
 
-Revision ID: 0010_session_json_result
-Revises: 0009_response_tools
+Revision ID: 0011_session_json_result
+Revises: 0010_file_batches
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_session_json_result"
-down_revision: str | None = "0009_response_tools"
+revision: str = "0011_session_json_result"
+down_revision: str | None = "0010_file_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
