@@ -109,6 +109,8 @@ class NewResult:
     model: str
     usage: dict[str, int]
     input_hash: str
+    # The result parsed, when its version asked for a JSON schema.
+    json_result: Any = None
 
 
 # A session as a read returns it: plain values, shaped where the servicer reads them as the ORM
@@ -149,6 +151,7 @@ class ResultView:
     usage: dict[str, int]
     input_hash: str
     created_at: datetime
+    json_result: Any = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ _SESSION_READ = (
         SessionResult.usage,
         SessionResult.input_hash,
         SessionResult.created_at.label("result_created_at"),
+        SessionResult.json_result,
         VersionOption.key.label("option_key"),
         VersionOption.label.label("option_label"),
         SessionAnswer.value.label("answer_value"),
@@ -238,6 +242,7 @@ def _session_view(rows: Sequence[Any]) -> SessionView:
             usage=first.usage,
             input_hash=first.input_hash,
             created_at=first.result_created_at,
+            json_result=first.json_result,
         ),
     )
 
@@ -562,5 +567,6 @@ class Repository:
             result.model = new.model
             result.usage = new.usage
             result.input_hash = new.input_hash
+            result.json_result = new.json_result
             result.created_at = utcnow()
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
@@ -52,6 +53,7 @@ def _options(options: store_pb2.LlmOptions) -> api.LlmOptions:
         seed=options.seed if options.HasField("seed") else None,
         stop=list(options.stop) or None,
         knowledge_bases=list(options.knowledge_bases) or None,
+        json_schema=json.loads(options.json_schema) if options.HasField("json_schema") else None,
     )
 
 
@@ -172,6 +174,7 @@ def _content(body: api.CreateVersion) -> dict[str, Any]:
             seed=options.seed,
             stop=options.stop or [],
             knowledge_bases=options.knowledge_bases or [],
+            json_schema=None if options.json_schema is None else json.dumps(options.json_schema),
         ),
         "options": [store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
     }
