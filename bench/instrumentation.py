@@ -1,6 +1,7 @@
 """What the mesh's instrumentation costs on the hot path: one gRPC hop, measured bare and through the
-shared interceptors (request id, Prometheus metrics, and with tracing on, spans exported by a batch
-processor), on real sockets in one process, rounds alternating so drift hits every variant alike.
+shared instrumentation (the server interceptor and the typed clients' per-call bookkeeping: request
+id, Prometheus metrics, and with tracing on, spans exported by a batch processor), on real sockets in
+one process, rounds alternating so drift hits every variant alike.
 
 Two RPC shapes: a unary call (the store's reads, a non-streamed generation) and a server stream of
 32 messages (a streamed generation: one message per token).
@@ -26,7 +27,7 @@ import grpc
 from bench.report import add_output_options, output_dir, percentile, write_report
 from services.common import tracing
 from services.common.grpc_options import CHANNEL_OPTIONS, SERVER_OPTIONS
-from services.common.interceptor import MeshServerInterceptor, client_interceptors
+from services.common.interceptor import ClientCall, MeshServerInterceptor
 from services.common.request_id import bound_request_id
 
 UNARY = "/llmmesh.bench.v1.Bench/Echo"
@@ -76,7 +77,6 @@ class Hop:
         self.channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}",
             options=CHANNEL_OPTIONS,
-            interceptors=client_interceptors() if self.instrumented else None,
         )
         self.unary = self.channel.unary_unary(
             UNARY, request_serializer=_identity, response_deserializer=_identity
@@ -91,14 +91,26 @@ class Hop:
         await self.server.stop(None)
 
     async def call_unary(self) -> float:
+        """One call, instrumented as the typed clients do it (services/common/client.py) or bare."""
         started = time.perf_counter()
-        await self.unary(b"ping", timeout=5)
+        if self.instrumented:
+            call = ClientCall(UNARY, None)
+            await self.unary(b"ping", timeout=5, metadata=call.metadata())
+            call.record(grpc.StatusCode.OK)
+        else:
+            await self.unary(b"ping", timeout=5)
         return time.perf_counter() - started
 
     async def call_stream(self) -> float:
         started = time.perf_counter()
         count = 0
-        async for _ in self.stream(b"go", timeout=5):
+        if self.instrumented:
+            bookkeeping = ClientCall(STREAM, None)
+            stream = self.stream(b"go", timeout=5, metadata=bookkeeping.metadata())
+            bookkeeping.watch(stream)
+        else:
+            stream = self.stream(b"go", timeout=5)
+        async for _ in stream:
             count += 1
         assert count == TOKENS
         return time.perf_counter() - started
@@ -179,8 +191,9 @@ def main() -> int:
         f"grpcio {grpc.__version__}. One process, real sockets on loopback; {args.rounds} rounds alternating "
         f"the variants, {args.calls} calls of each shape per variant per round, after 200 warm-up calls.",
         "",
-        "- **bare**: no interceptors on either end.",
-        "- **metrics**: the mesh's shared interceptors on both ends: request id in metadata, server and client "
+        "- **bare**: no interceptor, no bookkeeping on either end.",
+        "- **metrics**: the mesh's server interceptor and its clients' per-call bookkeeping "
+        "(services/common/interceptor.ClientCall): request id in metadata, server and client "
         "gRPC metrics (started, handled by code, latency histogram, in flight). The interceptors' access log "
         "call is filtered out here by level (as with LOG_LEVEL=WARNING); at INFO each RPC also writes one "
         "JSON line, which this does not count. Request-id binding and the server interceptor predate the "

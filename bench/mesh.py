@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -57,12 +58,41 @@ def wait_http(process: subprocess.Popen[bytes], url: str, what: str, timeout_s: 
     raise SystemExit(f"{what} was not ready within {timeout_s:.0f} s")
 
 
+def _children(parent: int) -> dict[str, int]:
+    """The service processes `llm-mesh up` started (`python -m services.cli <service>`), by service."""
+    found: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != parent:
+                continue
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        name = next((part.decode() for part in command if part.decode() in SERVICES), None)
+        if name is not None:
+            found[name] = int(stat.parent.name)
+    return found
+
+
+def _cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class MeshProcess:
     """`llm-mesh up` as a child process; `close()` stops it with Ctrl-C as a user would."""
 
-    def __init__(self, database_url: str, **env: str) -> None:
+    def __init__(self, database_url: str, source: Path | None = None, **env: str) -> None:
+        """`source`: another checkout of the mesh to run instead of this one (a baseline to compare
+        against in the same run); its services, protos and stubs are the ones imported."""
         self.ports = {name: free_port() for name in SERVICES}
         child_env = dict(os.environ, LOG_LEVEL="WARNING", STORE_DATABASE_URL=database_url, **env)
+        if source is not None:
+            child_env["PYTHONPATH"] = os.pathsep.join([str(source), str(source / "protos")])
         child_env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
         # metrics too: llm-mesh up refuses to start while another mesh holds the defaults (9400-9403)
         child_env.update({f"{n.upper()}_METRICS_PORT": str(free_port()) for n in SERVICES})
@@ -71,12 +101,22 @@ class MeshProcess:
             env=child_env,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=source,  # `python -m` puts the working directory first on the path
         )
         assert self.process.stdout is not None
         if "LLM Mesh is up" not in self.process.stdout.readline():
             self.process.kill()
             raise SystemExit("the mesh did not start")
         self.base_url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.service_pids = _children(self.process.pid)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each service's process has used so far, by service name; empty
+        where /proc cannot tell (not Linux). CPU per request is the cost a shared machine's load
+        disturbs least (throughput and latency move with what else runs)."""
+        return {
+            name: seconds for name, pid in self.service_pids.items() if (seconds := _cpu(pid)) is not None
+        }
 
     def close(self) -> None:
         self.process.send_signal(signal.SIGINT)

@@ -1,12 +1,14 @@
 """What every typed service client shares: its channel, its deadline, and failed calls turned back
 into the mesh's errors in one place.
 
-Each service's `client.py` subclasses `ServiceClient` with one async method per RPC. The request id
-and trace context travel in metadata, added by the channel's interceptors (`create_channel`).
+Each service's `client.py` subclasses `ServiceClient` with one async method per RPC. The request id,
+the project, the trace context and the service token travel in metadata, added to each call here
+(services/common/interceptor.ClientCall), which also counts it in the client metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, ClassVar, Self, TypeVar
@@ -16,6 +18,7 @@ from pydantic import SecretStr
 
 from services.common.errors import ERROR_CODE_KEY, InvalidServiceToken, RemoteError, from_rpc_error
 from services.common.grpc_options import create_channel
+from services.common.interceptor import ClientCall
 
 log = logging.getLogger("llmmesh.client")
 
@@ -36,6 +39,13 @@ def error_of(exc: grpc.aio.AioRpcError) -> RemoteError:
     return error
 
 
+def _method_of(rpc: Any) -> bytes:
+    """The method path of a stub's callable (grpc.aio's multi-callables keep it as `_method`, and hand
+    the same to interceptors)."""
+    method: bytes = rpc._method
+    return method
+
+
 class ServiceClient:
     """A channel to one service and the deadline its unary calls get unless a call says otherwise."""
 
@@ -43,10 +53,16 @@ class ServiceClient:
     stub_class: ClassVar[type[Any]]
     default_timeout_s: ClassVar[float | None] = None
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        timeout_s: float | None = None,
+        service_token: SecretStr | None = None,
+    ) -> None:
         self.channel = channel
         self.timeout_s = timeout_s if timeout_s is not None else self.default_timeout_s
         self._stub = self.stub_class(channel)
+        self._token = service_token.get_secret_value() if service_token else None
 
     @classmethod
     def connect(
@@ -54,7 +70,7 @@ class ServiceClient:
     ) -> Self:
         """A client over a new channel to `address` (closed by `close`), presenting the mesh's service
         token when one is set."""
-        return cls(create_channel(address, service_token), timeout_s)
+        return cls(create_channel(address), timeout_s, service_token)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -62,17 +78,30 @@ class ServiceClient:
     async def _unary(
         self, rpc: Callable[..., Awaitable[Response]], request: Any, timeout_s: float | None = None
     ) -> Response:
+        call = ClientCall(_method_of(rpc), self._token)
         try:
-            return await rpc(request, timeout=timeout_s if timeout_s is not None else self.timeout_s)
+            response = await rpc(
+                request,
+                timeout=timeout_s if timeout_s is not None else self.timeout_s,
+                metadata=call.metadata(),
+            )
         except grpc.aio.AioRpcError as exc:
+            call.record(exc.code())
             raise error_of(exc) from exc
+        except asyncio.CancelledError:
+            call.record(grpc.StatusCode.CANCELLED)
+            raise
+        call.record(grpc.StatusCode.OK)
+        return response
 
     async def _stream(
         self, rpc: Callable[..., Any], request: Any, timeout_s: float | None
     ) -> AsyncGenerator[Any, None]:
         """The responses of a server stream (whose deadline the caller sets: None is none); closing
         the iterator early cancels the call."""
-        call = rpc(request, timeout=timeout_s)
+        bookkeeping = ClientCall(_method_of(rpc), self._token)
+        call = rpc(request, timeout=timeout_s, metadata=bookkeeping.metadata())
+        bookkeeping.watch(call)
         try:
             async for response in call:
                 yield response

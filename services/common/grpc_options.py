@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from pydantic import SecretStr
-
-from services.common.interceptor import client_interceptors
 
 # Prompts and whole generations travel in one message; 16 MiB leaves room for long contexts
 # while still refusing a runaway payload (the default is 4 MiB for receive).
@@ -41,11 +38,8 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def create_channel(address: str, service_token: SecretStr | None = None) -> grpc.aio.Channel:
-    """An insecure channel to another mesh service (TLS terminates at the cluster's mesh/ingress),
-    through the shared client interceptors (request id, trace context, client metrics, and the
-    mesh's service token when one is set)."""
-    token = service_token.get_secret_value() if service_token else None
-    return grpc.aio.insecure_channel(
-        address, options=CHANNEL_OPTIONS, interceptors=client_interceptors(token)
-    )
+def create_channel(address: str) -> grpc.aio.Channel:
+    """An insecure channel to another mesh service (TLS terminates at the cluster's mesh/ingress).
+    What every call carries (request id, project, trace context, the service token) and its client
+    metrics are added by the typed client making the call (services/common/client.py)."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

@@ -117,6 +117,11 @@ class SessionRun(BaseModel):
     model: str
     usage: Usage
     created_at: datetime
+    json_result: Any = Field(
+        default=None,
+        description="The result parsed, when the version's llm_options.json_schema asks for JSON (it "
+        "validates against that schema; llm_result is its text); null otherwise.",
+    )
 
     @classmethod
     def from_proto(cls, run: orchestrator_pb2.SessionRun) -> SessionRun:
@@ -139,6 +144,7 @@ class SessionRun(BaseModel):
             model=result.model,
             usage=Usage.from_proto(result.usage),
             created_at=timestamp(result.created_at) or datetime.now(UTC),
+            json_result=_loads(result.json_result) if result.HasField("json_result") else None,
         )
 
 

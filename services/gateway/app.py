@@ -56,12 +56,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.orchestrator_addr, settings.request_timeout_s, settings.service_token
         )
         store = StoreClient.connect(settings.store_addr, settings.request_timeout_s, settings.service_token)
-        # Only /readyz talks to the inference pools: each pool of the registry, probed for health.
+        # Only /readyz talks to the inference pools: each pool of the registry, probed for health (which
+        # needs no service token).
         pools = load_registry(settings.registry_path).pool_addresses(settings.inference_addr)
         pool_channels = {
-            "inference" if pool == DEFAULT_POOL else f"inference:{pool}": create_channel(
-                address, settings.service_token
-            )
+            "inference" if pool == DEFAULT_POOL else f"inference:{pool}": create_channel(address)
             for pool, address in pools.items()
         }
         app.state.settings = settings

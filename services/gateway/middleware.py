@@ -56,15 +56,16 @@ class RequestIdMiddleware:
                 requests, duration = request_children(method, route, status)
                 requests.inc()
                 duration.observe(seconds)
-                log.info(
-                    "http request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(seconds * 1e3, 2),
-                    },
-                )
+                if log.isEnabledFor(logging.INFO):  # the line's fields are built only when it is written
+                    log.info(
+                        "http request",
+                        extra={
+                            "method": method,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(seconds * 1e3, 2),
+                        },
+                    )
 
 
 class RequestLimitsMiddleware:
@@ -106,7 +107,9 @@ class RequestLimitsMiddleware:
             if body_done:  # after the body, receive() waits for the client to leave: no deadline
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                # a deadline on this await (no task of its own, as wait_for would make per read)
+                async with asyncio.timeout(self.body_timeout_s):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":

@@ -8,11 +8,10 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
 from llmmesh.common.v1 import common_pb2
 
 from services.common.errors import InvalidGenerationRequest, UpstreamError
+from services.common.schemas import MAX_SCHEMA_CHARS, schema_problem
 from services.inference.backends.base import (
     Embeddings,
     Event,
@@ -31,7 +30,7 @@ from services.inference.stats import Ended, RecentGenerations
 MAX_EMBED_INPUTS = 256
 MAX_TOP_LOGPROBS = 20
 # A schema or grammar is a program the engine compiles; bound what one request may hand it.
-MAX_CONSTRAINT_CHARS = 64_000
+MAX_CONSTRAINT_CHARS = MAX_SCHEMA_CHARS
 
 
 def json_schema_constraint(schema_text: str, strict: bool) -> OutputConstraint:
@@ -42,13 +41,9 @@ def json_schema_constraint(schema_text: str, strict: bool) -> OutputConstraint:
         schema: Any = json.loads(schema_text)
     except ValueError as exc:
         raise InvalidConstraint(f"the JSON schema is not JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise InvalidConstraint("the JSON schema must be a JSON object")
-    try:
-        validator_for(schema).check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "the top level"
-        raise InvalidConstraint(f"the JSON schema is invalid at {where}: {exc.message}") from None
+    problem = schema_problem(schema)
+    if problem:
+        raise InvalidConstraint(problem)
     return OutputConstraint("json_schema", json_schema=schema, strict=strict)
 
 

@@ -18,6 +18,7 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import VERSION_STATUS_NAMES
 from services.common.prompts import compiled
 from services.orchestrator.errors import (
+    InvalidModelOutput,
     InvalidUserPromptTemplate,
     MissingLlmOptions,
     MissingSystemPrompt,
@@ -110,7 +111,34 @@ def plan_run(
     )
     if options.knowledge_bases:
         spec.knowledge.knowledge_base_ids.extend(options.knowledge_bases)
+    if options.HasField("json_schema"):
+        # Enforced where the model can (the local engine), and checked and retried once by the router
+        # on every model, as a chat completion's json_schema response_format is.
+        spec.constraint.json_schema.CopyFrom(
+            common_pb2.JsonSchemaConstraint(
+                schema=options.json_schema, strict=True, name=version.template_name
+            )
+        )
     return RunPlan(spec=spec, messages=messages, input_hash=input_hash)
+
+
+def structured_result(plan: RunPlan, result: common_pb2.GenerationResult) -> str:
+    """The result of a run whose version asks for a JSON schema, as the JSON to store beside its text.
+
+    The router has checked every output that ended on its own against the schema; one cut by the
+    token limit has not been, and is no result: it is not stored."""
+    if result.finish_reason == common_pb2.FINISH_REASON_LENGTH:
+        raise InvalidModelOutput(
+            f"model {result.model} reached max_tokens ({plan.spec.params.max_tokens or 'the default'}) before "
+            "the JSON result ended: raise llm_options.max_tokens or bound the schema's strings and lists"
+        )
+    try:
+        value = json.loads(result.text)
+    except ValueError:
+        raise InvalidModelOutput(
+            f"model {result.model} broke the output constraint: the output is not JSON"
+        ) from None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def reusable_result(
@@ -172,6 +200,7 @@ class SessionRuns:
                 result = event.result
         assert result is not None, "the router ends every stream it does not fail with a result"
 
+        json_result = structured_result(plan, result) if plan.spec.HasField("constraint") else None
         saved = await self._store.save_session_result(
             store_pb2.SaveSessionResultRequest(
                 session_code=session_code,
@@ -181,6 +210,7 @@ class SessionRuns:
                     model=result.model,
                     usage=result.usage,
                     input_hash=plan.input_hash,
+                    json_result=json_result,
                 ),
             ),
         )
@@ -210,4 +240,5 @@ def _run(session_code: str, result: store_pb2.SessionResult, cached: bool) -> or
         model=result.model,
         usage=result.usage,
         created_at=result.created_at,
+        json_result=result.json_result if result.HasField("json_result") else None,
     )

@@ -33,6 +33,7 @@ from services.store.errors import (
     VersionNotFound,
 )
 from services.store.migrate import current_revision
+from services.store.reads import Reads
 from services.store.tables import (
     PromptTemplate,
     Session,
@@ -108,6 +109,8 @@ class NewResult:
     model: str
     usage: dict[str, int]
     input_hash: str
+    # The result parsed, when its version asked for a JSON schema.
+    json_result: Any = None
 
 
 # A session as a read returns it: plain values, shaped where the servicer reads them as the ORM
@@ -148,6 +151,7 @@ class ResultView:
     usage: dict[str, int]
     input_hash: str
     created_at: datetime
+    json_result: Any = None
 
 
 @dataclass(frozen=True)
@@ -162,9 +166,9 @@ class SessionView:
 # Everything a session run reads, in one statement: the session, its version with the template's
 # name and its result (one of each), joined to the version's options, one row per option, each with
 # the session's answer to it when there is one (an option is answered at most once: put_answers).
-# Every cached run reads this, so it is one round trip (on SQLite, four hops to aiosqlite's thread)
-# where loading the ORM objects took three, and plain rows where the ORM's objects, identity map
-# and commit cost more than the query itself. Built once.
+# Every cached run reads this, so it is one round trip (on SQLite, one hop to a reader thread: see
+# services/store/reads.py) where loading the ORM objects took three, and plain rows where the ORM's
+# objects, identity map and commit cost more than the query itself. Built once.
 _SESSION_READ = (
     select(
         Session.session_code,
@@ -185,6 +189,7 @@ _SESSION_READ = (
         SessionResult.usage,
         SessionResult.input_hash,
         SessionResult.created_at.label("result_created_at"),
+        SessionResult.json_result,
         VersionOption.key.label("option_key"),
         VersionOption.label.label("option_label"),
         SessionAnswer.value.label("answer_value"),
@@ -237,6 +242,7 @@ def _session_view(rows: Sequence[Any]) -> SessionView:
             usage=first.usage,
             input_hash=first.input_hash,
             created_at=first.result_created_at,
+            json_result=first.json_result,
         ),
     )
 
@@ -296,6 +302,11 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reads = Reads(engine)
+
+    async def close(self) -> None:
+        """Release the read path's threads and connections (the engine is its owner's to dispose)."""
+        await self._reads.close()
 
     def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         return unit_of_work(self._sessions)
@@ -514,18 +525,10 @@ class Repository:
         return session
 
     async def get_session(self, project: str, session_code: str) -> SessionView:
-        """The session with its version, answers and latest result (see _SESSION_READ). One
-        statement needs no transaction around it: on PostgreSQL it runs in autocommit, which spares
-        the BEGIN and ROLLBACK round trips (SQLite's driver opens none for a SELECT, and changing its
-        mode would cost two hops to its thread)."""
+        """The session with its version, answers and latest result (see _SESSION_READ), read in one
+        statement on the store's hot read path (services/store/reads.py): no transaction around it."""
         with unavailable_on_connection_errors():
-            async with self.engine.connect() as connection:
-                if connection.dialect.name == "postgresql":
-                    await connection.execution_options(isolation_level="AUTOCOMMIT")
-                result = await connection.execute(
-                    _SESSION_READ, {"project": project, "session_code": session_code}
-                )
-                rows = result.all()
+            rows = await self._reads.rows(_SESSION_READ, {"project": project, "session_code": session_code})
         if not rows:
             raise SessionNotFound(f"no session with code {shown(session_code)}")
         return _session_view(rows)
@@ -564,5 +567,6 @@ class Repository:
             result.model = new.model
             result.usage = new.usage
             result.input_hash = new.input_hash
+            result.json_result = new.json_result
             result.created_at = utcnow()
         return result

@@ -72,6 +72,7 @@ def create_server(settings: StoreSettings) -> tuple[MeshServer, int]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await repository.close()
         await engine.dispose()
 
     server.on_startup(startup)

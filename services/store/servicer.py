@@ -85,7 +85,16 @@ def _options_to_json(options: store_pb2.LlmOptions) -> dict[str, Any]:
         data["stop"] = list(options.stop)
     if options.knowledge_bases:
         data["knowledge_bases"] = list(options.knowledge_bases)
+    if options.HasField("json_schema"):
+        data["json_schema"] = _json_value(options.json_schema, "llm_options.json_schema")
     return data
+
+
+def _json_value(text: str, field: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidStoreRequest(f"{field} is not JSON") from None
 
 
 def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
@@ -93,6 +102,7 @@ def _options_to_proto(data: dict[str, Any]) -> store_pb2.LlmOptions:
         **{k: data[k] for k in _OPTION_FIELDS if data.get(k) is not None},
         stop=data.get("stop", []),
         knowledge_bases=data.get("knowledge_bases", []),
+        json_schema=None if data.get("json_schema") is None else json.dumps(data["json_schema"]),
     )
 
 
@@ -121,6 +131,7 @@ def result_to_proto(result: tables.SessionResult | ResultView) -> store_pb2.Sess
         usage=common_pb2.Usage(**result.usage),
         input_hash=result.input_hash,
         created_at=_timestamp(result.created_at),
+        json_result=None if result.json_result is None else json.dumps(result.json_result),
     )
 
 
@@ -619,6 +630,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                     "total_tokens": result.usage.total_tokens,
                 },
                 input_hash=result.input_hash,
+                json_result=_json_value(result.json_result, "result.json_result")
+                if result.HasField("json_result")
+                else None,
             ),
         )
         return store_pb2.SaveSessionResultResponse(result=result_to_proto(saved))

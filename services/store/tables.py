@@ -142,6 +142,8 @@ class SessionResult(Base):
     usage: Mapped[dict[str, int]] = mapped_column(JSON)
     input_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The result parsed, when its version asked for a JSON schema (SQL NULL otherwise).
+    json_result: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class PipelineRun(Base):

@@ -83,7 +83,8 @@ def test_a_quick_run_of_the_database_parts_writes_their_reports(tmp_path: Path) 
     cached = (out / "cached-session.md").read_text()
     for database in ("SQLite", "PostgreSQL"):
         for concurrency in (1, 10, 50):
-            row = rf"\| {database} \| {concurrency} \|" + rf" {NUMBER} \|" * 7
+            row = rf"\| {database} \| this tree \| c{concurrency} \|" + rf" {NUMBER} \|" * 7
+            row += rf" {NUMBER} · {NUMBER} · {NUMBER} \({NUMBER}\) \|"  # CPU ms per request, by service
             assert re.search(row, cached), f"no figures for {database} at concurrency {concurrency}"
     queue = (out / "queue.md").read_text()
     assert re.search(rf"\| jobs claimed \+ completed / s \| {NUMBER} \| {NUMBER} \| {NUMBER} \|", queue)

@@ -152,7 +152,7 @@ async def test_sdk_raises_typed_errors(mesh: Gateway, key: str) -> None:
             )  # type: ignore[call-overload]
         with pytest.raises(anthropic.BadRequestError) as tools:
             await client.messages.create(
-                model=GEMMA,
+                model="scripted",
                 messages=QUESTION,
                 max_tokens=4,
                 tools=[{"name": "weather", "input_schema": {"type": "object"}}],
@@ -183,7 +183,8 @@ async def test_sdk_raises_typed_errors(mesh: Gateway, key: str) -> None:
     assert unknown.value.body["error"]["code"] == "model_not_found"  # type: ignore[index]
     assert "max_tokens" in no_limit.value.message
     assert no_limit.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    assert "cannot call tools" in tools.value.message  # the local model: see test_tools.py for tools
+    # A model that cannot call tools (the local one can: see test_local_tools.py)
+    assert "model scripted" in tools.value.message and "cannot call tools" in tools.value.message
     assert "'image' are not supported" in image.value.message
     assert refused.value.status_code == 401
     assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]

@@ -679,6 +679,7 @@ async def test_admin_creates_a_key_that_works_and_publishes_a_template_that_runs
             "seed": None,
             "stop": None,
             "knowledge_bases": None,
+            "json_schema": None,
         }
         # the published version runs as a session
         await page.get_by_role("link", name="Sessions").click()

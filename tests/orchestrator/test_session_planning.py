@@ -11,13 +11,14 @@ from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
 
 from services.orchestrator.errors import (
+    InvalidModelOutput,
     InvalidUserPromptTemplate,
     MissingLlmOptions,
     MissingSystemPrompt,
     NoAnswers,
     VersionNotPublished,
 )
-from services.orchestrator.sessions import plan_run, render_user_prompt, reusable_result
+from services.orchestrator.sessions import plan_run, render_user_prompt, reusable_result, structured_result
 
 SYSTEM = "You are a careful travel agent."
 
@@ -317,3 +318,30 @@ def test_without_a_stored_result_there_is_nothing_to_reuse() -> None:
 def test_a_stored_result_without_a_hash_is_not_reused() -> None:
     stored = with_result("")
     assert reusable_result(stored, plan_run(stored), force_regenerate=False) is None
+
+
+# --- structured results -----------------------------------------------------------------------------
+
+SCHEMA = '{"type": "object", "properties": {"city": {"type": "string"}}}'
+
+
+def test_a_json_schema_becomes_the_runs_constraint_and_part_of_its_inputs() -> None:
+    plain = plan_run(session())
+    structured = plan_run(session(llm_options={"model": "local", "max_tokens": 64, "json_schema": SCHEMA}))
+    assert not plain.spec.HasField("constraint")
+    constraint = structured.spec.constraint.json_schema
+    assert (constraint.schema, constraint.strict, constraint.name) == (SCHEMA, True, "trip")
+    assert structured.input_hash != plain.input_hash
+
+
+def test_a_structured_result_is_stored_compact_unless_it_was_cut_short() -> None:
+    plan = plan_run(session(llm_options={"model": "local", "max_tokens": 64, "json_schema": SCHEMA}))
+    done = common_pb2.GenerationResult(
+        text='{ "city": "Lisbon" }', model="local", finish_reason=common_pb2.FINISH_REASON_STOP
+    )
+    assert structured_result(plan, done) == '{"city":"Lisbon"}'
+    cut = common_pb2.GenerationResult(
+        text='{"city": "Lis', model="local", finish_reason=common_pb2.FINISH_REASON_LENGTH
+    )
+    with pytest.raises(InvalidModelOutput, match=r"reached max_tokens \(64\) before the JSON result ended"):
+        structured_result(plan, cut)

@@ -19,6 +19,7 @@ What it answers depends on the last user message:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -113,6 +114,29 @@ class ScriptedBackend(Backend):
         except (asyncio.CancelledError, GeneratorExit):
             call.cancelled = True
             raise
+
+
+class JsonScriptedBackend(ScriptedBackend):
+    """The scripted backend as a model that takes an output constraint, and does not always keep it.
+
+    Constrained, it answers `{"echo": "<message>"}` (one delta per 8 characters); a message containing
+    "BAD-JSON-ONCE" gets text that is not JSON the first time, one containing "BAD-JSON" always.
+    Unconstrained, it echoes as ScriptedBackend does."""
+
+    constrains_output = True
+
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+        if request.constraint is None:
+            async for event in super().generate(request):
+                yield event
+            return
+        self.calls.append(Call(current_request_id(), request))
+        text = request.messages[-1].content if request.messages else request.prompt or ""
+        bad = "BAD-JSON" in text and ("BAD-JSON-ONCE" not in text or self._seen(text) == 1)
+        reply = "not json, sorry" if bad else json.dumps({"echo": text})
+        for at in range(0, len(reply), 8):
+            yield Delta(reply[at : at + 8], 1)
+        yield Finished(reply, len(text.split()), (len(reply) + 7) // 8, "stop")
 
 
 class LocalScriptedBackend(ScriptedBackend):

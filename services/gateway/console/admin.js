@@ -184,7 +184,8 @@ function versionForm(version, onSaved, status) {
   });
   async function submit(inPlace) {
     if (!form.reportValidity()) return;
-    const llmOptions = { model: model.value.trim(), max_tokens: number(maxTokens), temperature: number(temperature), seed: number(seed) };
+    // Options the form does not show (stop, top_p, knowledge_bases, json_schema) are kept as they were.
+    const llmOptions = { ...options, model: model.value.trim(), max_tokens: number(maxTokens), temperature: number(temperature), seed: number(seed) };
     const body = {
       system_prompt: system.value || undefined,
       user_prompt_template: user.value || undefined,

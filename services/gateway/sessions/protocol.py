@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common import results
+from services.common.schemas import MAX_SCHEMA_CHARS, schema_problem
 from services.gateway.generate.protocol import MAX_PROMPT_CHARS, MAX_TOKENS, StopString
 from services.gateway.jobs.protocol import JobFields, check_job_fields
 
@@ -30,6 +32,24 @@ class LlmOptions(StrictModel):
     stop: list[StopString] | None = Field(default=None, max_length=4)
     # Knowledge bases a run retrieves from (their chunks go into the system prompt, numbered).
     knowledge_bases: list[str] | None = Field(default=None, max_length=20)
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema the result must validate against: the run asks the model for JSON "
+        "under it (enforced while decoding on the local engine), checks it and retries once, and the "
+        "result carries it parsed as json_result beside its text in llm_result.",
+    )
+
+    @field_validator("json_schema")
+    @classmethod
+    def _a_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
+        if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+            raise ValueError(f"the JSON schema is over {MAX_SCHEMA_CHARS} characters")
+        problem = schema_problem(schema)
+        if problem:
+            raise ValueError(problem)
+        return schema
 
 
 class VersionOption(StrictModel):

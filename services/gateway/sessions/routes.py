@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from google.protobuf.timestamp_pb2 import Timestamp
 from llmmesh.orchestrator.v1 import orchestrator_pb2
 from llmmesh.store.v1 import store_pb2
@@ -22,6 +23,7 @@ from services.gateway.paging import AFTER, LIMIT, Page, page_of
 from services.gateway.sessions import protocol as api
 from services.gateway.streaming import sse_from_stream
 
+JSON = "application/json"
 # A version number in a path: int32 on the wire, so a larger one is refused as a bad field (not a 500).
 VersionNumber = Annotated[int, Path(ge=1, le=api.MAX_VERSION, description="The version's number, from 1.")]
 
@@ -51,6 +53,7 @@ def _options(options: store_pb2.LlmOptions) -> api.LlmOptions:
         seed=options.seed if options.HasField("seed") else None,
         stop=list(options.stop) or None,
         knowledge_bases=list(options.knowledge_bases) or None,
+        json_schema=json.loads(options.json_schema) if options.HasField("json_schema") else None,
     )
 
 
@@ -171,6 +174,7 @@ def _content(body: api.CreateVersion) -> dict[str, Any]:
             seed=options.seed,
             stop=options.stop or [],
             knowledge_bases=options.knowledge_bases or [],
+            json_schema=None if options.json_schema is None else json.dumps(options.json_schema),
         ),
         "options": [store_pb2.VersionOption(key=o.key, label=o.label) for o in body.options],
     }
@@ -296,7 +300,10 @@ async def run_session(
         )
         if not response.run.cached:
             charge(request, response.run.usage)
-        return results.SessionRun.from_proto(response.run)
+        # Serialized here: a model returned to FastAPI is dumped, validated against response_model
+        # and dumped again, three passes where one makes the same JSON (a result screen reloaded is
+        # the first users' most frequent request; response_model still documents it).
+        return Response(results.SessionRun.from_proto(response.run).model_dump_json(), media_type=JSON)
     stream = orchestrator(request).stream_session(
         orchestrator_pb2.StreamSessionRequest(
             session_code=session_code, force_regenerate=body.force_regenerate, sampling=_sampling(body)

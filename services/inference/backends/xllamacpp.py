@@ -27,10 +27,12 @@ import httpx
 from services.common.config import ConfigError
 from services.common.errors import UpstreamError
 from services.common.registry import LlamaCppConfig
+from services.inference import local_tools
 from services.inference.backends.base import (
     Backend,
     Delta,
     Embeddings,
+    Event,
     Finished,
     FinishReason,
     GenerationInput,
@@ -40,7 +42,12 @@ from services.inference.backends.base import (
 )
 from services.inference.backends.llama_cpp import packaged_model_path
 from services.inference.config import InferenceSettings
-from services.inference.errors import InvalidConstraint, ModelBusy, ModelNotLoaded
+from services.inference.errors import (
+    InvalidConstraint,
+    ModelBusy,
+    ModelNotLoaded,
+    UnsupportedOutputControl,
+)
 from services.inference.gguf import metadata_string
 from services.inference.metrics import PROMPT_TOKENS, PROMPT_TOKENS_CACHED
 from services.inference.stop import StopMatcher
@@ -78,6 +85,8 @@ class XllamacppBackend(Backend):
     unloadable = True
     constrains_output = True
     reports_logprobs = True
+    # Through the mesh's fallback format (services/inference/local_tools.py), forced while decoding.
+    calls_tools = True
 
     def __init__(self, name: str, config: LlamaCppConfig, settings: InferenceSettings) -> None:
         super().__init__(name, config)
@@ -214,15 +223,17 @@ class XllamacppBackend(Backend):
     async def _tokenize(self, request: GenerationInput) -> list[int]:
         if self._http is None:
             raise ModelNotLoaded(f"model {self.name} is not loaded")
+        # Tools, calls and their results as turns a template without a tool format renders.
+        messages = local_tools.plain_messages(request.messages, request.tooling)
         if request.prompt is None and self._use_gguf_template:
             rendered = await self._http.post(
                 "/apply-template",
-                json={"messages": [{"role": m.role, "content": m.content} for m in request.messages]},
+                json={"messages": [{"role": m.role, "content": m.content} for m in messages]},
             )
             # The file's own template renders the whole prompt, BOS and control tokens included.
             return await self._tokens_of(rendered.json()["prompt"], special=True)
         pieces: list[Piece] = (
-            [(request.prompt, False)] if request.prompt is not None else render_gemma(request.messages)
+            [(request.prompt, False)] if request.prompt is not None else render_gemma(messages)
         )
         # Content is never parsed for control tokens: a user cannot forge a turn.
         tokens = list(await self._bos())
@@ -257,7 +268,9 @@ class XllamacppBackend(Backend):
         if not self._admitted:
             self._idle.set()
 
-    def _body(self, request: GenerationInput, prompt: list[int], limit: int) -> dict[str, Any]:
+    def _body(
+        self, request: GenerationInput, prompt: list[int], limit: int, constraint: OutputConstraint | None
+    ) -> dict[str, Any]:
         sampling = request.sampling
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -278,11 +291,11 @@ class XllamacppBackend(Backend):
         if request.logprobs:
             # The engine reports the sampled token's logprob among n_probs alternatives (at least 1).
             body["n_probs"] = max(1, request.top_logprobs)
-        if request.constraint is not None:
-            body.update(_constraint_fields(request.constraint))
+        if constraint is not None:
+            body.update(_constraint_fields(constraint))
         return body
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
         self._admit()
         try:
             async for event in self._generate(request):
@@ -290,11 +303,20 @@ class XllamacppBackend(Backend):
         finally:
             self._leave()
 
-    async def _generate(self, request: GenerationInput) -> AsyncGenerator[Delta | Finished, None]:
+    async def _generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
+        tooling = local_tools.active(request.tooling)
+        constraint = request.constraint
+        if tooling is not None and constraint is None:
+            constraint = local_tools.constraint(tooling)
+        elif tooling is not None and tooling.choice != "none":
+            raise UnsupportedOutputControl(
+                f"model {self.name} ({self.describe()}) cannot constrain its output while it may call "
+                "tools: send tools or an output format, not both"
+            )
         prompt = await self._tokenize(request)
         self.check_prompt_tokens(len(prompt))
         limit = min(request.sampling.max_tokens, self.context_length - len(prompt))
-        body = self._body(request, prompt, limit)
+        body = self._body(request, prompt, limit, constraint)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -313,6 +335,12 @@ class XllamacppBackend(Backend):
         pending: list[TokenLogprob] = []
         completion_tokens = pending_tokens = cached_tokens = 0
         finish_reason: FinishReason = "length"
+        # A reply that calls tools: always under "required" or a named tool; under "auto", one that
+        # opens like JSON (plain text may not: see local_tools.constraint).
+        calls: local_tools.CallScanner | None = None
+        if tooling is not None and tooling.choice in ("required", "function"):
+            calls = local_tools.CallScanner(tooling.parallel_calls)
+        undecided = tooling is not None and tooling.choice == "auto"
         try:
             while True:
                 chunk = await chunks.get()
@@ -321,7 +349,7 @@ class XllamacppBackend(Backend):
                 if isinstance(chunk, BaseException):
                     raise chunk
                 if "error" in chunk:
-                    raise _engine_error(chunk["error"], request.constraint)
+                    raise _engine_error(chunk["error"], constraint)
                 choice = (chunk.get("choices") or [{}])[0]
                 ended = choice.get("finish_reason")
                 if ended is None:
@@ -331,7 +359,17 @@ class XllamacppBackend(Backend):
                 token_logprobs = _token_logprobs(choice.get("logprobs"), request.top_logprobs)
                 logprobs.extend(token_logprobs)
                 pending.extend(token_logprobs)
-                safe, stopped = stops.push(choice.get("text") or "")
+                text = choice.get("text") or ""
+                if undecided and text:
+                    undecided = False
+                    if text[0] in "{[":
+                        assert tooling is not None
+                        calls = local_tools.CallScanner(tooling.parallel_calls)
+                if calls is not None:
+                    for piece in calls.push(text):
+                        yield piece
+                    text = ""
+                safe, stopped = stops.push(text)
                 if safe:
                     parts.append(safe)
                     yield Delta(safe, pending_tokens, tuple(pending))
@@ -346,12 +384,15 @@ class XllamacppBackend(Backend):
                     completion_tokens = int(usage.get("completion_tokens", completion_tokens))
                     break
             tail = "" if stops.hit else stops.flush()
-            if tail or pending:
+            if tail or (pending and calls is None):
                 parts.append(tail)
                 yield Delta(tail, pending_tokens, tuple(pending))
             self.cached_tokens_total += cached_tokens
             PROMPT_TOKENS.labels(self.name).inc(len(prompt))
             PROMPT_TOKENS_CACHED.labels(self.name).inc(cached_tokens)
+            tool_calls = calls.calls() if calls is not None else ()
+            if tool_calls and finish_reason != "length":
+                finish_reason = "tool_calls"
             yield Finished(
                 "".join(parts),
                 len(prompt),
@@ -360,6 +401,7 @@ class XllamacppBackend(Backend):
                 stops.hit,
                 cached_tokens=cached_tokens,
                 logprobs=tuple(logprobs),
+                tool_calls=tool_calls,
             )
         finally:
             # The client left or the generation ended: the engine drops the sequence when its

@@ -116,7 +116,7 @@ class StreamGenerationResponse(_message.Message):
     def __init__(self, delta: _Optional[_Union[_common_pb2.TokenDelta, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.GenerationResult, _Mapping]] = ..., response: _Optional[_Union[ResponseInfo, _Mapping]] = ..., tool_call: _Optional[_Union[_common_pb2.ToolCallDelta, _Mapping]] = ...) -> None: ...
 
 class SessionRun(_message.Message):
-    __slots__ = ("session_code", "llm_result", "messages", "cached", "model", "usage", "created_at")
+    __slots__ = ("session_code", "llm_result", "messages", "cached", "model", "usage", "created_at", "json_result")
     SESSION_CODE_FIELD_NUMBER: _ClassVar[int]
     LLM_RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class SessionRun(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JSON_RESULT_FIELD_NUMBER: _ClassVar[int]
     session_code: str
     llm_result: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
@@ -131,7 +132,8 @@ class SessionRun(_message.Message):
     model: str
     usage: _common_pb2.Usage
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_code: _Optional[str] = ..., llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., cached: _Optional[bool] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    json_result: str
+    def __init__(self, session_code: _Optional[str] = ..., llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., cached: _Optional[bool] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., json_result: _Optional[str] = ...) -> None: ...
 
 class RunSessionRequest(_message.Message):
     __slots__ = ("session_code", "force_regenerate", "sampling")

@@ -37,7 +37,7 @@ class DescribeStoreResponse(_message.Message):
     def __init__(self, dialect: _Optional[str] = ..., server_version: _Optional[str] = ..., schema_revision: _Optional[str] = ...) -> None: ...
 
 class LlmOptions(_message.Message):
-    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop", "knowledge_bases")
+    __slots__ = ("model", "max_tokens", "temperature", "top_p", "seed", "stop", "knowledge_bases", "json_schema")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class LlmOptions(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     model: str
     max_tokens: int
     temperature: float
@@ -52,7 +53,8 @@ class LlmOptions(_message.Message):
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
     knowledge_bases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., knowledge_bases: _Optional[_Iterable[str]] = ...) -> None: ...
+    json_schema: str
+    def __init__(self, model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., knowledge_bases: _Optional[_Iterable[str]] = ..., json_schema: _Optional[str] = ...) -> None: ...
 
 class VersionOption(_message.Message):
     __slots__ = ("key", "label")
@@ -185,20 +187,22 @@ class Answer(_message.Message):
     def __init__(self, option_key: _Optional[str] = ..., value: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class SessionResult(_message.Message):
-    __slots__ = ("llm_result", "messages", "model", "usage", "input_hash", "created_at")
+    __slots__ = ("llm_result", "messages", "model", "usage", "input_hash", "created_at", "json_result")
     LLM_RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     INPUT_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JSON_RESULT_FIELD_NUMBER: _ClassVar[int]
     llm_result: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     model: str
     usage: _common_pb2.Usage
     input_hash: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., input_hash: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    json_result: str
+    def __init__(self, llm_result: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., input_hash: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., json_result: _Optional[str] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("session_code", "version", "answers", "latest_result", "created_at")

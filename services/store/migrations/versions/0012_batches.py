@@ -1,7 +1,7 @@
 """Batches of the Batch API, and the jobs that are their lines.
 
-Revision ID: 0011_batches
-Revises: 0010_file_batches
+Revision ID: 0012_batches
+Revises: 0011_session_json_result
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_batches"
-down_revision: str | None = "0010_file_batches"
+revision: str = "0012_batches"
+down_revision: str | None = "0011_session_json_result"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
