@@ -718,24 +718,13 @@ class Knowledge:
         return batch, base
 
     async def create_file_batch(self, project: str, base_id: str, file_ids: Sequence[str]) -> FileBatchView:
-        """A batch of files already attached to the knowledge base (each has its document)."""
+        """A batch of files the caller attached to the knowledge base. A file whose text another file
+        of the knowledge base already has shares that file's document, which the batch counts once."""
         unique = list(dict.fromkeys(file_ids))
         if not unique or len(unique) > MAX_BATCH_FILES:
             raise InvalidKnowledgeRequest(f"a file batch holds 1-{MAX_BATCH_FILES} files")
         async with self._transaction() as db:
             base = await self._base(db, project, base_id)
-            attached = set(
-                await db.scalars(
-                    select(KbDocument.file_id).where(
-                        KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(unique)
-                    )
-                )
-            )
-            missing = [file_id for file_id in unique if file_id not in attached]
-            if missing:
-                raise InvalidKnowledgeRequest(
-                    f"file {shown(missing[0])} is not attached to the knowledge base"
-                )
             batch = KbFileBatch(
                 id=_new_id("vsfb_"), knowledge_base_pk=base.pk, file_ids=unique, created_at=utcnow()
             )

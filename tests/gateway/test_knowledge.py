@@ -130,6 +130,17 @@ async def test_files_uploaded_and_attached_as_one_batch(mesh: Gateway, client: o
     assert again.model_dump() == batch.model_dump()
     page = await client.vector_stores.search(store.id, query="where do orders ship from")
     assert page.data[0].filename == "shipping.md"
+    # Two files of the same text are one document, counted once.
+    twins = [
+        ("a.txt", b"Gift wrapping is free.", "text/plain"),
+        ("b.txt", b"Gift wrapping is free.", "text/plain"),
+    ]
+    twin_batch = await client.vector_stores.file_batches.upload_and_poll(store.id, files=twins)
+    assert (twin_batch.status, twin_batch.file_counts.completed, twin_batch.file_counts.total) == (
+        "completed",
+        1,
+        1,
+    )
     with pytest.raises(openai.NotFoundError):
         await client.vector_stores.file_batches.retrieve("vsfb_nope", vector_store_id=store.id)
     with pytest.raises(openai.BadRequestError) as both:
