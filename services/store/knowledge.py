@@ -57,7 +57,7 @@ log = logging.getLogger("llmmesh.store.knowledge")
 PURPOSES = frozenset(
     {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals"}
 )
-DOCUMENT_STATUSES = ("queued", "in_progress", "completed", "failed")
+DOCUMENT_STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
 # Below the mesh's 16 MiB gRPC message limit, with room for the rest of the message.
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 4_000_000
@@ -277,8 +277,6 @@ class FileBatchView:
         return "completed"
 
 
-# The error code of a document whose file batch was cancelled before it was indexed.
-CANCELLED_CODE = "cancelled"
 # Most files one batch may hold (OpenAI's limit).
 MAX_BATCH_FILES = 2000
 
@@ -689,19 +687,17 @@ class Knowledge:
 
     async def _batch_view(self, db: AsyncSession, batch: KbFileBatch, base: KnowledgeBase) -> FileBatchView:
         rows = await db.execute(
-            select(KbDocument.status, KbDocument.job_id, KbDocument.error).where(
+            select(KbDocument.status, KbDocument.job_id).where(
                 KbDocument.knowledge_base_pk == base.pk, KbDocument.file_id.in_(batch.file_ids)
             )
         )
         counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
         pending: list[str] = []
-        for status, job_id, error in rows:
+        for status, job_id in rows:
             if status in ("queued", "in_progress"):
                 counts["in_progress"] += 1
                 if job_id:
                     pending.append(job_id)
-            elif status == "failed" and (error or {}).get("code") == CANCELLED_CODE:
-                counts["cancelled"] += 1
             else:
                 counts[status] += 1
         return FileBatchView(batch, base.id, counts, pending)
@@ -738,9 +734,9 @@ class Knowledge:
             return await self._batch_view(db, batch, base)
 
     async def cancel_file_batch(self, project: str, base_id: str, batch_id: str) -> FileBatchView:
-        """Mark the batch cancelled, and its documents not indexed yet failed with the code
-        "cancelled" (OpenAI's cancelled files); what it returns names their jobs, for the caller to
-        stop. A document whose job is already running may still finish."""
+        """Mark the batch cancelled, and its documents not indexed yet cancelled; what it returns
+        names their jobs, for the caller to stop. A document whose job is already running may still
+        finish."""
         async with self._transaction() as db:
             batch, base = await self._batch(db, project, base_id, batch_id)
             if batch.cancelled_at is None:
@@ -755,8 +751,7 @@ class Knowledge:
                 )
             )
             for document in pending:
-                document.status = "failed"
-                document.error = {"code": CANCELLED_CODE, "message": "the file batch was cancelled"}
+                document.status = "cancelled"
                 document.updated_at = utcnow()
             await db.flush()
             view = await self._batch_view(db, batch, base)

@@ -423,7 +423,7 @@ class KbDocument(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text, deferred=True)
     labels: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
-    # queued, in_progress, completed, failed (OpenAI's vector store file statuses)
+    # queued, in_progress, completed, failed, cancelled (OpenAI's vector store file statuses)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     # The newest generation all its chunks are indexed in (0: none yet).
     indexed_generation: Mapped[int] = mapped_column(Integer, default=0)

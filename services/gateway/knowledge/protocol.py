@@ -107,7 +107,11 @@ class VectorStore(BaseModel):
             name=base.name,
             usage_bytes=base.bytes,
             file_counts=FileCounts(
-                in_progress=busy, completed=counts.completed, failed=counts.failed, total=counts.total
+                in_progress=busy,
+                completed=counts.completed,
+                failed=counts.failed,
+                cancelled=counts.cancelled,
+                total=counts.total,
             ),
             status="in_progress" if busy else "completed",
             last_active_at=_seconds(base.updated_at),
@@ -189,8 +193,6 @@ class VectorStoreFile(BaseModel):
     @classmethod
     def from_proto(cls, document: store_pb2.KbDocument) -> VectorStoreFile:
         status = "in_progress" if document.status == "queued" else document.status
-        if status == "failed" and document.error.code == "cancelled":  # its file batch was cancelled
-            status = "cancelled"
         error = (
             LastError(code="server_error", message=document.error.message)
             if document.HasField("error")
@@ -261,7 +263,7 @@ class VectorStoreFileBatch(BaseModel):
         )
         return cls(
             id=batch.id,
-            created_at=batch.created_at.seconds,
+            created_at=_seconds(batch.created_at),
             vector_store_id=batch.knowledge_base_id,
             status=batch.status,
             file_counts=counts,
@@ -449,7 +451,7 @@ class DocumentView(BaseModel):
     content_type: str
     content_hash: str
     metadata: dict[str, Any]
-    status: Literal["queued", "in_progress", "completed", "failed"]
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled"]
     # Progress of the generation being indexed.
     chunk_count: int
     chunks_written: int

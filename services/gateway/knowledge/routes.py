@@ -301,13 +301,11 @@ async def _file_list(
     status: str | None,
     batch_id: str = "",
 ) -> VectorStoreFileList:
-    """One page of a vector store's files (of one file batch's, when named), by OpenAI's status:
-    cancelled files are failed documents to the store, so that filter reads failed ones and keeps
-    the cancelled."""
+    """One page of a vector store's files (of one file batch's, when named), of one status."""
     answer = await store(request).list_documents(
         store_pb2.ListDocumentsRequest(
             knowledge_base_id=vector_store_id,
-            status="failed" if status == "cancelled" else status or "",
+            status=status or "",
             limit=limit,
             after=after,
             ascending=order == "asc",
@@ -315,8 +313,6 @@ async def _file_list(
         )
     )
     data = [VectorStoreFile.from_proto(d) for d in answer.documents]
-    if status in ("failed", "cancelled"):
-        data = [f for f in data if f.status == status]
     return VectorStoreFileList(
         data=data,
         first_id=data[0].id if data else None,
@@ -558,7 +554,7 @@ async def add_document(base_id: str, body: DocumentBody, request: Request) -> Do
 async def list_documents(
     base_id: str,
     request: Request,
-    status: Literal["queued", "in_progress", "completed", "failed"] | None = None,
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: str = "",
 ) -> DocumentList:

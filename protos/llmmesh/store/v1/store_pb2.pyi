@@ -1089,18 +1089,20 @@ class DeleteFileResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class DocumentCounts(_message.Message):
-    __slots__ = ("queued", "in_progress", "completed", "failed", "total")
+    __slots__ = ("queued", "in_progress", "completed", "failed", "total", "cancelled")
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     queued: int
     in_progress: int
     completed: int
     failed: int
     total: int
-    def __init__(self, queued: _Optional[int] = ..., in_progress: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    cancelled: int
+    def __init__(self, queued: _Optional[int] = ..., in_progress: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., total: _Optional[int] = ..., cancelled: _Optional[int] = ...) -> None: ...
 
 class KnowledgeBase(_message.Message):
     __slots__ = ("id", "name", "description", "metadata", "embedding_model", "serving_model", "generation", "serving_generation", "chunk_size", "chunk_overlap", "documents", "bytes", "created_at", "updated_at")
