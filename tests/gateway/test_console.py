@@ -22,6 +22,7 @@ from services.inference.backends import create_backend
 from services.inference.config import InferenceSettings
 from services.inference.errors import ProviderAuthFailed, ProviderUnavailable
 from tests.support.auth import ADMIN, ADMIN_TOKEN, create_key
+from tests.support.fakes import ToolScriptedBackend
 from tests.support.mesh import Gateway, eventually, scripted_mesh, scripted_registry
 from tests.support.sessions import make_version
 
@@ -194,6 +195,80 @@ async def test_a_stored_conversation_sends_only_the_new_turn(mesh: Gateway, brow
     assert [m["content"] for m in stored.json()["messages"]][-1] == "echo: what is my name"
 
 
+@pytest.fixture
+async def tool_mesh(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The mesh on a scripted model that keeps JSON constraints and calls tools."""
+    async with scripted_mesh(
+        f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+        generation_timeout_s=20,
+        backends=[ToolScriptedBackend()],
+    ) as gateway:
+        yield gateway
+
+
+async def test_the_playground_asks_for_json_under_a_schema(tool_mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, tool_mesh)
+    await page.get_by_label("Answer as").select_option("json_schema")
+    schema = page.get_by_label("JSON schema")
+    # a schema that is not JSON is named, nothing is sent, and the message stays to edit
+    await schema.fill('{"type": "object",')
+    await send(page, "hello")
+    await expect(page.locator("#pg-status .error-code")).to_have_text("invalid_json")
+    await expect(page.locator("#pg-status .error-message")).to_contain_text("JSON schema is not JSON")
+    await expect(page.get_by_label("Message")).to_have_value("hello")
+    assert tool_mesh.backend.calls == []
+    given = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
+    await schema.fill(json.dumps(given))
+    await page.get_by_role("button", name="Send").click()
+    answer = last_answer(page)
+    await expect(answer.locator(".badge.json-ok")).to_have_text("Valid JSON")
+    assert json.loads(await answer.locator(".content").text_content() or "") == {"echo": "hello"}
+    await expect(answer.locator(".content")).to_contain_text('\n  "echo": "hello"\n')  # shown indented
+    (call,) = tool_mesh.backend.calls
+    assert call.request.constraint is not None
+    assert (call.request.constraint.kind, call.request.constraint.json_schema) == ("json_schema", given)
+    # plain JSON mode asks for any object
+    await page.get_by_label("Answer as").select_option("json_object")
+    await expect(schema).to_be_hidden()
+    await send(page, "again")
+    await expect(last_answer(page).locator(".badge.json-ok")).to_have_text("Valid JSON")
+    assert tool_mesh.backend.calls[-1].request.constraint.kind == "json_object"
+    # the other APIs take no JSON or tools: the controls say so by being off
+    await page.get_by_label("API", exact=True).select_option("websocket")
+    await expect(page.get_by_label("Answer as")).to_be_disabled()
+    assert page.outside == [] and page.page_errors == []
+
+
+async def test_a_tool_call_round_trip_in_the_playground(tool_mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, tool_mesh)
+    await page.get_by_label("Stored conversation").check()
+    await page.get_by_label("Let the model call tools").check()
+    await expect(page.get_by_label("Stored conversation")).to_be_disabled()  # a round trip goes whole
+    await expect(page.get_by_label("Stored conversation")).not_to_be_checked()
+    await page.get_by_label("Tool choice").select_option("required")
+    await send(page, "Tokyo")
+    answer = last_answer(page)
+    await expect(answer.locator(".tool-call code")).to_have_text('get_weather({"city": "Tokyo"})')
+    first = tool_mesh.backend.calls[0].request
+    assert first.tooling is not None
+    assert (first.tooling.choice, [t.name for t in first.tooling.tools]) == ("required", ["get_weather"])
+    assert first.tooling.tools[0].schema()["required"] == ["city"]
+    await screenshot(page, "playground-tools")
+    await answer.get_by_label("Result of get_weather").fill("sunny, 21 °C")
+    await answer.get_by_role("button", name="Send the results").click()
+    await expect(last_answer(page).locator(".content")).to_have_text("echo: tool said sunny, 21 °C")
+    await expect(answer.get_by_role("button", name="Send the results")).to_have_count(0)
+    user, asked, told = tool_mesh.backend.calls[-1].request.messages
+    assert (user.role, user.content) == ("user", "Tokyo")
+    assert (asked.role, [(c.name, json.loads(c.arguments)) for c in asked.tool_calls]) == (
+        "assistant",
+        [("get_weather", {"city": "Tokyo"})],
+    )
+    assert (told.role, told.content, told.tool_call_id) == ("tool", "sunny, 21 °C", asked.tool_calls[0].id)
+    await expect(page.locator("#pg-transcript li.message.tool .role")).to_have_text("Tool (get_weather)")
+    assert page.outside == [] and page.page_errors == []
+
+
 async def test_stop_ends_the_stream_mid_answer(mesh: Gateway, browser: Any) -> None:
     page = await open_console(browser, mesh)
     await send(page, "slow 200")
@@ -253,9 +328,8 @@ async def test_a_failing_provider_shows_its_error_code(mesh: Gateway, browser: A
     assert await page.locator("#pg-transcript li.message.assistant").count() == 0
 
 
-async def load_template(page: Any) -> None:
-    await page.get_by_label("Template name").fill("triage")
-    await page.get_by_role("button", name="Load").click()
+async def load_template(page: Any, name: str = "triage") -> None:
+    await page.get_by_label("Template", exact=True).select_option(name)
     await expect(page.get_by_label("Version")).to_have_value("1")
 
 
@@ -322,23 +396,96 @@ async def test_regenerate_on_a_sampling_version_uses_a_fresh_seed(mesh: Gateway,
     assert len(mesh.backend.calls) == 3 and seeds[0] != seeds[1]
 
 
-async def test_a_provider_failure_offers_a_retry_that_succeeds(mesh: Gateway, browser: Any) -> None:
+async def test_a_newcomer_writes_the_example_and_runs_it_as_a_job(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh, template="unpublished", publish=False)  # not offered: nothing to run
+    page = await open_console(browser, mesh, "#/sessions")
+    await expect(page.locator("#ss-chooser")).to_contain_text("No template has a published version yet")
+    await expect(page.get_by_label("Template", exact=True)).to_be_hidden()
+    await page.get_by_role("button", name="Create the example questionnaire").click()
+    await expect(page.get_by_label("Template", exact=True)).to_have_value("work-style-check")
+    await page.get_by_label("I like working in a team", exact=True).check()
+    await page.get_by_label("I enjoy trying new things", exact=True).check()
+    await page.get_by_label("Run as a background job", exact=False).check()
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator("#result-title")).to_have_text("Result")
+    result = page.locator("#result-text")
+    await expect(result).to_contain_text("echo: The statements I chose:")
+    await expect(result).to_contain_text("I like working in a team")
+    await expect(result).to_contain_text("I enjoy trying new things")
+    await expect(result).not_to_contain_text("morning")
+    job_line = page.locator("#result-job")
+    await expect(job_line).to_contain_text("Succeeded")
+    # the run was a job of the key's project: listed on the Jobs page, with its result
+    jobs = (await mesh.client.get("/api/v1/jobs")).json()["data"]
+    assert [(j["kind"], j["status"]) for j in jobs] == [("session", "SUCCEEDED")]
+    await expect(job_line).to_contain_text(jobs[0]["job_id"][:8])
+    assert jobs[0]["result"]["llm_result"] == await result.text_content()
+    await page.get_by_role("link", name="See it on the Jobs page").click()
+    row = job_row(page, jobs[0]["job_id"])
+    await expect(row).to_contain_text("Session run")
+    await expect(row.locator("[data-status]")).to_have_text("Succeeded")
+    # the choice is kept for the tab: Regenerate goes through the queue too
+    await page.go_back()
+    await expect(page.get_by_label("Run as a background job", exact=False)).to_be_checked()
+    await page.get_by_role("button", name="Regenerate").click()
+    await expect(page.locator("#result-origin")).to_have_text("New result")
+    jobs = (await mesh.client.get("/api/v1/jobs")).json()["data"]
+    assert [(j["kind"], j["status"]) for j in jobs] == [("session", "SUCCEEDED")] * 2
+    assert jobs[0]["result"]["llm_result"] == await result.text_content()
+    template = (await mesh.client.get("/api/v1/templates/work-style-check")).json()
+    assert [(v["number"], v["status"]) for v in template["versions"]] == [(1, "PUBLISHED")]
+    assert template["versions"][0]["llm_options"]["model"] == "default"
+    assert page.outside == [] and page.page_errors == []
+
+
+@pytest.mark.parametrize(
+    ("as_job", "failure", "code"),
+    [
+        (False, ProviderUnavailable("the provider is down"), "upstream_unavailable"),
+        # a job is refused for good: a retryable failure is retried by the queue before the job fails
+        (True, ProviderAuthFailed("the provider refused the key"), "upstream_auth_failed"),
+    ],
+    ids=["streamed", "as-a-job"],
+)
+async def test_a_provider_failure_offers_a_retry_that_succeeds(
+    mesh: Gateway, browser: Any, as_job: bool, failure: Exception, code: str
+) -> None:
     await make_version(mesh)
     page = await open_console(browser, mesh, "#/sessions")
     await load_template(page)
     await page.get_by_label("Cough", exact=True).check()
-    mesh.backend.refuse = ProviderUnavailable("the provider is down")
+    if as_job:
+        await page.get_by_label("Run as a background job", exact=False).check()
+    mesh.backend.refuse = failure
     await page.get_by_role("button", name="Run").click()
     await expect(page.locator("#result-title")).to_have_text("The run failed")
     alert = page.get_by_role("alert").filter(has_text="Error")
-    code = await alert.locator(".error-code").text_content()
-    assert code and code.startswith("upstream_"), code
-    await screenshot(page, "session-error")
+    await expect(alert.locator(".error-code")).to_have_text(code)
+    await expect(alert.locator(".error-message")).to_have_text(str(failure))
+    await expect(alert).to_contain_text("Request id")
+    if not as_job:
+        await screenshot(page, "session-error")
     mesh.backend.refuse = None
     await alert.get_by_role("button", name="Retry").click()
     await expect(page.locator("#result-title")).to_have_text("Result")
     await expect(page.locator("#result-text")).to_contain_text("echo: Answers:")
     await expect(page.locator("#result-origin")).to_have_text("New result")
+    statuses = sorted(j["status"] for j in (await mesh.client.get("/api/v1/jobs")).json()["data"])
+    assert statuses == (["FAILED", "SUCCEEDED"] if as_job else [])
+
+
+async def test_the_example_is_written_in_the_consoles_language(mesh: Gateway, browser: Any) -> None:
+    page = await open_console(browser, mesh, "#/sessions")
+    await page.get_by_label("Language").select_option("ja")
+    await page.get_by_role("button", name="例の診断を作成").click()
+    await expect(page.get_by_label("テンプレート", exact=True)).to_have_value("hatarakikata-shindan")
+    await page.get_by_label("チームで働くのが好き", exact=True).check()
+    await page.get_by_role("button", name="実行").click()
+    await expect(page.locator("#result-title")).to_have_text("結果")
+    await expect(page.locator("#result-text")).to_contain_text("私が選んだ文")
+    await expect(page.locator("#result-text")).to_contain_text("チームで働くのが好き")
+    version = (await mesh.client.get("/api/v1/templates/hatarakikata-shindan/versions/1")).json()
+    assert "日本語で答えてください" in version["system_prompt"]
 
 
 async def test_japanese_is_switchable_and_remembered(mesh: Gateway, browser: Any) -> None:
@@ -684,8 +831,7 @@ async def test_admin_creates_a_key_that_works_and_publishes_a_template_that_runs
         # the published version runs as a session
         await page.get_by_role("link", name="Sessions").click()
         await expect(page.get_by_role("heading", name="Sessions", exact=True)).to_be_visible()
-        await page.get_by_label("Template name").fill("checkup")
-        await page.get_by_role("button", name="Load").click()
+        await load_template(page, "checkup")
         await page.get_by_label("Fever", exact=True).check()
         await page.get_by_role("button", name="Run").click()
         await expect(page.locator("#result-title")).to_have_text("Result")

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from services.common.errors import MeshError
 from services.common.registry import CustomConfig, ModelConfig
 from services.common.request_id import current_request_id
-from services.inference.backends.base import Backend, Delta, Embeddings, Finished, GenerationInput
+from services.inference.backends.base import (
+    Backend,
+    Delta,
+    Embeddings,
+    Event,
+    Finished,
+    GenerationInput,
+    ToolCall,
+    ToolCallDelta,
+)
 from services.inference.errors import ModelBusy, ProviderUnavailable
 
 
@@ -137,6 +146,41 @@ class JsonScriptedBackend(ScriptedBackend):
         for at in range(0, len(reply), 8):
             yield Delta(reply[at : at + 8], 1)
         yield Finished(reply, len(text.split()), (len(reply) + 7) // 8, "stop")
+
+
+class ToolScriptedBackend(JsonScriptedBackend):
+    """The JSON-keeping scripted model that also calls tools.
+
+    Offered tools (and not told "none"), it answers a user turn by calling the first tool (or the
+    one a "function" choice names) with the message as the value of the tool's first required
+    argument (`input` when it has none), in three pieces; after a tool turn it answers
+    "echo: tool said <the tool's output>"."""
+
+    calls_tools = True
+
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[Event, None]:
+        tooling = request.tooling
+        last = request.messages[-1] if request.messages else None
+        if last is not None and last.role == "tool":
+            self.calls.append(Call(current_request_id(), request))
+            reply = f"echo: tool said {last.content}"
+            yield Delta(reply, 1)
+            yield Finished(reply, len(last.content.split()), 1, "stop")
+            return
+        if tooling is None or tooling.choice == "none" or last is None:
+            async for event in super().generate(request):
+                yield event
+            return
+        self.calls.append(Call(current_request_id(), request))
+        tool = next((t for t in tooling.tools if t.name == tooling.function), tooling.tools[0])
+        argument = (tool.schema().get("required") or ["input"])[0]
+        arguments = json.dumps({argument: last.content})
+        call = ToolCall(f"call_{len(self.calls)}", tool.name, arguments)
+        middle = len(arguments) // 2
+        yield ToolCallDelta(0, call.id, call.name)
+        yield ToolCallDelta(0, arguments=arguments[:middle])
+        yield ToolCallDelta(0, arguments=arguments[middle:])
+        yield Finished("", len(last.content.split()), 3, "tool_calls", tool_calls=(call,))
 
 
 class LocalScriptedBackend(ScriptedBackend):

@@ -1,6 +1,8 @@
 // Playground: chat with a model or route, streamed, through the OpenAI-compatible API or the mesh's
 // WebSocket (multi-turn, optionally a stored conversation) or the mesh's generate API (one prompt).
-// The generate API and the WebSocket say which route and tier served each answer.
+// The generate API and the WebSocket say which route and tier served each answer. Through the chat API
+// an answer can be asked for as JSON (any object, or under a schema), and the model can call tools
+// whose results are typed in and sent back.
 import { ApiError, api, errorOf, events, json, request, storedKey } from "./api.js";
 import { field, h, tr } from "./dom.js";
 import { errorBox, figure } from "./feedback.js";
@@ -43,6 +45,36 @@ function numberOrNull(input) {
   return input.value === "" ? null : Number(input.value);
 }
 
+// Starting points for the JSON and tool modes: edited in place, kept as typed for the tab.
+const EXAMPLE_SCHEMA = {
+  type: "object",
+  properties: { answer: { type: "string" }, confidence: { type: "number" } },
+  required: ["answer", "confidence"],
+  additionalProperties: false,
+};
+const EXAMPLE_TOOLS = [
+  {
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "The weather in a city now",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  },
+];
+
+// A textarea's JSON, or an ApiError naming the field (the request is then not sent).
+function parsed(textarea, labelKey, check) {
+  let value;
+  try {
+    value = JSON.parse(textarea.value);
+  } catch (error) {
+    throw new ApiError(0, "invalid_json", t("playground.bad_json", { field: t(labelKey), reason: error.message }), "");
+  }
+  if (!check(value)) throw new ApiError(0, "invalid_json", t("playground.bad_shape", { field: t(labelKey) }), "");
+  return value;
+}
+
 export function renderPlayground(main) {
   const apiChoice = h(
     "select",
@@ -59,6 +91,21 @@ export function renderPlayground(main) {
   const stored = h("input", { id: "pg-stored", type: "checkbox" });
   const conversation = h("input", { id: "pg-conversation", type: "text", spellcheck: "false", maxlength: "128" });
   conversation.value = state.conversationId;
+  const output = h(
+    "select",
+    { id: "pg-output" },
+    ["text", "json_object", "json_schema"].map((value) => h("option", { value, "data-i18n": `playground.output.${value}` })),
+  );
+  const schema = h("textarea", { id: "pg-schema", rows: "5", spellcheck: "false", class: "code" });
+  schema.value = state.schema ?? JSON.stringify(EXAMPLE_SCHEMA, null, 2);
+  const useTools = h("input", { id: "pg-use-tools", type: "checkbox" });
+  const tools = h("textarea", { id: "pg-tools", rows: "6", spellcheck: "false", class: "code" });
+  tools.value = state.tools ?? JSON.stringify(EXAMPLE_TOOLS, null, 2);
+  const toolChoice = h(
+    "select",
+    { id: "pg-tool-choice" },
+    ["auto", "required", "none"].map((value) => h("option", { value, "data-i18n": `playground.tool_choice.${value}` })),
+  );
   const prompt = h("textarea", { id: "pg-prompt", rows: "3", required: true });
   // Enabled once the model list is in, so a first message never goes out without a model.
   const send = tr("button", "playground.send", { type: "submit", id: "pg-send", disabled: true });
@@ -67,36 +114,58 @@ export function renderPlayground(main) {
   const transcript = h("ol", { id: "pg-transcript", class: "transcript", "aria-live": "polite" });
   const status = h("div", { id: "pg-status" });
 
+  const structured = h(
+    "fieldset",
+    { class: "settings", id: "pg-structured" },
+    tr("legend", "playground.structured"),
+    tr("p", "playground.structured.hint", { class: "hint" }),
+    field("playground.output", output),
+    field("playground.schema", schema, "playground.schema.hint"),
+    h("div", { class: "check" }, useTools, tr("label", "playground.use_tools", { for: useTools.id })),
+    field("playground.tools", tools, "playground.tools.hint"),
+    field("playground.tool_choice", toolChoice),
+  );
+
   const syncMode = () => {
     const chat = apiChoice.value !== "generate"; // both chat modes send conversations
-    stored.disabled = !chat;
-    conversation.disabled = !chat || !stored.checked;
+    const openai = apiChoice.value === "chat"; // JSON and tools are the chat API's
+    structured.disabled = !openai;
+    schema.closest(".field").hidden = output.value !== "json_schema";
+    tools.disabled = toolChoice.disabled = !openai || !useTools.checked;
+    // A tool round trip is sent whole: a stored conversation keeps text turns only.
+    stored.disabled = !chat || (openai && useTools.checked);
+    if (stored.disabled) stored.checked = false;
+    conversation.disabled = stored.disabled || !stored.checked;
     if (chat && stored.checked && !conversation.value) conversation.value = newConversationId();
   };
-  apiChoice.addEventListener("change", syncMode);
-  stored.addEventListener("change", syncMode);
-
-  for (const message of state.messages) transcript.append(messageItem(message));
+  for (const control of [apiChoice, stored, output, useTools]) control.addEventListener("change", syncMode);
+  schema.addEventListener("input", () => (state.schema = schema.value));
+  tools.addEventListener("input", () => (state.tools = tools.value));
 
   const form = h(
     "form",
     { class: "playground", id: "pg-form" },
     h(
-      "fieldset",
-      { class: "settings" },
-      tr("legend", "playground.settings"),
-      field("playground.api", apiChoice, "playground.api.hint"),
-      field("playground.model", model),
-      field("playground.system", system),
+      "div",
+      { class: "side" },
       h(
-        "div",
-        { class: "row" },
-        field("playground.temperature", temperature),
-        field("playground.max_tokens", maxTokens),
-        field("playground.seed", seed),
+        "fieldset",
+        { class: "settings" },
+        tr("legend", "playground.settings"),
+        field("playground.api", apiChoice, "playground.api.hint"),
+        field("playground.model", model),
+        field("playground.system", system),
+        h(
+          "div",
+          { class: "row" },
+          field("playground.temperature", temperature),
+          field("playground.max_tokens", maxTokens),
+          field("playground.seed", seed),
+        ),
+        h("div", { class: "check" }, stored, tr("label", "playground.stored", { for: stored.id })),
+        field("playground.conversation_id", conversation, "playground.conversation_id.hint"),
       ),
-      h("div", { class: "check" }, stored, tr("label", "playground.stored", { for: stored.id })),
-      field("playground.conversation_id", conversation, "playground.conversation_id.hint"),
+      structured,
     ),
     h("section", { class: "chat", "aria-labelledby": "pg-transcript-title" },
       tr("h2", "playground.transcript", { id: "pg-transcript-title" }),
@@ -109,39 +178,68 @@ export function renderPlayground(main) {
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
   });
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const text = prompt.value.trim();
-    if (!text || state.controller) return;
-    prompt.value = "";
+  // What the chat API is asked for beyond text: JSON, tools. Throws on a textarea that does not parse.
+  const structuredOf = () => {
+    if (apiChoice.value !== "chat") return {};
+    const asked = {};
+    if (output.value === "json_object") asked.response_format = { type: "json_object" };
+    if (output.value === "json_schema") {
+      const given = parsed(schema, "playground.schema", (value) => value && typeof value === "object" && !Array.isArray(value));
+      asked.response_format = { type: "json_schema", json_schema: { name: "answer", schema: given, strict: true } };
+    }
+    if (useTools.checked) {
+      asked.tools = parsed(tools, "playground.tools", (value) => Array.isArray(value) && value.length > 0);
+      asked.tool_choice = toolChoice.value;
+    }
+    return asked;
+  };
+
+  // Sends the new turns (the user's message, or the results of the model's tool calls) and streams
+  // the answer in. Resolves "answered", "failed" (an error or Stop), or "invalid" when the settings
+  // do not parse and nothing was sent.
+  const converse = async (turns) => {
     status.replaceChildren();
-    const user = { role: "user", content: text };
-    state.messages.push(user);
-    transcript.append(messageItem(user));
+    let settings;
+    try {
+      settings = {
+        api: apiChoice.value,
+        model: model.value,
+        system: system.value.trim(),
+        temperature: numberOrNull(temperature),
+        max_tokens: numberOrNull(maxTokens),
+        seed: numberOrNull(seed),
+        conversation_id: !conversation.disabled && conversation.value ? conversation.value : null,
+        ...structuredOf(),
+      };
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+      return "invalid";
+    }
+    let ending = "failed";
+    state.messages.push(...turns);
+    for (const turn of turns) {
+      const shown = messageItem(turn);
+      transcript.append(shown);
+      translate(shown);
+    }
     const answer = { role: "assistant", content: "" };
     const item = messageItem(answer, true);
     transcript.append(item);
     state.controller = new AbortController();
     send.disabled = true;
     stop.disabled = false;
-    const settings = {
-      api: apiChoice.value,
-      model: model.value,
-      system: system.value.trim(),
-      temperature: numberOrNull(temperature),
-      max_tokens: numberOrNull(maxTokens),
-      seed: numberOrNull(seed),
-      conversation_id: !conversation.disabled && conversation.value ? conversation.value : null,
-    };
     state.conversationId = settings.conversation_id || state.conversationId;
     try {
-      const outcome = await runTurn(settings, item, answer, state.controller.signal);
-      answer.meta = outcome;
+      const served = await runTurn(settings, item, answer, state.controller.signal);
+      answer.meta = served;
+      if (settings.response_format && !answer.tool_calls) answer.json = jsonCheck(answer, item);
       state.messages.push(answer);
-      item.append(metaLine(outcome));
+      item.append(metaLine(served));
+      if (answer.tool_calls) item.append(toolResults(answer, converse));
       translate(item);
+      ending = "answered";
     } catch (error) {
-      state.messages.pop(); // the user turn did not get its answer: it is not history
+      state.messages.splice(-turns.length); // the turns did not get their answer: they are not history
       if (error.name === "AbortError") {
         answer.stopped = true;
         item.append(tr("p", "playground.stopped", { class: "hint stopped" }));
@@ -158,6 +256,19 @@ export function renderPlayground(main) {
       stop.disabled = true;
       prompt.focus();
     }
+    return ending;
+  };
+
+  for (const message of state.messages) transcript.append(messageItem(message));
+  const last = state.messages.at(-1);
+  if (last?.tool_calls && !state.controller) transcript.lastElementChild.append(toolResults(last, converse));
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = prompt.value.trim();
+    if (!text || state.controller) return;
+    prompt.value = "";
+    if ((await converse([{ role: "user", content: text }])) === "invalid") prompt.value = text; // kept to edit
   });
   stop.addEventListener("click", () => state.controller?.abort());
   clear.addEventListener("click", () => {
@@ -179,13 +290,59 @@ function messageItem(message, streaming = false) {
   const item = h(
     "li",
     { class: `message ${message.role}${streaming ? " streaming" : ""}`, "aria-busy": streaming ? "true" : null },
-    tr("span", `playground.role.${message.role}`, { class: "role" }),
-    h("div", { class: "content" }, message.content),
+    tr("span", `playground.role.${message.role}`, { class: "role" }, message.role === "tool" ? { name: message.name } : undefined),
+    h("div", { class: "content" }, message.json?.pretty ?? message.content),
   );
+  if (message.tool_calls) item.append(callList(message.tool_calls));
+  if (message.json) item.append(jsonBadge(message.json.valid));
   if (message.meta) item.append(metaLine(message.meta));
   if (message.stopped) item.append(tr("p", "playground.stopped", { class: "hint stopped" }));
   return item;
 }
+
+// The model's tool calls, as they stream in: name and arguments.
+function callList(calls) {
+  return h(
+    "ul",
+    { class: "tool-calls" },
+    calls.map((call) => h("li", { class: "tool-call", dataset: { call: call.id } }, tr("span", "playground.tool_call", { class: "label" }), " ", h("code", {}, `${call.function.name}(${call.function.arguments})`))),
+  );
+}
+
+// A form for the results of an answer's tool calls, one field each; sending them asks the model to go on.
+function toolResults(answer, converse) {
+  const inputs = answer.tool_calls.map((call) => {
+    const input = h("textarea", { rows: "2", class: "tool-result", dataset: { call: call.id } });
+    return [call, input, field("playground.tool_result", input)];
+  });
+  for (const [call, , wrapper] of inputs) {
+    wrapper.querySelector("label").dataset.i18nVars = JSON.stringify({ name: call.function.name });
+  }
+  const form = h("form", { class: "tool-results" }, inputs.map(([, , wrapper]) => wrapper), tr("button", "playground.send_results", { type: "submit" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (state.controller) return;
+    const turns = inputs.map(([call, input]) => ({ role: "tool", tool_call_id: call.id, name: call.function.name, content: input.value }));
+    if ((await converse(turns)) === "answered") form.remove(); // else kept, to send again
+  });
+  translate(form);
+  return form;
+}
+
+// A JSON answer, shown indented when it parses, with a badge saying whether it does.
+function jsonCheck(answer, item) {
+  let pretty = null;
+  try {
+    pretty = JSON.stringify(JSON.parse(answer.content), null, 2);
+  } catch {
+    pretty = null;
+  }
+  if (pretty !== null) item.querySelector(".content").textContent = pretty;
+  item.append(jsonBadge(pretty !== null));
+  return { valid: pretty !== null, pretty: pretty ?? answer.content };
+}
+
+const jsonBadge = (valid) => tr("span", valid ? "playground.json_valid" : "playground.json_invalid", { class: `badge ${valid ? "json-ok" : "json-bad"}` });
 
 function metaLine(outcome) {
   const parts = [figure("meta.model", outcome.model, { text: true })];
@@ -213,8 +370,17 @@ async function runTurn(settings, item, answer, signal) {
     answer.content += text;
     content.textContent = answer.content;
   };
+  // Tool-call pieces count as output too; the calls are shown whole as they grow.
+  const calling = (calls) => {
+    if (firstToken === null) firstToken = performance.now();
+    deltas += 1;
+    answer.tool_calls = calls;
+    item.querySelector(".tool-calls")?.remove();
+    content.after(callList(calls));
+    translate(item);
+  };
   let outcome;
-  if (settings.api === "chat") outcome = await streamChat(settings, append, signal);
+  if (settings.api === "chat") outcome = await streamChat(settings, append, calling, signal);
   else if (settings.api === "websocket") outcome = await streamSocket(settings, append, signal);
   else outcome = await streamGenerate(settings, append, signal);
   const finished = performance.now();
@@ -235,16 +401,20 @@ function sampling(settings) {
   return body;
 }
 
+// A turn as the chat APIs take it: an answer with its tool calls, a tool result with its call's id.
+function wireTurn(turn) {
+  if (turn.role === "tool") return { role: "tool", tool_call_id: turn.tool_call_id, content: turn.content };
+  if (turn.tool_calls) return { role: "assistant", content: turn.content || null, tool_calls: turn.tool_calls };
+  return { role: turn.role, content: turn.content };
+}
+
 // The turns a chat sends: a stored conversation keeps its turns in the mesh, so only the new one.
 function chatMessages(settings) {
   const turns = settings.conversation_id ? state.messages.slice(-1) : state.messages;
-  return [
-    ...(settings.system ? [{ role: "system", content: settings.system }] : []),
-    ...turns.map(({ role, content }) => ({ role, content })),
-  ];
+  return [...(settings.system ? [{ role: "system", content: settings.system }] : []), ...turns.map(wireTurn)];
 }
 
-async function streamChat(settings, append, signal) {
+async function streamChat(settings, append, calling, signal) {
   const messages = chatMessages(settings);
   const body = {
     model: settings.model,
@@ -254,6 +424,10 @@ async function streamChat(settings, append, signal) {
     ...sampling(settings),
   };
   if (settings.conversation_id) body.conversation_id = settings.conversation_id;
+  for (const name of ["response_format", "tools", "tool_choice"]) {
+    if (settings[name] !== undefined) body[name] = settings[name];
+  }
+  const calls = [];
   const response = await request("POST", "/v1/chat/completions", body, { signal });
   const requestId = response.headers.get("x-request-id");
   let model = settings.model;
@@ -264,7 +438,16 @@ async function streamChat(settings, append, signal) {
     if (chunk.error) throw errorOf(502, chunk, requestId);
     model = chunk.model || model;
     if (chunk.usage) usage = chunk.usage;
-    for (const choice of chunk.choices || []) append(choice.delta?.content);
+    for (const choice of chunk.choices || []) {
+      append(choice.delta?.content);
+      for (const piece of choice.delta?.tool_calls || []) {
+        const call = (calls[piece.index] ||= { id: "", type: "function", function: { name: "", arguments: "" } });
+        if (piece.id) call.id = piece.id;
+        if (piece.function?.name) call.function.name = piece.function.name;
+        call.function.arguments += piece.function?.arguments || "";
+        calling(calls.filter(Boolean));
+      }
+    }
   }
   return { model, usage, requestId };
 }

@@ -9,17 +9,10 @@ import { t, translate } from "./i18n.js";
 let runOnOpen = null;
 
 export function renderSessionStart(main) {
-  const template = h("input", { id: "ss-template", type: "text", required: true, spellcheck: "false" });
-  template.value = sessionStorage.getItem("llmmesh.lastTemplate") || "";
-  const load = tr("button", "sessions.load", { type: "submit", id: "ss-load" });
+  const template = h("select", { id: "ss-template" });
   const status = h("div", { id: "ss-status" });
   const chooser = h("div", { id: "ss-chooser" });
-  const finder = h(
-    "form",
-    { id: "ss-find", class: "inline" },
-    field("sessions.template", template, "sessions.template.hint"),
-    load,
-  );
+  const finder = h("form", { id: "ss-find", class: "inline" }, field("sessions.template", template, "sessions.template.hint"));
   const open = h("input", { id: "ss-code", type: "text", spellcheck: "false", minlength: "4" });
   const opener = h(
     "form",
@@ -31,27 +24,81 @@ export function renderSessionStart(main) {
     event.preventDefault();
     if (open.value.trim()) location.hash = `#/sessions/${encodeURIComponent(open.value.trim())}`;
   });
-  finder.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  let templates = [];
+  const choose = () => {
+    const found = templates.find((candidate) => candidate.name === template.value);
+    if (!found) return;
+    sessionStorage.setItem("llmmesh.lastTemplate", found.name);
+    chooser.replaceChildren(versionForm(found, status));
+    translate(chooser);
+  };
+  template.addEventListener("change", choose);
+  // The project's templates that have a published version (the ones a session can start from).
+  const load = async () => {
     status.replaceChildren();
     chooser.replaceChildren();
     try {
-      const found = await json("GET", api(`/templates/${encodeURIComponent(template.value.trim())}`));
-      sessionStorage.setItem("llmmesh.lastTemplate", found.name);
-      chooser.replaceChildren(versionForm(found, status));
-      translate(chooser);
+      templates = (await json("GET", api("/templates?limit=100"))).data.filter((candidate) =>
+        candidate.versions.some((v) => v.status === "PUBLISHED"),
+      );
     } catch (error) {
+      status.replaceChildren(errorBox(error, load));
+      return;
+    }
+    finder.hidden = !templates.length;
+    if (!templates.length) {
+      chooser.replaceChildren(emptyState(load, status));
+      translate(chooser);
+      return;
+    }
+    const last = sessionStorage.getItem("llmmesh.lastTemplate");
+    template.replaceChildren(...templates.map((candidate) => h("option", { value: candidate.name, selected: candidate.name === last }, candidate.name)));
+    choose();
+  };
+  main.replaceChildren(tr("h1", "sessions.title"), tr("p", "sessions.intro", { class: "hint" }), finder, chooser, status, opener);
+  translate(main);
+  load();
+}
+
+// No published template yet: one click writes the example questionnaire (in the console's language)
+// through the same template API the Admin page uses, so a first run needs no reading.
+function emptyState(reload, status) {
+  const create = tr("button", "sessions.example.create", { type: "button", id: "ss-example" });
+  create.addEventListener("click", async () => {
+    create.disabled = true;
+    status.replaceChildren();
+    try {
+      await createExample();
+      await reload();
+    } catch (error) {
+      create.disabled = false;
       status.replaceChildren(errorBox(error));
     }
   });
-  main.replaceChildren(tr("h1", "sessions.title"), tr("p", "sessions.intro", { class: "hint" }), finder, chooser, status, opener);
-  translate(main);
-  if (template.value) finder.requestSubmit();
+  return h("div", { class: "empty" }, tr("p", "sessions.none", { class: "hint" }), create);
+}
+
+async function createExample() {
+  const name = t("sessions.example.name");
+  const { default_route: model } = await json("GET", api("/models"));
+  const path = (rest = "") => api(`/templates/${encodeURIComponent(name)}${rest}`);
+  try {
+    await json("POST", api("/templates"), { name, description: t("sessions.example.description") });
+  } catch (error) {
+    if (error.status !== 409) throw error; // written before (another tab): add a version to it
+  }
+  const version = await json("POST", path("/versions"), {
+    system_prompt: t("sessions.example.system"),
+    user_prompt_template: t("sessions.example.prompt"),
+    llm_options: { model, max_tokens: 96, temperature: 0.7 },
+    options: ["morning", "team", "focus", "change"].map((key) => ({ key, label: t(`sessions.example.option.${key}`) })),
+  });
+  await json("POST", path(`/versions/${version.number}/publish`));
+  sessionStorage.setItem("llmmesh.lastTemplate", name);
 }
 
 function versionForm(template, status) {
   const published = template.versions.filter((v) => v.status === "PUBLISHED").sort((a, b) => b.number - a.number);
-  if (!published.length) return tr("p", "sessions.no_published", { class: "hint" }, { name: template.name });
   const version = h(
     "select",
     { id: "ss-version" },
@@ -80,6 +127,7 @@ function versionForm(template, status) {
     { id: "ss-form" },
     field("sessions.version", version),
     options,
+    asJobToggle("ss-as-job"),
     tr("button", "sessions.run", { type: "submit", id: "ss-run" }),
   );
   form.addEventListener("submit", async (event) => {
@@ -129,6 +177,7 @@ export async function renderSession(main, code) {
   );
   translate(details);
   const view = { code, screen, greedy };
+  details.after(asJobToggle("ss-as-job-here"));
   if (runOnOpen === code) {
     runOnOpen = null;
     await run(view, false);
@@ -144,14 +193,32 @@ export async function renderSession(main, code) {
 // A seed in the range the API takes (0 to 2^32 - 2).
 const freshSeed = () => crypto.getRandomValues(new Uint32Array(1))[0] % 0xffffffff;
 
-// One run, streamed: a loading state while the model writes, then the result screen (or the error
-// with a Retry that makes the same run again).
+// Whether runs go through the durable queue (async: true) instead of a stream: one choice for the
+// tab, shown on the start form and on the session's screen.
+const AS_JOB = "llmmesh.runAsJob";
+const asJob = () => sessionStorage.getItem(AS_JOB) === "yes";
+
+function asJobToggle(id) {
+  const check = h("input", { type: "checkbox", id, checked: asJob() });
+  check.addEventListener("change", () => sessionStorage.setItem(AS_JOB, check.checked ? "yes" : "no"));
+  const toggle = h("div", { class: "check" }, check, tr("label", "sessions.as_job", { for: id }));
+  translate(toggle);
+  return toggle;
+}
+
+const JOB_POLL_MS = 1000;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One run: a loading state while the model writes (streamed in, or followed as a job), then the
+// result screen (or the error with a Retry that makes the same run again).
 async function run(view, force) {
   const { screen } = view;
   const text = h("div", { class: "result-text streaming", id: "result-text" });
+  const job = h("p", { id: "result-job", class: "hint" });
   screen.replaceChildren(
     tr("h2", force ? "sessions.regenerating" : "sessions.generating", { id: "result-title" }),
     h("p", { class: "loading", role: "status", id: "result-loading" }, h("span", { class: "spinner", "aria-hidden": "true" }), tr("span", "sessions.loading")),
+    job,
     text,
   );
   screen.setAttribute("aria-busy", "true");
@@ -159,19 +226,15 @@ async function run(view, force) {
   try {
     // Where the version samples, a regenerated text comes from a fresh seed (the seed is part of the
     // inputs the result is stored for); at temperature 0 the model would write the same text anyway.
-    const body = { stream: true, force_regenerate: force };
+    const body = { force_regenerate: force };
     if (force && !view.greedy) body.seed = freshSeed();
-    const response = await request("POST", api(`/sessions/${encodeURIComponent(view.code)}/llm`), body);
-    const requestId = response.headers.get("x-request-id");
-    let result = null;
-    for await (const { event, data } of events(response)) {
-      const payload = JSON.parse(data);
-      if (event === "delta") text.textContent += payload.text;
-      else if (event === "error") throw errorOf(502, payload, requestId);
-      else if (event === "done") result = payload;
+    const path = api(`/sessions/${encodeURIComponent(view.code)}/llm`);
+    if (asJob()) {
+      const result = await followJob(await json("POST", path, { ...body, async: true }), job);
+      showResult(view, result, job.dataset.jobId);
+    } else {
+      showResult(view, await streamRun(path, body, text));
     }
-    if (!result) throw new ApiError(0, "incomplete_generation", t("error.incomplete"), requestId);
-    showResult(view, result);
   } catch (error) {
     screen.replaceChildren(tr("h2", "sessions.failed", { id: "result-title" }), errorBox(error, () => run(view, force)));
     translate(screen);
@@ -181,9 +244,48 @@ async function run(view, force) {
   }
 }
 
-function showResult(view, result) {
+async function streamRun(path, body, text) {
+  const response = await request("POST", path, { ...body, stream: true });
+  const requestId = response.headers.get("x-request-id");
+  let result = null;
+  for await (const { event, data } of events(response)) {
+    const payload = JSON.parse(data);
+    if (event === "delta") text.textContent += payload.text;
+    else if (event === "error") throw errorOf(502, payload, requestId);
+    else if (event === "done") result = payload;
+  }
+  if (!result) throw new ApiError(0, "incomplete_generation", t("error.incomplete"), requestId);
+  return result;
+}
+
+// The queued run, read at its status URL until it ends: its result, or its error as an ApiError.
+async function followJob(accepted, line) {
+  line.dataset.jobId = accepted.job_id;
+  for (let status = accepted; ; status = await json("GET", accepted.status_url)) {
+    line.replaceChildren(jobLine(accepted.job_id, status.status));
+    translate(line);
+    if (status.status === "SUCCEEDED") return status.result;
+    if (status.status === "FAILED" || status.status === "CANCELLED") {
+      const error = status.error || { code: "job_cancelled", message: t("sessions.job_cancelled") };
+      throw new ApiError(0, error.code, error.message, status.request_id || accepted.request_id);
+    }
+    await sleep(JOB_POLL_MS);
+  }
+}
+
+function jobLine(jobId, status) {
+  return h(
+    "span",
+    { class: "job-line" },
+    tr("span", "sessions.job", {}, { id: jobId.slice(0, 8) }),
+    " ",
+    tr("span", `status.${status}`, { class: `status status-${status.toLowerCase()}`, dataset: { status } }),
+  );
+}
+
+function showResult(view, result, jobId = null) {
   const regenerate = tr("button", "sessions.regenerate", { type: "button", id: "ss-regenerate", onclick: () => run(view, true) });
-  view.screen.replaceChildren(
+  const shown = [
     tr("h2", "sessions.result", { id: "result-title" }),
     h("div", { class: "result-text", id: "result-text", dataset: { createdAt: result.created_at } }, result.llm_result),
     h("p", { class: "meta" },
@@ -195,7 +297,9 @@ function showResult(view, result) {
         h("time", { id: "result-created", datetime: result.created_at, dataset: { date: result.created_at } })),
     ),
     view.greedy ? tr("p", "sessions.greedy_note", { class: "note", id: "greedy-note" }) : null,
+    jobId ? h("p", { class: "hint", id: "result-job" }, jobLine(jobId, "SUCCEEDED"), " ", tr("a", "sessions.see_jobs", { href: "#/jobs" })) : null,
     regenerate,
-  );
+  ];
+  view.screen.replaceChildren(...shown.filter(Boolean));
   translate(view.screen);
 }
