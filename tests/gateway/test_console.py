@@ -854,7 +854,9 @@ async def test_the_api_docs_render_offline(mesh: Gateway, browser: Any, page_pat
     assert page.outside == []
 
 
-async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, browser: Any) -> None:
+async def test_a_newcomers_chat_session_and_job_on_the_real_model(
+    tmp_path: Path, model_path: Path, browser: Any
+) -> None:
     model = "gemma-3-270m"
     gemma = {"backend": "llama_cpp", "path": str(model_path), "context_length": 1024}
     registry = parse_registry(
@@ -888,6 +890,23 @@ async def test_a_chat_with_the_real_model(tmp_path: Path, model_path: Path, brow
         await expect(row.locator('[data-cell="generations"]')).to_have_text("1")
         speed = float(await row.locator('[data-cell="speed"]').text_content() or 0)
         assert speed > 0
+        # a newcomer's first session: the example questionnaire, run as a job, then regenerated
+        await page.get_by_role("link", name="Sessions").click()
+        await page.get_by_role("button", name="Create the example questionnaire").click()
+        await page.get_by_label("I enjoy trying new things", exact=True).check()
+        await page.get_by_label("Run as a background job", exact=False).check()
+        await page.get_by_role("button", name="Run").click()
+        await expect(page.locator("#result-title")).to_have_text("Result", timeout=60_000)
+        await expect(page.locator("#result-job")).to_contain_text("Succeeded")
+        result = page.locator("#result-text")
+        first = await result.get_attribute("data-created-at")
+        assert (await result.text_content() or "").strip()
+        await page.get_by_role("button", name="Regenerate").click()
+        await expect(result).not_to_have_attribute("data-created-at", first or "", timeout=60_000)
+        await expect(page.locator("#result-origin")).to_have_text("New result")
+        await page.get_by_role("link", name="See it on the Jobs page").click()
+        await expect(page.locator("#jobs-rows tr[data-job-id]")).to_have_count(2)
+        await expect(page.locator("#jobs-rows [data-status]")).to_have_text(["Succeeded", "Succeeded"])
 
 
 async def test_the_page_names_the_api_prefix_it_is_served_under(tmp_path: Path) -> None:
