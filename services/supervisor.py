@@ -240,6 +240,7 @@ class Supervisor:
         gateway = f"http://{self.host}:{self.ports.serve['gateway']}"
         print(
             f"LLM Mesh is up. Gateway: {gateway}  (Ctrl-C to stop)\n"
+            f"  console: open {gateway}/ in a browser (chat, sessions, jobs, models)\n"
             f"  try: curl -s -X POST {gateway}/api/v1/ai/generate "
             '-H \'content-type: application/json\' -d \'{"prompt":"Write a haiku about the sea","max_tokens":64}\'',
             flush=True,

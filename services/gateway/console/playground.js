@@ -132,10 +132,8 @@ export function renderPlayground(main) {
     structured.disabled = !openai;
     schema.closest(".field").hidden = output.value !== "json_schema";
     tools.disabled = toolChoice.disabled = !openai || !useTools.checked;
-    // A tool round trip is sent whole: a stored conversation keeps text turns only.
-    stored.disabled = !chat || (openai && useTools.checked);
-    if (stored.disabled) stored.checked = false;
-    conversation.disabled = stored.disabled || !stored.checked;
+    stored.disabled = !chat;
+    conversation.disabled = !chat || !stored.checked;
     if (chat && stored.checked && !conversation.value) conversation.value = newConversationId();
   };
   for (const control of [apiChoice, stored, output, useTools]) control.addEventListener("change", syncMode);
@@ -408,9 +406,11 @@ function wireTurn(turn) {
   return { role: turn.role, content: turn.content };
 }
 
-// The turns a chat sends: a stored conversation keeps its turns in the mesh, so only the new one.
+// The turns a chat sends: a stored conversation keeps its turns (tool calls and results included) in
+// the mesh, so only those since the last answer: the new message, or the results of its calls.
 function chatMessages(settings) {
-  const turns = settings.conversation_id ? state.messages.slice(-1) : state.messages;
+  const answered = state.messages.findLastIndex((turn) => turn.role === "assistant");
+  const turns = settings.conversation_id ? state.messages.slice(answered + 1) : state.messages;
   return [...(settings.system ? [{ role: "system", content: settings.system }] : []), ...turns.map(wireTurn)];
 }
 
