@@ -128,6 +128,12 @@ class InvalidApiKey(MeshError):
     status = grpc.StatusCode.UNAUTHENTICATED
 
 
+class InvalidProject(InvalidArgument):
+    """A call between mesh services naming a project that is not a project id (x-mesh-project)."""
+
+    code = "invalid_project"
+
+
 class InvalidServiceToken(MeshError):
     """A call between mesh services without the mesh's service token (MESH_SERVICE_TOKEN)."""
 

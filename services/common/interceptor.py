@@ -39,7 +39,8 @@ _PASS_THROUGH_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 def _caller_of(context: grpc.aio.ServicerContext) -> tuple[str, str]:
     """The caller's request id (else a fresh one) and the project it acts for (none named: the
-    default project), from metadata (the only place they travel), read in one pass."""
+    default project; a malformed one: InvalidProject), from metadata (the only place they travel),
+    read in one pass."""
     request_id: str | None = None
     project: str | None = None
     for key, value in context.invocation_metadata() or ():
@@ -165,7 +166,10 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            request_id, project = _caller_of(context)
+            try:
+                request_id, project = _caller_of(context)
+            except MeshError as exc:
+                await _abort_for(exc, context, method)
             with bound_request_id(request_id), bound_project(project):
                 call = _ServerCall(method, context)
                 try:
@@ -195,7 +199,10 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         unbound in the task that bound them."""
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> None:
-            request_id, project = _caller_of(context)
+            try:
+                request_id, project = _caller_of(context)
+            except MeshError as exc:
+                await _abort_for(exc, context, method)
             with bound_request_id(request_id), bound_project(project):
                 call = _ServerCall(method, context)
                 try:

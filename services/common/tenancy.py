@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from services.common.errors import InvalidProject, shown
+
 METADATA_KEY = "x-mesh-project"
 DEFAULT_PROJECT = "default"
 # A project id: short, lower-case, safe in logs, URLs and metadata.
@@ -28,10 +30,14 @@ def current_project() -> str:
 
 
 def accept_project(candidate: str | None) -> str:
-    """The project named in a call's metadata; a missing or malformed one is the default project."""
-    if candidate and PROJECT_ID.fullmatch(candidate):
-        return candidate
-    return DEFAULT_PROJECT
+    """The project named in a call's metadata (none named: the default project). One that is not a
+    project id is refused, not read as the default: a call meant for one project must never act in
+    another."""
+    if not candidate:
+        return DEFAULT_PROJECT
+    if not PROJECT_ID.fullmatch(candidate):
+        raise InvalidProject(f"{METADATA_KEY} {shown(candidate, 40)} is not a project id")
+    return candidate
 
 
 def set_project(project: str) -> None:

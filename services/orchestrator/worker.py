@@ -28,7 +28,7 @@ from llmmesh.store.v1 import store_pb2
 from services.common.enums import JOB_KIND_NAMES
 from services.common.errors import MeshError
 from services.common.request_id import bound_request_id
-from services.common.tenancy import DEFAULT_PROJECT, accept_project, bound_project
+from services.common.tenancy import DEFAULT_PROJECT, bound_project
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.metrics import JOB_ATTEMPTS, JOB_ATTEMPTS_USED, JOBS_RUNNING
 from services.store.client import StoreClient
@@ -277,7 +277,7 @@ class JobWorker:
         running.inc()
         try:
             # The job acts for the project it was submitted in: what it reads and queues is that project's.
-            with bound_request_id(f"job-{job.id}"), bound_project(accept_project(job.project_id)):
+            with bound_request_id(f"job-{job.id}"), bound_project(job.project_id or DEFAULT_PROJECT):
                 try:
                     outcome = await self._execute(job)
                 except asyncio.CancelledError:
