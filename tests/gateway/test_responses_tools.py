@@ -152,6 +152,28 @@ async def test_a_whole_conversation_sent_back_unstored_and_streamed(
     assert answer.output_text == "anthropic says: tool said rain"
 
 
+async def test_text_after_a_call_keeps_its_streamed_place_in_the_final_object(
+    cloud: tuple[Gateway, FakeProviders],
+) -> None:
+    gateway, fakes = cloud
+    fakes.then("aftertext")
+    added: dict[int, str] = {}
+    async with sdk(gateway) as client:
+        async with client.responses.stream(
+            model="claude", input="Kyoto", tools=[WEATHER], store=False
+        ) as stream:  # type: ignore[list-item]
+            async for event in stream:
+                if event.type == "response.output_item.added":
+                    added[event.output_index] = event.item.type
+                if event.type == "response.completed":
+                    completed = [item.type for item in event.response.output]
+            streamed = await stream.get_final_response()
+    assert added == {0: "function_call", 1: "message"}  # in the order the model wrote them
+    assert completed == ["function_call", "message"]
+    assert [item.type for item in streamed.output] == ["function_call", "message"]
+    assert streamed.output_text == "I asked for it."
+
+
 @pytest.mark.parametrize(
     ("choice", "sent"),
     [

@@ -13,6 +13,7 @@ Each request takes the next behaviour from `script` ("ok" when it is empty):
   down     503
   slow     waits 3 s before answering (longer than the tests' provider timeout)
   parallel (OpenAI, Anthropic; with tools) "Let me check." and two tool calls in one turn
+  aftertext (Anthropic; with tools) the tool call, then the text "I asked for it." after it
   badjson  (OpenAI; with a JSON response_format) "not json"
 
 A request that offers tools (and does not rule them out) is answered, on "ok", as a model would: a call
@@ -177,7 +178,7 @@ class FakeProviders:
             text = reply_for("openai", f"tool said {last['content']}")
         elif tools and choice != "none":
             named = choice["function"]["name"] if isinstance(choice, dict) else None
-            text = "Let me check." if behaviour == "parallel" else ""
+            text = {"parallel": "Let me check.", "aftertext": "I asked for it."}.get(behaviour, "")
             calls = [
                 {"id": f"call_{i + 1}", "type": "function", "function": {"name": name, "arguments": arguments}}
                 for i, (name, arguments) in enumerate(self._calls(behaviour, named, {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}, last["content"]))
@@ -293,7 +294,7 @@ class FakeProviders:
         if results and not named:
             text = reply_for("anthropic", f"tool said {results[0]['content']}")
         elif tools and choice["type"] != "none":
-            text = "Let me check." if behaviour == "parallel" else ""
+            text = {"parallel": "Let me check.", "aftertext": "I asked for it."}.get(behaviour, "")
             uses = [
                 {"type": "tool_use", "id": f"toolu_{i + 1}", "name": name, "input": json.loads(arguments)}
                 for i, (name, arguments) in enumerate(self._calls(behaviour, named, schemas, last if isinstance(last, str) else ""))
@@ -308,7 +309,8 @@ class FakeProviders:
             "model": body["model"],
             "stop_sequence": None,
         }
-        blocks = ([{"type": "text", "text": text}] if text else []) + uses
+        said = [{"type": "text", "text": text}] if text else []
+        blocks = uses + said if behaviour == "aftertext" else said + uses
         if not body.get("stream"):
             return JSONResponse(
                 {

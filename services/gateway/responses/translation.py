@@ -454,6 +454,14 @@ class StreamEvents:
                     item=item.model_dump(mode="json"),
                 ),
             ]
+        # The final object lists its items at the output indexes the stream gave them (text that
+        # followed a call comes after it), so a client can match every event to its item.
+        streamed = {self._call_id(index): at for index, at in self.call_indexes.items()}
+        if message is not None:
+            streamed[message.id] = self.message_index
+        if search is not None:
+            streamed[search.id] = 0
+        response.output.sort(key=lambda item: streamed[item.id])
         final = "response.incomplete" if response.status == "incomplete" else "response.completed"
         events.append(self.event(final, response=response.model_dump(mode="json")))
         return events
