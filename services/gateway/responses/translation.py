@@ -458,6 +458,7 @@ class StreamEvents:
         # followed a call comes after it), so a client can match every event to its item.
         streamed = {self._call_id(index): at for index, at in self.call_indexes.items()}
         if message is not None:
+            assert self.message_index is not None  # opened above when no delta opened it
             streamed[message.id] = self.message_index
         if search is not None:
             streamed[search.id] = 0
