@@ -275,9 +275,7 @@ class Router:
         route = self.resolve(spec.model)
         sources: list[common_pb2.KnowledgeHit] = []
         if spec.HasField("knowledge"):
-            if self.knowledge is None:
-                raise InvalidGenerationRequest("this orchestrator has no knowledge bases")
-            sources = await self.knowledge.retrieve(spec.knowledge, asked)
+            sources = await self._retrieve(spec)
             spec = with_sources(spec, sources)
         meter = GenerationMeter(route.name, streamed=not one_shot)
         try:
@@ -294,6 +292,16 @@ class Router:
         except (asyncio.CancelledError, GeneratorExit):
             meter.failed("cancelled")
             raise
+
+    async def ground(self, spec: orchestrator_pb2.GenerationSpec) -> orchestrator_pb2.GenerationSpec:
+        """The spec with the chunks its knowledge bases give its prompt in its system instruction, as
+        stream would send it (for a caller that needs the grounded prompt before the generation)."""
+        return with_sources(spec, await self._retrieve(spec))
+
+    async def _retrieve(self, spec: orchestrator_pb2.GenerationSpec) -> list[common_pb2.KnowledgeHit]:
+        if self.knowledge is None:
+            raise InvalidGenerationRequest("this orchestrator has no knowledge bases")
+        return await self.knowledge.retrieve(spec.knowledge, user_text(spec))
 
     async def _serve(
         self,

@@ -39,6 +39,34 @@ class RunPlan:
     spec: orchestrator_pb2.GenerationSpec
     messages: list[common_pb2.ChatMessage]
     input_hash: str
+    # What else the hash covers: the version and its options (the model, sampling, schema).
+    version_id: int
+    options: dict[str, Any]
+
+    def grounded(self, spec: orchestrator_pb2.GenerationSpec) -> RunPlan:
+        """The plan sending `spec`, whose system instruction carries the chunks retrieved for this
+        run: the messages and the hash cover them, so a result made from other documents' chunks is
+        not reused (the knowledge bases' documents changed)."""
+        messages = [
+            common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=spec.system),
+            *self.messages[1:],
+        ]
+        return RunPlan(
+            spec,
+            messages,
+            _input_hash(self.version_id, messages, self.options),
+            self.version_id,
+            self.options,
+        )
+
+
+def _input_hash(version_id: int, messages: list[common_pb2.ChatMessage], options: dict[str, Any]) -> str:
+    inputs = {
+        "version_id": version_id,
+        "messages": [[m.role, m.content] for m in messages],
+        "llm_options": options,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def render_user_prompt(version: store_pb2.TemplateVersion, answers: list[store_pb2.Answer]) -> str:
@@ -100,12 +128,7 @@ def plan_run(
         common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=version.system_prompt),
         common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=user_prompt),
     ]
-    inputs: dict[str, Any] = {
-        "version_id": version.id,
-        "messages": [[m.role, m.content] for m in messages],
-        "llm_options": json_format.MessageToDict(options),
-    }
-    input_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    hashed = json_format.MessageToDict(options)
     spec = orchestrator_pb2.GenerationSpec(
         model=options.model, system=version.system_prompt, prompt=user_prompt, params=params
     )
@@ -119,7 +142,7 @@ def plan_run(
                 schema=options.json_schema, strict=True, name=version.template_name
             )
         )
-    return RunPlan(spec=spec, messages=messages, input_hash=input_hash)
+    return RunPlan(spec, messages, _input_hash(version.id, messages, hashed), version.id, hashed)
 
 
 def structured_result(plan: RunPlan, result: common_pb2.GenerationResult) -> str:
@@ -184,6 +207,9 @@ class SessionRuns:
         )
         session = response.session
         plan = plan_run(session, sampling)
+        if plan.spec.HasField("knowledge"):
+            # Retrieved before the result is looked up: the chunks are part of what it was made from.
+            plan = plan.grounded(await self._router.ground(plan.spec))
         cached = reusable_result(session, plan, force_regenerate)
         if cached is not None:
             log.info("session result reused", extra={"cached": True})

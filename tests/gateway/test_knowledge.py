@@ -422,6 +422,26 @@ async def test_a_session_template_version_retrieves_from_its_knowledge_bases(mes
     assert run.status_code == 200, run.text
     system = mesh.backend.calls[-1].request.messages[0].content
     assert system.startswith(SYSTEM) and "[1] fever.md" in system and "needs a doctor's visit" in system
+    assert run.json()["messages"][0]["content"] == system  # the messages sent, sources included
+    generated = len(mesh.backend.calls)
+    # the same run again reuses the result, as long as the knowledge base gives the same chunks
+    again = await mesh.client.post(f"/api/v1/sessions/{code}/llm")
+    assert again.json()["cached"] is True and len(mesh.backend.calls) == generated
+    # its documents changed: the run retrieves other chunks, so its stored result is not reused
+    updated = await mesh.client.post(
+        f"/api/v1/knowledge/bases/{base['id']}/documents",
+        json={"text": "A fever above 38.5 C for two days needs a doctor's visit.", "title": "fever-2.md"},
+    )
+    await wait_indexed(mesh, base["id"], updated.json()["document_id"])
+    removed = await mesh.client.delete(
+        f"/api/v1/knowledge/bases/{base['id']}/documents/{added.json()['document_id']}"
+    )
+    assert removed.status_code == 204
+    fresh = await mesh.client.post(f"/api/v1/sessions/{code}/llm")
+    assert fresh.status_code == 200 and fresh.json()["cached"] is False
+    system = mesh.backend.calls[-1].request.messages[0].content
+    assert "[1] fever-2.md" in system and "39 C" not in system
+    assert fresh.json()["messages"][0]["content"] == system
     in_use = await mesh.client.delete(f"/api/v1/knowledge/bases/{base['id']}")
     assert_error(in_use, 409, "knowledge_base_in_use")
     assert "triage v1" in in_use.json()["error"]["message"]

@@ -284,6 +284,29 @@ def test_a_runs_sampling_override_is_what_it_samples_with_and_part_of_the_hash()
     )
 
 
+def test_a_grounded_plan_sends_and_hashes_the_retrieved_chunks() -> None:
+    plan = plan_run(session(llm_options={"model": "local", "knowledge_bases": ["kb_1"]}))
+    assert plan.spec.knowledge.knowledge_base_ids == ["kb_1"]
+
+    def grounded(chunks: str) -> Any:
+        spec = orchestrator_pb2.GenerationSpec()
+        spec.CopyFrom(plan.spec)
+        spec.ClearField("knowledge")
+        spec.system = f"{SYSTEM}\n\n{chunks}"
+        return plan.grounded(spec)
+
+    same, again, other = (
+        grounded("[1] a.md: open at 9"),
+        grounded("[1] a.md: open at 9"),
+        grounded("[1] b.md"),
+    )
+    assert same.messages[0].content == f"{SYSTEM}\n\n[1] a.md: open at 9"
+    assert [m.content for m in same.messages[1:]] == [m.content for m in plan.messages[1:]]
+    assert same.spec.system == same.messages[0].content and not same.spec.HasField("knowledge")
+    assert same.input_hash == again.input_hash  # the same chunks: the stored result is reused
+    assert len({plan.input_hash, same.input_hash, other.input_hash}) == 3
+
+
 # --- cache reuse ------------------------------------------------------------------------------------
 
 
