@@ -37,12 +37,17 @@ async def key(mesh: Gateway) -> str:
     return await create_key(mesh)
 
 
-def client(mesh: Gateway, key: str) -> ollama.AsyncClient:
-    return ollama.AsyncClient(host=str(mesh.client.base_url), headers={"Authorization": f"Bearer {key}"})
+@pytest_asyncio.fixture(loop_scope="module")
+async def ask(mesh: Gateway, key: str) -> AsyncIterator[ollama.AsyncClient]:
+    """The ollama client with the test's key, closed after the test (one left open is closed by the
+    garbage collector on a loop that has ended, and logs that)."""
+    async with ollama.AsyncClient(
+        host=str(mesh.client.base_url), headers={"Authorization": f"Bearer {key}"}
+    ) as sdk:
+        yield sdk
 
 
-async def test_chat_whole_and_streamed(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_chat_whole_and_streamed(mesh: Gateway, key: str, ask: ollama.AsyncClient) -> None:
     whole = await ask.chat(model=GEMMA, messages=QUESTION, options=GREEDY, stream=False)
     parts = [
         part async for part in await ask.chat(model=GEMMA, messages=QUESTION, options=GREEDY, stream=True)
@@ -62,8 +67,9 @@ async def test_chat_whole_and_streamed(mesh: Gateway, key: str) -> None:
     )
 
 
-async def test_chat_reads_system_turns_stop_and_num_predict(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_chat_reads_system_turns_stop_and_num_predict(
+    mesh: Gateway, key: str, ask: ollama.AsyncClient
+) -> None:
     turns = [
         {"role": "system", "content": "Answer in one short sentence."},
         {"role": "user", "content": "My name is Ada."},
@@ -81,8 +87,9 @@ async def test_chat_reads_system_turns_stop_and_num_predict(mesh: Gateway, key: 
     assert stopped.done_reason == "stop" and stopped.message.content == text[: text.index(stop)]
 
 
-async def test_generate_whole_streamed_with_system_and_raw(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_generate_whole_streamed_with_system_and_raw(
+    mesh: Gateway, key: str, ask: ollama.AsyncClient
+) -> None:
     prompt = "Write a haiku about the sea"
     whole = await ask.generate(model=GEMMA, prompt=prompt, system="Be brief.", options=GREEDY, stream=False)
     streamed = await ask.generate(model=GEMMA, prompt=prompt, system="Be brief.", options=GREEDY, stream=True)
@@ -98,8 +105,9 @@ async def test_generate_whole_streamed_with_system_and_raw(mesh: Gateway, key: s
     assert raw.response
 
 
-async def test_a_request_with_nothing_to_generate_only_checks_the_model(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_a_request_with_nothing_to_generate_only_checks_the_model(
+    mesh: Gateway, key: str, ask: ollama.AsyncClient
+) -> None:
     loaded = await ask.generate(model=GEMMA, prompt="", stream=False)
     chatted = await ask.chat(model="default", messages=[], stream=False)
     assert (loaded.done, loaded.done_reason, loaded.response) == (True, "load", "")
@@ -109,8 +117,7 @@ async def test_a_request_with_nothing_to_generate_only_checks_the_model(mesh: Ga
     assert unknown.value.status_code == 404
 
 
-async def test_embed_and_the_older_embeddings(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_embed_and_the_older_embeddings(mesh: Gateway, key: str, ask: ollama.AsyncClient) -> None:
     embedded = await ask.embed(model="gemma-embed", input=["the sea is blue", "a cat sleeps"])
     one = await ask.embed(model="gemma-embed", input="the sea is blue")
     older = await ask.embeddings(model="gemma-embed", prompt="the sea is blue")
@@ -126,8 +133,7 @@ async def test_embed_and_the_older_embeddings(mesh: Gateway, key: str) -> None:
     assert not_an_embedder.value.status_code == 400
 
 
-async def test_list_show_ps_and_version(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_list_show_ps_and_version(mesh: Gateway, key: str, ask: ollama.AsyncClient) -> None:
     await ask.generate(model=GEMMA, prompt="Hi", options={"num_predict": 1}, stream=False)
     listed = await ask.list()
     shown = await ask.show(GEMMA)
@@ -149,8 +155,7 @@ async def test_list_show_ps_and_version(mesh: Gateway, key: str) -> None:
     assert version.json() == {"version": "0.1.0"}  # the Python client has no call for it
 
 
-async def test_errors_are_ollama_shaped(mesh: Gateway, key: str) -> None:
-    ask = client(mesh, key)
+async def test_errors_are_ollama_shaped(mesh: Gateway, key: str, ask: ollama.AsyncClient) -> None:
     with pytest.raises(ollama.ResponseError) as unknown:
         await ask.chat(model="nope", messages=QUESTION, stream=False)
     with pytest.raises(ollama.ResponseError) as unknown_streamed:
@@ -159,7 +164,8 @@ async def test_errors_are_ollama_shaped(mesh: Gateway, key: str) -> None:
     with pytest.raises(ollama.ResponseError) as unshown:
         await ask.show("nope")
     with pytest.raises(ollama.ResponseError) as refused:
-        await ollama.AsyncClient(host=str(mesh.client.base_url)).list()
+        async with ollama.AsyncClient(host=str(mesh.client.base_url)) as keyless:
+            await keyless.list()
     assert unknown.value.status_code == unknown_streamed.value.status_code == unshown.value.status_code == 404
     assert "nope" in unknown.value.error
     assert refused.value.status_code == 401
@@ -197,7 +203,9 @@ async def test_raw_ndjson_framing_streams_by_default(mesh: Gateway, key: str) ->
     assert all(line["message"]["content"] for line in lines[:-1])
 
 
-async def test_a_failure_midway_ends_the_stream_with_an_error_line(mesh: Gateway, key: str) -> None:
+async def test_a_failure_midway_ends_the_stream_with_an_error_line(
+    mesh: Gateway, key: str, ask: ollama.AsyncClient
+) -> None:
     body = {"model": "scripted", "messages": [{"role": "user", "content": "fail midway"}]}
     async with mesh.client.stream(
         "POST", "/api/chat", json=body, headers={"Authorization": f"Bearer {key}"}
@@ -209,16 +217,15 @@ async def test_a_failure_midway_ends_the_stream_with_an_error_line(mesh: Gateway
     assert lines[-1]["request_id"] == response.headers["x-request-id"]
     seen = []
     with pytest.raises(ollama.ResponseError):
-        async for part in await client(mesh, key).chat(
-            model="scripted", messages=body["messages"], stream=True
-        ):
+        async for part in await ask.chat(model="scripted", messages=body["messages"], stream=True):
             seen.append(part.message.content)
     assert seen == ["partial ", "output "]
 
 
-async def test_format_gives_json_and_a_schema_is_followed(mesh: Gateway, key: str) -> None:
+async def test_format_gives_json_and_a_schema_is_followed(
+    mesh: Gateway, key: str, ask: ollama.AsyncClient
+) -> None:
     """Ollama's structured outputs: format "json" and format as a JSON schema, enforced on the local model."""
-    ask = client(mesh, key)
     schema = {
         "type": "object",
         "properties": {
