@@ -77,8 +77,11 @@ async def test_a_tool_round_trip(client: openai.AsyncOpenAI) -> None:
     )
     [reply] = final.choices
     assert reply.finish_reason in ("stop", "length") and not reply.message.tool_calls
-    # Greedy and deterministic: the 270M model reads the tool's result back.
-    assert "22C" in (reply.message.content or ""), reply.message.content
+    assert (reply.message.content or "").strip()
+    # The call and its result reached the model: the prompt grew by them. What a 270M model writes
+    # from them (it often reads "22C" back) is the model's, not something to assert on.
+    assert called.usage and final.usage
+    assert final.usage.prompt_tokens > called.usage.prompt_tokens + 8
 
 
 async def test_a_streamed_round_trip_comes_in_openais_deltas(
