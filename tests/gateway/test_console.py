@@ -91,7 +91,7 @@ async def screenshot(page: Any, name: str) -> None:
 
 async def send(page: Any, text: str) -> None:
     await page.get_by_label("Message").fill(text)
-    await page.get_by_role("button", name="Send").click()
+    await page.get_by_role("button", name="Send", exact=True).click()
 
 
 def last_answer(page: Any) -> Any:
@@ -127,7 +127,9 @@ async def test_the_two_catalogues_have_the_same_strings(mesh: Gateway) -> None:
     japanese = (await mesh.client.get("/console/i18n/ja.json")).json()
     assert english.keys() == japanese.keys()
     assert all(
-        japanese[key] and japanese[key] != english[key] for key in japanese if key not in {"playground.api"}
+        japanese[key] and japanese[key] != english[key]
+        for key in japanese
+        if key not in {"playground.api", "sessions.example.name"}
     )
 
 
@@ -239,25 +241,35 @@ async def test_the_playground_asks_for_json_under_a_schema(tool_mesh: Gateway, b
     assert page.outside == [] and page.page_errors == []
 
 
-async def test_a_tool_call_round_trip_in_the_playground(tool_mesh: Gateway, browser: Any) -> None:
+@pytest.mark.parametrize("stored", [True, False], ids=["stored-conversation", "whole-conversation"])
+async def test_a_tool_call_round_trip_in_the_playground(
+    tool_mesh: Gateway, browser: Any, stored: bool
+) -> None:
     page = await open_console(browser, tool_mesh)
-    # a stored conversation: each request sends only the new turns, the mesh keeps the calls too
-    await page.get_by_label("Stored conversation").check()
+    if stored:  # each request sends only the new turns; the mesh keeps the calls too
+        await page.get_by_label("Stored conversation").check()
     conversation = await page.get_by_label("Conversation id").input_value()
     await page.get_by_label("Let the model call tools").check()
     await page.get_by_label("Tool choice").select_option("required")
     await send(page, "Tokyo")
-    answer = last_answer(page)
-    await expect(answer.locator(".tool-call code")).to_have_text('get_weather({"city": "Tokyo"})')
+    asking = page.locator("#pg-transcript li.message.assistant").first
+    await expect(asking.locator(".tool-call code")).to_have_text('get_weather({"city": "Tokyo"})')
+    await expect(asking.get_by_label("Result of get_weather")).to_be_focused()
     first = tool_mesh.backend.calls[0].request
     assert first.tooling is not None
     assert (first.tooling.choice, [t.name for t in first.tooling.tools]) == ("required", ["get_weather"])
     assert first.tooling.tools[0].schema()["required"] == ["city"]
     await screenshot(page, "playground-tools")
-    await answer.get_by_label("Result of get_weather").fill("sunny, 21 °C")
-    await answer.get_by_role("button", name="Send the results").click()
+    # no message can go between the calls and their results
+    await send(page, "never mind")
+    await expect(page.locator("#pg-status .error-code")).to_have_text("tool_results_pending")
+    await expect(page.get_by_label("Message")).to_have_value("never mind")
+    assert len(tool_mesh.backend.calls) == 1
+    await page.get_by_label("Message").fill("")
+    await asking.get_by_label("Result of get_weather").fill("sunny, 21 °C")
+    await asking.get_by_role("button", name="Send the results").click()
     await expect(last_answer(page).locator(".content")).to_have_text("echo: tool said sunny, 21 °C")
-    await expect(answer.get_by_role("button", name="Send the results")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Send the results")).to_have_count(0)
     user, asked, told = tool_mesh.backend.calls[-1].request.messages
     assert (user.role, user.content) == ("user", "Tokyo")
     assert (asked.role, [(c.name, json.loads(c.arguments)) for c in asked.tool_calls]) == (
@@ -266,10 +278,11 @@ async def test_a_tool_call_round_trip_in_the_playground(tool_mesh: Gateway, brow
     )
     assert (told.role, told.content, told.tool_call_id) == ("tool", "sunny, 21 °C", asked.tool_calls[0].id)
     await expect(page.locator("#pg-transcript li.message.tool .role")).to_have_text("Tool (get_weather)")
-    stored = (await tool_mesh.client.get(f"/api/v1/conversations/{conversation}")).json()["messages"]
-    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
-    assert stored[1]["tool_calls"][0]["id"] == asked.tool_calls[0].id
-    assert stored[3]["content"] == "echo: tool said sunny, 21 °C"
+    if stored:
+        kept = (await tool_mesh.client.get(f"/api/v1/conversations/{conversation}")).json()["messages"]
+        assert [m["role"] for m in kept] == ["user", "assistant", "tool", "assistant"]
+        assert kept[1]["tool_calls"][0]["id"] == asked.tool_calls[0].id
+        assert kept[3]["content"] == "echo: tool said sunny, 21 °C"
     assert page.outside == [] and page.page_errors == []
 
 
@@ -478,17 +491,45 @@ async def test_a_provider_failure_offers_a_retry_that_succeeds(
     assert statuses == (["FAILED", "SUCCEEDED"] if as_job else [])
 
 
+async def test_a_job_run_can_be_cancelled_from_its_screen_and_run_again(mesh: Gateway, browser: Any) -> None:
+    await make_version(mesh, user_prompt_template="slow 200")  # 200 pieces, 50 ms apart: 10 s
+    page = await open_console(browser, mesh, "#/sessions")
+    await load_template(page)
+    await page.get_by_label("Cough", exact=True).check()
+    await page.get_by_label("Run as a background job", exact=False).check()
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator("#result-loading")).to_contain_text("Queued as a job")
+    await expect(page.locator("#result-job [data-status]")).to_have_text("Running")
+    await page.get_by_role("button", name="Cancel the job").click()
+    await expect(page.locator("#result-title")).to_have_text("The run failed")
+    [job] = (await mesh.client.get("/api/v1/jobs")).json()["data"]
+    assert job["status"] == "CANCELLED"
+    await eventually(lambda: mesh.backend.calls and mesh.backend.calls[-1].cancelled)
+    assert mesh.backend.calls[-1].cancelled  # the model stopped too
+    # Retry makes a new run (the cancelled job is over); leaving the screen stops following it
+    await page.get_by_role("button", name="Retry").click()
+    await expect(page.locator("#result-job [data-status]")).to_have_text("Running")
+    jobs = (await mesh.client.get("/api/v1/jobs")).json()["data"]
+    assert [j["status"] for j in jobs] == ["RUNNING", "CANCELLED"]
+    await page.get_by_role("link", name="Jobs").click()
+    polled: list[str] = []
+    page.on("request", lambda request: polled.append(request.url) if "/ai/status/" in request.url else None)
+    await page.wait_for_timeout(2500)
+    assert polled == []
+    assert page.outside == [] and page.page_errors == []
+
+
 async def test_the_example_is_written_in_the_consoles_language(mesh: Gateway, browser: Any) -> None:
     page = await open_console(browser, mesh, "#/sessions")
     await page.get_by_label("Language").select_option("ja")
-    await page.get_by_role("button", name="例の診断を作成").click()
-    await expect(page.get_by_label("テンプレート", exact=True)).to_have_value("hatarakikata-shindan")
+    await page.get_by_role("button", name="サンプルの診断を作成").click()
+    await expect(page.get_by_label("テンプレート", exact=True)).to_have_value("work-style-check")
     await page.get_by_label("チームで働くのが好き", exact=True).check()
     await page.get_by_role("button", name="実行").click()
     await expect(page.locator("#result-title")).to_have_text("結果")
     await expect(page.locator("#result-text")).to_contain_text("私が選んだ文")
     await expect(page.locator("#result-text")).to_contain_text("チームで働くのが好き")
-    version = (await mesh.client.get("/api/v1/templates/hatarakikata-shindan/versions/1")).json()
+    version = (await mesh.client.get("/api/v1/templates/work-style-check/versions/1")).json()
     assert "日本語で答えてください" in version["system_prompt"]
 
 

@@ -17,10 +17,18 @@ export function initialLanguage() {
   return (navigator.language || "en").toLowerCase().startsWith("ja") ? "ja" : "en";
 }
 
+// Each switch is numbered: one that finishes after a later one (the page's first, still loading its
+// catalogue when the user picks another language) is dropped, so the last choice is what shows.
+let switches = 0;
+
 export async function setLanguage(lang) {
   if (!LANGUAGES.includes(lang)) lang = "en";
-  if (!Object.keys(fallback).length) fallback = await load("en");
-  catalogue = lang === "en" ? fallback : await load(lang);
+  const mine = ++switches;
+  const english = Object.keys(fallback).length ? fallback : await load("en");
+  const chosen = lang === "en" ? english : await load(lang);
+  if (mine !== switches) return;
+  fallback = english;
+  catalogue = chosen;
   language = lang;
   localStorage.setItem(STORAGE, lang);
   document.documentElement.lang = lang;

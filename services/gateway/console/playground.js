@@ -136,7 +136,18 @@ export function renderPlayground(main) {
     conversation.disabled = !chat || !stored.checked;
     if (chat && stored.checked && !conversation.value) conversation.value = newConversationId();
   };
-  for (const control of [apiChoice, stored, output, useTools]) control.addEventListener("change", syncMode);
+  // The JSON and tool settings are kept for the tab too: a pending call's results go out with the
+  // tools that made it, after a visit to another page as well.
+  if (state.output) output.value = state.output;
+  useTools.checked = Boolean(state.useTools);
+  if (state.toolChoice) toolChoice.value = state.toolChoice;
+  const keep = () => Object.assign(state, { output: output.value, useTools: useTools.checked, toolChoice: toolChoice.value });
+  for (const control of [apiChoice, stored, output, useTools, toolChoice]) {
+    control.addEventListener("change", () => {
+      keep();
+      syncMode();
+    });
+  }
   schema.addEventListener("input", () => (state.schema = schema.value));
   tools.addEventListener("input", () => (state.tools = tools.value));
 
@@ -199,6 +210,9 @@ export function renderPlayground(main) {
     status.replaceChildren();
     let settings;
     try {
+      if (turns[0].role === "tool" && (apiChoice.value !== "chat" || !useTools.checked)) {
+        throw new ApiError(0, "tools_off", t("playground.results_need_tools"), "");
+      }
       settings = {
         api: apiChoice.value,
         model: model.value,
@@ -215,14 +229,12 @@ export function renderPlayground(main) {
     }
     let ending = "failed";
     state.messages.push(...turns);
-    for (const turn of turns) {
-      const shown = messageItem(turn);
-      transcript.append(shown);
-      translate(shown);
-    }
+    const shown = turns.map((turn) => messageItem(turn));
+    transcript.append(...shown);
     const answer = { role: "assistant", content: "" };
     const item = messageItem(answer, true);
     transcript.append(item);
+    for (const element of [...shown, item]) translate(element);
     state.controller = new AbortController();
     send.disabled = true;
     stop.disabled = false;
@@ -236,8 +248,14 @@ export function renderPlayground(main) {
       if (answer.tool_calls) item.append(toolResults(answer, converse));
       translate(item);
       ending = "answered";
+      // An answer that calls tools waits for their results: the first result box takes the focus.
+      (item.querySelector(".tool-result") || prompt).focus();
     } catch (error) {
-      state.messages.splice(-turns.length); // the turns did not get their answer: they are not history
+      // The turns did not get their answer: they are not history, and go from the screen too (a
+      // message goes back into the box, to send again).
+      state.messages.splice(-turns.length);
+      for (const element of shown) element.remove();
+      if (turns[0].role === "user" && !prompt.value) prompt.value = turns[0].content;
       if (error.name === "AbortError") {
         answer.stopped = true;
         item.append(tr("p", "playground.stopped", { class: "hint stopped" }));
@@ -252,7 +270,7 @@ export function renderPlayground(main) {
       state.controller = null;
       send.disabled = false;
       stop.disabled = true;
-      prompt.focus();
+      if (ending !== "answered") prompt.focus();
     }
     return ending;
   };
@@ -265,6 +283,11 @@ export function renderPlayground(main) {
     event.preventDefault();
     const text = prompt.value.trim();
     if (!text || state.controller) return;
+    if (state.messages.at(-1)?.tool_calls) {
+      // The chat APIs take no message between an answer's tool calls and their results.
+      status.replaceChildren(errorBox(new ApiError(0, "tool_results_pending", t("playground.results_first"), "")));
+      return;
+    }
     prompt.value = "";
     if ((await converse([{ role: "user", content: text }])) === "invalid") prompt.value = text; // kept to edit
   });
@@ -307,24 +330,25 @@ function callList(calls) {
   );
 }
 
-// A form for the results of an answer's tool calls, one field each; sending them asks the model to go on.
+// The results of an answer's tool calls, one field each; sending them asks the model to go on. A
+// group with its own button, not a form: it sits inside the playground's form.
 function toolResults(answer, converse) {
-  const inputs = answer.tool_calls.map((call) => {
+  const inputs = answer.tool_calls.map((call, index) => {
     const input = h("textarea", { rows: "2", class: "tool-result", dataset: { call: call.id } });
-    return [call, input, field("playground.tool_result", input)];
+    const wrapper = field("playground.tool_result", input);
+    const name = answer.tool_calls.length > 1 ? `${call.function.name} #${index + 1}` : call.function.name;
+    wrapper.querySelector("label").dataset.i18nVars = JSON.stringify({ name });
+    return [call, input, wrapper];
   });
-  for (const [call, , wrapper] of inputs) {
-    wrapper.querySelector("label").dataset.i18nVars = JSON.stringify({ name: call.function.name });
-  }
-  const form = h("form", { class: "tool-results" }, inputs.map(([, , wrapper]) => wrapper), tr("button", "playground.send_results", { type: "submit" }));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  const sendResults = tr("button", "playground.send_results", { type: "button", class: "send-results" });
+  const group = h("div", { class: "tool-results", role: "group" }, inputs.map(([, , wrapper]) => wrapper), sendResults);
+  sendResults.addEventListener("click", async () => {
     if (state.controller) return;
     const turns = inputs.map(([call, input]) => ({ role: "tool", tool_call_id: call.id, name: call.function.name, content: input.value }));
-    if ((await converse(turns)) === "answered") form.remove(); // else kept, to send again
+    if ((await converse(turns)) === "answered") group.remove(); // else kept, to send again
   });
-  translate(form);
-  return form;
+  translate(group);
+  return group;
 }
 
 // A JSON answer, shown indented when it parses, with a badge saying whether it does.

@@ -38,9 +38,7 @@ export function renderSessionStart(main) {
     status.replaceChildren();
     chooser.replaceChildren();
     try {
-      templates = (await json("GET", api("/templates?limit=100"))).data.filter((candidate) =>
-        candidate.versions.some((v) => v.status === "PUBLISHED"),
-      );
+      templates = (await allTemplates()).filter((candidate) => candidate.versions.some((v) => v.status === "PUBLISHED"));
     } catch (error) {
       status.replaceChildren(errorBox(error, load));
       return;
@@ -60,6 +58,17 @@ export function renderSessionStart(main) {
   load();
 }
 
+// Every template of the project, page by page (a page holds at most 100).
+async function allTemplates() {
+  const all = [];
+  for (let after = ""; ; ) {
+    const page = await json("GET", api(`/templates?limit=100${after ? `&after=${encodeURIComponent(after)}` : ""}`));
+    all.push(...page.data);
+    if (!page.has_more) return all;
+    after = page.last_id;
+  }
+}
+
 // No published template yet: one click writes the example questionnaire (in the console's language)
 // through the same template API the Admin page uses, so a first run needs no reading.
 function emptyState(reload, status) {
@@ -70,6 +79,7 @@ function emptyState(reload, status) {
     try {
       await createExample();
       await reload();
+      document.getElementById("ss-template")?.focus();
     } catch (error) {
       create.disabled = false;
       status.replaceChildren(errorBox(error));
@@ -80,21 +90,37 @@ function emptyState(reload, status) {
 
 async function createExample() {
   const name = t("sessions.example.name");
-  const { default_route: model } = await json("GET", api("/models"));
   const path = (rest = "") => api(`/templates/${encodeURIComponent(name)}${rest}`);
+  let existing = null;
   try {
     await json("POST", api("/templates"), { name, description: t("sessions.example.description") });
   } catch (error) {
-    if (error.status !== 409) throw error; // written before (another tab): add a version to it
+    if (error.status !== 409) throw error;
+    existing = await json("GET", path()); // written before (another tab, a failed publish)
   }
-  const version = await json("POST", path("/versions"), {
-    system_prompt: t("sessions.example.system"),
-    user_prompt_template: t("sessions.example.prompt"),
-    llm_options: { model, max_tokens: 96, temperature: 0.7 },
-    options: ["morning", "team", "focus", "change"].map((key) => ({ key, label: t(`sessions.example.option.${key}`) })),
-  });
-  await json("POST", path(`/versions/${version.number}/publish`));
   sessionStorage.setItem("llmmesh.lastTemplate", name);
+  if (existing?.versions.some((v) => v.status === "PUBLISHED")) return;
+  let draft = existing?.versions.find((v) => v.status === "DRAFT");
+  if (!draft) {
+    draft = await json("POST", path("/versions"), {
+      system_prompt: t("sessions.example.system"),
+      user_prompt_template: t("sessions.example.prompt"),
+      llm_options: { model: await defaultRoute(), max_tokens: 96, temperature: 0.7 },
+      options: ["morning", "team", "focus", "change"].map((key) => ({ key, label: t(`sessions.example.option.${key}`) })),
+    });
+  }
+  await json("POST", path(`/versions/${draft.number}/publish`));
+}
+
+// The registry's default route; a key that may not list models (no generate scope) gets the name
+// registries use for it.
+async function defaultRoute() {
+  try {
+    return (await json("GET", api("/models"))).default_route;
+  } catch (error) {
+    if (error.status === 403) return "default";
+    throw error;
+  }
 }
 
 function versionForm(template, status) {
@@ -210,33 +236,38 @@ const JOB_POLL_MS = 1000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // One run: a loading state while the model writes (streamed in, or followed as a job), then the
-// result screen (or the error with a Retry that makes the same run again).
-async function run(view, force) {
+// result screen (or the error with a Retry: the same run again, or, when only following a job
+// failed, following it again).
+async function run(view, force, following = null) {
   const { screen } = view;
+  const queued = following !== null || asJob();
   const text = h("div", { class: "result-text streaming", id: "result-text" });
   const job = h("p", { id: "result-job", class: "hint" });
   screen.replaceChildren(
     tr("h2", force ? "sessions.regenerating" : "sessions.generating", { id: "result-title" }),
-    h("p", { class: "loading", role: "status", id: "result-loading" }, h("span", { class: "spinner", "aria-hidden": "true" }), tr("span", "sessions.loading")),
+    h("p", { class: "loading", role: "status", id: "result-loading" }, h("span", { class: "spinner", "aria-hidden": "true" }), tr("span", queued ? "sessions.loading_job" : "sessions.loading")),
     job,
     text,
   );
   screen.setAttribute("aria-busy", "true");
   translate(screen);
+  let accepted = following;
   try {
     // Where the version samples, a regenerated text comes from a fresh seed (the seed is part of the
     // inputs the result is stored for); at temperature 0 the model would write the same text anyway.
     const body = { force_regenerate: force };
     if (force && !view.greedy) body.seed = freshSeed();
     const path = api(`/sessions/${encodeURIComponent(view.code)}/llm`);
-    if (asJob()) {
-      const result = await followJob(await json("POST", path, { ...body, async: true }), job);
-      showResult(view, result, job.dataset.jobId);
+    if (queued) {
+      accepted = accepted || (await json("POST", path, { ...body, async: true }));
+      const result = await followJob(accepted, job);
+      if (result) showResult(view, result, accepted.job_id);
     } else {
       showResult(view, await streamRun(path, body, text));
     }
   } catch (error) {
-    screen.replaceChildren(tr("h2", "sessions.failed", { id: "result-title" }), errorBox(error, () => run(view, force)));
+    const again = accepted && !error.fromJob ? () => run(view, force, accepted) : () => run(view, force);
+    screen.replaceChildren(tr("h2", "sessions.failed", { id: "result-title" }), errorBox(error, again));
     translate(screen);
     screen.querySelector("button.retry")?.focus();
   } finally {
@@ -258,19 +289,28 @@ async function streamRun(path, body, text) {
   return result;
 }
 
-// The queued run, read at its status URL until it ends: its result, or its error as an ApiError.
+// The queued run, read at its status URL until it ends: its result, or its error (an ApiError marked
+// fromJob); null once the screen is gone (the job goes on; the Jobs page shows it). While it waits
+// it can be cancelled.
 async function followJob(accepted, line) {
   line.dataset.jobId = accepted.job_id;
-  for (let status = accepted; ; status = await json("GET", accepted.status_url)) {
-    line.replaceChildren(jobLine(accepted.job_id, status.status));
+  const cancel = tr("button", "sessions.cancel_job", { type: "button", id: "ss-cancel-job" });
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    await json("POST", `${accepted.status_url}/cancel`).catch(() => (cancel.disabled = false));
+  });
+  for (let status = accepted; line.isConnected; ) {
+    line.replaceChildren(jobLine(accepted.job_id, status.status), " ", cancel);
     translate(line);
     if (status.status === "SUCCEEDED") return status.result;
     if (status.status === "FAILED" || status.status === "CANCELLED") {
       const error = status.error || { code: "job_cancelled", message: t("sessions.job_cancelled") };
-      throw new ApiError(0, error.code, error.message, status.request_id || accepted.request_id);
+      throw Object.assign(new ApiError(0, error.code, error.message, accepted.request_id), { fromJob: true });
     }
     await sleep(JOB_POLL_MS);
+    if (line.isConnected) status = await json("GET", accepted.status_url);
   }
+  return null;
 }
 
 function jobLine(jobId, status) {
