@@ -40,3 +40,6 @@ class InferenceSettings(ServiceSettings):
     default_top_p: float = Field(default=0.95, gt=0, le=1)
     # Small models loop on their own output without it; 1.0 disables.
     repeat_penalty: float = Field(default=1.1, ge=1)
+    # A local model's deltas that come within this many milliseconds of the last message sent go out
+    # as one message (the first token never waits); 0 sends each on its own.
+    stream_interval_ms: float = Field(default=50, ge=0, le=1000)

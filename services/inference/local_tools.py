@@ -32,6 +32,7 @@ from services.inference.backends.base import (
     ToolCallDelta,
     Tooling,
 )
+from services.inference.coalescing import merged
 
 # A reply of parallel calls holds at most this many: a small model under a grammar that allows more
 # may repeat one call until max_tokens.
@@ -196,7 +197,7 @@ class CallScanner:
         self.text.append(text)
         for char in text:
             self._char(char, pieces)
-        return _merged(pieces)
+        return merged(pieces)
 
     def _char(self, char: str, pieces: list[ToolCallDelta]) -> None:
         if self._arguments_from is not None:
@@ -282,15 +283,3 @@ class CallScanner:
     def calls(self) -> tuple[ToolCall, ...]:
         """The calls the output made, once it is complete (the output parsed as the call JSON)."""
         return tuple(ToolCall(c.id, c.name, "".join(c.arguments) or "{}") for c in self._calls if c.name)
-
-
-def _merged(pieces: list[ToolCallDelta]) -> list[ToolCallDelta]:
-    """Consecutive argument pieces of one call as one piece."""
-    merged: list[ToolCallDelta] = []
-    for piece in pieces:
-        last = merged[-1] if merged else None
-        if last is not None and last.index == piece.index and not piece.id and not piece.name:
-            merged[-1] = ToolCallDelta(last.index, last.id, last.name, last.arguments + piece.arguments)
-        else:
-            merged.append(piece)
-    return merged

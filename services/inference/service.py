@@ -22,6 +22,7 @@ from services.inference.backends.base import (
     Sampling,
     Tooling,
 )
+from services.inference.coalescing import coalesced
 from services.inference.config import InferenceSettings
 from services.inference.errors import InvalidConstraint
 from services.inference.models import ModelHost
@@ -163,7 +164,10 @@ class InferenceService:
                 backend.check_tools(request)
                 backend.check_output_controls(request)
                 reached = True
-                async with aclosing(backend.generate(request)) as events:
+                events = backend.generate(request)
+                if backend.stream_interval_s:
+                    events = coalesced(events, backend.stream_interval_s)
+                async with aclosing(events):
                     async for event in events:
                         now = time.monotonic()
                         first = now if first is None else first

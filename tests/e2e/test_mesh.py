@@ -135,7 +135,7 @@ def test_generate_returns_real_model_text(mesh: str, in_process_greedy: Any) -> 
     assert body["text"] == in_process_greedy(24)
 
 
-def test_stream_delivers_the_same_text_token_by_token(mesh: str) -> None:
+def test_stream_delivers_the_same_text_in_pieces(mesh: str) -> None:
     request = {"prompt": HAIKU, "max_tokens": 24, "temperature": 0}
     whole = httpx.post(f"{mesh}{URL}", json=request, timeout=60).json()
     with httpx.stream("POST", f"{mesh}{URL}", json={**request, "stream": True}, timeout=60) as response:
@@ -146,7 +146,8 @@ def test_stream_delivers_the_same_text_token_by_token(mesh: str) -> None:
     kind, done = events[-1]
     assert kind == "done"
     assert "".join(deltas) == whole["text"]
-    assert len(deltas) >= done["tokens"] // 2, "deltas arrive per token, not in one lump"
+    # Tokens that come within the stream interval travel together, but never the whole text at once.
+    assert 1 < len(deltas) <= done["tokens"], "deltas arrive as the model generates, not in one lump"
     assert done["tokens"] == whole["tokens"]
     assert done["finish_reason"] == whole["finish_reason"]
 
@@ -235,10 +236,10 @@ def test_openai_sdk_against_the_real_model(mesh: str, in_process_greedy: Any) ->
             client.chat.completions.create(
                 model="gemma-3-270m", messages=[{"role": "user", "content": "word " * 5000}], max_tokens=8
             )
-    # The text llama.cpp produces in-process for the same turn, streamed token by token too.
+    # The text llama.cpp produces in-process for the same turn, streamed in pieces too.
     assert whole.choices[0].message.content == in_process_greedy(24)
     assert "".join(pieces) == whole.choices[0].message.content
-    assert len([p for p in pieces if p]) >= 12
+    assert len([p for p in pieces if p]) > 1
     assert whole.usage is not None and whole.usage.completion_tokens == 24
     assert "accepts at most 4095 prompt tokens" in too_long.value.message
 
@@ -271,7 +272,7 @@ def test_responses_api_chains_on_the_real_model(mesh: str) -> None:
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert events[-1].type in ("response.completed", "response.incomplete")
     assert "".join(deltas) == events[-1].response.output_text == whole.output_text  # type: ignore[union-attr]
-    assert len(deltas) >= 8
+    assert len(deltas) > 1
     assert (stored.output_text, stored.previous_response_id) == (second.output_text, first.id)
 
 

@@ -113,7 +113,7 @@ async def test_streamed_text_deltas_make_the_final_message(mesh: Gateway, key: s
         ) as stream:
             pieces = [piece async for piece in stream.text_stream]
             final = await stream.get_final_message()
-    assert len(pieces) > 3, "text arrives token by token, not in one lump"
+    assert len(pieces) > 1, "text arrives in pieces as it is generated, not in one lump"
     assert "".join(pieces) == final.content[0].text == whole.content[0].text  # type: ignore[union-attr]
     assert final.stop_reason == whole.stop_reason
     # The prompt's tokens arrive with message_delta, and the SDK takes them from there.

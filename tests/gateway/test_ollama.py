@@ -58,7 +58,7 @@ async def test_chat_whole_and_streamed(mesh: Gateway, key: str, ask: ollama.Asyn
     assert whole.prompt_eval_count is not None and whole.prompt_eval_count > 5
     assert whole.total_duration is not None and whole.total_duration > 0
     *pieces, last = parts
-    assert len(pieces) > 3 and not any(p.done for p in pieces) and last.done
+    assert len(pieces) > 1 and not any(p.done for p in pieces) and last.done
     assert "".join(p.message.content or "" for p in parts) == whole.message.content
     assert (last.done_reason, last.eval_count, last.prompt_eval_count) == (
         whole.done_reason,

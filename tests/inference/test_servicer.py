@@ -330,6 +330,25 @@ async def test_not_serving_until_the_model_is_loaded() -> None:
     await server.stop()
 
 
+async def test_a_local_models_tokens_within_the_stream_interval_come_as_one_delta() -> None:
+    backend = ScriptedBackend()
+    backend.stream_interval_s = 1.0  # longer than the whole stream: only its end cuts the wait short
+    server, port = create_server(settings(), scripted_registry(), [backend])
+    async with running(server), channel_to(port) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        request = inference_pb2.GenerateRequest(model="scripted", prompt="slow 8")  # a piece every 50 ms
+        deltas, result = await collect(stub.Generate(request, timeout=10))
+        assert [(d.text, d.tokens) for d in deltas] == [("t0 ", 1), ("t1 t2 t3 t4 t5 t6 t7 ", 7)]
+        assert result.text == "t0 t1 t2 t3 t4 t5 t6 t7 " and result.usage.completion_tokens == 8
+        failing = stub.Generate(inference_pb2.GenerateRequest(model="scripted", prompt="fail midway"))
+        texts = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for response in failing:
+                texts.append(response.delta.text)
+        assert "".join(texts) == "partial output ", "the text before the failure is sent, then the error"
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+
+
 async def test_an_on_demand_embedding_model_loads_at_first_use(
     model_path: Path, engine: dict[str, object]
 ) -> None:

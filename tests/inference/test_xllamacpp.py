@@ -291,7 +291,9 @@ async def test_logprobs_come_with_each_token_and_add_up(stub) -> None:
     )
     logprobs = list(run.result.logprobs)
     assert len(logprobs) == run.result.usage.completion_tokens
+    # Tokens that came together travel as one delta: its logprobs and token count add up all the same.
     assert [lp.token for d in run.deltas for lp in d.logprobs] == [lp.token for lp in logprobs]
+    assert sum(d.tokens for d in run.deltas) == run.result.usage.completion_tokens
     assert "".join(lp.token for lp in logprobs).startswith(run.result.text[:5])
     for item in logprobs:
         assert item.logprob <= 0

@@ -173,6 +173,9 @@ class Backend(abc.ABC):
     unloadable: bool = False
     # Whether it can call tools (GenerationInput.tooling, tool turns in the conversation).
     calls_tools: bool = False
+    # Seconds its deltas may gather before they go out together (0: each on its own); set for local
+    # engines, whose tokens share the CPU with the mesh's work per message (services/inference/coalescing.py).
+    stream_interval_s: float = 0.0
 
     def __init__(self, name: str, config: ModelConfig) -> None:
         self.name = name

@@ -59,6 +59,7 @@ class LlamaCppBackend(Backend):
         super().__init__(name, config)
         self.config: LlamaCppConfig = config
         self._settings = settings
+        self.stream_interval_s = settings.stream_interval_ms / 1e3
         self._threads = config.threads or settings.threads
         self._llama: Llama | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")

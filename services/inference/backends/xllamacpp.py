@@ -92,6 +92,7 @@ class XllamacppBackend(Backend):
         super().__init__(name, config)
         self.config: LlamaCppConfig = config
         self._settings = settings
+        self.stream_interval_s = settings.stream_interval_ms / 1e3
         self._threads = config.threads or settings.threads
         self.slots = 1 if config.deterministic else config.slots
         self._server: xllamacpp.Server | None = None
