@@ -24,7 +24,11 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         # WAL lets readers proceed while one writer commits; busy_timeout waits on a locked
         # database instead of failing at once; foreign keys are off by default in SQLite.
+        # synchronous=NORMAL is what SQLite advises with WAL: a commit no longer waits for an fsync
+        # (the WAL is synced at checkpoints), so writers queued on the lock wait far less; a crashed
+        # process loses nothing, a power cut at most the last commits.
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
