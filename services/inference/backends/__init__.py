@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from services.common.config import ConfigError
 from services.common.registry import CustomConfig, LlamaCppConfig, ModelConfig
+from services.inference import openmp
 from services.inference.backends.base import Backend
 from services.inference.config import InferenceSettings
 
@@ -52,6 +53,8 @@ def create_backend(name: str, config: ModelConfig, settings: InferenceSettings) 
         return factory(name, config, settings)
     engine = config.engine if isinstance(config, LlamaCppConfig) else config.backend
     module_name, class_name, sdk, extra = _BUILT_IN[engine]
+    if isinstance(config, LlamaCppConfig):
+        openmp.configure()  # before the engine's library (and libgomp with it) is imported below
     if _sdk_missing(sdk):
         what = f"the {engine} engine" if isinstance(config, LlamaCppConfig) else f"the {engine} backend"
         raise ConfigError(

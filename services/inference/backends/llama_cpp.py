@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.common.config import ConfigError
 from services.common.registry import LlamaCppConfig
+from services.inference import openmp
 from services.inference.backends.base import (
     Backend,
     Delta,
@@ -75,6 +76,7 @@ class LlamaCppBackend(Backend):
         self.loaded = True
 
     def _load_blocking(self) -> Llama:
+        openmp.configure()
         import llama_cpp
 
         path = self.config.path or packaged_model_path()
