@@ -7,7 +7,12 @@ penalty, threads); a round at concurrency c is c requests sent at once, and the 
 round by round after a warm-up round. Streaming cost per token is the mesh's time per output token
 (after the first) against the native engine's, at concurrency 1.
 
-Usage: .venv/bin/python -m bench.engine [--rounds N] [--tokens N] [--publish | --out DIR]
+Each mesh contender serves one local model, as the default mesh does; one more serves its model
+beside two other loaded local models in one inference process (their OpenMP threads share one
+libgomp: see services/inference/openmp.py), from this tree and, with --against, from a baseline
+checkout too.
+
+Usage: .venv/bin/python -m bench.engine [--rounds N] [--tokens N] [--against DIR] [--publish | --out DIR]
 Needs the `bench` extra (llama-cpp-python[server]).
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -40,12 +46,17 @@ CONCURRENCY = (1, 4, 8)
 SLOTS = 4
 TURNS = 10
 BATCHED, FRESH, LLAMA_CPP = "gemma-3-270m", "gemma-3-270m-fresh", "gemma-3-270m-llama-cpp-python"
-REGISTRY = f"""
-models:
-  {BATCHED}: {{backend: llama_cpp, context_length: {CONTEXT}, slots: {SLOTS}}}
-  {FRESH}: {{backend: llama_cpp, context_length: {CONTEXT}, deterministic: true}}
-  {LLAMA_CPP}: {{backend: llama_cpp, context_length: {CONTEXT}, engine: llama_cpp}}
-"""
+MODELS = {
+    BATCHED: f"{{backend: llama_cpp, context_length: {CONTEXT}, slots: {SLOTS}}}",
+    FRESH: f"{{backend: llama_cpp, context_length: {CONTEXT}, deterministic: true}}",
+    LLAMA_CPP: f"{{backend: llama_cpp, context_length: {CONTEXT}, engine: llama_cpp}}",
+}
+# All three models in one inference process, as the harness ran them before each got its own mesh.
+REGISTRY = "models:\n" + "".join(f"  {name}: {config}\n" for name, config in MODELS.items())
+
+
+def registry(*models: str) -> str:
+    return "models:\n" + "".join(f"  {name}: {MODELS[name]}\n" for name in models)
 
 
 @dataclass
@@ -195,21 +206,38 @@ async def _conversation_ttft(client: httpx.AsyncClient, url: str, model: str, re
     return ttft
 
 
-async def _measure(mesh_url: str, peer_url: str, native: Native, rounds: int, tokens: int) -> dict[str, Any]:
+SINGLE_XLLAMACPP = f"mesh, xllamacpp engine ({SLOTS} slots)"
+SHARED = f"mesh, xllamacpp engine ({SLOTS} slots), 3 local models in its process"
+NATIVE = f"xllamacpp native, in-process ({SLOTS} slots)"
+PEER = "llama_cpp.server"
+
+
+async def _measure(
+    urls: dict[str, str], peer_url: str, native: Native, rounds: int, tokens: int
+) -> dict[str, Any]:
+    """`urls`: the base URL of each mesh, by the contender it serves ("fresh": the mesh of the
+    conversation without prefix reuse)."""
     async with httpx.AsyncClient(timeout=600) as client:
         contenders: dict[str, Callable[[], Awaitable[Stream]]] = {
-            f"mesh, xllamacpp engine ({SLOTS} slots)": lambda: _mesh_stream(
-                client, mesh_url, BATCHED, tokens
+            SINGLE_XLLAMACPP: lambda: _mesh_stream(client, urls[SINGLE_XLLAMACPP], BATCHED, tokens),
+            "mesh, llama_cpp engine": lambda: _mesh_stream(
+                client, urls["mesh, llama_cpp engine"], LLAMA_CPP, tokens
             ),
-            "mesh, llama_cpp engine": lambda: _mesh_stream(client, mesh_url, LLAMA_CPP, tokens),
-            f"xllamacpp native, in-process ({SLOTS} slots)": lambda: native.stream(tokens),
-            "llama_cpp.server": lambda: _peer_stream(client, peer_url, tokens),
         }
+        for name, url in urls.items():
+            if name.startswith(SHARED):
+                contenders[name] = lambda url=url: _mesh_stream(client, url, BATCHED, tokens)
+        contenders[NATIVE] = lambda: native.stream(tokens)
+        contenders[PEER] = lambda: _peer_stream(client, peer_url, tokens)
+        for name, url in urls.items():  # the models the shared process holds are all loaded
+            if name.startswith(SHARED):
+                for model in (FRESH, LLAMA_CPP):
+                    await _mesh_stream(client, url, model, 2)
         turns: dict[str, list[float]] = {BATCHED: [], FRESH: []}
         for rep in range(rounds):
-            for model in turns:
+            for model, url in ((BATCHED, urls[SINGLE_XLLAMACPP]), (FRESH, urls["fresh"])):
                 print(f"engine: conversation {rep} on {model}", file=sys.stderr, flush=True)
-                turns[model].append(await _conversation_ttft(client, mesh_url, model, rep))
+                turns[model].append(await _conversation_ttft(client, url, model, rep))
         results: dict[str, dict[int, list[Round]]] = {
             name: {c: [] for c in CONCURRENCY} for name in contenders
         }
@@ -223,29 +251,38 @@ async def _measure(mesh_url: str, peer_url: str, native: Native, rounds: int, to
     return {"rounds": results, "turns": turns}
 
 
-def measure(rounds: int = 3, tokens: int = 64) -> Part:
+def measure(rounds: int = 3, tokens: int = 64, against: Path | None = None) -> Part:
+    """The table, per-token cost and 10th-turn figures; with `against`, the shared-process
+    contender from that checkout too (a baseline, side by side)."""
     threads = usable_cpus()
-    with tempfile.TemporaryDirectory() as folder:
-        registry = Path(folder) / "models.yaml"
-        registry.write_text(REGISTRY)
+    # Each mesh's models, and the checkout it runs from (None: this tree).
+    layout: dict[str, tuple[tuple[str, ...], Path | None]] = {
+        SINGLE_XLLAMACPP: ((BATCHED,), None),
+        "mesh, llama_cpp engine": ((LLAMA_CPP,), None),
+        "fresh": ((FRESH,), None),
+        SHARED: (tuple(MODELS), None),
+    }
+    if against is not None:
+        layout[f"{SHARED}, baseline ({against.name})"] = (tuple(MODELS), against)
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         peer = PeerServer(threads)
+        stack.callback(peer.close)
         native = Native(threads)
-        try:
-            database = Path.cwd() / ".llm-mesh" / "bench-engine.db"
+        urls: dict[str, str] = {}
+        for number, (name, (models, source)) in enumerate(layout.items()):
+            path = Path(folder) / f"models-{number}.yaml"
+            path.write_text(registry(*models))
             mesh = MeshProcess(
-                f"sqlite+aiosqlite:///{database}",
-                LLM_MESH_REGISTRY=str(registry),
-                INFERENCE_MAX_LOADED_MODELS="3",
+                f"sqlite+aiosqlite:///{folder}/engine-{number}.db",
+                source,
+                LLM_MESH_REGISTRY=str(path),
+                INFERENCE_MAX_LOADED_MODELS=str(len(models)),
             )
-            try:
-                measured = asyncio.run(_measure(mesh.base_url, peer.base_url, native, rounds, tokens))
-            finally:
-                mesh.close()
-        finally:
-            peer.close()
+            stack.callback(mesh.close)
+            urls[name] = mesh.base_url
+        measured = asyncio.run(_measure(urls, peer.base_url, native, rounds, tokens))
     results: dict[str, dict[int, list[Round]]] = measured["rounds"]
     names = list(results)
-    mesh_name, _, native_name, peer_name = names
 
     def tps(name: str, c: int) -> float:
         return statistics.median(r.tokens_per_s for r in results[name][c])
@@ -253,6 +290,10 @@ def measure(rounds: int = 3, tokens: int = 64) -> Part:
     def streams(name: str, c: int) -> list[Stream]:
         return [s for r in results[name][c] for s in r.streams]
 
+    def per_token(name: str, c: int) -> float:
+        return statistics.median(s.per_token for s in streams(name, c))
+
+    command = f"--rounds {rounds} --tokens {tokens}" + (" --against DIR" if against is not None else "")
     lines = [
         "# Local engines: the mesh on xllamacpp and on llama-cpp-python, llama.cpp's engine natively, llama_cpp.server",
         "",
@@ -264,40 +305,46 @@ def measure(rounds: int = 3, tokens: int = 64) -> Part:
         "Gemma's turn template, every request streamed. A round at concurrency c is c requests at once; "
         f"{rounds} rounds per concurrency after one warm-up round, the contenders taking turns round by round. "
         f"The xllamacpp engine and the native one have {SLOTS} slots (at concurrency 8, four wait); "
-        "llama-cpp-python's Llama (the mesh's llama_cpp engine, and llama_cpp.server) serves one request at a time.",
+        "llama-cpp-python's Llama (the mesh's llama_cpp engine, and llama_cpp.server) serves one request at a time. "
+        "Each mesh serves one local model, as the default mesh does, except the one whose inference process "
+        f"also holds {FRESH} and {LLAMA_CPP} (loaded, idle while it is measured).",
         "",
-        "Command: `.venv/bin/python -m bench` (this part alone: "
-        f"`.venv/bin/python -m bench.engine --rounds {rounds} --tokens {tokens}`)",
+        f"Command: `.venv/bin/python -m bench` (this part alone: `.venv/bin/python -m bench.engine {command}`)",
         "",
         "| server | concurrency | aggregate tokens/s (median) | ratio to native | ratio to llama_cpp.server | "
-        "TTFT ms p50 | p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "TTFT ms p50 | p99 | ms per token p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     figures: dict[str, float] = {}
     for c in CONCURRENCY:
         for name in names:
             ttfts = [s.ttft for s in streams(name, c)]
             lines.append(
-                f"| {name} | {c} | {tps(name, c):.1f} | {tps(name, c) / tps(native_name, c):.2f} | "
-                f"{tps(name, c) / tps(peer_name, c):.2f} | {statistics.median(ttfts) * 1e3:.0f} | "
-                f"{percentile(ttfts, 0.99) * 1e3:.0f} |"
+                f"| {name} | {c} | {tps(name, c):.1f} | {tps(name, c) / tps(NATIVE, c):.2f} | "
+                f"{tps(name, c) / tps(PEER, c):.2f} | {statistics.median(ttfts) * 1e3:.0f} | "
+                f"{percentile(ttfts, 0.99) * 1e3:.0f} | {per_token(name, c) * 1e3:.2f} |"
             )
-        figures[f"native_ratio_c{c}"] = tps(mesh_name, c) / tps(native_name, c)
-        figures[f"peer_ratio_c{c}"] = tps(mesh_name, c) / tps(peer_name, c)
-        figures[f"mesh_tps_c{c}"] = tps(mesh_name, c)
-    mesh_tpot = statistics.median(s.per_token for s in streams(mesh_name, 1))
-    native_tpot = statistics.median(s.per_token for s in streams(native_name, 1))
-    figures["stream_overhead"] = (mesh_tpot - native_tpot) / native_tpot
+        figures[f"native_ratio_c{c}"] = tps(SINGLE_XLLAMACPP, c) / tps(NATIVE, c)
+        figures[f"peer_ratio_c{c}"] = tps(SINGLE_XLLAMACPP, c) / tps(PEER, c)
+        figures[f"mesh_tps_c{c}"] = tps(SINGLE_XLLAMACPP, c)
+        figures[f"shared_native_ratio_c{c}"] = tps(SHARED, c) / tps(NATIVE, c)
+    native_tpot = per_token(NATIVE, 1)
+    figures["stream_overhead"] = (per_token(SINGLE_XLLAMACPP, 1) - native_tpot) / native_tpot
+    figures["shared_stream_overhead"] = (per_token(SHARED, 1) - native_tpot) / native_tpot
     turns: dict[str, list[float]] = measured["turns"]
     reuse, fresh = statistics.median(turns[BATCHED]), statistics.median(turns[FRESH])
     figures["turn10_ttft_ratio"] = reuse / fresh
+    overheads = "; ".join(
+        f"{name} {per_token(name, 1) * 1e3:.2f} ms ({(per_token(name, 1) - native_tpot) / native_tpot * 100:+.1f} %)"
+        for name in names
+        if name.startswith("mesh")
+    )
     lines += [
         "",
         "## Streaming cost per token",
         "",
-        f"Time per output token after the first, concurrency 1, median: mesh (gateway SSE) "
-        f"{mesh_tpot * 1e3:.2f} ms, native engine {native_tpot * 1e3:.2f} ms: "
-        f"{figures['stream_overhead'] * 100:+.1f} %.",
+        f"Time per output token after the first, concurrency 1, median, through the gateway's SSE against the "
+        f"native engine's {native_tpot * 1e3:.2f} ms: {overheads}.",
         "",
         f"## The {TURNS}th turn of a conversation, with and without prefix reuse",
         "",
@@ -313,10 +360,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="also run the shared-process mesh from this checkout (a baseline), side by side",
+    )
     add_output_options(parser)
     args = parser.parse_args()
     os.makedirs(".llm-mesh", exist_ok=True)
-    write_report(output_dir(args) / "engine.md", measure(args.rounds, args.tokens).lines)
+    against = args.against.resolve() if args.against else None
+    write_report(output_dir(args) / "engine.md", measure(args.rounds, args.tokens, against).lines)
     return 0
 
 
