@@ -51,11 +51,10 @@ MODELS = {
     FRESH: f"{{backend: llama_cpp, context_length: {CONTEXT}, deterministic: true}}",
     LLAMA_CPP: f"{{backend: llama_cpp, context_length: {CONTEXT}, engine: llama_cpp}}",
 }
-# All three models in one inference process, as the harness ran them before each got its own mesh.
-REGISTRY = "models:\n" + "".join(f"  {name}: {config}\n" for name, config in MODELS.items())
 
 
 def registry(*models: str) -> str:
+    """A registry that serves the named models (of MODELS)."""
     return "models:\n" + "".join(f"  {name}: {MODELS[name]}\n" for name in models)
 
 
