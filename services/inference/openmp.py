@@ -8,16 +8,21 @@ are loaded in one inference process (each engine keeps a team of its own). Past 
 futex sleep and wake-up, many per token: measured on two cores, a second and third loaded model
 made the first 18 % slower per token, idle as they were. OMP_WAIT_POLICY=ACTIVE makes that short
 spin 1000, which takes most of the loss back (+6 %), and GOMP_SPINCOUNT keeps the long one at
-libgomp's own 3 ms, so an idle engine's threads still go to sleep. See docs/benchmarks/engine.md.
+libgomp's own 3 ms, so an idle engine's threads still go to sleep (KMP_BLOCKTIME does the same for
+LLVM's OpenMP runtime, which a llama-cpp-python built with clang may use: under ACTIVE alone its
+threads would never sleep). See docs/benchmarks/engine-notes.md.
 
-libgomp reads these once, when it is loaded, so they must be in the environment before the first
-engine library is imported; a value the operator set is kept.
+An OpenMP runtime reads these once, when it is loaded, so they must be in the environment before the
+first engine library is imported. They go together: where the operator set any of them, none is
+added (ACTIVE with no spin count would spin for minutes; a spin count under PASSIVE was not asked for).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
 log = logging.getLogger("llmmesh.inference.openmp")
@@ -27,27 +32,34 @@ SETTINGS = {
     "OMP_WAIT_POLICY": "ACTIVE",
     # ACTIVE alone would spin for minutes before sleeping; libgomp's default is 300000 (about 3 ms).
     "GOMP_SPINCOUNT": "300000",
+    # The same 3 ms for LLVM's runtime (milliseconds), which ACTIVE would otherwise make endless.
+    "KMP_BLOCKTIME": "3",
 }
+
+# The system libgomp the engines link, as its mapped file is named (libgomp.so.1.0.0); a bundled copy
+# such as torch's libgomp-<hash>.so.1 is another library with its own settings.
+_LIBGOMP = re.compile(r"/libgomp\.so\.1(\.[0-9.]+)?$")
+_warned = False
 
 
 def _libgomp_loaded() -> bool:
     try:
-        return "libgomp" in Path("/proc/self/maps").read_text()
-    except OSError:  # not Linux: nothing to tell
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
         return False
+    return any(_LIBGOMP.search(line) for line in maps.splitlines())
 
 
 def configure() -> None:
-    """Put the settings in this process's environment where the operator has not set them; call it
-    before importing an engine library."""
-    missing = {name: value for name, value in SETTINGS.items() if name not in os.environ}
-    if not missing:
+    """Put the settings in this process's environment unless the operator set any of them; call it
+    before the first engine library is imported. Linux only (where the engines use libgomp)."""
+    global _warned
+    if sys.platform != "linux" or any(name in os.environ for name in SETTINGS):
         return
     if _libgomp_loaded():
         # Set now, they would only mislead: libgomp has read its environment already.
-        log.warning(
-            "OpenMP was loaded before the local engines: %s stay at libgomp's defaults",
-            ", ".join(missing),
-        )
+        if not _warned:
+            _warned = True
+            log.warning("OpenMP was loaded before the local engines: it keeps libgomp's default spinning")
         return
-    os.environ.update(missing)
+    os.environ.update(SETTINGS)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from services.common.config import ConfigError
 from services.common.registry import LlamaCppConfig
-from services.inference import openmp
 from services.inference.backends.base import (
     Backend,
     Delta,
@@ -76,7 +75,6 @@ class LlamaCppBackend(Backend):
         self.loaded = True
 
     def _load_blocking(self) -> Llama:
-        openmp.configure()
         import llama_cpp
 
         path = self.config.path or packaged_model_path()

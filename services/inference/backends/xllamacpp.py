@@ -27,7 +27,7 @@ import httpx
 from services.common.config import ConfigError
 from services.common.errors import UpstreamError
 from services.common.registry import LlamaCppConfig
-from services.inference import local_tools, openmp
+from services.inference import local_tools
 from services.inference.backends.base import (
     Backend,
     Delta,
@@ -127,7 +127,6 @@ class XllamacppBackend(Backend):
         self.loaded = True
 
     def _load_blocking(self) -> xllamacpp.Server:
-        openmp.configure()
         import xllamacpp
 
         path = self.config.path or packaged_model_path()
