@@ -308,6 +308,9 @@ def measure(rounds: int = 3, tokens: int = 64, against: Path | None = None) -> P
         "Each mesh serves one local model, as the default mesh does, except the one whose inference process "
         f"also holds {FRESH} and {LLAMA_CPP} (loaded, idle while it is measured).",
         "",
+        "Notes on these figures, with side-by-side runs of their own and the issue's targets: "
+        "[engine-notes.md](engine-notes.md).",
+        "",
         f"Command: `.venv/bin/python -m bench` (this part alone: `.venv/bin/python -m bench.engine {command}`)",
         "",
         "| server | concurrency | aggregate tokens/s (median) | ratio to native | ratio to llama_cpp.server | "
