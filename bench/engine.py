@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -226,12 +225,10 @@ async def _measure(
         for name, url in urls.items():
             if name.startswith(SHARED):
                 contenders[name] = lambda url=url: _mesh_stream(client, url, BATCHED, tokens)
+                for model in (FRESH, LLAMA_CPP):  # every model its process holds is loaded
+                    await _mesh_stream(client, url, model, 2)
         contenders[NATIVE] = lambda: native.stream(tokens)
         contenders[PEER] = lambda: _peer_stream(client, peer_url, tokens)
-        for name, url in urls.items():  # the models the shared process holds are all loaded
-            if name.startswith(SHARED):
-                for model in (FRESH, LLAMA_CPP):
-                    await _mesh_stream(client, url, model, 2)
         turns: dict[str, list[float]] = {BATCHED: [], FRESH: []}
         for rep in range(rounds):
             for model, url in ((BATCHED, urls[SINGLE_XLLAMACPP]), (FRESH, urls["fresh"])):
@@ -370,7 +367,6 @@ def main() -> int:
     )
     add_output_options(parser)
     args = parser.parse_args()
-    os.makedirs(".llm-mesh", exist_ok=True)
     against = args.against.resolve() if args.against else None
     write_report(output_dir(args) / "engine.md", measure(args.rounds, args.tokens, against).lines)
     return 0

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.engine import BATCHED, SLOTS, Native, Round, Stream, _mesh_stream, _round
+from bench.engine import BATCHED, Native, Round, Stream, _mesh_stream, _round, registry
 from bench.mesh import MeshProcess
 from services.inference.config import usable_cpus
-
-REGISTRY = f"models:\n  {BATCHED}: {{backend: llama_cpp, context_length: 4096, slots: {SLOTS}}}\n"
 
 
 async def _measure(
@@ -48,13 +46,13 @@ def main() -> None:
     intervals = [value for value in args.intervals.split(",") if value]
     concurrency = [int(value) for value in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as folder:
-        registry = Path(folder) / "models.yaml"
-        registry.write_text(REGISTRY)
+        models = Path(folder) / "models.yaml"
+        models.write_text(registry(BATCHED))
         native = Native(usable_cpus())
         meshes = {
             f"mesh, interval {ms} ms": MeshProcess(
                 f"sqlite+aiosqlite:///{folder}/s{ms}.db",
-                LLM_MESH_REGISTRY=str(registry),
+                LLM_MESH_REGISTRY=str(models),
                 INFERENCE_STREAM_INTERVAL_MS=ms,
             )
             for ms in intervals
