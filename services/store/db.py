@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -34,3 +39,28 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor.close()
 
     return engine
+
+
+# One writer at a time per SQLite engine, queued here in arrival order. Left to SQLite, every
+# pooled connection that finds the file locked polls for it (sleeping up to 100 ms between tries),
+# so under load a connection can miss its turn for the whole busy timeout and fail, though the
+# lock was free most of that time.
+_writers: WeakKeyDictionary[Engine, asyncio.Lock] = WeakKeyDictionary()
+_holding: ContextVar[frozenset[int]] = ContextVar("sqlite_writer_holding", default=frozenset())
+
+
+@asynccontextmanager
+async def sqlite_writer_turn(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Wait for this engine's turn to write, first come first served; a transaction opened while
+    this task already holds the turn would wait on itself forever, so it is refused."""
+    sync_engine = engine.sync_engine
+    holding = _holding.get()
+    if id(sync_engine) in holding:
+        raise RuntimeError("a SQLite transaction was opened inside another on the same engine")
+    lock = _writers.setdefault(sync_engine, asyncio.Lock())
+    async with lock:
+        token = _holding.set(holding | {id(sync_engine)})
+        try:
+            yield
+        finally:
+            _holding.reset(token)

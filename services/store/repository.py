@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload, selectinload
 
 from services.common.errors import shown
+from services.store.db import sqlite_writer_turn
 from services.store.errors import (
     InvalidStatusTransition,
     InvalidStoreRequest,
@@ -290,10 +291,22 @@ def unavailable_on_connection_errors() -> Iterator[None]:
 @asynccontextmanager
 async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A transaction, committed on success; integrity errors reach the caller to name them, other
-    database errors become StoreUnavailable."""
-    with unavailable_on_connection_errors():
-        async with sessions.begin() as session:
-            yield session
+    database errors become StoreUnavailable.
+
+    On SQLite it waits its turn among this store's writers, then begins IMMEDIATE: the driver would
+    otherwise begin only at the first write, so what the transaction read before it came from no
+    transaction at all, and another process's commit in between went unseen."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with unavailable_on_connection_errors():
+            async with sessions.begin() as session:
+                yield session
+        return
+    async with sqlite_writer_turn(engine):
+        with unavailable_on_connection_errors():
+            async with sessions.begin() as session:
+                await session.execute(text("BEGIN IMMEDIATE"))
+                yield session
 
 
 class Repository:

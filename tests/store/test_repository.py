@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -102,3 +104,61 @@ async def test_a_session_read_survives_the_database_dropping_its_connections(eng
 
 def _result(text_: str, input_hash: str) -> NewResult:
     return NewResult(text_, [{"role": "user", "content": "q"}], "m", {"prompt_tokens": 1}, input_hash)
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_units_of_work_take_turns_in_arrival_order(sqlite_engine: AsyncEngine) -> None:
+    """Left to SQLite's lock, pooled connections poll for the file and one can miss its turn for the
+    whole busy timeout; the store queues its writers instead, first come first served."""
+    sessions = async_sessionmaker(sqlite_engine, expire_on_commit=False)
+    events: list[tuple[str, int]] = []
+
+    async def write(n: int) -> None:
+        async with unit_of_work(sessions) as db:
+            events.append(("begin", n))
+            await db.execute(text("SELECT count(*) FROM prompt_templates"))
+            db.add(PromptTemplate(project_id=DEFAULT_PROJECT, name=f"t{n}", description=""))
+            await db.flush()
+            events.append(("end", n))
+
+    await asyncio.gather(*(write(n) for n in range(40)))
+    assert events == [(step, n) for n in range(40) for step in ("begin", "end")]
+    async with sqlite_engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM prompt_templates")) == 40
+
+
+async def test_a_sqlite_unit_of_work_holds_the_write_lock_from_its_first_read(
+    sqlite_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """What a unit of work reads is what its writes apply to: another process cannot commit in between
+    (the driver alone would begin the transaction only at the first write)."""
+    other = sqlite3.connect(tmp_path / "store.db", timeout=0)
+    try:
+        async with unit_of_work(async_sessionmaker(sqlite_engine)) as db:
+            await db.execute(text("SELECT count(*) FROM prompt_templates"))
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("DELETE FROM prompt_templates")
+        other.execute("DELETE FROM prompt_templates")
+        other.commit()
+    finally:
+        other.close()
+
+
+async def test_a_sqlite_unit_of_work_inside_another_is_refused(sqlite_engine: AsyncEngine) -> None:
+    """The inner one would wait for the outer's turn forever; it fails at once instead."""
+    sessions = async_sessionmaker(sqlite_engine)
+    async with unit_of_work(sessions):
+        with pytest.raises(RuntimeError, match="inside another"):
+            async with unit_of_work(sessions):
+                pass
+    async with unit_of_work(sessions) as db:
+        assert await db.scalar(text("SELECT 1")) == 1
