@@ -42,9 +42,10 @@ class OrchestratorSettings(ServiceSettings):
     # replica that dies loses its jobs to another after at most job_lease_s.
     job_lease_s: float = Field(default=30.0, gt=0)
     job_heartbeat_s: float = Field(default=5.0, gt=0)
-    # Workers are woken by the store when jobs are queued; this backstop catches jobs whose retry
-    # backoff has come due.
-    job_poll_s: float = Field(default=1.0, gt=0)
+    # Workers are woken by the store when jobs are queued, and sleep until the next job the store
+    # says falls due (a retry's backoff, an expired lease); this is the longest they sleep between
+    # claims all the same, a backstop for a wake-up that never came.
+    job_poll_s: float = Field(default=30.0, gt=0)
     # On SIGTERM, running jobs get this long to finish; the rest go back to the queue.
     job_shutdown_grace_s: float = Field(default=20.0, ge=0)
     # Backoff before a failed job's attempt n+1: job_retry_backoff_s * 2**(n-1), at most

@@ -54,6 +54,8 @@ _PERMANENT_CODES = frozenset({"upstream_auth_failed", "upstream_bad_request"})
 RECORD_BACKOFF_S = 0.1
 RECORD_MAX_BACKOFF_S = 2.0
 RECORD_WARN_AFTER = 5
+# The shortest sleep before a claim the store said falls due: its clock has moved on by then.
+MIN_PAUSE_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,13 @@ class JobWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._nudge.wait(), seconds)
 
+    def _until_due(self, response: store_pb2.ClaimJobsResponse) -> float:
+        """How long a drained claim loop sleeps: until the store's next due job (a retry, an expired
+        lease, a batch window), at most job_poll_s; new jobs and finished ones wake it sooner."""
+        if not response.HasField("next_due_s"):
+            return self._settings.job_poll_s
+        return min(max(response.next_due_s, MIN_PAUSE_S), self._settings.job_poll_s)
+
     async def _claim_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
@@ -235,7 +244,7 @@ class JobWorker:
                     job, asyncio.create_task(self._run(job), name=f"job-{job.id}")
                 )
             if len(response.jobs) < free:  # the queue is drained for now
-                await self._pause(self._settings.job_poll_s)
+                await self._pause(self._until_due(response))
 
     async def _watch_loop(self) -> None:
         """Nudge the claim loop whenever the store says jobs were queued; reconnect when it goes."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import shown
@@ -144,18 +144,19 @@ EXPIRED = {
 CANCELLED = {"code": "batch_cancelled", "message": "This request was not executed: the batch was cancelled."}
 
 
+# A batch whose completion window is still running: expire_due stops it once the window passes.
+_WINDOW_OPEN = (Batch.status.in_(("in_progress", "validating")), Batch.expired_at.is_(None))
+
+
+def next_expiry() -> Select[datetime]:
+    """When expire_due next has a batch to stop: the earliest open completion window's end."""
+    return select(func.min(Batch.expires_at)).where(*_WINDOW_OPEN)
+
+
 async def expire_due(db: AsyncSession, now: datetime) -> None:
     """Batches whose completion window passed stop: their queued lines end CANCELLED (batch_expired)
     and the batch is expired once its running lines end."""
-    due = list(
-        await db.scalars(
-            select(Batch.id).where(
-                Batch.status.in_(("in_progress", "validating")),
-                Batch.expired_at.is_(None),
-                Batch.expires_at < now,
-            )
-        )
-    )
+    due = list(await db.scalars(select(Batch.id).where(*_WINDOW_OPEN, Batch.expires_at < now)))
     for batch_id in due:
         await stop_lines(db, batch_id, EXPIRED)
         await settle(db, batch_id, expired_at=now)

@@ -93,6 +93,14 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """The jobs a claim leased, and the seconds until the next one falls due (None: none pending)."""
+
+    jobs: list[Job]
+    next_due_s: float | None
+
+
+@dataclass(frozen=True)
 class RunView:
     """A pipeline run with the latest job of each step it has reached."""
 
@@ -323,11 +331,10 @@ class JobQueue:
             )
         return job
 
-    async def claim(
-        self, worker: str, limit: int, lease_s: float, batch_limit: int | None = None
-    ) -> list[Job]:
+    async def claim(self, worker: str, limit: int, lease_s: float, batch_limit: int | None = None) -> Claimed:
         """Lease up to `limit` runnable jobs, oldest due first; expired leases count as runnable.
-        Batch lines come after every other due job, and at most `batch_limit` of them (None: no cap)."""
+        Batch lines come after every other due job, and at most `batch_limit` of them (None: no cap).
+        A claim that leaves the worker room also says when the next job falls due."""
         if limit < 1 or lease_s <= 0 or (batch_limit is not None and batch_limit < 0):
             raise InvalidStoreRequest(
                 "limit must be at least 1, lease_s positive and batch_limit not negative"
@@ -357,7 +364,27 @@ class JobQueue:
                 claimed += await self._lease_due(
                     db, runnable & Job.batch_id.is_not(None), (Job.run_at, Job.batch_line), lines, lease
                 )
-            return claimed
+            # A full claim is followed by another at once; only a worker with room left waits.
+            next_due = await self._next_due(db, now) if len(claimed) < limit else None
+        return Claimed(claimed, next_due)
+
+    @staticmethod
+    async def _next_due(db: AsyncSession, now: datetime) -> float | None:
+        """Seconds until a claim finds work no enqueue announces: the earliest future retry, lease
+        expiry (a worker that stopped renewing) or batch window's end; None when there is none."""
+        moments = (
+            await db.execute(
+                select(
+                    select(func.min(Job.run_at))
+                    .where(Job.status == "QUEUED", Job.run_at > now)
+                    .scalar_subquery(),
+                    select(func.min(Job.lease_expires_at)).where(Job.status == "RUNNING").scalar_subquery(),
+                    batches.next_expiry().scalar_subquery(),
+                )
+            )
+        ).one()
+        due = [_aware(moment) for moment in moments if moment is not None]
+        return max(0.0, (min(due) - now).total_seconds()) if due else None
 
     @staticmethod
     async def _lease_due(

@@ -662,13 +662,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def ClaimJobs(
         self, request: store_pb2.ClaimJobsRequest, context: grpc.aio.ServicerContext
     ) -> store_pb2.ClaimJobsResponse:
-        jobs = await self.queue.claim(
+        claimed = await self.queue.claim(
             request.worker,
             request.limit,
             request.lease_s,
             request.batch_limit if request.HasField("batch_limit") else None,
         )
-        return store_pb2.ClaimJobsResponse(jobs=[job_to_proto(job) for job in jobs])
+        return store_pb2.ClaimJobsResponse(
+            jobs=[job_to_proto(job) for job in claimed.jobs], next_due_s=claimed.next_due_s
+        )
 
     async def RenewLeases(
         self, request: store_pb2.RenewLeasesRequest, context: grpc.aio.ServicerContext

@@ -176,6 +176,18 @@ async def test_a_job_that_fails_transiently_once_succeeds_on_a_later_attempt(mes
     assert status["result"]["text"] == "echo: explain tides"
 
 
+async def test_an_idle_worker_wakes_for_a_retry_when_its_backoff_ends(tmp_path: Path) -> None:
+    """No enqueue announces a retry: the worker sleeps until the time its claim said, not its poll."""
+    async for m in start_mesh(tmp_path, job_poll_s=120, job_retry_backoff_s=0.3):
+        m.local.refuse = ProviderUnavailable("engine restarting")
+        response = await submit(m, "explain tides", model="local")
+        await wait_until(lambda local=m.local: len(local.calls) >= 3)
+        m.local.refuse = None
+        status = await until_ended(m.client, response.json()["status_url"])  # 10 s at most, not 120
+        assert status["status"] == "SUCCEEDED" and status["attempts"] == 2
+        assert status["result"]["text"] == "echo: explain tides"
+
+
 async def test_a_permanent_error_fails_the_job_without_retrying(mesh: Mesh) -> None:
     mesh.local.refuse = ProviderAuthFailed("key refused")
     response = await submit(mesh, "explain tides", model="local")

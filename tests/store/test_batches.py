@@ -173,6 +173,19 @@ async def test_a_batch_past_its_window_expires(store: store_pb2_grpc.StoreServic
     assert expired.error_file_id and not expired.output_file_id
 
 
+async def test_a_claim_that_takes_no_line_says_when_the_window_closes(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    await create(store, 2, window_s=60)
+    response = await store.ClaimJobs(
+        store_pb2.ClaimJobsRequest(worker="w", limit=4, lease_s=600, batch_limit=0)
+    )
+    assert list(response.jobs) == [], "no batch room: the lines wait"
+    assert response.HasField("next_due_s") and 59 < response.next_due_s <= 60, (
+        "the window's end is when a claim next has work that no enqueue announces"
+    )
+
+
 async def test_a_batch_with_validation_errors_is_failed_without_lines(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:

@@ -224,6 +224,23 @@ async def test_a_lease_that_expires_on_the_last_attempt_fails_the_job(
     assert job.error.code == "lease_expired"
 
 
+async def test_a_claim_says_when_the_next_job_falls_due(store: store_pb2_grpc.StoreServiceStub) -> None:
+    async def next_due(limit: int = 10, worker: str = "idle") -> float | None:
+        response = await store.ClaimJobs(store_pb2.ClaimJobsRequest(worker=worker, limit=limit, lease_s=30))
+        return response.next_due_s if response.HasField("next_due_s") else None
+
+    assert await next_due() is None, "an empty queue has nothing pending: only an enqueue wakes a worker"
+    await enqueue(store, 1)
+    [job] = await claim(store, lease_s=40, worker="busy")
+    due = await next_due()
+    assert due is not None and 39 < due <= 40, f"the running job's lease ends in 40 s, not {due}"
+    await fail(store, job, "upstream_unavailable", retry_after_s=8)
+    due = await next_due()
+    assert due is not None and 7 < due <= 8, f"the retry's backoff ends in 8 s, not {due}"
+    await enqueue(store, 2)
+    assert await next_due(limit=1) is None, "a full claim is followed by another at once, so it says nothing"
+
+
 async def test_renewal_keeps_a_job_from_being_taken(store: store_pb2_grpc.StoreServiceStub) -> None:
     await enqueue(store, 1)
     [job] = await claim(store, lease_s=0.3)

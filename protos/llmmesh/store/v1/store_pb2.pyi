@@ -387,10 +387,12 @@ class ClaimJobsRequest(_message.Message):
     def __init__(self, worker: _Optional[str] = ..., limit: _Optional[int] = ..., lease_s: _Optional[float] = ..., batch_limit: _Optional[int] = ...) -> None: ...
 
 class ClaimJobsResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "next_due_s")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_S_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+    next_due_s: float
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_due_s: _Optional[float] = ...) -> None: ...
 
 class JobLease(_message.Message):
     __slots__ = ("job_id", "lease_token")

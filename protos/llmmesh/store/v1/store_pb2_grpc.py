@@ -482,7 +482,8 @@ class StoreServiceServicer:
 
     def ClaimJobs(self, request, context):
         """Leases up to `limit` runnable jobs to a worker: QUEUED ones that are due, and RUNNING ones
-        whose lease expired. Each claim counts as an attempt.
+        whose lease expired. Each claim counts as an attempt. The answer says when the next job falls
+        due, so an idle worker can sleep until then instead of polling.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
