@@ -262,8 +262,8 @@ def measure(
         "",
         f"Command: `.venv/bin/python -m bench` (this part alone: `.venv/bin/python -m bench.cached_session {options}`)",
         "",
-        "Where a request's time goes, process by process, and what was done about it: "
-        "[cached-session-profile.md](cached-session-profile.md).",
+        "Where a request's time goes, process by process, what was done about it, and a quiet-machine run "
+        "side by side with the commit before it: [cached-session-profile.md](cached-session-profile.md).",
         "",
         "CPU ms per request: the CPU time each service's process used in a round over the requests "
         "answered in it (median over rounds); on two cores, 2000 / their sum bounds requests/s with "

@@ -358,7 +358,8 @@ async def _measure(quick: bool) -> Part:
         "",
         "The set: 30 short passages (24 English, 6 Japanese) and one query per passage worded differently from it, "
         "written for this repo. all-MiniLM-L6-v2 was trained on English; for Japanese the full-text side "
-        "(character bigrams) carries hybrid search.",
+        "(character bigrams) carries hybrid search. How hybrid search fuses the two rankings, and what the "
+        "fusions tried before it scored: [knowledge-notes.md](knowledge-notes.md).",
     ]
     figures = {
         "embed_ms_per_chunk": ms_per_chunk,

@@ -164,7 +164,8 @@ def measure(rounds: int = 5, tokens: int = 128) -> Part:
         f"(temperature 0), repeat penalty {REPEAT_PENALTY}, {tokens} output tokens, prompt {PROMPT!r} in "
         "Gemma's turn template (the mesh renders it; the peer gets it rendered, on /v1/completions). "
         f"{rounds} rounds per concurrency after one warm-up round; the two servers take turns round by round. "
-        "Both run one llama.cpp context per model, so concurrent requests queue in either.",
+        "The mesh serves its default model on its default engine (xllamacpp, 4 slots, batched); "
+        "`llama_cpp.server` serves one request at a time, so concurrent ones queue there.",
         "",
         "Command: `.venv/bin/python -m bench` (this part alone: "
         f"`.venv/bin/python -m bench.peer --rounds {rounds} --tokens {tokens}`)",
