@@ -378,7 +378,11 @@ class JobQueue:
                     select(func.min(Job.run_at))
                     .where(Job.status == "QUEUED", Job.run_at > now)
                     .scalar_subquery(),
-                    select(func.min(Job.lease_expires_at)).where(Job.status == "RUNNING").scalar_subquery(),
+                    # A lease that lapsed already is due now, not later: its job is claimed once a worker
+                    # has room (a finished job wakes its worker), so it must not make the wait zero.
+                    select(func.min(Job.lease_expires_at))
+                    .where(Job.status == "RUNNING", Job.lease_expires_at > now)
+                    .scalar_subquery(),
                     batches.next_expiry().scalar_subquery(),
                 )
             )
@@ -551,6 +555,9 @@ class JobQueue:
                 job.status = "QUEUED"
                 job.run_at = utcnow() + timedelta(seconds=max(retry_after_s, 0))
                 job.lease_token = job.lease_expires_at = None
+                # Every worker learns when the retry falls due (its next claim says), not only this
+                # one, which may be stopping.
+                await self._announce(db)
             else:
                 await self._end(db, job, "FAILED")
         return job

@@ -186,6 +186,22 @@ async def test_a_claim_that_takes_no_line_says_when_the_window_closes(
     )
 
 
+async def test_a_lapsed_line_waiting_for_batch_room_does_not_make_a_claim_due_at_once(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    await create(store, 1, window_s=60)
+    lapsed = await store.ClaimJobs(store_pb2.ClaimJobsRequest(worker="dies", limit=1, lease_s=0.1))
+    assert len(lapsed.jobs) == 1
+    await asyncio.sleep(0.2)
+    response = await store.ClaimJobs(
+        store_pb2.ClaimJobsRequest(worker="w", limit=4, lease_s=30, batch_limit=0)
+    )
+    assert list(response.jobs) == [], "no batch room: the lapsed line waits for a line to finish"
+    assert response.HasField("next_due_s") and response.next_due_s > 50, (
+        "the window's end, not 0: a worker told 0 would claim again and again while its batch share is full"
+    )
+
+
 async def test_a_batch_with_validation_errors_is_failed_without_lines(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:

@@ -310,6 +310,21 @@ async def test_watchers_are_woken_when_a_job_is_queued(store: store_pb2_grpc.Sto
     stream.cancel()
 
 
+async def test_watchers_are_woken_when_a_failed_job_is_queued_for_a_retry(
+    store: store_pb2_grpc.StoreServiceStub,
+) -> None:
+    """The worker that failed may be stopping: the others must hear of the retry and claim to learn when
+    it falls due."""
+    await enqueue(store, 1)
+    [job] = await claim(store)
+    stream = store.WatchJobs(store_pb2.WatchJobsRequest())
+    messages = stream.__aiter__()
+    await asyncio.wait_for(messages.__anext__(), 5)  # the first comes at once
+    await fail(store, job, "upstream_unavailable", retry_after_s=5)
+    await asyncio.wait_for(messages.__anext__(), 5)
+    stream.cancel()
+
+
 async def test_jobs_are_listed_newest_first_a_page_at_a_time_and_filtered(
     store: store_pb2_grpc.StoreServiceStub,
 ) -> None:
