@@ -23,7 +23,7 @@ from tests.support.openai_schema import conforms
 # Fast job timings; 16 jobs at a time, of which 8 may be batch lines (the default share, 0.5).
 JOBS = {
     "job_concurrency": 16,
-    "job_poll_s": 0.1,
+    "job_poll_s": 60,
     "job_heartbeat_s": 0.2,
     "job_lease_s": 2.0,
     "job_retry_backoff_s": 0.01,

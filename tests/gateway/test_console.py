@@ -647,7 +647,7 @@ PIPELINES = {
     }
 }
 # Workers that notice a cancel within a fraction of a second, so the page's changes show quickly.
-FAST_JOBS = {"job_poll_s": 0.1, "job_heartbeat_s": 0.2, "job_lease_s": 2.0, "job_retry_backoff_s": 0.01}
+FAST_JOBS = {"job_poll_s": 60, "job_heartbeat_s": 0.2, "job_lease_s": 2.0, "job_retry_backoff_s": 0.01}
 
 
 def job_row(page: Any, job_id: str) -> Any:

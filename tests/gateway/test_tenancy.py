@@ -27,7 +27,7 @@ PIPELINES = {
         ]
     }
 }
-FAST_JOBS = {"job_poll_s": 0.1, "job_heartbeat_s": 0.2, "job_lease_s": 2.0, "job_retry_backoff_s": 0.01}
+FAST_JOBS = {"job_poll_s": 60, "job_heartbeat_s": 0.2, "job_lease_s": 2.0, "job_retry_backoff_s": 0.01}
 
 
 @dataclass
